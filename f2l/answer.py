@@ -1,0 +1,103 @@
+"""Answering with the frozen base VLM: ``direct`` (the video in context, the baseline every
+comparison is against) and ``no_video`` (the question alone: the floor).
+
+Greedy decoding through ``model.generate`` with the checkpoint's own processor and chat template.
+``answer`` times one query (time to first token and total) and counts its input tokens by kind;
+``generate_answers`` is the batched, untimed path that evaluation loops use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+from f2l.chat import count_tokens, model_inputs, prompt_text
+from f2l.models import Base
+from f2l.video import Frames
+
+DEFAULT_MAX_NEW_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One generated answer with its cost: seconds to the first token and in total, input tokens by kind."""
+
+    text: str
+    ttft_s: float
+    total_s: float
+    input_tokens: dict[str, int]
+    new_tokens: int
+
+
+class _FirstTokenClock(BaseStreamer):
+    """``generate`` hands the streamer the prompt first, then each new token: the second call is the
+    first generated token, so its arrival time is the time to first token."""
+
+    def __init__(self, start: float):
+        self.start, self.calls, self.first_token_at = start, 0, None
+
+    def put(self, value):
+        self.calls += 1
+        if self.calls == 2 and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def end(self):
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _decode_new(base: Base, sequences: torch.Tensor, prompt_len: int) -> list[str]:
+    return [t.strip() for t in base.tokenizer.batch_decode(sequences[:, prompt_len:], skip_special_tokens=True)]
+
+
+@torch.inference_mode()
+def answer(
+    base: Base, video: Frames | None, question: str, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+) -> Answer:
+    """Answer one question greedily, with ``video`` in context (``direct``) or without (``None``)."""
+    text = prompt_text(base.processor, question, with_video=video is not None)
+    inputs = model_inputs(base.processor, [text], None if video is None else [video], device=base.device)
+    _sync(base.device)
+    start = time.perf_counter()
+    clock = _FirstTokenClock(start)
+    out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=clock)
+    _sync(base.device)
+    total = time.perf_counter() - start
+    prompt_len = inputs["input_ids"].shape[1]
+    return Answer(
+        text=_decode_new(base, out, prompt_len)[0],
+        ttft_s=clock.first_token_at - start,
+        total_s=total,
+        input_tokens=count_tokens(base.processor, inputs["input_ids"][0], inputs["attention_mask"][0]),
+        new_tokens=int(out.shape[1] - prompt_len),
+    )
+
+
+@torch.inference_mode()
+def generate_answers(
+    base: Base,
+    questions: Sequence[str],
+    videos: Sequence[Frames] | None = None,
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = 16,
+) -> list[str]:
+    """Greedy answers for many (question, video) pairs, batched with left padding."""
+    answers: list[str] = []
+    for i in range(0, len(questions), batch_size):
+        qs = questions[i : i + batch_size]
+        vs = None if videos is None else list(videos[i : i + batch_size])
+        texts = [prompt_text(base.processor, q, with_video=vs is not None) for q in qs]
+        inputs = model_inputs(base.processor, texts, vs, device=base.device)
+        out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        answers += _decode_new(base, out, inputs["input_ids"].shape[1])
+    return answers

@@ -1,0 +1,80 @@
+"""Chat-formatted prompts and model inputs, with or without the video in context.
+
+Everything goes through the checkpoint's own processor and chat template, so the tiny base and
+the real SmolVLM2 see their inputs laid out identically: ``User: <video>question<end_of_utterance>
+Assistant: answer<end_of_utterance>``, the ``<video>`` placeholder expanded by the processor into
+a timestamp line and the visual tokens of every frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from f2l.video import Frames
+
+# Frame timestamps reach the processor as indices on a millisecond clock: SmolVLM's processor
+# computes ``timestamp = frame_index / fps``, and a 1 kHz "fps" carries our exact timestamps.
+_CLOCK_HZ = 1000.0
+
+
+def user_messages(question: str, with_video: bool) -> list[dict]:
+    content = [{"type": "video"}] if with_video else []
+    content.append({"type": "text", "text": question})
+    return [{"role": "user", "content": content}]
+
+
+def prompt_text(processor, question: str, *, with_video: bool) -> str:
+    """The chat text up to and including ``Assistant:``, where generation starts."""
+    return processor.apply_chat_template(user_messages(question, with_video), add_generation_prompt=True)
+
+
+def answer_suffix(processor, answer: str) -> str:
+    """What follows ``Assistant:`` in a finished turn: a space, the answer, end of utterance."""
+    return f" {answer}{processor.tokenizer.end_of_utterance_token}"
+
+
+def video_metadata(frames: Frames):
+    from transformers.video_utils import VideoMetadata
+
+    ts = [float(t) for t in frames.timestamps]
+    duration = getattr(frames, "duration", None) or (ts[-1] if ts else 0.0)
+    return VideoMetadata(
+        total_num_frames=max(int(round(duration * _CLOCK_HZ)), 1),
+        fps=_CLOCK_HZ,
+        duration=float(duration),
+        width=int(frames.pixels.shape[2]),
+        height=int(frames.pixels.shape[1]),
+        frames_indices=[int(round(t * _CLOCK_HZ)) for t in ts],
+    )
+
+
+def model_inputs(
+    processor,
+    texts: Sequence[str],
+    videos: Sequence[Frames] | None = None,
+    *,
+    padding_side: str = "left",
+    device: torch.device | str | None = None,
+):
+    """Tokenize chat ``texts`` (each holding one ``<video>`` iff ``videos`` is given) into tensors.
+
+    Left padding is for generation; training uses right padding so that every row's answer tokens
+    sit at the same relative positions as at inference.
+    """
+    kwargs = {"text": list(texts), "return_tensors": "pt", "padding": True, "padding_side": padding_side}
+    if videos is not None:
+        if len(videos) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(videos)} videos: give one video per text.")
+        kwargs["videos"] = [v.pixels for v in videos]
+        kwargs["video_metadata"] = [video_metadata(v) for v in videos]
+    batch = processor(**kwargs)
+    return batch.to(device) if device is not None else batch
+
+
+def count_tokens(processor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, int]:
+    """Input tokens of one row by kind: ``visual`` (image placeholders) and ``text`` (all the rest)."""
+    ids = input_ids[attention_mask.bool()]
+    visual = int((ids == processor.image_token_id).sum())
+    return {"visual": visual, "text": int(ids.numel()) - visual}

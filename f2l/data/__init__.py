@@ -1,0 +1,64 @@
+"""Datasets as manifests: the JSONL record format, world manifests, and converters of public annotations.
+
+``python -m f2l.data --help`` lists the command-line tools (convert, world, check).
+"""
+
+from __future__ import annotations
+
+from f2l.data.converters import (
+    CONVERTERS,
+    NEXTQA_TYPES,
+    VDC_CAPTION_KEYS,
+    VIDEO_EXTENSIONS,
+    AnnotationError,
+    VideoFinder,
+    convert_activitynet,
+    convert_nextqa,
+    convert_vdc,
+    temporal_paragraph,
+)
+from f2l.data.manifest import (
+    CAPTION_PROMPTS,
+    Example,
+    ManifestError,
+    Prompt,
+    QAItem,
+    VideoRef,
+    caption_prompt,
+    iter_manifest,
+    iter_prompts,
+    load_frames,
+    qa_prompt,
+    read_manifest,
+    world_example,
+    world_manifest,
+    write_manifest,
+)
+
+__all__ = [
+    "CAPTION_PROMPTS",
+    "CONVERTERS",
+    "NEXTQA_TYPES",
+    "VDC_CAPTION_KEYS",
+    "VIDEO_EXTENSIONS",
+    "AnnotationError",
+    "Example",
+    "ManifestError",
+    "Prompt",
+    "QAItem",
+    "VideoFinder",
+    "VideoRef",
+    "caption_prompt",
+    "convert_activitynet",
+    "convert_nextqa",
+    "convert_vdc",
+    "iter_manifest",
+    "iter_prompts",
+    "load_frames",
+    "qa_prompt",
+    "read_manifest",
+    "temporal_paragraph",
+    "world_example",
+    "world_manifest",
+    "write_manifest",
+]

@@ -1,0 +1,111 @@
+"""Command line for manifests: ``python -m f2l.data {convert,world,check} ...`` (each with ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+from f2l.data.converters import CONVERTERS, AnnotationError
+from f2l.data.manifest import ManifestError, read_manifest, world_manifest, write_manifest
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m f2l.data",
+        description="Dataset manifests: convert public annotations, write world manifests, check files.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    conv = sub.add_parser(
+        "convert",
+        help="convert a public annotation file to a manifest",
+        description="Convert ActivityNet Captions JSON, NExT-QA CSV or VDC JSON/JSONL to a JSONL manifest. "
+        "Videos are looked up as VIDEOS/<video_id>.{mp4,mkv,webm,avi,mov} (then anywhere below VIDEOS); "
+        "examples whose video is missing are skipped and counted unless --keep-missing is given.",
+    )
+    conv.add_argument("format", choices=sorted(CONVERTERS), help="annotation format")
+    conv.add_argument("annotation", help="annotation file")
+    conv.add_argument("--videos", required=True, help="folder holding the videos")
+    conv.add_argument("--out", required=True, help="manifest to write (.jsonl)")
+    conv.add_argument("--split", default=None, help="split name stored on every example (e.g. val)")
+    conv.add_argument("--frames", type=int, default=None, help="frame count stored on every example")
+    conv.add_argument(
+        "--keep-missing",
+        action="store_true",
+        help="keep examples whose video is not found (meta.video_missing = true)",
+    )
+    conv.add_argument(
+        "--per-segment", action="store_true", help="activitynet only: one example per captioned event"
+    )
+
+    world = sub.add_parser("world", help="write a manifest of procedural world clips")
+    world.add_argument("--split", default="test", choices=("train", "val", "test"))
+    world.add_argument("--n", type=int, default=100, help="number of clips")
+    world.add_argument("--frames", type=int, default=8, help="frames per clip")
+    world.add_argument("--offset", type=int, default=0, help="skip this many seeds of the split first")
+    world.add_argument("--out", required=True, help="manifest to write (.jsonl)")
+
+    check = sub.add_parser("check", help="validate manifests and print a summary")
+    check.add_argument("manifests", nargs="+", help="manifest files")
+    return parser
+
+
+def _convert(args: argparse.Namespace) -> int:
+    kwargs = {"split": args.split, "frames": args.frames, "keep_missing": True}
+    if args.per_segment:
+        if args.format != "activitynet":
+            print("--per-segment applies to activitynet only", file=sys.stderr)
+            return 2
+        kwargs["per_segment"] = True
+    try:
+        examples = CONVERTERS[args.format](args.annotation, args.videos, **kwargs)
+    except (AnnotationError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    missing = sum(1 for e in examples if e.meta.get("video_missing"))
+    if not args.keep_missing:
+        examples = [e for e in examples if not e.meta.get("video_missing")]
+    write_manifest(args.out, examples)
+    note = "kept" if args.keep_missing else "skipped"
+    print(f"wrote {len(examples)} examples to {args.out}")
+    if missing:
+        print(f"warning: {missing} video(s) not found under {args.videos} ({note})", file=sys.stderr)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.manifests:
+        try:
+            examples = read_manifest(path)
+        except (ManifestError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 1
+            continue
+        files = [e for e in examples if not e.is_world]
+        absent = sum(1 for e in files if not e.video_path().is_file())
+        sources = Counter(e.source for e in examples)
+        captions = Counter(c for e in examples for c in e.captions)
+        qa_types = Counter(q.type for e in examples for q in e.qa)
+        print(f"{path}: {len(examples)} examples, sources {dict(sources)}")
+        print(f"  captions {dict(captions)}; qa {dict(qa_types)} ({sum(qa_types.values())} items)")
+        print(f"  video files: {len(files)} ({absent} not found)")
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    if args.command == "convert":
+        return _convert(args)
+    if args.command == "world":
+        examples = world_manifest(args.split, args.n, frames=args.frames, offset=args.offset)
+        write_manifest(args.out, examples)
+        print(f"wrote {len(examples)} examples to {args.out}")
+        return 0
+    return _check(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

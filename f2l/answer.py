@@ -56,7 +56,9 @@ def _sync(device: torch.device) -> None:
 
 
 def _decode_new(base: Base, sequences: torch.Tensor, prompt_len: int) -> list[str]:
-    return [t.strip() for t in base.tokenizer.batch_decode(sequences[:, prompt_len:], skip_special_tokens=True)]
+    return [
+        t.strip() for t in base.tokenizer.batch_decode(sequences[:, prompt_len:], skip_special_tokens=True)
+    ]
 
 
 @torch.inference_mode()

@@ -34,6 +34,8 @@ from typing import Any
 import av
 import numpy as np
 
+from f2l.io import _umask
+
 DEFAULT_ARRAY_FPS = 1.0
 """Frame rate assumed for an in-memory array given without timestamps or fps."""
 
@@ -255,6 +257,7 @@ def write_video(
                 frame.pts = i  # in units of 1 / rate: a constant frame rate
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -370,6 +373,7 @@ class _Decoded:
     complete: bool  # reached the end of the stream (not stopped early)
     expected_frames: int  # from the header; 0 when unknown
     expected_duration: float | None
+    first_time: float  # the first frame's presentation time on the container's clock, seconds
     rate: float | None
 
 
@@ -432,7 +436,10 @@ def _open_video(path: Path) -> Iterator[tuple[Any, Any]]:
             kinds = sorted({s.type for s in container.streams})
             found = f"only {', '.join(kinds)} streams" if kinds else "no streams at all (truncated?)"
             raise VideoDecodeError(path, f"no video stream ({found})")
-        yield container, container.streams.video[0]
+        stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise VideoDecodeError(path, "FFmpeg has no decoder for its video codec")
+        yield container, stream
     finally:
         container.close()
 
@@ -501,7 +508,12 @@ def _decode(path: Path, keep: set[int], resize: Resizer, stop: int | None) -> _D
                 errors.append(f"packet at pts {packet.pts}: {exc}")
                 continue
             for frame in decoded:
-                take(frame)
+                try:
+                    take(frame)
+                except (av.FFmpegError, ValueError) as exc:
+                    raise VideoDecodeError(
+                        path, f"cannot convert a {frame.format.name} frame to RGB"
+                    ) from exc
             if stop is not None and len(times) >= stop:
                 complete = False
                 break
@@ -522,6 +534,7 @@ def _decode(path: Path, keep: set[int], resize: Resizer, stop: int | None) -> _D
             complete=complete,
             expected_frames=int(stream.frames or 0),
             expected_duration=_stream_duration(container, stream),
+            first_time=float(times[0] * stream.time_base) if times and times[0] is not None else 0.0,
             rate=rate,
         )
 
@@ -537,7 +550,7 @@ def _pts_to_seconds(pts: list[int | None], time_base: Fraction | None, rate: flo
     ticks = None if time_base is None or any(p is None for p in pts) else np.asarray(pts, dtype=np.int64)
     if ticks is None or np.any(np.diff(ticks) < 0):
         return np.arange(len(pts), dtype=np.float64) / (rate or 25.0)
-    return ticks * float(time_base)
+    return (ticks - ticks[0]) * float(time_base)
 
 
 def _warn_if_partial(path: Path, result: _Decoded) -> None:
@@ -547,9 +560,11 @@ def _warn_if_partial(path: Path, result: _Decoded) -> None:
     if result.complete and result.expected_frames > n:
         reasons.append(f"the header lists {result.expected_frames} frames but {n} decoded")
     if result.complete and result.expected_duration and result.rate and n:
-        decoded_span = result.timestamps[-1] + 1.0 / result.rate
-        if decoded_span < result.expected_duration - 2.0 / result.rate:
-            reasons.append(f"frames cover {decoded_span:.2f} s of a stated {result.expected_duration:.2f} s")
+        # Containers disagree on whether a stream's start offset counts in its duration, so the
+        # duration is read as an end time: lenient for offset streams, exact for the usual case.
+        decoded_end = result.first_time + result.timestamps[-1] + 1.0 / result.rate
+        if decoded_end < result.expected_duration - 2.0 / result.rate:
+            reasons.append(f"frames end at {decoded_end:.2f} s of a stated {result.expected_duration:.2f} s")
     if reasons:
         warnings.warn(
             f"video {str(path)!r} decoded only in part ({n} frames used): " + "; ".join(reasons),

@@ -19,6 +19,7 @@ import wave
 import zipfile
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -123,6 +124,25 @@ def test_codec_follows_the_suffix(tmp_path):
     expected = {"mp4": "h264", "mkv": "h264", "webm": "vp9", "avi": "mjpeg", "gif": "gif"}
     for suffix, codec in expected.items():
         assert probe_video(write_video(tmp_path / f"c.{suffix}", clip)).codec == codec
+
+
+def test_timestamps_count_from_the_first_frame_of_a_late_starting_stream(tmp_path):
+    path = tmp_path / "late.mkv"
+    with av.open(str(path), "w") as container:  # presentation times 2.5, 2.6, ... s
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height = 48, 32
+        for i, image in enumerate(ramp(10)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = 25 + i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the offset is not mistaken for missing frames
+        frames = load_video(path)
+        late = load_video(path, start=0.45)
+    np.testing.assert_allclose(frames.timestamps, np.arange(10) / FPS, atol=1e-9)
+    np.testing.assert_array_equal(read_index(frames.pixels), np.arange(10))
+    np.testing.assert_array_equal(late.indices, np.arange(5, 10))
 
 
 def test_non_integer_frame_rate_keeps_exact_timestamps(tmp_path):

@@ -64,7 +64,9 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
     path = Path(key).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise CheckpointNotFoundError(f"{path} is a directory but holds no config.json: not a checkpoint.")
+            raise CheckpointNotFoundError(
+                f"{path} is a directory but holds no config.json: not a checkpoint."
+            )
         return path
     repo_id = HUB.get(key, key)
     if "/" not in repo_id or path.exists():

@@ -60,8 +60,15 @@ class TinyPreset:
 PRESETS = {
     "tiny": TinyPreset("tiny"),
     "small": TinyPreset(
-        "small", vision_hidden=192, vision_layers=3, vision_heads=6, text_hidden=256, text_layers=6,
-        text_heads=8, text_kv_heads=4, text_intermediate=768,
+        "small",
+        vision_hidden=192,
+        vision_layers=3,
+        vision_heads=6,
+        text_hidden=256,
+        text_layers=6,
+        text_heads=8,
+        text_kv_heads=4,
+        text_intermediate=768,
     ),
 }
 

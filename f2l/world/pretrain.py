@@ -95,7 +95,9 @@ def training_batch(base: Base, rng: np.random.Generator, cfg: PretrainConfig):
     for seed in seeds:
         example = world_example(int(seed), frames=n_frames)
         prompt, answer = _sample_turn(rng, example, cfg)
-        texts.append(prompt_text(base.processor, prompt, with_video=with_video) + answer_suffix(base.processor, answer))
+        texts.append(
+            prompt_text(base.processor, prompt, with_video=with_video) + answer_suffix(base.processor, answer)
+        )
         answers.append(answer)
         if with_video:
             videos.append(load_frames(example, size=base.model.config.vision_config.image_size))
@@ -149,7 +151,8 @@ def evaluate(base: Base, rows, frame_size: int, max_new_tokens: int, batch_size:
             by_label[label] = float(f1[mask].mean())
         scores[method] = {"token_f1": float(f1.mean()), "by_category": by_label, "n": len(rows)}
         scores[method]["examples"] = [
-            {"prompt": r.prompt, "reference": r.reference, "prediction": p} for r, p in list(zip(rows, preds))[:6]
+            {"prompt": r.prompt, "reference": r.reference, "prediction": p}
+            for r, p in zip(rows[:6], preds[:6], strict=True)
         ]
     return scores
 
@@ -184,14 +187,18 @@ def pretrain(cfg: PretrainConfig) -> dict:
     model, processor = build_untrained(preset, _corpus(cfg.tokenizer_clips), seed=cfg.seed)
     base = Base(model=model, processor=processor, name=f"f2l-{cfg.preset}", path=cfg.out_dir)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"f2l.world.pretrain: preset {cfg.preset}, {n_params / 1e6:.2f}M parameters, "
-          f"vocab {len(processor.tokenizer)}, {cfg.steps} steps -> {cfg.out_dir}", file=sys.stderr)
+    print(
+        f"f2l.world.pretrain: preset {cfg.preset}, {n_params / 1e6:.2f}M parameters, "
+        f"vocab {len(processor.tokenizer)}, {cfg.steps} steps -> {cfg.out_dir}",
+        file=sys.stderr,
+    )
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.95),
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
     )
     val_rows = eval_rows("val", cfg.val_clips, cfg.eval_frames)
     log_path = cfg.out_dir.with_name(cfg.out_dir.name + ".pretrain_log.jsonl")
@@ -214,13 +221,20 @@ def pretrain(cfg: PretrainConfig) -> dict:
         opt.step()
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
         bar.set_postfix(loss=f"{ema:.3f}")
-        record = {"step": step + 1, "loss": loss.item(), "lr": _lr_at(step, cfg), "elapsed_s": time.time() - start}
+        record = {
+            "step": step + 1,
+            "loss": loss.item(),
+            "lr": _lr_at(step, cfg),
+            "elapsed_s": time.time() - start,
+        }
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             scores = evaluate(base, val_rows, preset.frame_size, cfg.max_new_tokens)
             record["val_direct_f1"] = scores["direct"]["token_f1"]
             record["val_no_video_f1"] = scores["no_video"]["token_f1"]
-            bar.write(f"step {step + 1}: loss {ema:.3f}  val token-F1 direct {record['val_direct_f1']:.3f}"
-                      f"  no-video {record['val_no_video_f1']:.3f}")
+            bar.write(
+                f"step {step + 1}: loss {ema:.3f}  val token-F1 direct {record['val_direct_f1']:.3f}"
+                f"  no-video {record['val_no_video_f1']:.3f}"
+            )
         history.append(record)
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -233,17 +247,26 @@ def pretrain(cfg: PretrainConfig) -> dict:
         "parameters": n_params,
         "train_seconds": time.time() - start,
         "test": scores,
-        "test_split": {"clips": cfg.test_clips, "frames": cfg.eval_frames, "categories": list(CAPTION_CATEGORIES)},
+        "test_split": {
+            "clips": cfg.test_clips,
+            "frames": cfg.eval_frames,
+            "categories": list(CAPTION_CATEGORIES),
+        },
         "torch": torch.__version__,
     }
     _save_atomically(base, cfg.out_dir, {"pretrain_scores.json": summary})
-    print(f"test token-F1: direct {scores['direct']['token_f1']:.3f}, "
-          f"no-video {scores['no_video']['token_f1']:.3f} -> {cfg.out_dir}", file=sys.stderr)
+    print(
+        f"test token-F1: direct {scores['direct']['token_f1']:.3f}, "
+        f"no-video {scores['no_video']['token_f1']:.3f} -> {cfg.out_dir}",
+        file=sys.stderr,
+    )
     return summary
 
 
 def parse_args(argv: list[str] | None = None) -> PretrainConfig:
-    parser = argparse.ArgumentParser(prog="python -m f2l.world.pretrain", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m f2l.world.pretrain", description=__doc__.split("\n\n")[0]
+    )
     for f in fields(PretrainConfig):
         kind = {"int": int, "float": float}.get(str(f.type), str)
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)

@@ -1,0 +1,34 @@
+"""Shared fixtures: a randomly initialised tiny SmolVLM2 (fast, for wiring tests) and the shipped,
+trained tiny base (for tests of real behaviour)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def random_tiny_dir(tmp_path_factory):
+    """An untrained tiny SmolVLM2 checkpoint directory built from nothing, as the pretrain script does."""
+    from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
+    from f2l.world import split_seeds, world_text_corpus
+
+    model, processor = build_untrained(PRESETS["tiny"], world_text_corpus(split_seeds("train", 200)), seed=0)
+    return save_checkpoint(model, processor, tmp_path_factory.mktemp("random_tiny"))
+
+
+@pytest.fixture(scope="session")
+def random_base(random_tiny_dir):
+    from f2l.models import load_base
+
+    return load_base(random_tiny_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_base():
+    """The shipped, trained tiny base."""
+    from f2l.models import load_base
+
+    return load_base("tiny", device="cpu")

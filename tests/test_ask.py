@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from f2l.ask import main
+
+
+def test_ask_prints_direct_and_no_video_answers(capsys):
+    assert main(["--world-seed", "1010000", "--question", "what color is the background?", "--frames", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "world:1010000: 6 frames, 64x64 px" in out
+    assert "direct" in out and "96 visual" in out  # 6 frames x 16 tokens
+    assert "no-video" in out and "0 visual" in out
+
+
+def test_ask_decodes_a_video_file(tmp_path, capsys):
+    from f2l.video import write_video
+    from f2l.world import render_clip
+
+    path = write_video(tmp_path / "clip.mp4", render_clip(1_010_001, num_frames=24, size=64).frames, fps=3.0)
+    assert main(["--video", str(path), "--question", "Describe the camera motion.", "--frames", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "4 frames" in out and "64 visual" in out

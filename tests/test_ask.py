@@ -4,7 +4,9 @@ from f2l.ask import main
 
 
 def test_ask_prints_direct_and_no_video_answers(capsys):
-    assert main(["--world-seed", "1010000", "--question", "what color is the background?", "--frames", "6"]) == 0
+    assert (
+        main(["--world-seed", "1010000", "--question", "what color is the background?", "--frames", "6"]) == 0
+    )
     out = capsys.readouterr().out
     assert "world:1010000: 6 frames, 64x64 px" in out
     assert "direct" in out and "96 visual" in out  # 6 frames x 16 tokens

@@ -112,3 +112,16 @@ def load_base(
     model.eval().requires_grad_(False)
     processor = AutoProcessor.from_pretrained(path)
     return Base(model=model, processor=processor, name=str(name_or_path), path=path)
+
+
+def checkpoint_digest(path: str | os.PathLike, length: int = 16) -> str:
+    """A short content digest of a checkpoint's weights: the identity that caches and results key on
+    (two directories holding the same weights share it; retraining changes it)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(Path(path).glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:length]

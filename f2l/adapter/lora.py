@@ -1,0 +1,277 @@
+"""Applying an ``Adapter`` to the frozen text model through explicit LoRA wrapper modules.
+
+``install_lora`` replaces each target ``nn.Linear`` of the text model's layers by a ``LoRALinear``
+that holds the original layer as ``.base`` (the vision tower and connector are never touched).
+A wrapper with no factors returns exactly ``base(x)``; ``use_adapter`` sets every wrapper's factors
+for the duration of a ``with`` block and always clears them, so the adapter's state lives in the
+modules that use it and nowhere else.
+
+Two ways to apply an adapter:
+
+- **Unmerged** (``use_adapter``): ``y = base(x) + scaling * (x A^T) B``, batched per sample, so one
+  forward or ``generate`` serves a different adapter per row, and the factors keep the
+  hypernetwork's gradients (training goes through here).
+- **Merged** (``merge_adapter`` / ``unmerge_adapter``): ``scaling * B^T A`` is added into each target
+  weight, for serving one adapter at the base model's speed. The original weights are kept aside
+  while merged (memory: one extra copy of every targeted weight) so that unmerging restores them
+  bit for bit rather than subtracting the delta back, which would leave rounding error behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from f2l.adapter.adapter import TARGET_MODULES, Adapter
+
+# Where each target projection lives inside a Llama decoder layer.
+SUBLAYER = {
+    "q_proj": "self_attn",
+    "k_proj": "self_attn",
+    "v_proj": "self_attn",
+    "o_proj": "self_attn",
+    "gate_proj": "mlp",
+    "up_proj": "mlp",
+    "down_proj": "mlp",
+}
+
+
+class LoRALinear(nn.Module):
+    """A frozen ``nn.Linear`` plus the current low-rank update, if any.
+
+    The factors are plain tensor attributes, not ``Parameter``s: they are written per video by the
+    hypernetwork and carry its gradients; nothing about them belongs in the base model's state dict.
+    ``lora_A`` is ``[r, d_in]`` (one adapter for every row of the batch) or ``[N, r, d_in]`` (one per
+    row); ``lora_B`` likewise with ``d_out``.
+    """
+
+    def __init__(self, base: nn.Linear):
+        super().__init__()
+        self.base = base
+        self.lora_A: Tensor | None = None
+        self.lora_B: Tensor | None = None
+        self.scaling: float | Tensor = 1.0
+        self._unmerged_weight: Tensor | None = None  # the original weight while an adapter is merged
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    @property
+    def weight(self) -> Tensor:
+        """The (frozen) base weight, for code that inspects ``module.weight``."""
+        return self.base.weight
+
+    @property
+    def has_factors(self) -> bool:
+        return self.lora_A is not None
+
+    @property
+    def merged(self) -> bool:
+        return self._unmerged_weight is not None
+
+    def extra_repr(self) -> str:
+        if self.lora_A is None:
+            return f"merged={self.merged}"
+        return f"lora_A={tuple(self.lora_A.shape)}, lora_B={tuple(self.lora_B.shape)}, merged={self.merged}"
+
+    def set_factors(self, a: Tensor, b: Tensor, scaling: float | Tensor = 1.0) -> None:
+        """Use ``y = base(x) + scaling * (x A^T) B`` from now on; ``scaling`` is a float or ``[N]``."""
+        if a.dim() not in (2, 3) or b.dim() != a.dim() or a.shape[:-1] != b.shape[:-1]:
+            raise ValueError(
+                f"Factors must be [r, d] or [N, r, d]; got A {tuple(a.shape)}, B {tuple(b.shape)}."
+            )
+        if a.shape[-1] != self.in_features or b.shape[-1] != self.out_features:
+            raise ValueError(
+                f"Factors A {tuple(a.shape)}, B {tuple(b.shape)} do not fit a {self.in_features} -> "
+                f"{self.out_features} linear layer."
+            )
+        w = self.base.weight
+        self.lora_A = a.to(device=w.device, dtype=w.dtype)
+        self.lora_B = b.to(device=w.device, dtype=w.dtype)
+        if isinstance(scaling, Tensor):
+            scaling = scaling.to(device=w.device, dtype=w.dtype)
+            if scaling.dim() == 1:  # per sample: broadcast over [N, T, d_out]
+                scaling = scaling.view(-1, 1, 1)
+        self.scaling = scaling
+
+    def clear_factors(self) -> None:
+        self.lora_A = self.lora_B = None
+        self.scaling = 1.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.base(x)
+        if self.lora_A is None:
+            return y
+        a, b = self.lora_A, self.lora_B
+        if a.dim() == 3 and a.shape[0] not in (1, x.shape[0]):
+            raise RuntimeError(
+                f"The adapter batch has {a.shape[0]} samples but the input batch has {x.shape[0]} rows."
+            )
+        # [N, T, d_in] @ [N, d_in, r] @ [N, r, d_out]: never forms the d_out x d_in update.
+        return y + self.scaling * ((x @ a.transpose(-1, -2)) @ b)
+
+    @torch.no_grad()
+    def merge(self, a: Tensor, b: Tensor, scaling: float | Tensor = 1.0) -> None:
+        """Add ``scaling * B^T A`` into the base weight (computed in float32), keeping the original."""
+        if self.merged:
+            raise RuntimeError("An adapter is already merged here; unmerge it first.")
+        if a.dim() != 2:
+            raise ValueError(f"Merge takes one adapter's factors [r, d]; got A {tuple(a.shape)}.")
+        w = self.base.weight
+        delta = torch.as_tensor(scaling, dtype=torch.float32, device=w.device) * (
+            b.to(w.device, torch.float32).T @ a.to(w.device, torch.float32)
+        )
+        self._unmerged_weight = w.detach().clone()
+        w.add_(delta.to(w.dtype))
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Restore the original weight exactly (a copy, not a subtraction)."""
+        if self._unmerged_weight is None:
+            return
+        self.base.weight.copy_(self._unmerged_weight)
+        self._unmerged_weight = None
+
+
+# ------------------------------------------------------------------------------ locating modules
+def text_model_of(model) -> nn.Module:
+    """The Llama decoder inside a ``Base``, a ``SmolVLMForConditionalGeneration``, a ``SmolVLMModel``,
+    or the decoder itself (whatever holds ``.layers``)."""
+    current = model
+    for _ in range(4):
+        if hasattr(current, "layers") and isinstance(current.layers, nn.ModuleList):
+            return current
+        nxt = getattr(current, "text_model", None)
+        if nxt is None:
+            nxt = getattr(current, "model", None)
+        if nxt is None:
+            break
+        current = nxt
+    raise TypeError(f"Cannot find a text model with decoder layers inside {type(model).__name__}.")
+
+
+def install_lora(model, targets: Iterable[str] = TARGET_MODULES) -> dict[tuple[int, str], LoRALinear]:
+    """Wrap the ``targets`` of every text-model layer in ``LoRALinear`` (in place; idempotent).
+
+    Returns every wrapper of the text model keyed by ``(layer, module)``. Outputs are unchanged until
+    factors are set. The model's ``state_dict`` keys gain a ``.base`` while wrapped.
+    """
+    text = text_model_of(model)
+    targets = list(targets)
+    unknown = set(targets) - set(TARGET_MODULES)
+    if unknown:
+        raise ValueError(f"Unknown target modules {sorted(unknown)}: use names from {TARGET_MODULES}.")
+    for layer in text.layers:
+        for name in targets:
+            parent = getattr(layer, SUBLAYER[name])
+            module = getattr(parent, name)
+            if isinstance(module, LoRALinear):
+                continue
+            if not isinstance(module, nn.Linear):
+                raise TypeError(f"{SUBLAYER[name]}.{name} is a {type(module).__name__}, not an nn.Linear.")
+            setattr(parent, name, LoRALinear(module))
+    return lora_modules(model)
+
+
+def lora_modules(model) -> dict[tuple[int, str], LoRALinear]:
+    """The installed wrappers, keyed by ``(layer, module)`` in layer order."""
+    text = text_model_of(model)
+    found = {}
+    for i, layer in enumerate(text.layers):
+        for name in TARGET_MODULES:
+            module = getattr(getattr(layer, SUBLAYER[name]), name, None)
+            if isinstance(module, LoRALinear):
+                found[(i, name)] = module
+    return found
+
+
+def uninstall_lora(model) -> int:
+    """Put the original ``nn.Linear`` modules back (unmerging first); returns how many were unwrapped."""
+    text = text_model_of(model)
+    wrappers = lora_modules(model)
+    for (i, name), wrapper in wrappers.items():
+        wrapper.unmerge()
+        wrapper.clear_factors()
+        setattr(getattr(text.layers[i], SUBLAYER[name]), name, wrapper.base)
+    return len(wrappers)
+
+
+def _check_fits(model, adapter: Adapter) -> int:
+    n_layers = len(text_model_of(model).layers)
+    if adapter.num_layers != n_layers:
+        raise ValueError(f"The adapter covers {adapter.num_layers} layers; the text model has {n_layers}.")
+    return n_layers
+
+
+# -------------------------------------------------------------------------------- applying adapters
+@contextmanager
+def use_adapter(model, adapter: Adapter) -> Iterator:
+    """Run ``model`` with ``adapter`` inside the ``with`` block (unmerged, per-sample batched).
+
+    A single adapter applies to every row of any batch; a batched adapter's sample ``i`` to row ``i``.
+    The factors stay set across all decode steps of ``model.generate`` (the KV cache holds keys and
+    values computed with them). They are cleared on exit, also when the block raises. Wrappers are
+    installed on first use.
+    """
+    _check_fits(model, adapter)
+    wrappers = install_lora(model, adapter.modules)
+    busy = [key for key, w in wrappers.items() if w.has_factors]
+    if busy:
+        raise RuntimeError(f"An adapter is already in use (e.g. at {busy[0]}); nesting is not supported.")
+    touched: list[LoRALinear] = []
+    try:
+        for name, (a, b) in adapter.factors.items():
+            for layer in range(adapter.num_layers):
+                wrapper = wrappers[(layer, name)]
+                touched.append(wrapper)
+                wrapper.set_factors(a[..., layer, :, :], b[..., layer, :, :], adapter.scaling)
+        yield model
+    finally:
+        for wrapper in touched:
+            wrapper.clear_factors()
+
+
+def merge_adapter(model, adapter: Adapter) -> None:
+    """Fold one adapter into the target weights (in place); ``unmerge_adapter`` restores them exactly."""
+    if adapter.batch_size is not None:
+        if adapter.batch_size != 1:
+            raise ValueError(f"Only one adapter can be merged; this one is a batch of {adapter.batch_size}.")
+        adapter = adapter[0]
+    _check_fits(model, adapter)
+    wrappers = install_lora(model, adapter.modules)
+    if any(w.merged for w in wrappers.values()):
+        raise RuntimeError("An adapter is already merged into this model; unmerge it first.")
+    done: list[LoRALinear] = []
+    try:
+        for name, (a, b) in adapter.factors.items():
+            for layer in range(adapter.num_layers):
+                wrappers[(layer, name)].merge(a[layer], b[layer], adapter.scaling)
+                done.append(wrappers[(layer, name)])
+    except BaseException:
+        for wrapper in done:
+            wrapper.unmerge()
+        raise
+
+
+def unmerge_adapter(model) -> None:
+    """Restore every merged weight bit for bit."""
+    for wrapper in lora_modules(model).values():
+        wrapper.unmerge()
+
+
+@contextmanager
+def merged_adapter(model, adapter: Adapter) -> Iterator:
+    """``merge_adapter`` for the duration of a ``with`` block."""
+    merge_adapter(model, adapter)
+    try:
+        yield model
+    finally:
+        unmerge_adapter(model)

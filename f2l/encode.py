@@ -1,0 +1,85 @@
+"""Context encoding: the frozen VLM reads [video + internalization prompt], and the text model's
+per-layer hidden states are handed to a consumer layer by layer, while the forward pass runs.
+
+The states of layer ``l`` are the input of decoder layer ``l`` (layer 0's input is the embedding
+output, visual tokens merged in), at every token. They are delivered by a forward pre-hook on each
+decoder layer, so the consumer (the hypernetwork) reads layer ``l`` before the VLM computes layer
+``l + 1``, and nothing keeps all layers' states alive at once: peak memory holds one layer's states
+(what lets 1,024 frames fit). After the last layer's input is consumed the forward stops: the last
+decoder layer, the final norm and the LM head are never run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from f2l.chat import model_inputs, prompt_text
+from f2l.models import Base
+from f2l.video import Frames
+
+# The fixed prompt the VLM reads together with the video while it is being internalized.
+INTERNALIZE_PROMPT = "Watch the video and remember everything in it."
+
+
+@dataclass(frozen=True)
+class LayerStates:
+    """Hidden states entering decoder layer ``layer``: ``hidden`` (N, T, d_model), ``mask`` (N, T) bool
+    marking real (non-padding) tokens."""
+
+    layer: int
+    hidden: torch.Tensor
+    mask: torch.Tensor
+
+
+class _StopForward(Exception):
+    """Raised from the last layer's hook: everything after it is not needed."""
+
+
+def internalization_inputs(base: Base, videos: Sequence[Frames], prompt: str = INTERNALIZE_PROMPT):
+    """Model inputs for [video + internalization prompt], one row per video, left-padded."""
+    text = prompt_text(base.processor, prompt, with_video=True)
+    return model_inputs(base.processor, [text] * len(videos), list(videos), device=base.device)
+
+
+@torch.no_grad()
+def stream_hidden_states(base: Base, inputs, consume: Callable[[LayerStates], None]) -> None:
+    """Run the frozen VLM over ``inputs`` and call ``consume(LayerStates)`` for layers 0..L-1 in order.
+
+    ``consume`` runs inside the forward pass; it may enable gradients for its own parameters (the
+    states themselves are detached: the base is frozen).
+    """
+    layers = base.text_model.layers
+    mask = inputs["attention_mask"].bool()
+    last = len(layers) - 1
+
+    def hook_for(index: int):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            consume(LayerStates(index, hidden.detach(), mask))
+            if index == last:
+                raise _StopForward
+
+        return hook
+
+    handles = [
+        layer.register_forward_pre_hook(hook_for(i), with_kwargs=True) for i, layer in enumerate(layers)
+    ]
+    try:
+        base.model.model(**inputs, use_cache=False)
+    except _StopForward:
+        pass
+    else:  # the hooks never fired to the end: a model whose text layers we did not find
+        raise RuntimeError("the forward pass finished without reaching the last text layer's hook")
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def collect_hidden_states(base: Base, inputs) -> list[LayerStates]:
+    """All layers' states at once (memory grows with the layer count): for tests and probes."""
+    states: list[LayerStates] = []
+    stream_hidden_states(base, inputs, states.append)
+    return states

@@ -1,0 +1,250 @@
+"""The perceiver hypernetwork: per-layer hidden states of the frozen VLM -> LoRA factors of that layer.
+
+For every text-model layer ``l`` (weights shared across layers, a learned layer embedding tells them
+apart)::
+
+    tokens_l  = W_in · rmsnorm(h_l)                         (N, T, w)   no positions: see below
+    latents   = Q + e_l  --cross-attend(tokens_l, mask)-->  (N, M, w)   then self-attention blocks
+    z[m, j]   = e_m + e_j + e_l  --cross-attend(latents)--> (N, |modules| * r, w)
+    A_l[m][j] = HeadA_m(norm(z[m, j]))   (d_in)      B_l[m][j] = HeadB_m(norm(z[m, j]))   (d_out)
+
+so each (module, rank slot) reads its own summary of the latents, and per-module heads write the
+rows of ``A`` and ``B`` (delta-W_l = scaling · B_lᵀ A_l, scaling = alpha / r).
+
+Why it stays stable from 12 to 1,024 frames (the paper leaves this open; this is our answer):
+
+1. No learned absolute positions over input tokens: the VLM's states already carry order (RoPE and
+   causal attention, plus the frame timestamp tokens), and a learned position table could not
+   extrapolate past the training length.
+2. Padding is masked, so a batch of clips of different lengths reads exactly what each clip alone would.
+3. Cross-attention pools by a softmax average, so the pooled features are convex combinations of
+   token features whatever ``T`` is; and its logits are multiplied by ``s_h · log(T) / log(T_ref)``
+   (length-scaled, "scalable softmax" attention, ``T`` the row's real token count, ``s_h`` learned per
+   head, initialised to 1): without it the attention a salient token receives is diluted roughly as
+   1/T, and the pooled summary drifts toward the mean token as the video grows.
+4. The read-out vectors are normalised before the heads, so the factors' norms are bounded by the head
+   weights, not by the input length.
+
+Output scales: ``A = HeadA(z) / sqrt(d_in)``, so ``A x`` is O(1) for unit-RMS ``x`` at any model width;
+``B = HeadB(z) / sqrt(w)``, so one Adam step moves ``B`` by O(lr) per entry instead of O(lr · w) (the
+head sums ``w`` coordinated weight changes); without these the first optimiser steps blow the
+student up.
+
+Initialisation: the B heads start at zero, so the first adapter is exactly a no-op and the student
+starts as the base model (as LoRA does); A heads start random, so gradients reach B at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from f2l.adapter.adapter import TARGET_MODULES
+from f2l.encode import LayerStates, stream_hidden_states
+
+
+@dataclass
+class HypernetConfig:
+    """Everything that fixes the hypernetwork's shape, and the base it was built for."""
+
+    base_id: str
+    d_model: int
+    num_layers: int
+    module_shapes: dict[str, tuple[int, int]]  # target module -> (d_in, d_out)
+    rank: int = 8
+    alpha: float = 8.0  # delta-W = (alpha / rank) B^T A
+    width: int = 256
+    num_latents: int = 32
+    num_heads: int = 4
+    self_blocks: int = 2
+    ref_tokens: int = 256  # the token count at which length-scaled attention is plain softmax
+    targets: tuple[str, ...] = field(default=TARGET_MODULES)
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.rank
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["module_shapes"] = {k: list(v) for k, v in self.module_shapes.items()}
+        d["targets"] = list(self.targets)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HypernetConfig:
+        d = dict(d)
+        d["module_shapes"] = {k: tuple(v) for k, v in d["module_shapes"].items()}
+        d["targets"] = tuple(d.get("targets", TARGET_MODULES))
+        return cls(**d)
+
+    @classmethod
+    def for_base(
+        cls, base, base_id: str, targets: tuple[str, ...] = TARGET_MODULES, **kwargs
+    ) -> HypernetConfig:
+        """Read layer count, width and the target modules' shapes off a loaded base."""
+        layer = base.text_model.layers[0]
+        linears = {
+            name.rsplit(".", 1)[-1]: m for name, m in layer.named_modules() if hasattr(m, "in_features")
+        }
+        missing = [t for t in targets if t not in linears]
+        if missing:
+            raise ValueError(f"target modules {missing} not found in the base's decoder layer")
+        shapes = {t: (linears[t].in_features, linears[t].out_features) for t in targets}
+        text_config = base.model.config.text_config
+        return cls(
+            base_id=base_id,
+            d_model=text_config.hidden_size,
+            num_layers=text_config.num_hidden_layers,
+            module_shapes=shapes,
+            targets=tuple(targets),
+            **kwargs,
+        )
+
+
+class LengthScaledAttention(nn.Module):
+    """Multi-head cross-attention whose logits scale with log(number of real keys) / log(T_ref)."""
+
+    def __init__(self, width: int, num_heads: int, ref_tokens: int, length_scaled: bool = True):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, width // num_heads
+        self.q, self.k, self.v, self.out = (nn.Linear(width, width) for _ in range(4))
+        self.length_scaled = length_scaled
+        self.log_ref = math.log(ref_tokens)
+        self.head_scale = nn.Parameter(torch.ones(num_heads))
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, _ = x.shape
+        return x.view(n, t, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        q, k, v = self._split(self.q(queries)), self._split(self.k(keys)), self._split(self.v(keys))
+        attn_mask = None
+        if self.length_scaled:
+            n_keys = (
+                mask.sum(-1)
+                if mask is not None
+                else torch.full((keys.shape[0],), keys.shape[1], device=keys.device)
+            )
+            factor = torch.log(n_keys.clamp(min=1).to(q.dtype)) / self.log_ref  # (N,)
+            q = q * (factor[:, None, None, None] * self.head_scale[None, :, None, None])
+        if mask is not None:
+            attn_mask = mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        n, _, m, _ = out.shape
+        return self.out(out.transpose(1, 2).reshape(n, m, -1))
+
+
+class Block(nn.Module):
+    """Pre-norm attention (cross or self) + MLP, residual around both."""
+
+    def __init__(self, width: int, num_heads: int, ref_tokens: int, length_scaled: bool):
+        super().__init__()
+        self.norm_q, self.norm_kv, self.norm_mlp = (
+            nn.LayerNorm(width),
+            nn.LayerNorm(width),
+            nn.LayerNorm(width),
+        )
+        self.attn = LengthScaledAttention(width, num_heads, ref_tokens, length_scaled)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+        kv = self.norm_kv(x if context is None else context)
+        x = x + self.attn(self.norm_q(x), kv, mask)
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class PerceiverHypernet(nn.Module):
+    """Reads one layer's hidden states and writes that layer's LoRA factors for every target module."""
+
+    def __init__(self, config: HypernetConfig):
+        super().__init__()
+        c = self.config = config
+        self.in_proj = nn.Linear(c.d_model, c.width)
+        self.latents = nn.Parameter(torch.randn(c.num_latents, c.width) * 0.02)
+        self.layer_embed = nn.Embedding(c.num_layers, c.width)
+        self.module_embed = nn.Embedding(len(c.targets), c.width)
+        self.slot_embed = nn.Embedding(c.rank, c.width)
+        self.read = Block(c.width, c.num_heads, c.ref_tokens, length_scaled=True)
+        self.think = nn.ModuleList(
+            Block(c.width, c.num_heads, c.ref_tokens, False) for _ in range(c.self_blocks)
+        )
+        self.write = Block(c.width, c.num_heads, c.ref_tokens, length_scaled=False)
+        self.out_norm = nn.LayerNorm(c.width)
+        self.head_a = nn.ModuleDict({m: nn.Linear(c.width, c.module_shapes[m][0]) for m in c.targets})
+        self.head_b = nn.ModuleDict({m: nn.Linear(c.width, c.module_shapes[m][1]) for m in c.targets})
+        for head in self.head_b.values():  # B = 0: the first adapter is a no-op
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        for emb in (self.layer_embed, self.module_embed, self.slot_embed):
+            nn.init.normal_(emb.weight, std=0.02)
+
+    def read_layer(self, states: LayerStates) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Factors of one layer: ``{module: (A (N, r, d_in), B (N, r, d_out))}``."""
+        c = self.config
+        dtype = self.in_proj.weight.dtype
+        hidden = F.rms_norm(states.hidden.to(dtype), (c.d_model,))  # layers differ wildly in scale
+        tokens = self.in_proj(hidden)
+        n = tokens.shape[0]
+        layer = self.layer_embed.weight[states.layer]
+        latents = (self.latents + layer).expand(n, -1, -1)
+        latents = self.read(latents, context=tokens, mask=states.mask)
+        for block in self.think:
+            latents = block(latents)
+        slots = (
+            self.module_embed.weight[:, None, :] + self.slot_embed.weight[None, :, :] + layer
+        )  # (|m|, r, w)
+        z = self.write(slots.reshape(1, -1, c.width).expand(n, -1, -1), context=latents)
+        z = self.out_norm(z).view(n, len(c.targets), c.rank, c.width)
+        return {
+            m: (
+                self.head_a[m](z[:, i]) * c.module_shapes[m][0] ** -0.5,
+                self.head_b[m](z[:, i]) * c.width**-0.5,
+            )
+            for i, m in enumerate(c.targets)
+        }
+
+    def forward(self, base, inputs) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Stream the frozen base over ``inputs`` and write every layer's factors as they arrive:
+        ``{module: (A (N, L, r, d_in), B (N, L, r, d_out))}``. Gradients reach only the hypernetwork."""
+        per_layer: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+
+        def consume(states: LayerStates) -> None:
+            with torch.enable_grad() if self.training else contextlib.nullcontext():
+                per_layer.append(self.read_layer(states))
+
+        stream_hidden_states(base, inputs, consume)
+        return {
+            m: (torch.stack([f[m][0] for f in per_layer], 1), torch.stack([f[m][1] for f in per_layer], 1))
+            for m in self.config.targets
+        }
+
+    # -- persistence: safetensors + JSON, never pickle -------------------------------------------------
+
+    def save(self, directory: str | Path, extra: dict | None = None) -> Path:
+        from f2l.io import atomic_save_safetensors, atomic_write_json
+
+        directory = Path(directory)
+        atomic_save_safetensors(directory / "hypernet.safetensors", self.state_dict())
+        atomic_write_json(
+            directory / "hypernet_config.json", {"config": self.config.to_dict(), **(extra or {})}
+        )
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> PerceiverHypernet:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        meta = json.loads((directory / "hypernet_config.json").read_text())
+        model = cls(HypernetConfig.from_dict(meta["config"]))
+        model.load_state_dict(load_file(directory / "hypernet.safetensors", device=str(device)))
+        return model.to(device)

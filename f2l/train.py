@@ -1,0 +1,613 @@
+"""Train the hypernetwork by distillation: ``python -m f2l.train`` (also under ``torchrun``).
+
+    python -m f2l.train                                   # preset `tiny`: the shipped tiny base and the world
+    python -m f2l.train --config my.yaml --steps 3000     # YAML file, then command-line overrides
+    torchrun --nproc_per_node 2 -m f2l.train --preset tiny --out runs/ddp
+
+Each step: a batch of clips is encoded by the frozen base with the video in context; the
+hypernetwork streams the per-layer states into one adapter per clip; the base *with that adapter
+and no visual tokens* (the student) is scored on prompts about the clip against the teacher (the
+same base with the video in context), whose greedy tokens and top-k log-probs are cached on disk:
+
+    loss = kl_weight · KL(teacher top-k ‖ student) + ce_weight · CE(teacher tokens)
+
+per answer token, averaged per row then over rows (so a global batch split across ranks gives the
+same gradient as one process). Only the hypernetwork trains.
+
+Runs are resumable to the bit: the data of step ``s`` is a pure function of (seed, s), and a
+checkpoint holds the hypernetwork, the optimizer, the step and the RNG states (safetensors + JSON,
+written atomically; the last ``keep_last`` kept). A run killed at any point and restarted with the
+same command continues from its last checkpoint and ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from f2l.adapter import Adapter, install_lora, use_adapter
+from f2l.chat import prompt_text
+from f2l.data import Example, iter_prompts, load_frames, read_manifest, world_manifest
+from f2l.encode import internalization_inputs
+from f2l.eval.metrics import token_f1
+from f2l.hypernet import HypernetConfig, PerceiverHypernet
+from f2l.io import atomic_save_safetensors, atomic_write_json
+from f2l.models import Base, checkpoint_digest, load_base
+from f2l.teacher import TeacherCache, TeacherRequest, teacher_targets
+
+
+@dataclass
+class TrainConfig:
+    """The one config of ``python -m f2l.train``; presets fill it, YAML and flags override it."""
+
+    preset: str = "tiny"
+    base: str = "tiny"
+    out: str = "runs/tiny"
+    # data: the world's train split (a pool of clips), or a JSONL manifest of real videos
+    manifest: str | None = None
+    train_clips: int = 512
+    val_clips: int = 24
+    frames: int = 8
+    frame_size: int | None = None  # None: the base's own frame size
+    prompts_per_clip: int = 2
+    qa_per_type: int = 1  # teacher prompts per clip: every caption category + this many QA per type
+    # hypernetwork
+    rank: int = 8
+    alpha: float = 8.0
+    width: int = 128
+    latents: int = 16
+    heads: int = 4
+    self_blocks: int = 1
+    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    # distillation
+    kl_weight: float = 1.0
+    ce_weight: float = 1.0
+    top_k: int = 16
+    targets_from: str = "teacher"  # or "ground_truth": the reference captions/answers instead
+    max_new_tokens: int = 48
+    teacher_cache: str = "runs/teacher-cache"
+    # optimisation
+    steps: int = 1500
+    batch_clips: int = 8  # global batch, split across ranks
+    lr: float = 1e-3
+    warmup: float = 0.05  # fraction of steps
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    # bookkeeping
+    eval_every: int = 250
+    save_every: int = 250
+    keep_last: int = 2
+    seed: int = 0
+    device: str | None = None
+    bf16: bool = False  # autocast on CUDA
+    tensorboard: bool = True
+    progress: bool = True
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {},
+    "tiny-small": {
+        "base": "tiny-small",
+        "out": "runs/tiny-small",
+        "width": 256,
+        "latents": 32,
+        "self_blocks": 2,
+    },
+    # paper-like: SmolVLM2 on GPU, 12 frames at the processor's 384 px, bf16
+    "smolvlm2-500m": {
+        "base": "smolvlm2-500m",
+        "out": "runs/smolvlm2-500m",
+        "frames": 12,
+        "width": 512,
+        "latents": 64,
+        "heads": 8,
+        "self_blocks": 2,
+        "rank": 8,
+        "alpha": 16.0,
+        "batch_clips": 16,
+        "lr": 3e-4,
+        "steps": 20000,
+        "train_clips": 20000,
+        "bf16": True,
+        "eval_every": 1000,
+        "save_every": 1000,
+    },
+    "smolvlm2-2.2b": {
+        "base": "smolvlm2-2.2b",
+        "out": "runs/smolvlm2-2.2b",
+        "frames": 12,
+        "width": 768,
+        "latents": 64,
+        "heads": 12,
+        "self_blocks": 2,
+        "rank": 8,
+        "alpha": 16.0,
+        "batch_clips": 16,
+        "lr": 2e-4,
+        "steps": 20000,
+        "train_clips": 20000,
+        "bf16": True,
+        "eval_every": 1000,
+        "save_every": 1000,
+    },
+}
+
+
+# ------------------------------------------------------------------------------------------ set-up
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def init_distributed() -> None:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1): NCCL on GPU, gloo on CPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def load_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
+    if cfg.manifest:
+        examples = read_manifest(cfg.manifest)
+        train = [e for e in examples if e.split in (None, "train")]
+        val = [e for e in examples if e.split == "val"] or train[-cfg.val_clips :]
+        return train[: cfg.train_clips], val[: cfg.val_clips]
+    return world_manifest("train", cfg.train_clips, frames=cfg.frames), world_manifest(
+        "val", cfg.val_clips, frames=cfg.frames
+    )
+
+
+def clip_prompts(example: Example, qa_per_type: int) -> list[tuple[str, str]]:
+    """The (prompt, reference) pairs a clip is trained on: every caption category and the first
+    ``qa_per_type`` questions of every QA type."""
+    rows, seen = [], {}
+    for row in iter_prompts([example]):
+        if row.kind == "qa":
+            seen[row.label] = seen.get(row.label, 0) + 1
+            if seen[row.label] > qa_per_type:
+                continue
+        rows.append((row.prompt, row.reference))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ targets
+
+
+@dataclass
+class Target:
+    """What the student is trained toward for one (clip, prompt)."""
+
+    tokens: torch.Tensor  # (n,) answer tokens ending with end-of-utterance
+    topk_ids: torch.Tensor | None = None  # (n, k) teacher top-k; None for ground-truth targets
+    topk_logprobs: torch.Tensor | None = None
+
+
+def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_size: int) -> dict:
+    """Targets for every (clip, prompt) of the pool, keyed by (example id, prompt)."""
+    pairs = [(e, p, ref) for e in examples for p, ref in clip_prompts(e, cfg.qa_per_type)]
+    if cfg.targets_from == "ground_truth":
+        eou = base.tokenizer.end_of_utterance_token
+        return {
+            (e.id, p): Target(
+                torch.tensor(base.tokenizer(f" {ref}{eou}", add_special_tokens=False)["input_ids"])
+            )
+            for e, p, ref in pairs
+        }
+    if cfg.targets_from != "teacher":
+        raise ValueError(f"targets_from must be 'teacher' or 'ground_truth', not {cfg.targets_from!r}")
+    cache = TeacherCache(cfg.teacher_cache, checkpoint_digest(base.path), cfg.top_k)
+    frames = {}
+    requests = []
+    for e, p, _ in pairs:
+        if e.id not in frames:
+            frames[e.id] = load_frames(e, num_frames=cfg.frames, size=frame_size)
+        requests.append(TeacherRequest(e.id, p, frames[e.id]))
+    # rank 0 fills the cache; the others wait and read it
+    if _rank() == 0:
+        teacher_targets(base, requests, cache, max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)
+    if dist.is_initialized():
+        dist.barrier()
+        cache = TeacherCache(cfg.teacher_cache, checkpoint_digest(base.path), cfg.top_k)
+    out = {}
+    for (e, p, _), r in zip(pairs, requests, strict=True):
+        t = cache.get(r.key(cache.base_digest))
+        out[(e.id, p)] = Target(t.tokens, t.topk_ids, t.topk_logprobs)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the step
+
+
+def step_plan(cfg: TrainConfig, step: int, pool: list[Example]) -> list[tuple[int, list[int]]]:
+    """The global batch of ``step``: (clip index, prompt indices) pairs, a pure function of (seed, step)."""
+    rng = np.random.default_rng([cfg.seed, step])
+    clips = rng.choice(len(pool), size=cfg.batch_clips, replace=len(pool) < cfg.batch_clips)
+    plan = []
+    for c in clips:
+        n_prompts = len(clip_prompts(pool[c], cfg.qa_per_type))
+        plan.append((int(c), rng.choice(n_prompts, size=cfg.prompts_per_clip, replace=False).tolist()))
+    return plan
+
+
+def student_batch(base: Base, prompts: list[str], targets: list[Target]):
+    """Right-padded text-only rows ``prompt + teacher tokens``, with the target positions marked."""
+    prompt_ids = [
+        base.tokenizer(prompt_text(base.processor, p, with_video=False), add_special_tokens=False)[
+            "input_ids"
+        ]
+        for p in prompts
+    ]
+    lengths = [len(p) + len(t.tokens) for p, t in zip(prompt_ids, targets, strict=True)]
+    width = max(lengths)
+    pad = base.tokenizer.pad_token_id
+    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    target_pos = []
+    for i, (p, t) in enumerate(zip(prompt_ids, targets, strict=True)):
+        row = torch.cat([torch.tensor(p), t.tokens])
+        input_ids[i, : len(row)] = row
+        attention[i, : len(row)] = 1
+        target_pos.append(torch.arange(len(p), len(row)))
+    return input_ids, attention, target_pos
+
+
+def distillation_loss(
+    logits: torch.Tensor, target_pos: list[torch.Tensor], targets: list[Target], cfg: TrainConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per row: mean over answer tokens of kl_weight·KL(teacher top-k ‖ student) + ce_weight·CE; then
+    mean over rows. The teacher's top-k log-probs are renormalised over their k tokens."""
+    rows, kls, ces = [], [], []
+    for i, (pos, t) in enumerate(zip(target_pos, targets, strict=True)):
+        logp = logits[i, pos - 1].float().log_softmax(-1)  # the logits at p-1 predict the token at p
+        ce = F.nll_loss(logp, t.tokens.to(logp.device))
+        loss = cfg.ce_weight * ce
+        if t.topk_ids is not None and cfg.kl_weight:
+            p_teacher = t.topk_logprobs.to(logp.device).log_softmax(-1)
+            q_student = logp.gather(-1, t.topk_ids.to(logp.device))
+            kl = (p_teacher.exp() * (p_teacher - q_student)).sum(-1).mean()
+            loss = loss + cfg.kl_weight * kl
+            kls.append(kl.detach())
+        ces.append(ce.detach())
+        rows.append(loss)
+    stats = {"ce": float(torch.stack(ces).mean())}
+    if kls:
+        stats["kl"] = float(torch.stack(kls).mean())
+    return torch.stack(rows).mean(), stats
+
+
+def adapter_from_factors(factors, cfg: HypernetConfig, provenance) -> Adapter:
+    return Adapter(factors=factors, scaling=cfg.scaling, provenance=provenance)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    warmup = max(int(cfg.warmup * cfg.steps), 1)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(cfg.steps - warmup, 1)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    hypernet: PerceiverHypernet,
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    keep_last: int,
+) -> Path:
+    """``run_dir/checkpoints/step-XXXXXXX/`` written in a temp dir and renamed: all or nothing."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    hypernet.save(tmp, extra={"train_config": _jsonable(asdict(cfg)), "step": step})
+    state = opt.state_dict()
+    tensors = {}
+    for pid, s in state["state"].items():
+        for name, value in s.items():
+            tensors[f"state.{pid}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    tensors["rng.torch"] = torch.get_rng_state()
+    atomic_save_safetensors(tmp / "optimizer.safetensors", tensors)
+    atomic_write_json(tmp / "trainer_state.json", {"step": step, "param_groups": state["param_groups"]})
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in sorted(root.glob("step-*"))[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = sorted((run_dir / "checkpoints").glob("step-*"))
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path, hypernet: PerceiverHypernet, opt: torch.optim.Optimizer) -> int:
+    from safetensors.torch import load_file
+
+    loaded = PerceiverHypernet.load(path, device=next(hypernet.parameters()).device)
+    hypernet.load_state_dict(loaded.state_dict())
+    meta = json.loads((path / "trainer_state.json").read_text())
+    tensors = load_file(path / "optimizer.safetensors")
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("state."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(meta["step"])
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=list))
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+@torch.inference_mode()
+def evaluate(
+    base: Base, hypernet: PerceiverHypernet, examples: list[Example], cfg: TrainConfig, frame_size: int
+) -> dict[str, float]:
+    """Held-out token-F1 against the references for the adapter alone (``f2l``), the video in context
+    (``direct``) and the question alone (``no_video``), plus f2l's agreement with direct."""
+    from f2l.answer import generate_answers
+
+    was_training = hypernet.training
+    hypernet.eval()
+    rows = [(e, p, ref) for e in examples for p, ref in clip_prompts(e, cfg.qa_per_type)]
+    frames = {e.id: load_frames(e, num_frames=cfg.frames, size=frame_size) for e in examples}
+    questions = [p for _, p, _ in rows]
+    preds: dict[str, list[str]] = {
+        "direct": generate_answers(
+            base, questions, [frames[e.id] for e, _, _ in rows], max_new_tokens=cfg.max_new_tokens
+        ),
+        "no_video": generate_answers(base, questions, None, max_new_tokens=cfg.max_new_tokens),
+    }
+    f2l_preds = []
+    for e in examples:
+        inputs = internalization_inputs(base, [frames[e.id]])
+        adapter = adapter_from_factors(hypernet(base, inputs), hypernet.config, {"video_id": e.id})
+        qs = [p for p, _ in clip_prompts(e, cfg.qa_per_type)]
+        with use_adapter(base.model, adapter):
+            f2l_preds += generate_answers(
+                base, qs, None, max_new_tokens=cfg.max_new_tokens, batch_size=len(qs)
+            )
+    preds["f2l"] = f2l_preds
+    hypernet.train(was_training)
+    scores = {
+        m: float(np.mean([token_f1(p, ref) for p, (_, _, ref) in zip(ps, rows, strict=True)]))
+        for m, ps in preds.items()
+    }
+    scores["f2l_vs_direct"] = float(
+        np.mean([token_f1(a, b) for a, b in zip(preds["f2l"], preds["direct"], strict=True)])
+    )
+    return scores
+
+
+# ------------------------------------------------------------------------------------------ the loop
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    init_distributed()
+    rank, world = _rank(), _world_size()
+    if cfg.batch_clips % world:
+        raise ValueError(f"batch_clips={cfg.batch_clips} must divide evenly across {world} ranks")
+    device = cfg.device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+    run_dir = cfg.out_dir
+    base = load_base(cfg.base, device=device)
+    install_lora(base.model, cfg.targets)
+    frame_size = cfg.frame_size or base.model.config.vision_config.image_size
+    pool, val = load_examples(cfg)
+    targets = build_targets(base, cfg, pool, frame_size)
+
+    torch.manual_seed(cfg.seed)
+    hn_cfg = HypernetConfig.for_base(
+        base,
+        base_id=f"{cfg.base}@{checkpoint_digest(base.path)}",
+        targets=tuple(cfg.targets),
+        rank=cfg.rank,
+        alpha=cfg.alpha,
+        width=cfg.width,
+        num_latents=cfg.latents,
+        num_heads=cfg.heads,
+        self_blocks=cfg.self_blocks,
+    )
+    hypernet = PerceiverHypernet(hn_cfg).to(device).train()
+    model = hypernet
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            hypernet, device_ids=[torch.cuda.current_device()] if torch.cuda.is_available() else None
+        )
+    opt = torch.optim.AdamW(
+        hypernet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
+    )
+    start = 0
+    resume_from = latest_checkpoint(run_dir)
+    if resume_from is not None:
+        start = load_checkpoint(resume_from, hypernet, opt)
+        if rank == 0:
+            print(f"f2l.train: resuming {run_dir} from step {start}", file=sys.stderr)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", _jsonable(asdict(cfg)))
+    writer = None
+    if cfg.tensorboard and rank == 0:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(run_dir / "tensorboard")
+        except ImportError:
+            writer = None
+    log_path = run_dir / "log.jsonl"
+    autocast = torch.autocast(
+        "cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and str(device).startswith("cuda")
+    )
+
+    bar = tqdm(
+        range(start, cfg.steps),
+        initial=start,
+        total=cfg.steps,
+        desc="f2l.train",
+        unit="step",
+        disable=not cfg.progress or rank != 0,
+        dynamic_ncols=True,
+    )
+    last_time = time.time()
+    for step in bar:
+        plan = step_plan(cfg, step, pool)
+        local = plan[rank * len(plan) // world : (rank + 1) * len(plan) // world]
+        clips = [pool[c] for c, _ in local]
+        frames = [load_frames(e, num_frames=cfg.frames, size=frame_size) for e in clips]
+        prompts, row_targets, row_clip = [], [], []
+        for j, (e, (_, prompt_idx)) in enumerate(zip(clips, local, strict=True)):
+            options = clip_prompts(e, cfg.qa_per_type)
+            for k in prompt_idx:
+                prompts.append(options[k][0])
+                row_targets.append(targets[(e.id, options[k][0])])
+                row_clip.append(j)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, cfg)
+        with autocast:
+            factors = model(base, internalization_inputs(base, frames))
+            index = torch.tensor(row_clip, device=device)
+            rows = {m: (a.index_select(0, index), b.index_select(0, index)) for m, (a, b) in factors.items()}
+            adapter = adapter_from_factors(rows, hn_cfg, [{"video_id": clips[j].id} for j in row_clip])
+            input_ids, attention, target_pos = student_batch(base, prompts, row_targets)
+            with use_adapter(base.model, adapter):
+                logits = base.model(
+                    input_ids=input_ids.to(device), attention_mask=attention.to(device)
+                ).logits
+            loss, stats = distillation_loss(logits, target_pos, row_targets, cfg)
+        if not torch.isfinite(loss):
+            last = latest_checkpoint(run_dir)
+            raise FloatingPointError(
+                f"non-finite loss ({loss.item()}) at step {step}: stopping. The last good checkpoint "
+                f"({last or 'none yet'}) is untouched; lower --lr or check the data, then rerun to resume."
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(hypernet.parameters(), cfg.grad_clip)
+        opt.step()
+
+        if rank == 0:
+            now = time.time()
+            record = {
+                "step": step + 1,
+                "loss": loss.item(),
+                "grad_norm": float(grad_norm),
+                "lr": opt.param_groups[0]["lr"],
+                "step_s": now - last_time,
+                **stats,
+            }
+            last_time = now
+            bar.set_postfix(loss=f"{record['loss']:.3f}")
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+                scores = evaluate(base, hypernet, val, cfg, frame_size)
+                record.update({f"val_{k}": v for k, v in scores.items()})
+                bar.write(f"step {step + 1}: " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if writer is not None:
+                for k, v in record.items():
+                    if k != "step":
+                        writer.add_scalar(k, v, step + 1)
+            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+                save_checkpoint(run_dir, step + 1, hypernet, opt, cfg, cfg.keep_last)
+        if dist.is_initialized():
+            dist.barrier()
+
+    summary = {}
+    if rank == 0:
+        final = latest_checkpoint(run_dir)
+        summary = {"steps": cfg.steps, "checkpoint": str(final)}
+        records = (
+            [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+        )
+        evals = [r for r in records if "val_f2l" in r]
+        if evals:
+            summary["val"] = {k[4:]: v for k, v in evals[-1].items() if k.startswith("val_")}
+            print(
+                "held-out token-F1 (val): " + ", ".join(f"{k} {v:.3f}" for k, v in summary["val"].items()),
+                file=sys.stderr,
+            )
+        atomic_write_json(run_dir / "summary.json", summary)
+        if writer is not None:
+            writer.close()
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+# ------------------------------------------------------------------------------------------ the CLI
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """Preset, then YAML file, then command-line flags: later wins."""
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="python -m f2l.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML file of TrainConfig fields")
+    for f in dataclasses.fields(TrainConfig):
+        flag = f"--{f.name.replace('_', '-')}"
+        if f.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif f.name == "targets":
+            parser.add_argument(flag, nargs="+", default=None)
+        else:
+            kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
+            parser.add_argument(flag, type=kind, default=None)
+    args = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    preset = args.get("preset") or "tiny"
+    if preset not in PRESETS:
+        parser.error(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    values.update(PRESETS[preset])
+    if args.pop("config"):
+        with open(args_config := parser.parse_args(argv).config) as f:
+            loaded = yaml.safe_load(f) or {}
+        unknown = set(loaded) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            parser.error(f"{args_config}: unknown keys {sorted(unknown)}")
+        values.update(loaded)
+    values.update({k: v for k, v in args.items() if v is not None})
+    if "targets" in values:
+        values["targets"] = tuple(values["targets"])
+    return TrainConfig(**values)
+
+
+if __name__ == "__main__":
+    train(parse_config())

@@ -1,0 +1,199 @@
+"""Applying adapters to the frozen VLM: LoRALinear wrappers against a dense reference, batching,
+generate() with the KV cache, merge/unmerge, and leaving the model exactly as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from f2l.adapter import (
+    TARGET_MODULES,
+    Adapter,
+    LoRALinear,
+    install_lora,
+    lora_modules,
+    merge_adapter,
+    merged_adapter,
+    text_model_of,
+    uninstall_lora,
+    unmerge_adapter,
+    use_adapter,
+)
+from f2l.adapter.lora import SUBLAYER
+from f2l.chat import model_inputs, prompt_text
+from f2l.models import load_base
+
+
+def random_adapter(model, rank: int = 4, seed: int = 0, scaling: float = 0.5, std: float = 0.15) -> Adapter:
+    """Random factors large enough that the adapter visibly changes the logits."""
+    text = text_model_of(model)
+    g = torch.Generator().manual_seed(seed)
+    factors = {}
+    for m in TARGET_MODULES:
+        lin = getattr(getattr(text.layers[0], SUBLAYER[m]), m)
+        n = len(text.layers)
+        factors[m] = (
+            std * torch.randn(n, rank, lin.in_features, generator=g),
+            std * torch.randn(n, rank, lin.out_features, generator=g),
+        )
+    return Adapter(factors, scaling=scaling, provenance={"video_id": f"v{seed}"})
+
+
+@pytest.fixture(scope="module")
+def fresh(random_tiny_dir):
+    """A private copy of the random tiny base that these tests may wrap."""
+    return load_base(random_tiny_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def inputs(fresh):
+    texts = [
+        prompt_text(fresh.processor, q, with_video=False) for q in ("what colour is the ball?", "count it")
+    ]
+    return model_inputs(fresh.processor, texts)
+
+
+def logits(model, inputs) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+def dense_reference(random_tiny_dir, adapter: Adapter, inputs) -> torch.Tensor:
+    """Logits of an unwrapped model whose weights had delta-W added by hand."""
+    ref = load_base(random_tiny_dir, device="cpu").model
+    text = text_model_of(ref)
+    with torch.no_grad():
+        for m in adapter.modules:
+            for layer in range(adapter.num_layers):
+                getattr(getattr(text.layers[layer], SUBLAYER[m]), m).weight += adapter.delta_weight(m, layer)
+    return logits(ref, inputs)
+
+
+def test_install_wraps_only_text_model_and_is_idempotent(fresh, inputs):
+    base_logits = logits(fresh.model, inputs)
+    wrappers = install_lora(fresh.model)
+    assert len(wrappers) == 4 * len(TARGET_MODULES)
+    assert install_lora(fresh.model) == wrappers
+    everywhere = [n for n, mod in fresh.model.named_modules() if isinstance(mod, LoRALinear)]
+    assert len(everywhere) == len(wrappers) and all(
+        n.startswith("model.text_model.layers.") for n in everywhere
+    )
+    assert not any(isinstance(mod, LoRALinear) for mod in fresh.model.model.vision_model.modules())
+    assert torch.equal(logits(fresh.model, inputs), base_logits)  # no factors: exactly the base
+
+
+def test_use_adapter_matches_dense_reference_and_restores(fresh, inputs, random_tiny_dir):
+    base_logits = logits(fresh.model, inputs)
+    adapter = random_adapter(fresh.model)
+    zero = Adapter({m: (a * 0, b * 0) for m, (a, b) in adapter.factors.items()}, scaling=adapter.scaling)
+    with use_adapter(fresh.model, zero):
+        assert torch.equal(logits(fresh.model, inputs), base_logits)
+    with use_adapter(fresh.model, adapter):
+        adapted = logits(fresh.model, inputs)
+    assert (adapted - base_logits).abs().max() > 0.05  # the adapter matters
+    torch.testing.assert_close(
+        adapted, dense_reference(random_tiny_dir, adapter, inputs), rtol=1e-5, atol=1e-5
+    )
+    assert torch.equal(logits(fresh.model, inputs), base_logits)
+    assert not any(w.has_factors for w in lora_modules(fresh.model).values())
+
+
+def test_exception_inside_the_context_still_clears(fresh, inputs):
+    base_logits = logits(fresh.model, inputs)
+    with pytest.raises(ZeroDivisionError), use_adapter(fresh.model, random_adapter(fresh.model)):
+        1 / 0  # noqa: B018
+    assert not any(w.has_factors for w in lora_modules(fresh.model).values())
+    assert torch.equal(logits(fresh.model, inputs), base_logits)
+
+
+def test_batched_adapters_match_each_applied_alone(fresh, inputs):
+    a, b = random_adapter(fresh.model, seed=1), random_adapter(fresh.model, rank=2, seed=2, scaling=2.0)
+    with use_adapter(fresh.model, a):
+        alone_a = logits(fresh.model, inputs)
+    with use_adapter(fresh.model, b):
+        alone_b = logits(fresh.model, inputs)
+    with use_adapter(fresh.model, Adapter.stack([a, b])):
+        both = logits(fresh.model, inputs)
+    torch.testing.assert_close(both[0], alone_a[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(both[1], alone_b[1], rtol=1e-5, atol=1e-5)
+    assert (alone_a[1] - alone_b[1]).abs().max() > 0.05
+    with use_adapter(fresh.model, Adapter.stack([a, a])):  # a single adapter broadcasts like a batch of it
+        torch.testing.assert_close(logits(fresh.model, inputs), alone_a, rtol=1e-5, atol=1e-5)
+    with (
+        pytest.raises(RuntimeError, match="already in use"),
+        use_adapter(fresh.model, a),
+        use_adapter(fresh.model, b),
+    ):
+        pass
+
+
+def test_gradients_reach_the_factors(fresh, inputs):
+    adapter = random_adapter(fresh.model)
+    a, b = adapter.factors["v_proj"]
+    a = a.clone().requires_grad_(True)
+    live = Adapter({**adapter.factors, "v_proj": (a, b)}, scaling=adapter.scaling)
+    with use_adapter(fresh.model, live):
+        fresh.model(**inputs).logits.logsumexp(-1).mean().backward()
+    assert a.grad is not None and a.grad.abs().sum() > 0
+    assert all(p.grad is None for p in fresh.model.parameters())  # the base stays frozen
+
+
+def test_generate_with_kv_cache_equals_greedy_full_forwards(fresh):
+    processor, model = fresh.processor, fresh.model
+    text = prompt_text(processor, "describe the clip", with_video=False)
+    batch = model_inputs(processor, [text, text])  # same prompt: no padding, different adapter per row
+    adapter = Adapter.stack([random_adapter(model, seed=3), random_adapter(model, seed=4, scaling=1.0)])
+    steps = 4
+    with use_adapter(model, adapter), torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=steps, do_sample=False)
+        ids = batch["input_ids"]
+        for _ in range(steps):
+            nxt = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits[:, -1]
+            ids = torch.cat([ids, nxt.argmax(-1, keepdim=True)], dim=1)
+    new = out[:, batch["input_ids"].shape[1] :]
+    assert new.shape[1] == steps  # no early stop: the comparison covers every step
+    assert torch.equal(new, ids[:, -steps:])
+    assert not torch.equal(new[0], new[1])  # the two rows really used different adapters
+
+
+def test_merge_equals_unmerged_and_unmerge_is_bit_exact(fresh, inputs):
+    adapter = random_adapter(fresh.model, seed=5)
+    with use_adapter(fresh.model, adapter):
+        unmerged = logits(fresh.model, inputs)
+    weights = {k: v.clone() for k, v in fresh.model.state_dict().items()}
+    merge_adapter(fresh.model, adapter)
+    torch.testing.assert_close(logits(fresh.model, inputs), unmerged, rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="already merged"):
+        merge_adapter(fresh.model, adapter)
+    unmerge_adapter(fresh.model)
+    assert all(torch.equal(v, weights[k]) for k, v in fresh.model.state_dict().items())
+    with merged_adapter(fresh.model, Adapter.stack([adapter])):  # a batch of one merges as one
+        torch.testing.assert_close(logits(fresh.model, inputs), unmerged, rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(v, weights[k]) for k, v in fresh.model.state_dict().items())
+    with pytest.raises(ValueError, match="batch of 2"):
+        merge_adapter(fresh.model, Adapter.stack([adapter, adapter]))
+
+
+def test_uninstall_restores_plain_linear_modules(random_tiny_dir, inputs):
+    base = load_base(random_tiny_dir, device="cpu")
+    keys = list(base.model.state_dict())
+    before = logits(base.model, inputs)
+    merge_adapter(base.model, random_adapter(base.model).select_modules(["q_proj", "down_proj"]))
+    assert len(lora_modules(base.model)) == 4 * 2  # installed on demand, only where needed
+    assert uninstall_lora(base.model) == 8  # unmerges first
+    assert lora_modules(base.model) == {}
+    assert type(base.text_model.layers[0].self_attn.q_proj) is nn.Linear
+    assert list(base.model.state_dict()) == keys
+    assert torch.equal(logits(base.model, inputs), before)
+
+
+def test_adapter_must_fit_the_model(fresh):
+    adapter = random_adapter(fresh.model)
+    short = Adapter({m: (a[:2], b[:2]) for m, (a, b) in adapter.factors.items()})
+    with pytest.raises(ValueError, match="covers 2 layers"), use_adapter(fresh.model, short):
+        pass
+    wrong = Adapter({"q_proj": (torch.zeros(4, 2, 64), torch.zeros(4, 2, 128))})
+    with pytest.raises(ValueError, match="do not fit"), use_adapter(fresh.model, wrong):
+        pass
+    assert not any(w.has_factors for w in lora_modules(fresh.model).values())

@@ -63,14 +63,46 @@ def model_inputs(
     Left padding is for generation; training uses right padding so that every row's answer tokens
     sit at the same relative positions as at inference.
     """
-    kwargs = {"text": list(texts), "return_tensors": "pt", "padding": True, "padding_side": padding_side}
-    if videos is not None:
+    if videos is None:
+        batch = processor(text=list(texts), return_tensors="pt", padding=True, padding_side=padding_side)
+    else:
         if len(videos) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(videos)} videos: give one video per text.")
-        kwargs["videos"] = [v.pixels for v in videos]
-        kwargs["video_metadata"] = [video_metadata(v) for v in videos]
-    batch = processor(**kwargs)
+        # One processor call per row, then collate: a batched call writes the *padded* frame count
+        # into every video's "series of N frames" intro, so a short clip would read differently in a
+        # batch than alone.
+        rows = [
+            processor(text=[t], videos=[v.pixels], video_metadata=[video_metadata(v)], return_tensors="pt")
+            for t, v in zip(texts, videos, strict=True)
+        ]
+        batch = _collate(rows, processor.tokenizer.pad_token_id, padding_side)
     return batch.to(device) if device is not None else batch
+
+
+def _collate(rows: list, pad_id: int, padding_side: str):
+    """Stack single-row processor outputs: pad tokens on ``padding_side``, frames with all-zero frames
+    at the end (the model drops all-zero frames before the vision tower)."""
+    from transformers import BatchFeature
+
+    width = max(r["input_ids"].shape[1] for r in rows)
+    n_frames = max(r["pixel_values"].shape[1] for r in rows)
+
+    def pad_tokens(t: torch.Tensor, value: int) -> torch.Tensor:
+        gap = width - t.shape[1]
+        return torch.nn.functional.pad(t, (gap, 0) if padding_side == "left" else (0, gap), value=value)
+
+    def pad_frames(t: torch.Tensor) -> torch.Tensor:
+        extra = torch.zeros((1, n_frames - t.shape[1], *t.shape[2:]), dtype=t.dtype)
+        return torch.cat([t, extra], dim=1)
+
+    return BatchFeature(
+        {
+            "input_ids": torch.cat([pad_tokens(r["input_ids"], pad_id) for r in rows]),
+            "attention_mask": torch.cat([pad_tokens(r["attention_mask"], 0) for r in rows]),
+            "pixel_values": torch.cat([pad_frames(r["pixel_values"]) for r in rows]),
+            "pixel_attention_mask": torch.cat([pad_frames(r["pixel_attention_mask"]) for r in rows]),
+        }
+    )
 
 
 def count_tokens(processor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, int]:

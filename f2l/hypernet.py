@@ -117,7 +117,8 @@ class LengthScaledAttention(nn.Module):
         self.q, self.k, self.v, self.out = (nn.Linear(width, width) for _ in range(4))
         self.length_scaled = length_scaled
         self.log_ref = math.log(ref_tokens)
-        self.head_scale = nn.Parameter(torch.ones(num_heads))
+        # learned per-head sharpness of length-scaled attention (absent where it would go unused)
+        self.head_scale = nn.Parameter(torch.ones(num_heads)) if length_scaled else None
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         n, t, _ = x.shape

@@ -1,0 +1,168 @@
+"""Internalize a video into an adapter, then answer from the adapter alone.
+
+    f2l = Frames2LoRA.from_pretrained("tiny")            # the shipped hypernetwork and its base
+    adapter = f2l.internalize("clip.mp4", frames=12)     # one forward pass of base + hypernetwork
+    f2l.generate(adapter, "What happens first?")         # zero visual tokens in context
+
+``internalize`` is content-addressed: asking about the same clip again (same pixels, timestamps and
+hypernetwork) reuses the adapter instead of re-encoding the video.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from f2l.adapter import Adapter, merged_adapter, use_adapter
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, answer
+from f2l.encode import internalization_inputs
+from f2l.hypernet import PerceiverHypernet
+from f2l.models import CHECKPOINTS_DIR, Base, checkpoint_digest, load_base
+from f2l.video import Frames, load_video
+
+SHIPPED_HYPERNETS = {"tiny": "tiny-hypernet"}
+
+
+class HypernetMismatchError(ValueError):
+    """A hypernetwork loaded onto a base it was not built for."""
+
+
+def resolve_hypernet(name_or_path: str | os.PathLike) -> Path:
+    key = str(name_or_path)
+    path = CHECKPOINTS_DIR / SHIPPED_HYPERNETS[key] if key in SHIPPED_HYPERNETS else Path(key).expanduser()
+    if not (path / "hypernet_config.json").is_file():
+        hint = " Train one with `python -m f2l.train`." if key in SHIPPED_HYPERNETS else ""
+        raise FileNotFoundError(f"no hypernetwork at {path} (hypernet_config.json missing).{hint}")
+    return path
+
+
+def check_compatible(hypernet: PerceiverHypernet, base: Base) -> None:
+    """Refuse a base whose width, depth, target shapes or weights differ from the hypernetwork's."""
+    c = hypernet.config
+    text = base.model.config.text_config
+    problems = []
+    if text.hidden_size != c.d_model:
+        problems.append(f"hidden size {text.hidden_size} != {c.d_model}")
+    if text.num_hidden_layers != c.num_layers:
+        problems.append(f"{text.num_hidden_layers} layers != {c.num_layers}")
+    digest = checkpoint_digest(base.path)
+    if "@" in c.base_id and c.base_id.rsplit("@", 1)[1] != digest:
+        problems.append(f"base weights {digest} != {c.base_id.rsplit('@', 1)[1]} (trained for {c.base_id})")
+    if problems:
+        raise HypernetMismatchError(
+            f"hypernetwork built for {c.base_id} cannot drive base {base.name}: " + "; ".join(problems)
+        )
+
+
+def frames_digest(frames: Frames) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(frames.pixels).tobytes())
+    h.update(np.asarray(frames.timestamps, dtype=np.float64).tobytes())
+    h.update(str(frames.pixels.shape).encode())
+    return h.hexdigest()[:24]
+
+
+class Frames2LoRA:
+    """A frozen base VLM and the hypernetwork that writes its adapters."""
+
+    def __init__(self, base: Base, hypernet: PerceiverHypernet, hypernet_id: str, cache_size: int = 64):
+        check_compatible(hypernet, base)
+        self.base, self.hypernet, self.hypernet_id = base, hypernet.eval(), hypernet_id
+        self._cache: OrderedDict[tuple, Adapter] = OrderedDict()
+        self.cache_size = cache_size
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike = "tiny",
+        *,
+        base: str | Base | None = None,
+        device: str | None = None,
+    ) -> Frames2LoRA:
+        """Load a hypernetwork directory (or a shipped name) and the base it names (or ``base``)."""
+        path = resolve_hypernet(name_or_path)
+        meta = json.loads((path / "hypernet_config.json").read_text())
+        if not isinstance(base, Base):
+            base_name = (
+                base or meta.get("train_config", {}).get("base") or meta["config"]["base_id"].split("@")[0]
+            )
+            base = load_base(base_name, device=device)
+        hypernet = PerceiverHypernet.load(path, device=base.device)
+        digest = hashlib.sha256((path / "hypernet.safetensors").read_bytes()).hexdigest()[:16]
+        return cls(base, hypernet, hypernet_id=f"{path.name}@{digest}")
+
+    @staticmethod
+    def _frames(video, frames: int | None) -> Frames:
+        if isinstance(video, Frames) and frames is None:
+            return video
+        return load_video(video, num_frames=frames)
+
+    @torch.inference_mode()
+    def internalize(self, video, *, frames: int | None = None, chunk_frames: int | None = None) -> Adapter:
+        """One adapter for ``video`` (a path, an array, or ``Frames``), sampled at ``frames`` frames.
+
+        ``chunk_frames``: split the frames into non-overlapping segments of that many frames, internalize
+        each, and compose the segment adapters along the rank (``Adapter.compose``).
+        """
+        clip = self._frames(video, frames)
+        key = (frames_digest(clip), chunk_frames)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        if chunk_frames is None:
+            adapter = self.internalize_batch([clip])[0]
+        else:
+            if chunk_frames < 1:
+                raise ValueError(f"chunk_frames must be >= 1, not {chunk_frames}")
+            segments = [
+                Frames(clip.pixels[i : i + chunk_frames], clip.timestamps[i : i + chunk_frames], clip.source)
+                for i in range(0, len(clip.timestamps), chunk_frames)
+            ]
+            adapter = Adapter.compose(*self.internalize_batch(segments).unbind())
+        self._cache[key] = adapter
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return adapter
+
+    @torch.inference_mode()
+    def internalize_batch(self, clips: list[Frames]) -> Adapter:
+        """A batched adapter, one sample per clip, from one forward pass of base + hypernetwork."""
+        factors = self.hypernet(self.base, internalization_inputs(self.base, clips))
+        provenance = [
+            {
+                "base": self.base.name,
+                "hypernet": self.hypernet_id,
+                "video_id": c.source,
+                "frames": len(c.timestamps),
+                "resolution": [int(c.pixels.shape[1]), int(c.pixels.shape[2])],
+            }
+            for c in clips
+        ]
+        return Adapter(factors=factors, scaling=self.hypernet.config.scaling, provenance=provenance)
+
+    def generate(
+        self,
+        adapter: Adapter,
+        question: str,
+        *,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        merged: bool = False,
+    ) -> Answer:
+        """Answer ``question`` from the adapter alone: the prompt holds no visual token.
+
+        ``merged=True`` folds the adapter into the weights for the call (zero per-token overhead) and
+        restores them exactly afterwards.
+        """
+        apply = merged_adapter if merged else use_adapter
+        with apply(self.base.model, adapter):
+            return answer(self.base, None, question, max_new_tokens=max_new_tokens)
+
+    def answer_direct(self, video, question: str, *, frames: int | None = None, **kwargs) -> Answer:
+        """The baseline: the same base with the video in context."""
+        return answer(self.base, self._frames(video, frames), question, **kwargs)

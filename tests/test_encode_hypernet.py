@@ -1,0 +1,111 @@
+"""Streamed context encoding and the perceiver hypernetwork, on a random tiny SmolVLM2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from f2l.adapter import Adapter, use_adapter
+from f2l.encode import collect_hidden_states, internalization_inputs, stream_hidden_states
+from f2l.hypernet import HypernetConfig, PerceiverHypernet
+from f2l.world import render_clip
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return [render_clip(1_010_000 + i, num_frames=n, size=64).frames for i, n in enumerate((4, 9))]
+
+
+@pytest.fixture(scope="module")
+def hypernet(random_base):
+    torch.manual_seed(0)
+    return PerceiverHypernet(
+        HypernetConfig.for_base(random_base, "random-tiny", width=64, num_latents=8)
+    ).eval()
+
+
+def test_streamed_states_are_the_decoder_layer_inputs(random_base, clips):
+    inputs = internalization_inputs(random_base, clips)
+    states = collect_hidden_states(random_base, inputs)
+    with torch.no_grad():
+        reference = random_base.model.model(**inputs, output_hidden_states=True).hidden_states
+    assert [s.layer for s in states] == [0, 1, 2, 3]
+    for s in states:
+        assert s.hidden.shape == (2, inputs["input_ids"].shape[1], 128)
+        torch.testing.assert_close(s.hidden, reference[s.layer])
+        assert torch.equal(s.mask, inputs["attention_mask"].bool())
+
+
+def test_streaming_stops_before_the_last_layer_runs(random_base, clips):
+    calls = []
+    handle = random_base.text_model.layers[-1].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        seen = []
+        stream_hidden_states(
+            random_base, internalization_inputs(random_base, clips[:1]), lambda s: seen.append(s.layer)
+        )
+    finally:
+        handle.remove()
+    assert seen == [0, 1, 2, 3] and calls == []
+
+
+def test_factor_shapes_and_no_op_initialisation(random_base, hypernet, clips):
+    inputs = internalization_inputs(random_base, clips)
+    factors = hypernet(random_base, inputs)
+    for m, (a, b) in factors.items():
+        d_in, d_out = hypernet.config.module_shapes[m]
+        assert a.shape == (2, 4, 8, d_in) and b.shape == (2, 4, 8, d_out)
+        assert a.abs().sum() > 0 and b.abs().sum() == 0  # B starts at zero: the first adapter is a no-op
+    adapter = Adapter(factors, scaling=hypernet.config.scaling)
+    prompt = random_base.tokenizer(
+        ["<|im_start|>User: what color?<end_of_utterance>\nAssistant:"] * 2, return_tensors="pt"
+    )
+    with torch.no_grad():
+        plain = random_base.model(**prompt).logits
+        with use_adapter(random_base.model, adapter):
+            adapted = random_base.model(**prompt).logits
+    assert torch.equal(plain, adapted)
+
+
+def test_a_clip_in_a_padded_batch_gets_the_adapter_it_gets_alone(random_base, hypernet, clips):
+    torch.manual_seed(1)
+    for head in hypernet.head_b.values():  # make B non-zero so the comparison means something
+        torch.nn.init.normal_(head.weight, std=0.02)
+    batched = hypernet(random_base, internalization_inputs(random_base, clips))
+    for i, clip in enumerate(clips):
+        alone = hypernet(random_base, internalization_inputs(random_base, [clip]))
+        for m in alone:
+            torch.testing.assert_close(batched[m][0][i], alone[m][0][0], atol=2e-4, rtol=1e-3)
+            torch.testing.assert_close(batched[m][1][i], alone[m][1][0], atol=2e-4, rtol=1e-3)
+
+
+def test_length_scaled_attention_keeps_a_salient_token_visible_as_length_grows():
+    """Among T keys with one clearly salient key, plain softmax attention to it decays ~1/T; with
+    length-scaled logits (x log T / log T_ref) a key whose margin exceeds log T_ref keeps its weight."""
+    from f2l.hypernet import LengthScaledAttention
+
+    def weight_on_salient(length_scaled: bool, t: int) -> float:
+        attn = LengthScaledAttention(8, 1, ref_tokens=16, length_scaled=length_scaled)
+        with torch.no_grad():
+            for lin in (attn.q, attn.k, attn.v, attn.out):  # identity maps: output = attention-weighted keys
+                lin.weight.copy_(torch.eye(8))
+                lin.bias.zero_()
+            keys = torch.zeros(1, t, 8)
+            keys[0, 0, 0], keys[0, 0, 1] = 3.0, 1.0  # the salient key; dim 1 marks it in the output
+            query = torch.zeros(1, 1, 8)
+            query[0, 0, 0] = 3.0  # logit margin 9/sqrt(8) = 3.2 > log(T_ref) = 2.8: a clearly salient key
+            return float(attn(query, keys)[0, 0, 1])  # = the attention weight on the salient key
+
+    plain = [weight_on_salient(False, t) for t in (16, 256, 2048)]
+    scaled = [weight_on_salient(True, t) for t in (16, 256, 2048)]
+    assert plain[0] == pytest.approx(scaled[0], rel=1e-5)  # identical at the reference length
+    assert plain[2] < 0.05 * plain[0]
+    assert scaled[2] > 0.5 * scaled[0]
+
+
+def test_hypernet_save_load_round_trip(tmp_path, hypernet):
+    hypernet.save(tmp_path)
+    loaded = PerceiverHypernet.load(tmp_path)
+    assert loaded.config == hypernet.config
+    for (k, v), (k2, v2) in zip(hypernet.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2)

@@ -22,7 +22,7 @@ import torch
 from f2l.adapter import Adapter, merged_adapter, use_adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, answer
 from f2l.encode import internalization_inputs
-from f2l.hypernet import PerceiverHypernet
+from f2l.hypernet import HypernetConfig, PerceiverHypernet
 from f2l.models import CHECKPOINTS_DIR, Base, checkpoint_digest, load_base
 from f2l.video import Frames, load_video
 
@@ -42,15 +42,18 @@ def resolve_hypernet(name_or_path: str | os.PathLike) -> Path:
     return path
 
 
-def check_compatible(hypernet: PerceiverHypernet, base: Base) -> None:
+def check_compatible(c: HypernetConfig, base: Base) -> None:
     """Refuse a base whose width, depth, target shapes or weights differ from the hypernetwork's."""
-    c = hypernet.config
     text = base.model.config.text_config
     problems = []
     if text.hidden_size != c.d_model:
         problems.append(f"hidden size {text.hidden_size} != {c.d_model}")
     if text.num_hidden_layers != c.num_layers:
         problems.append(f"{text.num_hidden_layers} layers != {c.num_layers}")
+    if not problems:
+        shapes = HypernetConfig.for_base(base, c.base_id, targets=c.targets).module_shapes
+        if shapes != c.module_shapes:
+            problems.append(f"target module shapes {shapes} != {c.module_shapes}")
     digest = checkpoint_digest(base.path)
     if "@" in c.base_id and c.base_id.rsplit("@", 1)[1] != digest:
         problems.append(f"base weights {digest} != {c.base_id.rsplit('@', 1)[1]} (trained for {c.base_id})")
@@ -72,7 +75,7 @@ class Frames2LoRA:
     """A frozen base VLM and the hypernetwork that writes its adapters."""
 
     def __init__(self, base: Base, hypernet: PerceiverHypernet, hypernet_id: str, cache_size: int = 64):
-        check_compatible(hypernet, base)
+        check_compatible(hypernet.config, base)
         self.base, self.hypernet, self.hypernet_id = base, hypernet.eval(), hypernet_id
         self._cache: OrderedDict[tuple, Adapter] = OrderedDict()
         self.cache_size = cache_size
@@ -93,6 +96,7 @@ class Frames2LoRA:
                 base or meta.get("train_config", {}).get("base") or meta["config"]["base_id"].split("@")[0]
             )
             base = load_base(base_name, device=device)
+        check_compatible(HypernetConfig.from_dict(meta["config"]), base)  # before any weight is read
         hypernet = PerceiverHypernet.load(path, device=base.device)
         digest = hashlib.sha256((path / "hypernet.safetensors").read_bytes()).hexdigest()[:16]
         return cls(base, hypernet, hypernet_id=f"{path.name}@{digest}")

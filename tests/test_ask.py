@@ -10,6 +10,7 @@ def test_ask_prints_direct_and_no_video_answers(capsys):
     out = capsys.readouterr().out
     assert "world:1010000: 6 frames, 64x64 px" in out
     assert "direct" in out and "96 visual" in out  # 6 frames x 16 tokens
+    assert "f2l" in out and out.count(" 0 visual") == 2  # adapter and no-video: zero visual tokens
     assert "no-video" in out and "0 visual" in out
 
 

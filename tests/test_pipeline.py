@@ -1,0 +1,89 @@
+"""The inference API: internalize a clip, answer from the adapter with zero visual tokens."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from f2l.hypernet import HypernetConfig, PerceiverHypernet
+from f2l.models import checkpoint_digest, load_base
+from f2l.pipeline import Frames2LoRA, HypernetMismatchError
+from f2l.world import render_clip
+
+
+@pytest.fixture(scope="module")
+def random_f2l(tmp_path_factory, random_tiny_dir):
+    base = load_base(random_tiny_dir, device="cpu")
+    torch.manual_seed(0)
+    cfg = HypernetConfig.for_base(
+        base, f"random@{checkpoint_digest(random_tiny_dir)}", width=32, num_latents=4
+    )
+    hypernet = PerceiverHypernet(cfg)
+    for head in hypernet.head_b.values():
+        torch.nn.init.normal_(head.weight, std=0.05)
+    path = hypernet.save(
+        tmp_path_factory.mktemp("hypernet"), extra={"train_config": {"base": str(random_tiny_dir)}}
+    )
+    return Frames2LoRA.from_pretrained(path), path
+
+
+def test_generate_puts_zero_visual_tokens_in_context(random_f2l):
+    f2l, _ = random_f2l
+    clip = render_clip(1_010_000, num_frames=6, size=64).frames
+    adapter = f2l.internalize(clip)
+    assert adapter.batch_size is None and adapter.num_layers == 4
+    assert adapter.provenance["frames"] == 6 and adapter.provenance["video_id"] == "world:1010000"
+    out = f2l.generate(adapter, "what color is the circle?", max_new_tokens=4)
+    assert out.input_tokens["visual"] == 0
+    direct = f2l.answer_direct(clip, "what color is the circle?", max_new_tokens=4)
+    assert direct.input_tokens["visual"] == 6 * 16
+
+
+def test_merged_generation_equals_unmerged(random_f2l):
+    f2l, _ = random_f2l
+    adapter = f2l.internalize(render_clip(1_010_001, num_frames=4, size=64).frames)
+    before = {k: v.clone() for k, v in f2l.base.model.state_dict().items()}
+    a = f2l.generate(adapter, "Describe the video in detail.", max_new_tokens=8)
+    b = f2l.generate(adapter, "Describe the video in detail.", max_new_tokens=8, merged=True)
+    assert a.text == b.text
+    after = f2l.base.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_the_adapter_cache_skips_re_encoding(random_f2l, monkeypatch):
+    f2l, _ = random_f2l
+    clip = render_clip(1_010_002, num_frames=4, size=64).frames
+    first = f2l.internalize(clip)
+    calls = []
+    monkeypatch.setattr(f2l, "internalize_batch", lambda clips: calls.append(clips))
+    assert f2l.internalize(clip) is first and calls == []
+
+
+def test_chunked_internalization_composes_segment_adapters(random_f2l):
+    f2l, _ = random_f2l
+    clip = render_clip(1_010_003, num_frames=8, size=64).frames
+    chunked = f2l.internalize(clip, chunk_frames=4)
+    halves = f2l.internalize_batch(
+        [type(clip)(clip.pixels[:4], clip.timestamps[:4]), type(clip)(clip.pixels[4:], clip.timestamps[4:])]
+    )
+    assert chunked.rank == 2 * halves.rank
+    for m in ("q_proj", "down_proj"):
+        expected = halves[0].delta_weight(m, 1) + halves[1].delta_weight(m, 1)
+        torch.testing.assert_close(chunked.delta_weight(m, 1), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_a_mismatched_base_is_refused_at_load_time(random_f2l, tmp_path):
+    _, path = random_f2l
+    meta = json.loads((path / "hypernet_config.json").read_text())
+    meta["config"]["num_layers"] = 6
+    (tmp_path / "hypernet_config.json").write_text(json.dumps(meta))
+    (tmp_path / "hypernet.safetensors").write_bytes((path / "hypernet.safetensors").read_bytes())
+    with pytest.raises(HypernetMismatchError, match="4 layers != 6"):
+        Frames2LoRA.from_pretrained(tmp_path)
+    meta = json.loads((path / "hypernet_config.json").read_text())
+    meta["config"]["base_id"] = "random@0000000000000000"
+    (tmp_path / "hypernet_config.json").write_text(json.dumps(meta))
+    with pytest.raises(HypernetMismatchError, match="base weights"):
+        Frames2LoRA.from_pretrained(tmp_path)

@@ -1,0 +1,158 @@
+"""Distillation training: the loss, a short run, bit-exact resume after SIGKILL, and 2-rank DDP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from f2l.train import PRESETS, Target, TrainConfig, distillation_loss, parse_config, step_plan, train
+
+pytestmark = pytest.mark.slow
+
+
+def small_args(base_dir: Path, out: Path, cache: Path, steps: int) -> list[str]:
+    return [
+        "--base", str(base_dir), "--out", str(out), "--teacher-cache", str(cache), "--steps", str(steps),
+        "--train-clips", "6", "--val-clips", "1", "--batch-clips", "4", "--frames", "3", "--qa-per-type", "1",
+        "--max-new-tokens", "4", "--width", "32", "--latents", "4", "--heads", "2", "--self-blocks", "1",
+        "--rank", "2", "--eval-every", "1000", "--save-every", "2", "--keep-last", "2", "--lr", "3e-3",
+        "--no-progress", "--no-tensorboard",
+    ]  # fmt: skip
+
+
+def final_weights(out: Path) -> dict[str, torch.Tensor]:
+    ckpt = sorted((out / "checkpoints").glob("step-*"))[-1]
+    return load_file(ckpt / "hypernet.safetensors")
+
+
+def test_distillation_loss_is_zero_when_the_student_matches_the_teacher():
+    vocab, k = 10, 3
+    teacher_logp = torch.tensor([[-0.1, -2.5, -4.0], [-0.3, -1.5, -3.0]])
+    ids = torch.tensor([[2, 5, 7], [4, 1, 0]])
+    logits = torch.full((1, 4, vocab), -30.0)
+    for j in range(2):  # the student puts the teacher's (renormalised) top-k mass on the same tokens
+        logits[0, 1 + j, ids[j]] = teacher_logp[j].log_softmax(-1)
+    target = Target(tokens=ids[:, 0], topk_ids=ids, topk_logprobs=teacher_logp)
+    cfg = TrainConfig(kl_weight=1.0, ce_weight=0.0, top_k=k)
+    loss, stats = distillation_loss(logits, [torch.tensor([2, 3])], [target], cfg)
+    assert loss.item() == pytest.approx(0.0, abs=1e-5) and stats["kl"] == pytest.approx(0.0, abs=1e-5)
+    logits[0, 1, ids[0, 1]] += 2.0  # move mass away from the teacher: KL becomes positive
+    assert distillation_loss(logits, [torch.tensor([2, 3])], [target], cfg)[0].item() > 0.01
+
+
+def test_step_plan_is_a_pure_function_of_seed_and_step():
+    from f2l.data import world_manifest
+
+    pool = world_manifest("train", 10)
+    cfg = TrainConfig(batch_clips=4, prompts_per_clip=2)
+    assert step_plan(cfg, 7, pool) == step_plan(cfg, 7, pool)
+    assert step_plan(cfg, 7, pool) != step_plan(cfg, 8, pool)
+
+
+def test_config_layers_preset_yaml_and_flags(tmp_path):
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("steps: 77\nlr: 0.01\n")
+    cfg = parse_config(["--preset", "smolvlm2-500m", "--config", str(yaml_file), "--lr", "0.02"])
+    assert cfg.frames == PRESETS["smolvlm2-500m"]["frames"] == 12 and cfg.bf16
+    assert cfg.steps == 77 and cfg.lr == 0.02
+    yaml_file.write_text("stepz: 1\n")
+    with pytest.raises(SystemExit):
+        parse_config(["--config", str(yaml_file)])
+
+
+def test_short_run_lowers_the_loss_and_writes_its_artifacts(tmp_path, random_tiny_dir):
+    out = tmp_path / "run"
+    summary = train(parse_config(small_args(random_tiny_dir, out, tmp_path / "cache", 12)))
+    log = [line for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 12 and {"f2l", "direct", "no_video", "f2l_vs_direct"} <= set(summary["val"])
+    losses = [float(__import__("json").loads(line)["loss"]) for line in log]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000010", "step-0000012"]
+    assert {p.name for p in (out / "checkpoints" / "step-0000012").iterdir()} == {
+        "hypernet.safetensors",
+        "hypernet_config.json",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    }
+
+
+def _run(args: list[str], env_extra: dict | None = None, module: list[str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.Popen(
+        [*(module or [sys.executable, "-m", "f2l.train"]), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path, random_tiny_dir):
+    cache = tmp_path / "cache"
+    steps = 8
+    full = _run(small_args(random_tiny_dir, tmp_path / "full", cache, steps))
+    assert full.wait(timeout=600) == 0, full.stdout.read()
+
+    killed = _run(small_args(random_tiny_dir, tmp_path / "killed", cache, steps))
+    deadline = time.time() + 600
+    while not (tmp_path / "killed" / "checkpoints" / "step-0000004").exists():
+        assert killed.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "checkpoints" / f"step-{steps:07d}").exists()
+
+    resumed = _run(small_args(random_tiny_dir, tmp_path / "killed", cache, steps))
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    assert "resuming" in output
+    a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_ddp_ranks_train_the_same_weights_as_one_process(tmp_path, random_tiny_dir):
+    cache = tmp_path / "cache"
+    one = _run(small_args(random_tiny_dir, tmp_path / "one", cache, 4))
+    assert one.wait(timeout=600) == 0, one.stdout.read()
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "f2l.train",
+    ]
+    two = _run(small_args(random_tiny_dir, tmp_path / "two", cache, 4), module=torchrun)
+    output = two.communicate(timeout=600)[0]
+    assert two.returncode == 0, output
+    a, b = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(
+    tmp_path, random_tiny_dir, monkeypatch
+):
+    import f2l.train as train_module
+
+    out = tmp_path / "run"
+    train(parse_config(small_args(random_tiny_dir, out, tmp_path / "cache", 2)))
+    before = final_weights(out)
+    real = train_module.distillation_loss
+    monkeypatch.setattr(
+        train_module, "distillation_loss", lambda *a, **k: (real(*a, **k)[0] * float("nan"), {})
+    )
+    with pytest.raises(FloatingPointError, match="non-finite loss .* step 2.*step-0000002"):
+        train(parse_config(small_args(random_tiny_dir, out, tmp_path / "cache", 4)))
+    after = final_weights(out)
+    assert all(torch.equal(before[k], after[k]) for k in before)

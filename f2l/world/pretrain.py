@@ -4,7 +4,9 @@
     python -m f2l.world.pretrain --preset small     # the second, larger scale
 
 The base learns to caption clips in the paper's categories and to answer the world's questions
-with the video in context; a small share of text-only turns (the question without the video) makes
+with the video in context. An auxiliary grounding loss on its visual tokens (``f2l.world.grounding``:
+which object colour and shape fill each token's cell) gets it past the "answer from the prior"
+plateau of from-scratch VLM training in a few hundred steps instead of thousands; a small share of text-only turns (the question without the video) makes
 the no-video answer a fluent prior guess rather than noise, which is what a real VLM gives. At
 the end it is scored on held-out test clips, with and without the video, and the checkpoint
 directory (Hugging Face layout: safetensors + JSON, tokenizer, processor, chat template) is written
@@ -34,27 +36,29 @@ from f2l.eval.metrics import token_f1
 from f2l.io import atomic_write_json
 from f2l.models import CHECKPOINTS_DIR, Base
 from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
-from f2l.world import CAPTION_CATEGORIES, SPLITS, split_seeds, world_text_corpus
+from f2l.world import CAPTION_CATEGORIES, SPLITS, sample_truth, split_seeds, world_text_corpus
+from f2l.world.grounding import GroundingHeads, cell_targets
 
 
 @dataclass
 class PretrainConfig:
     preset: str = "tiny"
     out: str | None = None  # default: the shipped checkpoint directory of the preset
-    steps: int = 3000
+    steps: int = 2400
     batch_size: int = 16
     lr: float = 3e-3
     warmup: int = 100
     weight_decay: float = 0.01
     min_frames: int = 4
-    max_frames: int = 12
+    max_frames: int = 10
     # "learn to look" warm-up: short 2-frame clips, attribute questions only, always with the video,
     # so the first gradient steps can only lower the loss by reading the visual tokens
     look_steps: int = 0
+    grounding_weight: float = 1.0  # auxiliary cell-content loss on the visual tokens (f2l.world.grounding)
     caption_share: float = 0.5  # the rest are QA turns
     no_video_share: float = 0.1  # text-only turns: the question without the video
-    eval_every: int = 500
-    val_clips: int = 32
+    eval_every: int = 300
+    val_clips: int = 16
     test_clips: int = 200
     eval_frames: int = 8
     tokenizer_clips: int = 20000
@@ -95,13 +99,16 @@ def _look_turn(rng: np.random.Generator, example: Example):
 
 
 def training_batch(base: Base, rng: np.random.Generator, cfg: PretrainConfig, step: int = 10**9):
-    """A batch of random train-split clips: one turn each (caption or QA, with or without video)."""
+    """A batch of random train-split clips, one turn each (caption or QA, with or without video), and
+    the grounding targets of the clips' visual tokens (empty for a text-only batch)."""
     looking = step < cfg.look_steps
     n_frames = 2 if looking else int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
     train = SPLITS["train"]
     seeds = rng.integers(train.start, train.stop, size=cfg.batch_size)
     with_video = looking or rng.random() >= cfg.no_video_share  # per batch: the processor wants all or none
-    texts, answers, videos = [], [], []
+    texts, answers, videos, grounding = [], [], [], []
+    side = base.model.config.vision_config.image_size
+    grid = side // (base.model.config.vision_config.patch_size * base.model.config.scale_factor)
     for seed in seeds:
         example = world_example(int(seed), frames=n_frames)
         prompt, answer = _look_turn(rng, example) if looking else _sample_turn(rng, example, cfg)
@@ -110,10 +117,12 @@ def training_batch(base: Base, rng: np.random.Generator, cfg: PretrainConfig, st
         )
         answers.append(answer)
         if with_video:
-            videos.append(load_frames(example, size=base.model.config.vision_config.image_size))
+            videos.append(load_frames(example, size=side))
+            if cfg.grounding_weight:
+                grounding.append(cell_targets(sample_truth(int(seed)), n_frames, side, grid))
     inputs = model_inputs(base.processor, texts, videos if with_video else None, padding_side="right")
     inputs["labels"] = answer_labels(base, inputs, answers)
-    return inputs
+    return inputs, grounding
 
 
 def answer_labels(base: Base, inputs, answers: list[str]) -> torch.Tensor:
@@ -203,8 +212,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
         file=sys.stderr,
     )
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    heads = GroundingHeads(model.config.text_config.hidden_size)
+    named = [*model.named_parameters(), *heads.named_parameters(prefix="grounding")]
+    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
@@ -219,15 +230,19 @@ def pretrain(cfg: PretrainConfig) -> dict:
     ema = None
     for step in bar:
         model.train()
-        batch = training_batch(base, rng, cfg, step)
+        batch, grounding = training_batch(base, rng, cfg, step)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        loss = model(**batch).loss
+        out = model(**batch)
+        loss = out.loss
+        if grounding:
+            visual = torch.cat(list(out.image_hidden_states.pooler_output))
+            loss = loss + cfg.grounding_weight * heads.loss(visual, grounding, processor.image_seq_len)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; no checkpoint written")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([*model.parameters(), *heads.parameters()], 1.0)
         opt.step()
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
         bar.set_postfix(loss=f"{ema:.3f}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from typing import Any
 import av
 import numpy as np
 
-from f2l.io import _umask
+from f2l.io import atomic_path
 
 DEFAULT_ARRAY_FPS = 1.0
 """Frame rate assumed for an in-memory array given without timestamps or fps."""
@@ -245,23 +244,15 @@ def write_video(
         if codec in _EVEN_SIZE_CODECS and (height % 2 or width % 2):
             pix_fmt = "yuv444p"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w") as container:  # the muxer follows the suffix, kept on tmp
-            encoder_options = {**_OPTIONS_BY_CODEC.get(codec, {}), **(options or {})}
-            stream = container.add_stream(codec, rate=rate, options=encoder_options)
-            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-            for i, image in enumerate(pixels):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-                frame.pts = i  # in units of 1 / rate: a constant frame rate
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w") as container:  # muxer follows the suffix
+        encoder_options = {**_OPTIONS_BY_CODEC.get(codec, {}), **(options or {})}
+        stream = container.add_stream(codec, rate=rate, options=encoder_options)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for i, image in enumerate(pixels):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = i  # in units of 1 / rate: a constant frame rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
     return path
 
 

@@ -91,6 +91,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     # bookkeeping
+    log_every: int = 1  # steps between host syncs (logging, the non-finite check); >1 on GPU
     eval_every: int = 250
     save_every: int = 250
     keep_last: int = 2
@@ -281,7 +282,7 @@ def student_batch(base: Base, prompts: list[str], targets: list[Target]):
 
 def distillation_loss(
     logits: torch.Tensor, target_pos: list[torch.Tensor], targets: list[Target], cfg: TrainConfig
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per row: mean over answer tokens of kl_weight·KL(teacher top-k ‖ student) + ce_weight·CE; then
     mean over rows. The teacher's top-k log-probs are renormalised over their k tokens."""
     rows, kls, ces = [], [], []
@@ -297,9 +298,9 @@ def distillation_loss(
             kls.append(kl.detach())
         ces.append(ce.detach())
         rows.append(loss)
-    stats = {"ce": float(torch.stack(ces).mean())}
+    stats = {"ce": torch.stack(ces).mean()}
     if kls:
-        stats["kl"] = float(torch.stack(kls).mean())
+        stats["kl"] = torch.stack(kls).mean()
     return torch.stack(rows).mean(), stats
 
 
@@ -485,7 +486,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         disable=not cfg.progress or rank != 0,
         dynamic_ncols=True,
     )
-    last_time = time.time()
+    last_time, last_logged = time.time(), start
     for step in bar:
         plan = step_plan(cfg, step, pool)
         local = plan[rank * len(plan) // world : (rank + 1) * len(plan) // world]
@@ -511,41 +512,48 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     input_ids=input_ids.to(device), attention_mask=attention.to(device)
                 ).logits
             loss, stats = distillation_loss(logits, target_pos, row_targets, cfg)
-        if not torch.isfinite(loss):
-            last = latest_checkpoint(run_dir)
-            raise FloatingPointError(
-                f"non-finite loss ({loss.item()}) at step {step}: stopping. The last good checkpoint "
-                f"({last or 'none yet'}) is untouched; lower --lr or check the data, then rerun to resume."
-            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        # after backward the gradients are all-reduced, so grad_norm is the same number on every rank:
+        # a non-finite loss anywhere makes it non-finite everywhere, and all ranks stop together
         grad_norm = torch.nn.utils.clip_grad_norm_(hypernet.parameters(), cfg.grad_clip)
-        opt.step()
-
-        if rank == 0:
-            now = time.time()
-            record = {
-                "step": step + 1,
-                "loss": loss.item(),
-                "grad_norm": float(grad_norm),
-                "lr": opt.param_groups[0]["lr"],
-                "step_s": now - last_time,
-                **stats,
-            }
-            last_time = now
-            bar.set_postfix(loss=f"{record['loss']:.3f}")
-            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-                scores = evaluate(base, hypernet, val, cfg, frame_size)
-                record.update({f"val_{k}": v for k, v in scores.items()})
-                bar.write(f"step {step + 1}: " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            if writer is not None:
-                for k, v in record.items():
-                    if k != "step":
-                        writer.add_scalar(k, v, step + 1)
-            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
-                save_checkpoint(run_dir, step + 1, hypernet, opt, cfg, cfg.keep_last)
+        evaluating = (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps
+        saving = (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps
+        if (step + 1) % cfg.log_every == 0 or evaluating or saving:  # the only host syncs of a step
+            if not torch.isfinite(grad_norm):
+                raise FloatingPointError(
+                    f"non-finite loss or gradient (loss {loss.item()}, grad norm {grad_norm.item()}) at step "
+                    f"{step + 1}: stopping before the update. The last good checkpoint "
+                    f"({latest_checkpoint(run_dir) or 'none yet'}) is untouched; lower --lr or check the "
+                    f"data, then rerun the same command to resume from it."
+                )
+            opt.step()
+            if rank == 0:
+                now = time.time()
+                record = {
+                    "step": step + 1,
+                    "loss": loss.item(),
+                    "grad_norm": float(grad_norm),
+                    "lr": opt.param_groups[0]["lr"],
+                    "sec_per_step": (now - last_time) / (step + 1 - last_logged),
+                    **{k: float(v) for k, v in stats.items()},
+                }
+                last_time, last_logged = now, step + 1
+                bar.set_postfix(loss=f"{record['loss']:.3f}")
+                if evaluating:
+                    scores = evaluate(base, hypernet, val, cfg, frame_size)
+                    record.update({f"val_{k}": v for k, v in scores.items()})
+                    bar.write(f"step {step + 1}: " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                if writer is not None:
+                    for k, v in record.items():
+                        if k != "step":
+                            writer.add_scalar(k, v, step + 1)
+                if saving:
+                    save_checkpoint(run_dir, step + 1, hypernet, opt, cfg, cfg.keep_last)
+        else:
+            opt.step()
         if dist.is_initialized():
             dist.barrier()
 

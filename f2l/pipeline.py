@@ -42,6 +42,25 @@ def resolve_hypernet(name_or_path: str | os.PathLike) -> Path:
     return path
 
 
+def package_hypernet(
+    checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, base: str, extra: dict | None = None
+) -> Path:
+    """Copy a training checkpoint's hypernetwork to ``out_dir`` for use by ``from_pretrained``, naming
+    the base by ``base`` (a shipped name, Hub id or path valid where it will be used); the base's
+    weight digest recorded at training time still guards against a mismatched base."""
+    from f2l.io import atomic_write_bytes, atomic_write_json
+
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    meta = json.loads((checkpoint / "hypernet_config.json").read_text())
+    digest = meta["config"]["base_id"].rsplit("@", 1)[-1]
+    meta["config"]["base_id"] = f"{base}@{digest}"
+    meta.setdefault("train_config", {})["base"] = base
+    meta.update(extra or {})
+    atomic_write_bytes(out_dir / "hypernet.safetensors", (checkpoint / "hypernet.safetensors").read_bytes())
+    atomic_write_json(out_dir / "hypernet_config.json", meta)
+    return out_dir
+
+
 def check_compatible(c: HypernetConfig, base: Base) -> None:
     """Refuse a base whose width, depth, target shapes or weights differ from the hypernetwork's."""
     text = base.model.config.text_config

@@ -136,8 +136,10 @@ def test_two_ddp_ranks_train_the_same_weights_as_one_process(tmp_path, random_ti
     output = two.communicate(timeout=600)[0]
     assert two.returncode == 0, output
     a, b = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    # Adam's normalised updates turn reduction-order rounding (~1e-7) into ~1e-5 weight differences;
+    # ranks that did not share gradients would differ by the size of the updates themselves (~1e-2)
     for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a[k], b[k], atol=2e-4, rtol=1e-3)
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(

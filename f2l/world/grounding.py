@@ -6,7 +6,9 @@ right tokens, and the text model has no reason to attend until the tokens say so
 DESIGN.md measured). The world's ground truth breaks that loop: every visual token covers a known
 cell of a known frame, so small linear heads on the connector's output can be trained to say which
 object colour and shape fill that cell, and which background colour and texture the frame has. The
-vision tower then encodes what the questions ask about from the first steps, and the language loss
+vision tower then encodes what the questions ask about from the first steps (the main object's
+colour, shape and size also from the frame's mean token, so a question about it can be answered by
+attending anywhere in the frame), and the language loss
 only has to learn where to look.
 
 The heads are a training device only: they are not part of the saved checkpoint, which stays a plain
@@ -48,11 +50,15 @@ def cell_targets(truth: ClipTruth, num_frames: int, size: int, grid: int) -> dic
             onehot = np.eye(n, dtype=np.float32)[labels]  # (H, W, n)
             cells = onehot[: grid * cell, : grid * cell].reshape(grid, cell, grid, cell, n).mean((1, 3))
             out[f] = cells.reshape(grid * grid, n)
+    main = truth.objects[0]
     return {
         "color": colors,
         "shape": shapes,
         "background": np.full(num_frames, list(BACKGROUNDS).index(truth.background)),
         "texture": np.full(num_frames, TEXTURES.index(truth.texture)),
+        "main_color": np.full(num_frames, list(COLORS).index(main.color)),
+        "main_shape": np.full(num_frames, SHAPES.index(main.shape)),
+        "main_size": np.full(num_frames, list(SIZES).index(main.size)),
     }
 
 
@@ -65,20 +71,38 @@ class GroundingHeads(nn.Module):
         self.shape = nn.Linear(width, len(SHAPE_CLASSES))
         self.background = nn.Linear(width, len(BACKGROUNDS))
         self.texture = nn.Linear(width, len(TEXTURES))
+        self.main_color = nn.Linear(width, len(COLORS))
+        self.main_shape = nn.Linear(width, len(SHAPES))
+        self.main_size = nn.Linear(width, len(SIZES))
 
     def loss(
         self, visual: torch.Tensor, targets: list[dict[str, np.ndarray]], tokens_per_frame: int
     ) -> torch.Tensor:
         """``visual``: (total frames x tokens_per_frame, width), clips and frames in batch order."""
-        color = torch.from_numpy(np.concatenate([t["color"] for t in targets])).to(visual.device)
-        shape = torch.from_numpy(np.concatenate([t["shape"] for t in targets])).to(visual.device)
-        background = torch.from_numpy(np.concatenate([t["background"] for t in targets])).to(visual.device)
-        texture = torch.from_numpy(np.concatenate([t["texture"] for t in targets])).to(visual.device)
+
+        def stacked(key: str) -> torch.Tensor:
+            return torch.from_numpy(np.concatenate([t[key] for t in targets])).to(visual.device)
+
         cells = visual.view(-1, tokens_per_frame, visual.shape[-1]).float()
         frame = cells.mean(1)
-        return (
-            F.cross_entropy(self.color(cells).flatten(0, 1), color.flatten(0, 1))
-            + F.cross_entropy(self.shape(cells).flatten(0, 1), shape.flatten(0, 1))
-            + F.cross_entropy(self.background(frame), background)
-            + F.cross_entropy(self.texture(frame), texture)
+        # most cells hold no object: weigh the "none" class down so objects are not drowned out
+        loss = sum(
+            (
+                _soft_ce(head(cells), stacked(key))
+                for key, head in (("color", self.color), ("shape", self.shape))
+            ),
+            start=torch.zeros((), device=visual.device),
         )
+        for key in ("background", "texture", "main_color", "main_shape", "main_size"):
+            loss = loss + F.cross_entropy(getattr(self, key)(frame), stacked(key))
+        return loss
+
+
+NONE_WEIGHT = 0.2
+
+
+def _soft_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against cell-coverage fractions, the "none" class weighted by NONE_WEIGHT."""
+    weights = torch.ones(target.shape[-1], device=target.device)
+    weights[0] = NONE_WEIGHT
+    return -(target * weights * logits.log_softmax(-1)).sum(-1).mean()

@@ -64,6 +64,7 @@ class PretrainConfig:
     tokenizer_clips: int = 20000
     max_new_tokens: int = 48
     seed: int = 0
+    init_from: str | None = None  # a checkpoint directory to continue training instead of starting anew
     threads: int = 0  # 0: torch's default
 
     @property
@@ -137,10 +138,10 @@ def answer_labels(base: Base, inputs, answers: list[str]) -> torch.Tensor:
     return labels
 
 
-def eval_rows(split: str, n_clips: int, frames: int):
+def eval_rows(split: str, n_clips: int, frames: int, offset: int = 0):
     """A fixed held-out set: per clip every caption category's turn and one QA of each type."""
     rows = []
-    for seed in split_seeds(split, n_clips):
+    for seed in split_seeds(split, n_clips, offset=offset):
         example = world_example(seed, split=split, frames=frames)
         seen_types = set()
         for row in iter_prompts([example]):
@@ -203,7 +204,13 @@ def pretrain(cfg: PretrainConfig) -> dict:
     preset = PRESETS[cfg.preset]
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model, processor = build_untrained(preset, _corpus(cfg.tokenizer_clips), seed=cfg.seed)
+    if cfg.init_from:  # continue from a checkpoint directory (its tokenizer and processor too)
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        model = AutoModelForImageTextToText.from_pretrained(cfg.init_from, dtype=torch.float32)
+        processor = AutoProcessor.from_pretrained(cfg.init_from)
+    else:
+        model, processor = build_untrained(preset, _corpus(cfg.tokenizer_clips), seed=cfg.seed)
     base = Base(model=model, processor=processor, name=f"f2l-{cfg.preset}", path=cfg.out_dir)
     n_params = sum(p.numel() for p in model.parameters())
     print(

@@ -184,13 +184,14 @@ def _lr_at(step: int, cfg: PretrainConfig) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _save_atomically(base: Base, out_dir: Path, extra: dict[str, dict]) -> None:
+def _save_atomically(base: Base, out_dir: Path, extra: dict[str, dict], log_path: Path) -> None:
     """Write the checkpoint into a sibling temp directory, then swap it into place."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     save_checkpoint(base.model, base.processor, tmp)
     for name, obj in extra.items():
         atomic_write_json(tmp / name, obj)
+    shutil.copyfile(log_path, tmp / "pretrain_log.jsonl")  # the loss curve ships with the weights
     old = out_dir.with_name(out_dir.name + ".old")
     if out_dir.exists():
         os.replace(out_dir, old)
@@ -229,7 +230,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         betas=(0.9, 0.95),
     )
     val_rows = eval_rows("val", cfg.val_clips, cfg.eval_frames)
-    log_path = cfg.out_dir.with_name(cfg.out_dir.name + ".pretrain_log.jsonl")
+    log_path = cfg.out_dir.with_name(f".{cfg.out_dir.name}.pretrain_log.jsonl")  # moves into the checkpoint
     log_path.unlink(missing_ok=True)
     history = []
     start = time.time()
@@ -286,7 +287,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
         },
         "torch": torch.__version__,
     }
-    _save_atomically(base, cfg.out_dir, {"pretrain_scores.json": summary})
+    _save_atomically(base, cfg.out_dir, {"pretrain_scores.json": summary}, log_path)
+    log_path.unlink()
     print(
         f"test token-F1: direct {scores['direct']['token_f1']:.3f}, "
         f"no-video {scores['no_video']['token_f1']:.3f} -> {cfg.out_dir}",

@@ -106,7 +106,6 @@ def _kv_cache_bytes(base, tokens: int) -> int:
 def peak_memory(hypernet: str, frames: int, what: str, device: str) -> int:
     """Peak memory (bytes) of one internalization or one direct prefill, in a fresh process."""
     code = (
-        "import sys, resource, torch\n"
         "from f2l.bench import _peak_child\n"
         f"print(_peak_child({hypernet!r}, {frames}, {what!r}, {device!r}))\n"
     )
@@ -115,33 +114,54 @@ def peak_memory(hypernet: str, frames: int, what: str, device: str) -> int:
 
 
 def _peak_child(hypernet: str, frames: int, what: str, device: str) -> int:
-    import resource
-
     f2l = Frames2LoRA.from_pretrained(hypernet, device=device)
     base = f2l.base
     clip = render_clip(CLIP_SEED, num_frames=frames, size=base.model.config.vision_config.image_size).frames
     if what == "internalize":
         inputs = internalization_inputs(base, [clip])
     else:
-        inputs = model_inputs(
-            base.processor,
-            [prompt_text(base.processor, QUESTION, with_video=True)],
-            [clip],
-            device=base.device,
-        )
+        inputs = model_inputs(base.processor, [prompt_text(base.processor, QUESTION, with_video=True)], [clip],
+                              device=base.device)
+
+    def run():
+        with torch.inference_mode():
+            if what == "internalize":
+                f2l.hypernet(base, inputs)
+            else:
+                base.model(**inputs, use_cache=True)
+
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-    else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    with torch.inference_mode():
-        if what == "internalize":
-            f2l.hypernet(base, inputs)
-        else:
-            base.model(**inputs, use_cache=True)
-    if device.startswith("cuda"):
+        run()
         return torch.cuda.max_memory_allocated() - before
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    return _peak_rss_growth(run)
+
+
+def _peak_rss_growth(fn: Callable[[], object], interval_s: float = 0.0005) -> int:
+    """Peak resident-set growth while ``fn`` runs, sampled by a thread (CPU has no allocator stats)."""
+    import threading
+
+    import psutil
+
+    process = psutil.Process()
+    baseline = peak = process.memory_info().rss
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process.memory_info().rss)
+            time.sleep(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak, process.memory_info().rss) - baseline
 
 
 def training_overhead(f2l: Frames2LoRA, warmup: int, repeats: int) -> dict:

@@ -31,7 +31,9 @@ def test_shipped_tiny_loads_through_the_auto_classes():
 def test_shipped_tiny_records_its_held_out_scores():
     scores = json.loads((resolve_checkpoint("tiny") / "pretrain_scores.json").read_text())
     direct, no_video = scores["test"]["direct"]["token_f1"], scores["test"]["no_video"]["token_f1"]
-    assert direct > no_video + 0.15, (direct, no_video)
+    assert direct > no_video + 0.1, (direct, no_video)
+    by_type = scores["test"]["direct"]["by_category"], scores["test"]["no_video"]["by_category"]
+    assert by_type[0]["attribute"] > by_type[1]["attribute"] + 0.4  # colours and shapes come from the frames
 
 
 def test_load_base_freezes_the_model(random_tiny_dir):

@@ -120,8 +120,12 @@ def _peak_child(hypernet: str, frames: int, what: str, device: str) -> int:
     if what == "internalize":
         inputs = internalization_inputs(base, [clip])
     else:
-        inputs = model_inputs(base.processor, [prompt_text(base.processor, QUESTION, with_video=True)], [clip],
-                              device=base.device)
+        inputs = model_inputs(
+            base.processor,
+            [prompt_text(base.processor, QUESTION, with_video=True)],
+            [clip],
+            device=base.device,
+        )
 
     def run():
         with torch.inference_mode():

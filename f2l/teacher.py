@@ -27,11 +27,12 @@ from f2l.video import Frames
 
 @dataclass(frozen=True)
 class TeacherTarget:
-    """Greedy answer tokens (ending with end-of-utterance) and top-k log-probs at each of them."""
+    """Answer tokens (ending with end-of-utterance) and the teacher's top-k log-probs at each of them;
+    ground-truth targets (``--targets-from ground_truth``) carry tokens only."""
 
     tokens: torch.Tensor  # (n,) int64
-    topk_ids: torch.Tensor  # (n, k) int64
-    topk_logprobs: torch.Tensor  # (n, k) float32
+    topk_ids: torch.Tensor | None = None  # (n, k) int64
+    topk_logprobs: torch.Tensor | None = None  # (n, k) float32
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from f2l.eval.metrics import token_f1
 from f2l.hypernet import HypernetConfig, PerceiverHypernet
 from f2l.io import atomic_save_safetensors, atomic_write_json
 from f2l.models import Base, checkpoint_digest, load_base
-from f2l.teacher import TeacherCache, TeacherRequest, teacher_targets
+from f2l.teacher import TeacherCache, TeacherRequest, TeacherTarget, teacher_targets
 
 
 @dataclass
@@ -202,22 +202,13 @@ def clip_prompts(example: Example, qa_per_type: int) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------ targets
 
 
-@dataclass
-class Target:
-    """What the student is trained toward for one (clip, prompt)."""
-
-    tokens: torch.Tensor  # (n,) answer tokens ending with end-of-utterance
-    topk_ids: torch.Tensor | None = None  # (n, k) teacher top-k; None for ground-truth targets
-    topk_logprobs: torch.Tensor | None = None
-
-
 def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_size: int) -> dict:
     """Targets for every (clip, prompt) of the pool, keyed by (example id, prompt)."""
     pairs = [(e, p, ref) for e in examples for p, ref in clip_prompts(e, cfg.qa_per_type)]
     if cfg.targets_from == "ground_truth":
         eou = base.tokenizer.end_of_utterance_token
         return {
-            (e.id, p): Target(
+            (e.id, p): TeacherTarget(
                 torch.tensor(base.tokenizer(f" {ref}{eou}", add_special_tokens=False)["input_ids"])
             )
             for e, p, ref in pairs
@@ -237,11 +228,9 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_s
     if dist.is_initialized():
         dist.barrier()
         cache = TeacherCache(cfg.teacher_cache, checkpoint_digest(base.path), cfg.top_k)
-    out = {}
-    for (e, p, _), r in zip(pairs, requests, strict=True):
-        t = cache.get(r.key(cache.base_digest))
-        out[(e.id, p)] = Target(t.tokens, t.topk_ids, t.topk_logprobs)
-    return out
+    return {
+        (e.id, p): cache.get(r.key(cache.base_digest)) for (e, p, _), r in zip(pairs, requests, strict=True)
+    }
 
 
 # ------------------------------------------------------------------------------------------ the step
@@ -258,7 +247,7 @@ def step_plan(cfg: TrainConfig, step: int, pool: list[Example]) -> list[tuple[in
     return plan
 
 
-def student_batch(base: Base, prompts: list[str], targets: list[Target]):
+def student_batch(base: Base, prompts: list[str], targets: list[TeacherTarget]):
     """Right-padded text-only rows ``prompt + teacher tokens``, with the target positions marked."""
     prompt_ids = [
         base.tokenizer(prompt_text(base.processor, p, with_video=False), add_special_tokens=False)[
@@ -281,7 +270,7 @@ def student_batch(base: Base, prompts: list[str], targets: list[Target]):
 
 
 def distillation_loss(
-    logits: torch.Tensor, target_pos: list[torch.Tensor], targets: list[Target], cfg: TrainConfig
+    logits: torch.Tensor, target_pos: list[torch.Tensor], targets: list[TeacherTarget], cfg: TrainConfig
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per row: mean over answer tokens of kl_weight·KL(teacher top-k ‖ student) + ce_weight·CE; then
     mean over rows. The teacher's top-k log-probs are renormalised over their k tokens."""

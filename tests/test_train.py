@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from f2l.train import PRESETS, Target, TrainConfig, distillation_loss, parse_config, step_plan, train
+from f2l.teacher import TeacherTarget
+from f2l.train import PRESETS, TrainConfig, distillation_loss, parse_config, step_plan, train
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,7 @@ def test_distillation_loss_is_zero_when_the_student_matches_the_teacher():
     logits = torch.full((1, 4, vocab), -30.0)
     for j in range(2):  # the student puts the teacher's (renormalised) top-k mass on the same tokens
         logits[0, 1 + j, ids[j]] = teacher_logp[j].log_softmax(-1)
-    target = Target(tokens=ids[:, 0], topk_ids=ids, topk_logprobs=teacher_logp)
+    target = TeacherTarget(tokens=ids[:, 0], topk_ids=ids, topk_logprobs=teacher_logp)
     cfg = TrainConfig(kl_weight=1.0, ce_weight=0.0, top_k=k)
     loss, stats = distillation_loss(logits, [torch.tensor([2, 3])], [target], cfg)
     assert loss.item() == pytest.approx(0.0, abs=1e-5) and float(stats["kl"]) == pytest.approx(0.0, abs=1e-5)

@@ -1,16 +1,17 @@
 """Build and train a tiny SmolVLM2 from scratch on the world, with the video in context.
 
-    python -m f2l.world.pretrain                    # the shipped `tiny` base (about 25 min, 2 CPU cores)
-    python -m f2l.world.pretrain --preset small     # the second, larger scale
+    python -m f2l.world.pretrain                          # a `tiny` base (2,400 steps, ~30 min on 2 cores)
+    python -m f2l.world.pretrain --init-from DIR --steps 1000 --lr 2e-3 --warmup 30   # train on
+    python -m f2l.world.pretrain --preset small           # the second, larger scale (not shipped yet)
 
 The base learns to caption clips in the paper's categories and to answer the world's questions
-with the video in context. An auxiliary grounding loss on its visual tokens (``f2l.world.grounding``:
-which object colour and shape fill each token's cell) gets it past the "answer from the prior"
-plateau of from-scratch VLM training in a few hundred steps instead of thousands; a small share of text-only turns (the question without the video) makes
-the no-video answer a fluent prior guess rather than noise, which is what a real VLM gives. At
-the end it is scored on held-out test clips, with and without the video, and the checkpoint
-directory (Hugging Face layout: safetensors + JSON, tokenizer, processor, chat template) is written
-atomically together with ``pretrain_scores.json``.
+with the video in context. An auxiliary grounding loss on its visual tokens (``f2l.world.grounding``)
+gets it past the "answer from the prior" plateau of from-scratch VLM training, where it otherwise
+sits for thousands of steps. A small share of text-only turns (the question without the video) makes
+the no-video answer a fluent prior guess rather than noise, which is what a real VLM gives. At the
+end it is scored on held-out test clips, with and without the video, and the checkpoint directory
+(Hugging Face layout: safetensors + JSON, tokenizer, processor, chat template, with
+``pretrain_scores.json`` and the loss log) replaces the old one atomically.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 A perceiver hypernetwork reads the per-layer hidden states a frozen SmolVLM2 produces
 while encoding a video and writes a LoRA adapter; the frozen VLM with that adapter then
-answers questions about the video with zero visual tokens in its context.
-See DESIGN.md-style map in the README for the data flow.
+answers questions about the video with zero visual tokens in its context. Data flows one way:
+``video -> encode -> hypernet -> adapter -> answer`` (see the README's layout).
 """
 
 __version__ = "0.1.0"

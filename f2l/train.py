@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from f2l.adapter import Adapter, install_lora, use_adapter
-from f2l.chat import prompt_text
+from f2l.chat import model_inputs, prompt_text
 from f2l.data import Example, iter_prompts, load_frames, read_manifest, world_manifest
-from f2l.encode import internalization_inputs
+from f2l.encode import INTERNALIZE_PROMPT, internalization_inputs
 from f2l.eval.metrics import token_f1
 from f2l.hypernet import HypernetConfig, PerceiverHypernet
 from f2l.io import atomic_save_safetensors, atomic_write_json
@@ -97,6 +97,7 @@ class TrainConfig:
     keep_last: int = 2
     seed: int = 0
     device: str | None = None
+    workers: int = 0  # DataLoader workers preparing steps ahead (0: in the training process)
     bf16: bool = False  # autocast on CUDA
     tensorboard: bool = True
     progress: bool = True
@@ -247,17 +248,66 @@ def step_plan(cfg: TrainConfig, step: int, pool: list[Example]) -> list[tuple[in
     return plan
 
 
-def student_batch(base: Base, prompts: list[str], targets: list[TeacherTarget]):
+class StepBatches(torch.utils.data.Dataset):
+    """Item ``i`` is this rank's share of step ``start + i``: the clips' processor inputs for
+    internalization and the student rows (prompt tokens + targets). A pure function of (seed, step),
+    so DataLoader workers can prepare steps ahead (decoding, rendering, the processor) and pinned
+    host memory can feed the GPU, while resuming needs no sampler state."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        base: Base,
+        pool: list[Example],
+        targets: dict,
+        start: int,
+        frame_size: int,
+        rank: int,
+        world: int,
+    ):
+        self.cfg, self.processor, self.tokenizer = cfg, base.processor, base.tokenizer
+        self.pool, self.targets, self.start = pool, targets, start
+        self.frame_size, self.rank, self.world = frame_size, rank, world
+
+    def __len__(self) -> int:
+        return max(self.cfg.steps - self.start, 0)
+
+    def __getitem__(self, i: int) -> dict:
+        cfg, step = self.cfg, self.start + i
+        plan = step_plan(cfg, step, self.pool)
+        local = plan[self.rank * len(plan) // self.world : (self.rank + 1) * len(plan) // self.world]
+        clips = [self.pool[c] for c, _ in local]
+        frames = [load_frames(e, num_frames=cfg.frames, size=self.frame_size) for e in clips]
+        prompts, row_targets, row_clip = [], [], []
+        for j, (e, (_, prompt_idx)) in enumerate(zip(clips, local, strict=True)):
+            options = clip_prompts(e, cfg.qa_per_type)
+            for k in prompt_idx:
+                prompts.append(options[k][0])
+                row_targets.append(self.targets[(e.id, options[k][0])])
+                row_clip.append(j)
+        input_ids, attention, target_pos = student_batch(self.tokenizer, self.processor, prompts, row_targets)
+        text = prompt_text(self.processor, INTERNALIZE_PROMPT, with_video=True)
+        return {
+            "step": step,
+            "encode": dict(model_inputs(self.processor, [text] * len(frames), frames)),
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "target_pos": target_pos,
+            "targets": row_targets,
+            "row_clip": torch.tensor(row_clip),
+            "video_ids": [clips[j].id for j in row_clip],
+        }
+
+
+def student_batch(tokenizer, processor, prompts: list[str], targets: list[TeacherTarget]):
     """Right-padded text-only rows ``prompt + teacher tokens``, with the target positions marked."""
     prompt_ids = [
-        base.tokenizer(prompt_text(base.processor, p, with_video=False), add_special_tokens=False)[
-            "input_ids"
-        ]
+        tokenizer(prompt_text(processor, p, with_video=False), add_special_tokens=False)["input_ids"]
         for p in prompts
     ]
     lengths = [len(p) + len(t.tokens) for p, t in zip(prompt_ids, targets, strict=True)]
     width = max(lengths)
-    pad = base.tokenizer.pad_token_id
+    pad = tokenizer.pad_token_id
     input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
     attention = torch.zeros((len(prompts), width), dtype=torch.long)
     target_pos = []
@@ -476,29 +526,27 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         dynamic_ncols=True,
     )
     last_time, last_logged = time.time(), start
-    for step in bar:
-        plan = step_plan(cfg, step, pool)
-        local = plan[rank * len(plan) // world : (rank + 1) * len(plan) // world]
-        clips = [pool[c] for c, _ in local]
-        frames = [load_frames(e, num_frames=cfg.frames, size=frame_size) for e in clips]
-        prompts, row_targets, row_clip = [], [], []
-        for j, (e, (_, prompt_idx)) in enumerate(zip(clips, local, strict=True)):
-            options = clip_prompts(e, cfg.qa_per_type)
-            for k in prompt_idx:
-                prompts.append(options[k][0])
-                row_targets.append(targets[(e.id, options[k][0])])
-                row_clip.append(j)
+    loader = torch.utils.data.DataLoader(
+        StepBatches(cfg, base, pool, targets, start, frame_size, rank, world),
+        batch_size=None,  # every item is already one step's batch
+        num_workers=cfg.workers,
+        pin_memory=str(device).startswith("cuda"),
+    )
+    for step, batch in zip(bar, loader, strict=True):
+        assert batch["step"] == step
         for group in opt.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, cfg)
+        encode = {k: v.to(device, non_blocking=True) for k, v in batch["encode"].items()}
+        row_targets, target_pos = batch["targets"], batch["target_pos"]
         with autocast:
-            factors = model(base, internalization_inputs(base, frames))
-            index = torch.tensor(row_clip, device=device)
+            factors = model(base, encode)
+            index = batch["row_clip"].to(device, non_blocking=True)
             rows = {m: (a.index_select(0, index), b.index_select(0, index)) for m, (a, b) in factors.items()}
-            adapter = adapter_from_factors(rows, hn_cfg, [{"video_id": clips[j].id} for j in row_clip])
-            input_ids, attention, target_pos = student_batch(base, prompts, row_targets)
+            adapter = adapter_from_factors(rows, hn_cfg, [{"video_id": v} for v in batch["video_ids"]])
             with use_adapter(base.model, adapter):
                 logits = base.model(
-                    input_ids=input_ids.to(device), attention_mask=attention.to(device)
+                    input_ids=batch["input_ids"].to(device, non_blocking=True),
+                    attention_mask=batch["attention_mask"].to(device, non_blocking=True),
                 ).logits
             loss, stats = distillation_loss(logits, target_pos, row_targets, cfg)
         opt.zero_grad(set_to_none=True)

@@ -159,3 +159,12 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(
         train(parse_config(small_args(random_tiny_dir, out, tmp_path / "cache", 4)))
     after = final_weights(out)
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_dataloader_workers_prepare_the_same_steps(tmp_path, random_tiny_dir):
+    """Steps prepared ahead by two DataLoader worker processes train exactly the same weights."""
+    for workers in (0, 2):
+        args = small_args(random_tiny_dir, tmp_path / f"w{workers}", tmp_path / "cache", 4)
+        train(parse_config([*args, "--workers", str(workers)]))
+    a, b = final_weights(tmp_path / "w0"), final_weights(tmp_path / "w2")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -87,3 +87,16 @@ def test_a_mismatched_base_is_refused_at_load_time(random_f2l, tmp_path):
     (tmp_path / "hypernet_config.json").write_text(json.dumps(meta))
     with pytest.raises(HypernetMismatchError, match="base weights"):
         Frames2LoRA.from_pretrained(tmp_path)
+
+
+def test_a_bfloat16_base_works_with_a_float32_hypernetwork(random_f2l, random_tiny_dir):
+    """No hidden float32 assumption: the GPU presets run the base in bf16 beside an fp32 hypernetwork."""
+    _, path = random_f2l
+    base = load_base(random_tiny_dir, device="cpu", dtype=torch.bfloat16)
+    f2l = Frames2LoRA.from_pretrained(path, base=base)
+    adapter = f2l.internalize(render_clip(1_010_004, num_frames=4, size=64).frames)
+    assert adapter.dtype == torch.float32 and f2l.base.dtype == torch.bfloat16
+    out = f2l.generate(adapter, "what color is the circle?", max_new_tokens=3)
+    assert out.input_tokens["visual"] == 0 and out.new_tokens >= 1
+    merged = f2l.generate(adapter, "what color is the circle?", max_new_tokens=3, merged=True)
+    assert merged.new_tokens >= 1

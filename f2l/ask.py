@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--frames", type=int, default=8, help="frames sampled uniformly over the clip")
     parser.add_argument("--size", type=int, default=None, help="world clips: rendered side in pixels")
+    parser.add_argument(
+        "--chunk-frames", type=int, default=None, help="internalize segments of this many frames and compose"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     base = f2l.base
     frames = load_clip(args, base.model.config.vision_config.image_size)
     start = time.perf_counter()
-    adapter = f2l.internalize(frames)
+    adapter = f2l.internalize(frames, chunk_frames=args.chunk_frames)
     internalize_s = time.perf_counter() - start
     adapted = f2l.generate(adapter, args.question, max_new_tokens=args.max_new_tokens)
     direct = answer(base, frames, args.question, max_new_tokens=args.max_new_tokens)

@@ -22,3 +22,10 @@ def test_ask_decodes_a_video_file(tmp_path, capsys):
     assert main(["--video", str(path), "--question", "Describe the camera motion.", "--frames", "4"]) == 0
     out = capsys.readouterr().out
     assert "4 frames" in out and "64 visual" in out
+
+
+def test_ask_composes_segment_adapters(capsys):
+    assert main(["--world-seed", "1010002", "--question", "Describe the background.", "--frames", "8",
+                 "--chunk-frames", "4"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "rank 16 x 4 layers" in out  # two rank-8 segment adapters concatenated along r

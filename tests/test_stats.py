@@ -14,7 +14,7 @@ def paired(shift: float, n: int, sd: float, seed: int) -> tuple[np.ndarray, np.n
     return reference + shift + rng.normal(0, sd, n), reference
 
 
-def verdict_rate(shift: float, verdicts: set[str], n: int = 60, sd: float = 0.1, sims: int = 400) -> float:
+def verdict_rate(shift: float, verdicts: set[str], n: int = 60, sd: float = 0.1, sims: int = 1000) -> float:
     hits = sum(
         compare_paired(*paired(shift, n, sd, seed), margin=0.05, n_boot=50).verdict in verdicts
         for seed in range(sims)
@@ -46,9 +46,9 @@ def test_verdicts_for_known_shifts(shift, n, expected):
 def test_error_rates_hold_at_the_margins():
     alpha = 0.05
     # true difference exactly at -margin: claiming non-inferiority (or equivalence) is a type I error
-    assert verdict_rate(-0.05, {"non-inferior", "equivalent"}) <= alpha + 0.03
+    assert verdict_rate(-0.05, {"non-inferior", "equivalent"}) <= alpha + 0.022  # 3 standard errors
     # true difference exactly at +margin: claiming equivalence is a type I error
-    assert verdict_rate(0.05, {"equivalent"}) <= alpha + 0.03
+    assert verdict_rate(0.05, {"equivalent"}) <= alpha + 0.022
     # and the tests have power where they should: no true difference, 200 pairs
     assert verdict_rate(0.0, {"equivalent"}, n=200) >= 0.9
 

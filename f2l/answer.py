@@ -103,3 +103,85 @@ def generate_answers(
         out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         answers += _decode_new(base, out, inputs["input_ids"].shape[1])
     return answers
+
+
+@dataclass
+class VideoPrefix:
+    """The video prefilled once (the ``kv_cache`` baseline): the prompt's tokens up to and including the
+    last frame's closing image token, and the KV cache the base computed over them. Every question
+    about the video then prefills only its own text."""
+
+    input_ids: torch.Tensor  # (1, P)
+    cache: object  # transformers Cache over those P tokens
+    visual_tokens: int
+
+    @property
+    def nbytes(self) -> int:
+        layers = getattr(self.cache, "layers", [])
+        return sum(t.numel() * t.element_size() for layer in layers for t in (layer.keys, layer.values))
+
+
+@torch.inference_mode()
+def prefill_video(base: Base, video: Frames) -> VideoPrefix:
+    """Run the base over the video part of a prompt once and keep its KV cache."""
+    text = prompt_text(base.processor, "", with_video=True)
+    inputs = model_inputs(base.processor, [text], [video], device=base.device)
+    ids = inputs["input_ids"][0]
+    fake = base.tokenizer.convert_tokens_to_ids(base.processor.fake_image_token)
+    end = (
+        int((ids == fake).nonzero().max()) + 1
+    )  # special tokens split the text: what follows tokenizes alone
+    prefix = {k: v[:, :end] for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+    out = base.model(
+        **prefix,
+        pixel_values=inputs["pixel_values"],
+        pixel_attention_mask=inputs["pixel_attention_mask"],
+        use_cache=True,
+    )
+    return VideoPrefix(
+        prefix["input_ids"], out.past_key_values, int((ids == base.processor.image_token_id).sum())
+    )
+
+
+@torch.inference_mode()
+def answer_from_prefix(
+    base: Base, prefix: VideoPrefix, question: str, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+) -> Answer:
+    """Answer with the video's cached keys and values: only the question's tokens are prefilled."""
+    import copy
+
+    from transformers.models.smolvlm.processing_smolvlm import DEFAULT_MEDIA_OUTTRO
+
+    # what the processor writes after the last frame: its outro, then the question and the assistant cue
+    tail = (
+        DEFAULT_MEDIA_OUTTRO + prompt_text(base.processor, question, with_video=True).split("<video>", 1)[1]
+    )
+    tail_ids = base.tokenizer(tail, add_special_tokens=False, return_tensors="pt")["input_ids"].to(
+        base.device
+    )
+    ids = torch.cat([prefix.input_ids, tail_ids], dim=1)
+    cache = copy.deepcopy(prefix.cache)  # generation appends to it; the prefix is reused by the next question
+    _sync(base.device)
+    start = time.perf_counter()
+    clock = _FirstTokenClock(start)
+    out = base.model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        past_key_values=cache,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        streamer=clock,
+    )
+    _sync(base.device)
+    total = time.perf_counter() - start
+    return Answer(
+        text=_decode_new(base, out, ids.shape[1])[0],
+        ttft_s=clock.first_token_at - start,
+        total_s=total,
+        input_tokens={
+            "visual": 0,
+            "text": int(ids.shape[1] - prefix.input_ids.shape[1]),
+            "cached": int(prefix.input_ids.shape[1]),
+        },
+        new_tokens=int(out.shape[1] - ids.shape[1]),
+    )

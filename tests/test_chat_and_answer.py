@@ -58,3 +58,22 @@ def test_batched_answers_equal_one_at_a_time(random_base):
     batched = generate_answers(random_base, questions, clips, max_new_tokens=6)
     single = [answer(random_base, c, q, max_new_tokens=6).text for q, c in zip(questions, clips, strict=True)]
     assert batched == single
+
+
+def test_kv_cache_baseline_answers_exactly_like_direct_and_reuses_the_prefix(random_base):
+    from f2l.answer import answer_from_prefix, prefill_video
+
+    clip = render_clip(1_010_005, num_frames=5, size=64).frames
+    prefix = prefill_video(random_base, clip)
+    assert prefix.visual_tokens == 5 * 16 and prefix.nbytes > 0
+    for question in (
+        "what color is the circle?",
+        "Describe the video in detail.",
+        "what color is the circle?",
+    ):
+        cached = answer_from_prefix(random_base, prefix, question, max_new_tokens=6)
+        direct = answer(random_base, clip, question, max_new_tokens=6)
+        assert cached.text == direct.text
+        assert cached.input_tokens["cached"] + cached.input_tokens["text"] == sum(
+            direct.input_tokens.values()
+        )

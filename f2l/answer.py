@@ -68,6 +68,12 @@ def answer(
     """Answer one question greedily, with ``video`` in context (``direct``) or without (``None``)."""
     text = prompt_text(base.processor, question, with_video=video is not None)
     inputs = model_inputs(base.processor, [text], None if video is None else [video], device=base.device)
+    tokens = count_tokens(base.processor, inputs["input_ids"][0], inputs["attention_mask"][0])
+    return _timed_generate(base, tokens, max_new_tokens, **inputs)
+
+
+def _timed_generate(base: Base, input_tokens: dict[str, int], max_new_tokens: int, **inputs) -> Answer:
+    """One greedy ``generate`` with its time to first token and total time."""
     _sync(base.device)
     start = time.perf_counter()
     clock = _FirstTokenClock(start)
@@ -79,7 +85,7 @@ def answer(
         text=_decode_new(base, out, prompt_len)[0],
         ttft_s=clock.first_token_at - start,
         total_s=total,
-        input_tokens=count_tokens(base.processor, inputs["input_ids"][0], inputs["attention_mask"][0]),
+        input_tokens=input_tokens,
         new_tokens=int(out.shape[1] - prompt_len),
     )
 
@@ -160,28 +166,13 @@ def answer_from_prefix(
         base.device
     )
     ids = torch.cat([prefix.input_ids, tail_ids], dim=1)
+    tokens = {"visual": 0, "text": int(tail_ids.shape[1]), "cached": int(prefix.input_ids.shape[1])}
     cache = copy.deepcopy(prefix.cache)  # generation appends to it; the prefix is reused by the next question
-    _sync(base.device)
-    start = time.perf_counter()
-    clock = _FirstTokenClock(start)
-    out = base.model.generate(
+    return _timed_generate(
+        base,
+        tokens,
+        max_new_tokens,
         input_ids=ids,
         attention_mask=torch.ones_like(ids),
         past_key_values=cache,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        streamer=clock,
-    )
-    _sync(base.device)
-    total = time.perf_counter() - start
-    return Answer(
-        text=_decode_new(base, out, ids.shape[1])[0],
-        ttft_s=clock.first_token_at - start,
-        total_s=total,
-        input_tokens={
-            "visual": 0,
-            "text": int(ids.shape[1] - prefix.input_ids.shape[1]),
-            "cached": int(prefix.input_ids.shape[1]),
-        },
-        new_tokens=int(out.shape[1] - ids.shape[1]),
     )

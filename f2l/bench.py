@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from f2l.adapter import Adapter, use_adapter
 from f2l.answer import answer
 from f2l.chat import model_inputs, prompt_text
 from f2l.encode import internalization_inputs
@@ -171,8 +172,6 @@ def _peak_rss_growth(fn: Callable[[], object], interval_s: float = 0.0005) -> in
 def training_overhead(f2l: Frames2LoRA, warmup: int, repeats: int) -> dict:
     """A distillation step (encode + hypernetwork + adapted student fwd/bwd) vs the student forward +
     backward alone with a fixed adapter (teacher targets are cached, so they cost nothing per step)."""
-    from f2l.adapter import use_adapter
-
     base, hypernet, device = f2l.base, f2l.hypernet, f2l.base.device
     clips = [
         render_clip(CLIP_SEED + i, num_frames=8, size=base.model.config.vision_config.image_size).frames
@@ -186,8 +185,6 @@ def training_overhead(f2l: Frames2LoRA, warmup: int, repeats: int) -> dict:
     def full_step():
         factors = hypernet(base, internalization_inputs(base, clips))
         rows = {m: (a[index], b[index]) for m, (a, b) in factors.items()}
-        from f2l.adapter import Adapter
-
         with use_adapter(base.model, Adapter(rows, scaling=hypernet.config.scaling)):
             base.model(**student).logits.float().logsumexp(-1).mean().backward()
         hypernet.zero_grad()
@@ -199,8 +196,6 @@ def training_overhead(f2l: Frames2LoRA, warmup: int, repeats: int) -> dict:
     }
 
     def student_step():
-        from f2l.adapter import Adapter
-
         with use_adapter(base.model, Adapter(fixed_rows, scaling=hypernet.config.scaling)):
             base.model(**student).logits.float().logsumexp(-1).mean().backward()
 

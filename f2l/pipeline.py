@@ -23,7 +23,7 @@ from f2l.adapter import Adapter, merged_adapter, use_adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, answer
 from f2l.encode import internalization_inputs
 from f2l.hypernet import HypernetConfig, PerceiverHypernet
-from f2l.models import CHECKPOINTS_DIR, Base, checkpoint_digest, load_base
+from f2l.models import CHECKPOINTS_DIR, Base, load_base
 from f2l.video import Frames, load_video
 
 SHIPPED_HYPERNETS = {"tiny": "tiny-hypernet"}
@@ -73,7 +73,7 @@ def check_compatible(c: HypernetConfig, base: Base) -> None:
         shapes = HypernetConfig.for_base(base, c.base_id, targets=c.targets).module_shapes
         if shapes != c.module_shapes:
             problems.append(f"target module shapes {shapes} != {c.module_shapes}")
-    digest = checkpoint_digest(base.path)
+    digest = base.digest
     if "@" in c.base_id and c.base_id.rsplit("@", 1)[1] != digest:
         problems.append(f"base weights {digest} != {c.base_id.rsplit('@', 1)[1]} (trained for {c.base_id})")
     if problems:

@@ -48,7 +48,7 @@ from f2l.encode import INTERNALIZE_PROMPT, internalization_inputs
 from f2l.eval.metrics import token_f1
 from f2l.hypernet import HypernetConfig, PerceiverHypernet
 from f2l.io import atomic_save_safetensors, atomic_write_json
-from f2l.models import Base, checkpoint_digest, load_base
+from f2l.models import Base, load_base
 from f2l.teacher import TeacherCache, TeacherRequest, TeacherTarget, teacher_targets
 
 
@@ -216,7 +216,7 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_s
         }
     if cfg.targets_from != "teacher":
         raise ValueError(f"targets_from must be 'teacher' or 'ground_truth', not {cfg.targets_from!r}")
-    cache = TeacherCache(cfg.teacher_cache, checkpoint_digest(base.path), cfg.top_k)
+    cache = TeacherCache(cfg.teacher_cache, base.digest, cfg.top_k)
     frames = {}
     requests = []
     for e, p, _ in pairs:
@@ -228,7 +228,7 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_s
         teacher_targets(base, requests, cache, max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)
     if dist.is_initialized():
         dist.barrier()
-        cache = TeacherCache(cfg.teacher_cache, checkpoint_digest(base.path), cfg.top_k)
+        cache = TeacherCache(cfg.teacher_cache, base.digest, cfg.top_k)
     return {
         (e.id, p): cache.get(r.key(cache.base_digest)) for (e, p, _), r in zip(pairs, requests, strict=True)
     }
@@ -476,7 +476,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     hn_cfg = HypernetConfig.for_base(
         base,
-        base_id=f"{cfg.base}@{checkpoint_digest(base.path)}",
+        base_id=f"{cfg.base}@{base.digest}",
         targets=tuple(cfg.targets),
         rank=cfg.rank,
         alpha=cfg.alpha,

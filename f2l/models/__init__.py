@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ class Base:
     processor: Any  # SmolVLMProcessor
     name: str  # the name or path it was loaded by
     path: Path  # the resolved checkpoint directory
+
+    @cached_property
+    def digest(self) -> str:
+        """Content digest of the weights (hashed once: a 2.2B checkpoint is gigabytes)."""
+        return checkpoint_digest(self.path)
 
     @property
     def text_model(self):

@@ -52,9 +52,6 @@ class PretrainConfig:
     weight_decay: float = 0.01
     min_frames: int = 4
     max_frames: int = 10
-    # "learn to look" warm-up: short 2-frame clips, attribute questions only, always with the video,
-    # so the first gradient steps can only lower the loss by reading the visual tokens
-    look_steps: int = 0
     grounding_weight: float = 1.0  # auxiliary cell-content loss on the visual tokens (f2l.world.grounding)
     caption_share: float = 0.5  # the rest are QA turns
     no_video_share: float = 0.1  # text-only turns: the question without the video
@@ -94,26 +91,19 @@ def _sample_turn(rng: np.random.Generator, example: Example, cfg: PretrainConfig
     return row.prompt, row.reference
 
 
-def _look_turn(rng: np.random.Generator, example: Example):
-    rows = list(iter_prompts([example], kinds=("qa",), qa_types=("attribute",)))
-    row = rows[rng.integers(len(rows))]
-    return row.prompt, row.reference
-
-
-def training_batch(base: Base, rng: np.random.Generator, cfg: PretrainConfig, step: int = 10**9):
+def training_batch(base: Base, rng: np.random.Generator, cfg: PretrainConfig):
     """A batch of random train-split clips, one turn each (caption or QA, with or without video), and
     the grounding targets of the clips' visual tokens (empty for a text-only batch)."""
-    looking = step < cfg.look_steps
-    n_frames = 2 if looking else int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
+    n_frames = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
     train = SPLITS["train"]
     seeds = rng.integers(train.start, train.stop, size=cfg.batch_size)
-    with_video = looking or rng.random() >= cfg.no_video_share  # per batch: the processor wants all or none
+    with_video = rng.random() >= cfg.no_video_share  # per batch: the processor wants all or none
     texts, answers, videos, grounding = [], [], [], []
     side = base.model.config.vision_config.image_size
     grid = side // (base.model.config.vision_config.patch_size * base.model.config.scale_factor)
     for seed in seeds:
         example = world_example(int(seed), frames=n_frames)
-        prompt, answer = _look_turn(rng, example) if looking else _sample_turn(rng, example, cfg)
+        prompt, answer = _sample_turn(rng, example, cfg)
         texts.append(
             prompt_text(base.processor, prompt, with_video=with_video) + answer_suffix(base.processor, answer)
         )
@@ -239,7 +229,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     ema = None
     for step in bar:
         model.train()
-        batch, grounding = training_batch(base, rng, cfg, step)
+        batch, grounding = training_batch(base, rng, cfg)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg)
         out = model(**batch)

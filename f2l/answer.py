@@ -3,7 +3,8 @@ comparison is against) and ``no_video`` (the question alone: the floor).
 
 Greedy decoding through ``model.generate`` with the checkpoint's own processor and chat template.
 ``answer`` times one query (time to first token and total) and counts its input tokens by kind;
-``generate_answers`` is the batched, untimed path that evaluation loops use.
+``generate_answers`` is the batched, untimed path that evaluation loops use, and
+``generate_with_adapters`` its adapter-only twin with one adapter per batch row.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from f2l.adapter import Adapter, use_adapter
 from f2l.chat import count_tokens, model_inputs, prompt_text
 from f2l.models import Base
 from f2l.video import Frames
@@ -108,6 +110,35 @@ def generate_answers(
         inputs = model_inputs(base.processor, texts, vs, device=base.device)
         out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         answers += _decode_new(base, out, inputs["input_ids"].shape[1])
+    return answers
+
+
+@torch.inference_mode()
+def generate_with_adapters(
+    base: Base,
+    adapter: Adapter,
+    questions: Sequence[str],
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = 16,
+) -> list[str]:
+    """Greedy adapter-only answers where row ``i`` is answered under sample ``i`` of a batched ``adapter``
+    (one sample per question): many variants of one adapter (layers removed, ranks truncated, segments
+    composed) are answered together, each batch row with its own LoRA factors."""
+    if adapter.batch_size != len(questions):
+        raise ValueError(
+            f"{len(questions)} questions need a batched adapter of {len(questions)}, not {adapter!r}"
+        )
+    answers: list[str] = []
+    for i in range(0, len(questions), batch_size):
+        with use_adapter(base.model, adapter[i : i + batch_size]):
+            answers += generate_answers(
+                base,
+                questions[i : i + batch_size],
+                None,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+            )
     return answers
 
 

@@ -22,8 +22,6 @@ same command continues from its last checkpoint and ends with the same weights.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import math
 import os
@@ -43,7 +41,10 @@ from tqdm.auto import tqdm
 
 from f2l.adapter import Adapter, install_lora, use_adapter
 from f2l.chat import model_inputs, prompt_text
+from f2l.config import parse_config as _parse_config
 from f2l.data import Example, iter_prompts, load_frames, read_manifest, world_manifest
+from f2l.distributed import init_distributed, world_size
+from f2l.distributed import rank as dist_rank
 from f2l.encode import INTERNALIZE_PROMPT, internalization_inputs
 from f2l.eval.metrics import token_f1
 from f2l.hypernet import HypernetConfig, PerceiverHypernet
@@ -159,23 +160,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 # ------------------------------------------------------------------------------------------ set-up
 
 
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
-def init_distributed() -> None:
-    """Under ``torchrun`` (``WORLD_SIZE`` > 1): NCCL on GPU, gloo on CPU."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-
-
 def load_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
     if cfg.manifest:
         examples = read_manifest(cfg.manifest)
@@ -224,7 +208,7 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_s
             frames[e.id] = load_frames(e, num_frames=cfg.frames, size=frame_size)
         requests.append(TeacherRequest(e.id, p, frames[e.id]))
     # rank 0 fills the cache; the others wait and read it
-    if _rank() == 0:
+    if dist_rank() == 0:
         teacher_targets(base, requests, cache, max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)
     if dist.is_initialized():
         dist.barrier()
@@ -462,7 +446,7 @@ def evaluate(
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     init_distributed()
-    rank, world = _rank(), _world_size()
+    rank, world = dist_rank(), world_size()
     if cfg.batch_clips % world:
         raise ValueError(f"batch_clips={cfg.batch_clips} must divide evenly across {world} ranks")
     device = cfg.device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
@@ -622,36 +606,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """Preset, then YAML file, then command-line flags: later wins."""
-    import yaml
-
-    parser = argparse.ArgumentParser(prog="python -m f2l.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", help="YAML file of TrainConfig fields")
-    for f in dataclasses.fields(TrainConfig):
-        flag = f"--{f.name.replace('_', '-')}"
-        if f.type == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif f.name == "targets":
-            parser.add_argument(flag, nargs="+", default=None)
-        else:
-            kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=None)
-    args = vars(parser.parse_args(argv))
-    values: dict[str, Any] = {}
-    preset = args.get("preset") or "tiny"
-    if preset not in PRESETS:
-        parser.error(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    values.update(PRESETS[preset])
-    if args.pop("config"):
-        with open(args_config := parser.parse_args(argv).config) as f:
-            loaded = yaml.safe_load(f) or {}
-        unknown = set(loaded) - {f.name for f in dataclasses.fields(TrainConfig)}
-        if unknown:
-            parser.error(f"{args_config}: unknown keys {sorted(unknown)}")
-        values.update(loaded)
-    values.update({k: v for k, v in args.items() if v is not None})
-    if "targets" in values:
-        values["targets"] = tuple(values["targets"])
-    return TrainConfig(**values)
+    return _parse_config(
+        TrainConfig,
+        argv,
+        prog="python -m f2l.train",
+        description=__doc__.split("\n\n")[0],
+        presets=PRESETS,
+        default_preset="tiny",
+    )
 
 
 if __name__ == "__main__":

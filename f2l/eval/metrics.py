@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -34,3 +37,17 @@ def token_f1(prediction: str, reference: str) -> float:
 def exact_match(prediction: str, reference: str) -> float:
     """1.0 when the normalised answers are identical (closed-answer QA accuracy)."""
     return float(normalize_answer(prediction) == normalize_answer(reference))
+
+
+METRICS: dict[str, Callable[[str, str], float]] = {"token_f1": token_f1, "exact_match": exact_match}
+
+
+def score_answers(metric: str, predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
+    """Per-answer scores under a named string metric (``METRICS``), as a float array."""
+    try:
+        fn = METRICS[metric]
+    except KeyError:
+        raise KeyError(f"unknown metric {metric!r}; known: {sorted(METRICS)}") from None
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    return np.array([fn(p, r) for p, r in zip(predictions, references, strict=True)], dtype=np.float64)

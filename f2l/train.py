@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from f2l.adapter import Adapter, install_lora, use_adapter
 from f2l.chat import model_inputs, prompt_text
 from f2l.config import parse_config as _parse_config
-from f2l.data import Example, iter_prompts, load_frames, read_manifest, world_manifest
+from f2l.data import Example, clip_prompts, load_frames, read_manifest, world_manifest
 from f2l.distributed import init_distributed, world_size
 from f2l.distributed import rank as dist_rank
 from f2l.encode import INTERNALIZE_PROMPT, internalization_inputs
@@ -171,25 +171,16 @@ def load_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
     )
 
 
-def clip_prompts(example: Example, qa_per_type: int) -> list[tuple[str, str]]:
-    """The (prompt, reference) pairs a clip is trained on: every caption category and the first
-    ``qa_per_type`` questions of every QA type."""
-    rows, seen = [], {}
-    for row in iter_prompts([example]):
-        if row.kind == "qa":
-            seen[row.label] = seen.get(row.label, 0) + 1
-            if seen[row.label] > qa_per_type:
-                continue
-        rows.append((row.prompt, row.reference))
-    return rows
-
-
 # ------------------------------------------------------------------------------------------ targets
 
 
 def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_size: int) -> dict:
     """Targets for every (clip, prompt) of the pool, keyed by (example id, prompt)."""
-    pairs = [(e, p, ref) for e in examples for p, ref in clip_prompts(e, cfg.qa_per_type)]
+    pairs = [
+        (e, p, ref)
+        for e in examples
+        for p, ref in [(r.prompt, r.reference) for r in clip_prompts(e, cfg.qa_per_type)]
+    ]
     if cfg.targets_from == "ground_truth":
         eou = base.tokenizer.end_of_utterance_token
         return {
@@ -266,8 +257,8 @@ class StepBatches(torch.utils.data.Dataset):
         for j, (e, (_, prompt_idx)) in enumerate(zip(clips, local, strict=True)):
             options = clip_prompts(e, cfg.qa_per_type)
             for k in prompt_idx:
-                prompts.append(options[k][0])
-                row_targets.append(self.targets[(e.id, options[k][0])])
+                prompts.append(options[k].prompt)
+                row_targets.append(self.targets[(e.id, options[k].prompt)])
                 row_clip.append(j)
         input_ids, attention, target_pos = student_batch(self.tokenizer, self.processor, prompts, row_targets)
         text = prompt_text(self.processor, INTERNALIZE_PROMPT, with_video=True)
@@ -411,7 +402,11 @@ def evaluate(
 
     was_training = hypernet.training
     hypernet.eval()
-    rows = [(e, p, ref) for e in examples for p, ref in clip_prompts(e, cfg.qa_per_type)]
+    rows = [
+        (e, p, ref)
+        for e in examples
+        for p, ref in [(r.prompt, r.reference) for r in clip_prompts(e, cfg.qa_per_type)]
+    ]
     frames = {e.id: load_frames(e, num_frames=cfg.frames, size=frame_size) for e in examples}
     questions = [p for _, p, _ in rows]
     preds: dict[str, list[str]] = {
@@ -424,7 +419,7 @@ def evaluate(
     for e in examples:
         inputs = internalization_inputs(base, [frames[e.id]])
         adapter = adapter_from_factors(hypernet(base, inputs), hypernet.config, {"video_id": e.id})
-        qs = [p for p, _ in clip_prompts(e, cfg.qa_per_type)]
+        qs = [row.prompt for row in clip_prompts(e, cfg.qa_per_type)]
         with use_adapter(base.model, adapter):
             f2l_preds += generate_answers(
                 base, qs, None, max_new_tokens=cfg.max_new_tokens, batch_size=len(qs)

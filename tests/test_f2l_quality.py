@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from f2l.data import world_manifest
+from f2l.data import clip_prompts, world_manifest
 from f2l.eval.metrics import token_f1
 from f2l.pipeline import Frames2LoRA
-from f2l.train import clip_prompts
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +28,7 @@ def _scores(f2l, examples, frames: int, methods=("direct", "no_video", "f2l")) -
     from f2l.data import load_frames
 
     base = f2l.base
-    rows = [(e, p, ref) for e in examples for p, ref in clip_prompts(e, 1)]
+    rows = [(e, p, ref) for e in examples for p, ref in [(r.prompt, r.reference) for r in clip_prompts(e, 1)]]
     clips = {e.id: load_frames(e, num_frames=frames, size=64) for e in examples}
     preds = {}
     if "direct" in methods:
@@ -40,7 +39,7 @@ def _scores(f2l, examples, frames: int, methods=("direct", "no_video", "f2l")) -
     preds["f2l"] = []
     for e in examples:
         adapter = f2l.internalize(clips[e.id])
-        for p, _ in clip_prompts(e, 1):
+        for p in [row.prompt for row in clip_prompts(e, 1)]:
             preds["f2l"].append(f2l.generate(adapter, p, max_new_tokens=40).text)
     return {
         m: float(np.mean([token_f1(x, ref) for x, (_, _, ref) in zip(ps, rows, strict=True)]))

@@ -503,3 +503,16 @@ def iter_prompts(
                     yield Prompt(
                         example, "qa", item.type, qa_prompt(item), item.answer, item.id, item.choices
                     )
+
+
+def clip_prompts(example: Example, qa_per_type: int = 1) -> list[Prompt]:
+    """The prompts a clip is trained and evaluated on: every caption category and the first
+    ``qa_per_type`` questions of every QA type (so no type outweighs another by its count)."""
+    rows, seen = [], {}
+    for row in iter_prompts([example]):
+        if row.kind == "qa":
+            seen[row.label] = seen.get(row.label, 0) + 1
+            if seen[row.label] > qa_per_type:
+                continue
+        rows.append(row)
+    return rows

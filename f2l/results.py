@@ -86,8 +86,12 @@ def provenance(pipeline=None, *, seed: int | None = None, **extra: Any) -> dict[
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` to ``path`` atomically (netCDF4: strings stored as variable-length UTF-8)."""
+    ds = ds.copy()
+    for var in ds.variables.values():
+        var.encoding = {}  # an encoding read from one part (e.g. a fixed string width) must not truncate the rest
+    encoding = {name: {"dtype": str} for name, var in ds.variables.items() if var.dtype.kind in "UO"}
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4")
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
     return Path(path)
 
 

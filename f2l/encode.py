@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from f2l.chat import model_inputs, prompt_text
+from f2l.eval.token_merge import merge_visual_tokens
 from f2l.models import Base
 from f2l.video import Frames
 
@@ -38,10 +39,23 @@ class _StopForward(Exception):
     """Raised from the last layer's hook: everything after it is not needed."""
 
 
-def internalization_inputs(base: Base, videos: Sequence[Frames], prompt: str = INTERNALIZE_PROMPT):
-    """Model inputs for [video + internalization prompt], one row per video, left-padded."""
+def internalization_inputs(
+    base: Base,
+    videos: Sequence[Frames],
+    prompt: str = INTERNALIZE_PROMPT,
+    *,
+    token_merge: int | None = None,
+):
+    """Model inputs for [video + internalization prompt], one row per video, left-padded.
+
+    ``token_merge``: merge the visual tokens that many-fold first (``f2l.eval.token_merge``); the
+    inputs then carry ``inputs_embeds``.
+    """
     text = prompt_text(base.processor, prompt, with_video=True)
-    return model_inputs(base.processor, [text] * len(videos), list(videos), device=base.device)
+    inputs = model_inputs(base.processor, [text] * len(videos), list(videos), device=base.device)
+    if token_merge is None:
+        return inputs
+    return merge_visual_tokens(base, inputs, token_merge).inputs
 
 
 @torch.no_grad()
@@ -67,6 +81,9 @@ def stream_hidden_states(base: Base, inputs, consume: Callable[[LayerStates], No
     handles = [
         layer.register_forward_pre_hook(hook_for(i), with_kwargs=True) for i, layer in enumerate(layers)
     ]
+    # SmolVLM takes input_ids or inputs_embeds, not both; merged inputs keep their ids for bookkeeping
+    if "inputs_embeds" in inputs:
+        inputs = {k: v for k, v in inputs.items() if k != "input_ids"}
     try:
         base.model.model(**inputs, use_cache=False)
     except _StopForward:

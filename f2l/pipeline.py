@@ -127,19 +127,27 @@ class Frames2LoRA:
         return load_video(video, num_frames=frames)
 
     @torch.inference_mode()
-    def internalize(self, video, *, frames: int | None = None, chunk_frames: int | None = None) -> Adapter:
+    def internalize(
+        self,
+        video,
+        *,
+        frames: int | None = None,
+        chunk_frames: int | None = None,
+        token_merge: int | None = None,
+    ) -> Adapter:
         """One adapter for ``video`` (a path, an array, or ``Frames``), sampled at ``frames`` frames.
 
         ``chunk_frames``: split the frames into non-overlapping segments of that many frames, internalize
         each, and compose the segment adapters along the rank (``Adapter.compose``).
+        ``token_merge``: internalize from the visual tokens merged that many-fold (``f2l.eval.token_merge``).
         """
         clip = self._frames(video, frames)
-        key = (frames_digest(clip), chunk_frames)
+        key = (frames_digest(clip), chunk_frames, token_merge)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         if chunk_frames is None:
-            adapter = self.internalize_batch([clip])[0]
+            adapter = self.internalize_batch([clip], token_merge=token_merge)[0]
         else:
             if chunk_frames < 1:
                 raise ValueError(f"chunk_frames must be >= 1, not {chunk_frames}")
@@ -147,16 +155,18 @@ class Frames2LoRA:
                 Frames(clip.pixels[i : i + chunk_frames], clip.timestamps[i : i + chunk_frames], clip.source)
                 for i in range(0, len(clip.timestamps), chunk_frames)
             ]
-            adapter = Adapter.compose(*self.internalize_batch(segments).unbind())
+            adapter = Adapter.compose(*self.internalize_batch(segments, token_merge=token_merge).unbind())
         self._cache[key] = adapter
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return adapter
 
     @torch.inference_mode()
-    def internalize_batch(self, clips: list[Frames]) -> Adapter:
-        """A batched adapter, one sample per clip, from one forward pass of base + hypernetwork."""
-        factors = self.hypernet(self.base, internalization_inputs(self.base, clips))
+    def internalize_batch(self, clips: list[Frames], token_merge: int | None = None) -> Adapter:
+        """A batched adapter, one sample per clip, from one forward pass of base + hypernetwork
+        (over the visual tokens merged ``token_merge``-fold when given)."""
+        inputs = internalization_inputs(self.base, clips, token_merge=token_merge)
+        factors = self.hypernet(self.base, inputs)
         provenance = [
             {
                 "base": self.base.name,
@@ -164,6 +174,7 @@ class Frames2LoRA:
                 "video_id": c.source,
                 "frames": len(c.timestamps),
                 "resolution": [int(c.pixels.shape[1]), int(c.pixels.shape[2])],
+                **({} if token_merge is None else {"token_merge": token_merge}),
             }
             for c in clips
         ]

@@ -45,11 +45,13 @@ from f2l.config import parse_config as _parse_config
 from f2l.data import Example, clip_prompts, load_frames, read_manifest, world_manifest
 from f2l.distributed import init_distributed, world_size
 from f2l.distributed import rank as dist_rank
-from f2l.encode import INTERNALIZE_PROMPT, internalization_inputs
-from f2l.eval.metrics import token_f1
+from f2l.encode import INTERNALIZE_PROMPT
+from f2l.eval.harness import answer_clip
+from f2l.eval.metrics import score_answers
 from f2l.hypernet import HypernetConfig, PerceiverHypernet
 from f2l.io import atomic_save_safetensors, atomic_write_json
 from f2l.models import Base, load_base
+from f2l.pipeline import Frames2LoRA
 from f2l.teacher import TeacherCache, TeacherRequest, TeacherTarget, teacher_targets
 
 
@@ -397,42 +399,25 @@ def evaluate(
     base: Base, hypernet: PerceiverHypernet, examples: list[Example], cfg: TrainConfig, frame_size: int
 ) -> dict[str, float]:
     """Held-out token-F1 against the references for the adapter alone (``f2l``), the video in context
-    (``direct``) and the question alone (``no_video``), plus f2l's agreement with direct."""
-    from f2l.answer import generate_answers
-
+    (``direct``) and the question alone (``no_video``), plus f2l's agreement with direct; answered by
+    the evaluation harness (``f2l.eval.harness``), as every study is."""
     was_training = hypernet.training
-    hypernet.eval()
-    rows = [
-        (e, p, ref)
-        for e in examples
-        for p, ref in [(r.prompt, r.reference) for r in clip_prompts(e, cfg.qa_per_type)]
-    ]
-    frames = {e.id: load_frames(e, num_frames=cfg.frames, size=frame_size) for e in examples}
-    questions = [p for _, p, _ in rows]
-    preds: dict[str, list[str]] = {
-        "direct": generate_answers(
-            base, questions, [frames[e.id] for e, _, _ in rows], max_new_tokens=cfg.max_new_tokens
-        ),
-        "no_video": generate_answers(base, questions, None, max_new_tokens=cfg.max_new_tokens),
-    }
-    f2l_preds = []
+    pipeline = Frames2LoRA(base, hypernet, hypernet_id="training")  # a fresh adapter cache: weights moved
+    methods = ("f2l", "direct", "no_video")
+    preds: dict[str, list[str]] = {m: [] for m in methods}
+    refs: list[str] = []
     for e in examples:
-        inputs = internalization_inputs(base, [frames[e.id]])
-        adapter = adapter_from_factors(hypernet(base, inputs), hypernet.config, {"video_id": e.id})
-        qs = [row.prompt for row in clip_prompts(e, cfg.qa_per_type)]
-        with use_adapter(base.model, adapter):
-            f2l_preds += generate_answers(
-                base, qs, None, max_new_tokens=cfg.max_new_tokens, batch_size=len(qs)
-            )
-    preds["f2l"] = f2l_preds
+        prompts = clip_prompts(e, cfg.qa_per_type)
+        frames = load_frames(e, num_frames=cfg.frames, size=frame_size)
+        answers = answer_clip(
+            pipeline, frames, [p.prompt for p in prompts], methods, max_new_tokens=cfg.max_new_tokens
+        )
+        for m in methods:
+            preds[m] += [a.text for a in answers[m]]
+        refs += [p.reference for p in prompts]
     hypernet.train(was_training)
-    scores = {
-        m: float(np.mean([token_f1(p, ref) for p, (_, _, ref) in zip(ps, rows, strict=True)]))
-        for m, ps in preds.items()
-    }
-    scores["f2l_vs_direct"] = float(
-        np.mean([token_f1(a, b) for a, b in zip(preds["f2l"], preds["direct"], strict=True)])
-    )
+    scores = {m: float(score_answers("token_f1", preds[m], refs).mean()) for m in methods}
+    scores["f2l_vs_direct"] = float(score_answers("token_f1", preds["f2l"], preds["direct"]).mean())
     return scores
 
 

@@ -1,0 +1,374 @@
+"""Is adapter-only answering as good as video-in-context answering? Every method on the same prompts,
+scored, then paired equivalence statistics per benchmark.
+
+Each clip is asked its prompts (world clips: every caption category and one question of each QA type;
+a manifest: every caption and QA item of each record) under each method of ``f2l.eval.harness``
+(``direct``, ``f2l``, ``f2l_chunked``, ``no_video``, ``kv_cache``, ``token_merge``,
+``f2l_token_merge``), and every answer is scored (token-F1, exact match on closed QA, the embedding
+judge). The benchmark of a prompt is its caption category or QA type (world), or its label in the
+manifest. Then, per contrast ``<method> - direct``, benchmark and metric, ``f2l.eval.stats.compare_family``
+gives the mean paired difference, its bootstrap interval, TOST equivalence and non-inferiority at
+``--margin`` (Holm-adjusted across benchmarks) and a verdict. Clips are the unit of replication: the
+prompts of one clip share a video (and an adapter), so a clip's scores on one benchmark are averaged
+before the paired test. ``no_video - direct`` is tested too: a benchmark on which the question alone is
+"equivalent" to the video does not measure video understanding, and its other verdicts say little.
+
+    python -m analyses.benchmark                                   # 12 test clips, direct f2l no_video kv_cache
+    python -m analyses.benchmark --full                            # every method, 100 clips
+    python -m analyses.benchmark --manifest nextqa.jsonl --clips 500 --methods direct f2l no_video
+    torchrun --nproc-per-node 4 -m analyses.benchmark --full       # clips sharded across ranks
+
+Writes ``<out>/benchmark.nc`` and ``<out>/benchmark.md`` (per benchmark: means per method and each
+contrast's verdict). Interrupted runs resume where they stopped (one part file per clip); the statistics
+are recomputed from the merged scores, so ``--margin`` / ``--alpha`` can change without rerunning clips.
+
+Dataset schema (``benchmark.nc``):
+
+- dims ``example_id`` (``"<clip>/<item_id>"``: one prompt of one clip), ``method``, ``metric``
+  (token_f1, exact_match, embedding), and for the statistics ``contrast`` (``"f2l - direct"``, ...) and
+  ``suite`` (the benchmarks: the values of the per-example ``benchmark`` coordinate, which already owns
+  that name); ``failure`` (clips whose computation raised).
+- coords on ``example_id``: ``clip``, ``benchmark`` (caption category / QA type / manifest label),
+  ``kind`` ("caption" | "qa"), ``closed`` (1 where exact match applies, see ``f2l.eval.harness.is_closed``).
+- ``score(example_id, method, metric)``: token-F1 and exact match in [0, 1] (exact match NaN on open
+  items), embedding cosine similarity in [-1, 1]; ``prediction(example_id, method)``,
+  ``reference(example_id)``, ``question(example_id)`` (strings); ``ttft_s(example_id, method)`` seconds
+  to the first token (NaN unless ``--timed``).
+- ``mean_score(suite, method, metric)``: mean over clips of each clip's mean score.
+- statistics on (contrast, suite, metric): ``diff_mean`` (mean per-clip difference, metric units),
+  ``ci_low`` / ``ci_high`` (bootstrap percentile interval at level 1 - 2 alpha), ``p_equivalence``
+  (TOST), ``p_noninferiority``, ``p_inferiority`` (all Holm-adjusted across suites), ``n_clips``,
+  ``verdict`` (equivalent / non-inferior / inferior / inconclusive; "not tested" with fewer than two
+  clips or where the metric does not apply). attrs ``margin`` and ``alpha``.
+- attrs: provenance (package version, git revision, base model, hypernetwork, seed, command, time) and
+  the study's config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from analyses.common import study_examples, study_frames
+from analyses.figures import save_study_figures
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.config import parse_config
+from f2l.data import Example, Prompt, clip_prompts, iter_prompts
+from f2l.distributed import init_distributed, rank
+from f2l.eval.harness import METHODS, METRIC_NAMES, answer_clip, is_closed, score_predictions
+from f2l.eval.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, compare_family
+from f2l.eval.token_merge import DEFAULT_FACTOR
+from f2l.io import atomic_write_text
+from f2l.pipeline import Frames2LoRA
+from f2l.results import Study, markdown_table, provenance, write_netcdf
+
+NAME = "benchmark"
+FULL_CLIPS = 100
+REFERENCE = "direct"
+NOT_TESTED = "not tested"
+
+
+@dataclass
+class BenchmarkConfig:
+    """Settings of the benchmark study (every field is a command-line flag)."""
+
+    out: str = "results"
+    hypernet: str = "tiny"
+    manifest: str | None = None
+    split: str = "test"
+    clips: int = 12
+    frames: int = 8
+    seed: int = 0
+    device: str | None = None
+    full: bool = False
+    fresh: bool = False
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    methods: tuple[str, ...] = ("direct", "f2l", "no_video", "kv_cache")
+    metrics: tuple[str, ...] = METRIC_NAMES
+    qa_per_type: int | None = None  # None: one question per QA type on world clips, every item of a manifest
+    benchmarks: tuple[str, ...] | None = None  # only these caption categories / QA types / labels; None: all
+    chunk_frames: int | None = None  # f2l_chunked segment length; None: half the frames (two segments)
+    merge_factor: int = DEFAULT_FACTOR
+    timed: bool = False
+    margin: float = DEFAULT_MARGIN
+    alpha: float = DEFAULT_ALPHA
+    batch_size: int = 16
+
+    @property
+    def num_clips(self) -> int:
+        return max(self.clips, FULL_CLIPS) if self.full else self.clips
+
+    @property
+    def run_methods(self) -> tuple[str, ...]:
+        """The methods to run, in ``METHODS`` order (``--full``: all of them)."""
+        chosen = set(METHODS if self.full else self.methods)
+        unknown = sorted(chosen - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
+        if REFERENCE not in chosen:
+            raise ValueError(f"the methods must include {REFERENCE!r}: every contrast is against it")
+        return tuple(m for m in METHODS if m in chosen)
+
+
+def benchmark_prompts(
+    example: Example, qa_per_type: int | None = None, benchmarks: tuple[str, ...] | None = None
+) -> list[Prompt]:
+    """A clip's prompts: with ``qa_per_type`` None, one question per QA type for world clips (each has
+    ~20 near-duplicate questions) and every item of a manifest record (a real benchmark's items); only
+    the prompts labelled one of ``benchmarks`` when given."""
+    if qa_per_type is None:
+        prompts = clip_prompts(example, 1) if example.is_world else list(iter_prompts([example]))
+    else:
+        prompts = clip_prompts(example, qa_per_type)
+    return prompts if benchmarks is None else [p for p in prompts if p.label in benchmarks]
+
+
+def clip_dataset(pipeline, example: Example, cfg: BenchmarkConfig, judge=None) -> xr.Dataset:
+    """One clip's rows: every method's answers to the clip's prompts, scored under every metric."""
+    prompts = benchmark_prompts(example, cfg.qa_per_type, cfg.benchmarks)
+    if not prompts:
+        raise ValueError(f"{example.id}: no captions or questions to ask")
+    frames = study_frames(pipeline, example, cfg.frames)
+    methods = cfg.run_methods
+    answers = answer_clip(
+        pipeline,
+        frames,
+        [p.prompt for p in prompts],
+        methods,
+        max_new_tokens=cfg.max_new_tokens,
+        chunk_frames=cfg.chunk_frames or max(frames.num_frames // 2, 1),
+        merge_factor=cfg.merge_factor,
+        timed=cfg.timed,
+        batch_size=cfg.batch_size,
+    )
+    refs = [p.reference for p in prompts]
+    closed = [is_closed(p) for p in prompts]
+    score = np.full((len(prompts), len(methods), len(cfg.metrics)), np.nan)
+    for j, method in enumerate(methods):
+        scored = score_predictions(
+            [a.text for a in answers[method]], refs, cfg.metrics, closed=closed, judge=judge
+        )
+        for k, metric in enumerate(cfg.metrics):
+            score[:, j, k] = scored[metric]
+    rows = ("example_id", "method")
+    ds = xr.Dataset(
+        {
+            "score": (("example_id", "method", "metric"), score),
+            "prediction": (rows, np.array([[a.text for a in answers[m]] for m in methods], dtype=object).T),
+            "ttft_s": (rows, np.array([[a.ttft_s for a in answers[m]] for m in methods], dtype=float).T),
+            "reference": ("example_id", np.array(refs, dtype=object)),
+            "question": ("example_id", np.array([p.prompt for p in prompts], dtype=object)),
+        },
+        coords={
+            "example_id": [f"{example.id}/{p.item_id}" for p in prompts],
+            "method": list(methods),
+            "metric": list(cfg.metrics),
+            "clip": ("example_id", [example.id] * len(prompts)),
+            "benchmark": ("example_id", [p.label for p in prompts]),
+            "kind": ("example_id", [p.kind for p in prompts]),
+            "closed": ("example_id", np.array(closed, dtype=np.int8)),
+        },
+    )
+    return _describe_rows(ds)
+
+
+def _describe_rows(ds: xr.Dataset) -> xr.Dataset:
+    ds["score"].attrs.update(
+        units="token_f1, exact_match: [0, 1]; embedding: cosine similarity in [-1, 1]",
+        description="score of each method's answer against the reference (exact match NaN on open items)",
+    )
+    ds["prediction"].attrs["description"] = "the method's greedy answer"
+    ds["ttft_s"].attrs.update(units="s", description="time to first token of a timed answer (NaN: untimed)")
+    ds["reference"].attrs["description"] = "reference answer or caption"
+    ds["question"].attrs["description"] = "the prompt as asked"
+    ds["closed"].attrs["description"] = "1 where exact match applies (closed QA: choices or a short answer)"
+    ds["benchmark"].attrs["description"] = "caption category or QA type (world), or manifest label"
+    return ds
+
+
+def contrasts_of(methods) -> list[str]:
+    """``"<method> - direct"`` for every method other than direct, in ``METHODS`` order."""
+    return [f"{m} - {REFERENCE}" for m in METHODS if m in set(methods) and m != REFERENCE]
+
+
+def _per_clip(ds: xr.Dataset, metric: str) -> pd.DataFrame:
+    """Clip-level means per (benchmark, clip) and method: rows (benchmark, clip), columns methods."""
+    frame = ds["score"].sel(metric=metric).to_pandas()
+    frame.index = pd.MultiIndex.from_arrays(
+        [ds["benchmark"].values, ds["clip"].values], names=["benchmark", "clip"]
+    )
+    return frame.groupby(level=["benchmark", "clip"], sort=False).mean()
+
+
+def add_statistics(
+    ds: xr.Dataset, *, margin: float = DEFAULT_MARGIN, alpha: float = DEFAULT_ALPHA, seed: int = 0
+) -> xr.Dataset:
+    """``ds`` with ``mean_score`` and the paired statistics of every contrast (schema in the module
+    docstring): per (contrast, metric), ``compare_family`` over the suites with at least two clips of
+    finite paired scores, so Holm's correction runs across the benchmarks of one claim."""
+    methods = [str(m) for m in ds["method"].values]
+    metrics = [str(m) for m in ds["metric"].values]
+    suites = list(dict.fromkeys(str(b) for b in ds["benchmark"].values))
+    contrasts = contrasts_of(methods)
+    fields = ("diff_mean", "ci_low", "ci_high", "p_equivalence", "p_noninferiority", "p_inferiority")
+    stats = {f: np.full((len(contrasts), len(suites), len(metrics)), np.nan) for f in fields}
+    n_clips = np.zeros((len(contrasts), len(suites), len(metrics)), dtype=np.int64)
+    verdict = np.full((len(contrasts), len(suites), len(metrics)), NOT_TESTED, dtype=object)
+    means = np.full((len(suites), len(methods), len(metrics)), np.nan)
+    for k, metric in enumerate(metrics):
+        clips = _per_clip(ds, metric)
+        for s, suite in enumerate(suites):
+            means[s, :, k] = clips.loc[suite].mean().reindex(methods).values
+        for c, contrast in enumerate(contrasts):
+            method = contrast.split(" - ")[0]
+            pairs = {}
+            for s, suite in enumerate(suites):
+                table = clips.loc[suite, [method, REFERENCE]].dropna()
+                n_clips[c, s, k] = len(table)
+                if len(table) >= 2:
+                    pairs[suite] = (table[method].values, table[REFERENCE].values)
+            if not pairs:
+                continue
+            family = compare_family(pairs, margin=margin, alpha=alpha, seed=seed)
+            for suite, result in family.items():
+                s = suites.index(suite)
+                stats["diff_mean"][c, s, k] = result.mean_diff
+                stats["ci_low"][c, s, k], stats["ci_high"][c, s, k] = result.ci_low, result.ci_high
+                stats["p_equivalence"][c, s, k] = result.p_equivalent
+                stats["p_noninferiority"][c, s, k] = result.p_noninferior
+                stats["p_inferiority"][c, s, k] = result.p_inferior
+                verdict[c, s, k] = result.verdict
+    cube = ("contrast", "suite", "metric")
+    out = ds.assign_coords(contrast=contrasts, suite=suites)
+    out["mean_score"] = (("suite", "method", "metric"), means)
+    out["mean_score"].attrs.update(
+        units="metric units", description="mean over clips of each clip's mean score on the suite"
+    )
+    for field, values in stats.items():
+        out[field] = (cube, values)
+    out["n_clips"] = (cube, n_clips)
+    out["verdict"] = (cube, verdict)
+    level = f"{1 - 2 * alpha:.0%}"
+    out["diff_mean"].attrs.update(
+        units="metric units", description="mean per-clip difference method - direct"
+    )
+    out["ci_low"].attrs.update(units="metric units", description=f"{level} bootstrap interval, lower end")
+    out["ci_high"].attrs.update(units="metric units", description=f"{level} bootstrap interval, upper end")
+    for field, test in (
+        ("p_equivalence", "TOST equivalence within +-margin"),
+        ("p_noninferiority", "one-sided non-inferiority at -margin"),
+        ("p_inferiority", "one-sided inferiority beyond -margin"),
+    ):
+        out[field].attrs["description"] = f"{test}, paired t-tests, Holm-adjusted across suites"
+    out["n_clips"].attrs["description"] = "clips with finite paired scores on the suite"
+    out["verdict"].attrs["description"] = (
+        f"equivalent / non-inferior / inferior / inconclusive at alpha {alpha}, or '{NOT_TESTED}'"
+    )
+    out["contrast"].attrs["description"] = "method - direct, paired by clip"
+    out["suite"].attrs["description"] = "benchmark (caption category / QA type / manifest label)"
+    out.attrs.update(margin=float(margin), alpha=float(alpha))
+    return out
+
+
+def summary(ds: xr.Dataset) -> str:
+    """Markdown: per metric, one row per benchmark with the mean of every method and each contrast's
+    difference, interval and verdict (the paper's summary table)."""
+    failures = ds.sizes.get("failure", 0)
+    lines = ["# Benchmark: adapter-only vs video-in-context answering\n"]
+    if "score" not in ds:
+        return "\n".join([*lines, f"No clip finished; {failures} failed.\n"])
+    clips = len(np.unique(ds["clip"].values))
+    lines.append(
+        f"{clips} clips, {ds.sizes['example_id']} prompts, {failures} failed clips. Scores are means over "
+        f"clips; contrasts are mean paired per-clip differences with their "
+        f"{1 - 2 * ds.attrs['alpha']:.0%} bootstrap interval and the verdict at margin "
+        f"{ds.attrs['margin']:g}, alpha {ds.attrs['alpha']:g} (TOST / non-inferiority, Holm across "
+        f"benchmarks).\n"
+    )
+    methods = [str(m) for m in ds["method"].values]
+    for metric in ds["metric"].values:
+        lines.append(f"## {metric}\n")
+        rows = []
+        for suite in ds["suite"].values:
+            row = {"benchmark": str(suite), "clips": int(ds["n_clips"].sel(suite=suite, metric=metric).max())}
+            for m in methods:
+                row[m] = float(ds["mean_score"].sel({"suite": suite, "method": m, "metric": metric}))
+            for c in ds["contrast"].values:
+                sel = {"contrast": c, "suite": suite, "metric": metric}
+                v = str(ds["verdict"].sel(sel).values)
+                if v != NOT_TESTED:
+                    d, lo, hi = (float(ds[f].sel(sel)) for f in ("diff_mean", "ci_low", "ci_high"))
+                    v = f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {v}"
+                row[str(c)] = v
+            rows.append(row)
+        lines.append(markdown_table(rows))
+        counts = []
+        for c in ds["contrast"].values:
+            verdicts = [str(v) for v in ds["verdict"].sel(contrast=c, metric=metric).values]
+            tested = [v for v in verdicts if v != NOT_TESTED]
+            if tested:
+                tally = ", ".join(f"{tested.count(v)} {v}" for v in dict.fromkeys(tested))
+                counts.append(f"- `{c}`: {tally} of {len(tested)} benchmarks")
+        floor = f"no_video - {REFERENCE}"
+        if floor in ds["contrast"].values:
+            blind = ds["suite"].values[
+                ds["verdict"].sel(contrast=floor, metric=metric).values == "equivalent"
+            ]
+            if len(blind):
+                counts.append(
+                    f"- the question alone is equivalent to the video on {', '.join(map(str, blind))}: "
+                    "there these benchmarks do not measure what the video adds"
+                )
+        lines.append("\n".join(counts) + "\n")
+    return "\n".join(lines)
+
+
+def run(cfg: BenchmarkConfig) -> xr.Dataset:
+    """Run (or resume) the study and return the merged dataset with its statistics (also written to
+    ``<out>/benchmark.nc`` and ``<out>/benchmark.md``)."""
+    torch.manual_seed(cfg.seed)
+    methods = cfg.run_methods
+    unknown = sorted(set(cfg.metrics) - set(METRIC_NAMES))
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {list(METRIC_NAMES)}")
+    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
+    judge = None
+    if "embedding" in cfg.metrics:
+        from f2l.eval.judge import EmbeddingJudge
+
+        judge = EmbeddingJudge()
+    examples = {e.id: e for e in study_examples(cfg.manifest, cfg.split, cfg.num_clips, cfg.frames)}
+    # margin and alpha only shape the statistics, recomputed from the merged scores on every run
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh", "margin", "alpha")}
+    config["methods"] = list(methods)
+    study = Study(cfg.out, NAME, config=config, attrs=provenance(f2l, seed=cfg.seed), fresh=cfg.fresh)
+    study.run(list(examples), lambda clip_id: clip_dataset(f2l, examples[clip_id], cfg, judge), desc=NAME)
+    ds = study.finish(list(examples))
+    if "score" in ds:
+        ds = add_statistics(ds, margin=cfg.margin, alpha=cfg.alpha, seed=cfg.seed)
+    else:
+        ds.attrs.update(margin=float(cfg.margin), alpha=float(cfg.alpha))
+    if rank() == 0:
+        write_netcdf(ds, study.path)
+        atomic_write_text(study.out_dir / f"{NAME}.md", summary(ds))
+    return ds
+
+
+def main(argv: list[str] | None = None) -> int:
+    init_distributed()
+    cfg = parse_config(
+        BenchmarkConfig, argv, prog="python -m analyses.benchmark", description=__doc__.split("\n\n")[0]
+    )
+    ds = run(cfg)
+    if rank() == 0:
+        figures = save_study_figures(NAME, ds, cfg.out)
+        print(f"wrote {cfg.out}/{NAME}.nc and {cfg.out}/{NAME}.md" + "".join(f", {p}" for p in figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,487 @@
+"""Efficiency: what answering from an adapter costs next to answering with the video in context.
+
+One clip (the first of ``--split`` or ``--manifest``) is sampled at each frame count, and every method
+answers the same question about it. All numbers come from the same run, so their ratios hold whatever the
+machine's speed; each time is the median of ``--repeats`` timed runs after ``--warmup`` untimed ones.
+
+- query TTFT (time to the first answer token, input preparation excluded) of ``direct`` (the video in
+  context), ``f2l`` (adapter only, batched LoRA wrappers), ``f2l_merged`` (the adapter folded into the
+  weights before the query), ``kv_cache`` (the video prefilled once, each question answered from a copy of
+  its KV cache) and ``no_video`` (the base with the question alone: the floor any text-only answer pays);
+- reusable preprocessing, paid once per video: internalization (processor + base forward + hypernetwork)
+  for the adapter, the video's KV prefill (processor + base forward) for ``kv_cache``;
+- answer-time tokens: what the answer attends (``input_tokens``), how many of them are visual, and how
+  many are computed at query time (``prefilled_tokens``: ``kv_cache`` reads the video's from its cache);
+- what is stored per video: the adapter's bytes against the KV cache's bytes;
+- peak memory of each query and of each preprocessing step (CUDA: ``max_memory_allocated`` over the call;
+  CPU: the peak resident-set growth of the call in a fresh process per measurement, since a process's
+  allocator keeps freed memory and would hide the next measurement's peak);
+- once per run: a distillation training step (encode + hypernetwork + adapted student forward/backward)
+  against the student forward/backward alone with a fixed adapter (teacher targets are cached, so the
+  teacher costs nothing per step).
+
+    python -m analyses.efficiency                      # frames 12, 64, 256 (a few minutes on 2 CPU cores)
+    python -m analyses.efficiency --full --device cuda # frames 12, 64, 256, 1024
+
+Resumable per frame count (the units of the ``Study`` are frame counts, dim ``frames``); the training
+measure is taken anew by each invocation (a few seconds) unless ``--no-training``.
+
+Dataset schema (``efficiency.nc``):
+
+- dims ``frames`` (frames sampled from the clip), ``method`` (direct, f2l, f2l_merged, kv_cache, no_video).
+- ``ttft_s(frames, method)`` s: median query time to first token.
+- ``preprocess_s(frames, method)`` s: median reusable preprocessing (internalization for f2l and
+  f2l_merged, KV prefill for kv_cache; NaN for direct and no_video, which keep nothing per video).
+- ``input_tokens(frames, method)``: tokens the answer attends (kv_cache: its cached prefix + the question).
+- ``visual_tokens(frames, method)``: visual tokens among them.
+- ``prefilled_tokens(frames, method)``: tokens computed at query time.
+- ``stored_bytes(frames, method)`` bytes: adapter (f2l, f2l_merged) or KV cache (kv_cache) per video; NaN
+  for direct and no_video.
+- ``peak_memory_bytes(frames, method)`` bytes: peak memory of one query (NaN with ``--no-memory``).
+- ``preprocess_peak_memory_bytes(frames, method)`` bytes: peak memory of the preprocessing step.
+- ``token_reduction(frames)``: direct input tokens / f2l input tokens.
+- scalar coord ``clip``; attrs: provenance, ``question``, and the training measure ``train_step_s``,
+  ``student_fwd_bwd_s`` (s, medians) and ``train_step_vs_student`` (their ratio).
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+
+from analyses.common import study_examples, study_frames
+from f2l.adapter import Adapter, use_adapter
+from f2l.answer import Answer, answer, answer_from_prefix, prefill_video
+from f2l.chat import answer_suffix, prompt_text
+from f2l.config import parse_config
+from f2l.distributed import init_distributed, rank
+from f2l.encode import internalization_inputs
+from f2l.pipeline import Frames2LoRA
+from f2l.results import Study, markdown_table, provenance
+from f2l.video import Frames
+
+METHODS = ("direct", "f2l", "f2l_merged", "kv_cache", "no_video")
+PREPROCESSING = {"f2l": "internalize", "f2l_merged": "internalize", "kv_cache": "prefill"}
+DEFAULT_FRAMES = (12, 64, 256)
+FULL_FRAMES = (12, 64, 256, 1024)
+
+
+@dataclass
+class EfficiencyConfig:
+    out: str = "results"
+    hypernet: str = "tiny"
+    manifest: str | None = None
+    split: str = "test"
+    clips: int = 4  # the first is timed at every frame count; all of them form the training-step batch
+    frames: tuple[int, ...] | None = None  # default 12 64 256; --full adds 1024
+    seed: int = 0
+    device: str | None = None
+    full: bool = False
+    fresh: bool = False
+    max_new_tokens: int = 1  # tokens generated per timed query: TTFT needs only the first
+    question: str = "what color is the background?"
+    warmup: int = 1
+    repeats: int = 3
+    memory: bool = True  # peak memory (on CPU one fresh process per measurement: the slow part)
+    training: bool = True  # the training-step measure
+    train_frames: int = 8
+
+
+def frame_counts(cfg: EfficiencyConfig) -> tuple[int, ...]:
+    return tuple(cfg.frames) if cfg.frames else FULL_FRAMES if cfg.full else DEFAULT_FRAMES
+
+
+def _sync(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_time(fn: Callable[[], object], device, warmup: int, repeats: int) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def median_ttft(fn: Callable[[], Answer], warmup: int, repeats: int) -> tuple[float, Answer]:
+    """Median time to first token of an ``Answer``-returning ``fn``, and its last answer."""
+    for _ in range(warmup):
+        fn()
+    answers = [fn() for _ in range(repeats)]
+    return statistics.median(a.ttft_s for a in answers), answers[-1]
+
+
+# --------------------------------------------------------------------------- peak memory
+
+
+def memory_probe(
+    pipeline: Frames2LoRA, clip: Frames, what: str, question: str, max_new_tokens: int
+) -> Callable[[], object]:
+    """The call whose peak memory ``what`` names (a method's query, or "internalize" / "prefill"), with
+    its setup already done: the adapter made for f2l, the video prefilled for kv_cache."""
+    base = pipeline.base
+    if what == "direct":
+        return lambda: answer(base, clip, question, max_new_tokens=max_new_tokens)
+    if what == "no_video":
+        return lambda: answer(base, None, question, max_new_tokens=max_new_tokens)
+    if what in ("f2l", "f2l_merged"):
+        adapter = pipeline.internalize_batch([clip])[0]
+        merged = what == "f2l_merged"
+        return lambda: pipeline.generate(adapter, question, max_new_tokens=max_new_tokens, merged=merged)
+    if what == "kv_cache":
+        prefix = prefill_video(base, clip)
+        return lambda: answer_from_prefix(base, prefix, question, max_new_tokens=max_new_tokens)
+    if what == "internalize":
+        return lambda: pipeline.internalize_batch([clip])
+    if what == "prefill":
+        return lambda: prefill_video(base, clip)
+    raise ValueError(f"unknown memory measurement {what!r}")
+
+
+def _release_freed_memory() -> None:
+    """Give freed heap back to the OS (glibc), so that a setup's freed memory does not hide the next
+    call's peak from the resident-set sampler."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_rss_growth(fn: Callable[[], object], interval_s: float = 0.0005) -> int:
+    """Peak resident-set growth while ``fn`` runs, sampled by a thread (CPU has no allocator stats)."""
+    import threading
+
+    import psutil
+
+    process = psutil.Process()
+    baseline = peak = process.memory_info().rss
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process.memory_info().rss)
+            time.sleep(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak, process.memory_info().rss) - baseline
+
+
+def measure_peak(fn: Callable[[], object], device: torch.device | str) -> int:
+    """Peak memory (bytes) that ``fn`` adds: CUDA allocator statistics, or resident-set growth on CPU."""
+    if torch.device(device).type == "cuda":
+        gc.collect()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        with torch.inference_mode():
+            fn()
+        torch.cuda.synchronize()
+        return int(torch.cuda.max_memory_allocated() - before)
+    _release_freed_memory()
+    with torch.inference_mode():
+        return peak_rss_growth(fn)
+
+
+def peak_memories(
+    pipeline: Frames2LoRA, cfg: EfficiencyConfig, clip: Frames, frames: int, what: list[str]
+) -> dict[str, int]:
+    """Peak memory of each measurement in ``what`` at ``frames`` frames: in this process on CUDA; on CPU
+    each in its own fresh process, forked from a server that has imported the libraries but never run a
+    model (so a measurement does not pay the imports, and no allocator has held an earlier one's memory)."""
+    device = pipeline.base.device
+    if device.type == "cuda":
+        return {
+            w: measure_peak(memory_probe(pipeline, clip, w, cfg.question, cfg.max_new_tokens), device)
+            for w in what
+        }
+    from analyses.efficiency import _peak_child  # by its importable name, also when run as __main__
+
+    ctx = multiprocessing.get_context("forkserver")
+    # the libraries, not this module: a child re-runs the main module, which must not be imported yet
+    ctx.set_forkserver_preload(["f2l.pipeline", "analyses.common"])
+    args = (cfg.hypernet, cfg.manifest, cfg.split, frames)
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        return {w: pool.apply(_peak_child, (*args, w, cfg.question, cfg.max_new_tokens)) for w in what}
+
+
+def _peak_child(
+    hypernet: str,
+    manifest: str | None,
+    split: str,
+    frames: int,
+    what: str,
+    question: str,
+    max_new_tokens: int,
+) -> int:
+    """One measurement in a fresh CPU process (run by ``peak_memories``)."""
+    pipeline = Frames2LoRA.from_pretrained(hypernet, device="cpu")
+    clip = study_frames(pipeline, study_examples(manifest, split, 1, frames)[0], frames)
+    with torch.inference_mode():
+        probe = memory_probe(pipeline, clip, what, question, max_new_tokens)
+    return measure_peak(probe, "cpu")
+
+
+# --------------------------------------------------------------------------- one frame count
+
+_VARIABLES: dict[str, dict[str, str]] = {
+    "ttft_s": {"units": "s", "description": "median query time to the first answer token"},
+    "preprocess_s": {
+        "units": "s",
+        "description": "median reusable preprocessing per video: internalization (f2l, f2l_merged), "
+        "KV prefill (kv_cache); NaN where nothing is kept per video",
+    },
+    "input_tokens": {
+        "units": "tokens",
+        "description": "tokens the answer attends (kv_cache: cache + question)",
+    },
+    "visual_tokens": {"units": "tokens", "description": "visual tokens among input_tokens"},
+    "prefilled_tokens": {"units": "tokens", "description": "input tokens computed at query time"},
+    "stored_bytes": {
+        "units": "bytes",
+        "description": "stored per video: adapter (f2l, f2l_merged) or KV cache (kv_cache); NaN otherwise",
+    },
+    "peak_memory_bytes": {
+        "units": "bytes",
+        "description": "peak memory one query adds (CUDA: max_memory_allocated; CPU: peak RSS growth in a "
+        "fresh process); NaN when not measured",
+    },
+    "preprocess_peak_memory_bytes": {
+        "units": "bytes",
+        "description": "peak memory of the preprocessing step (internalization; KV prefill)",
+    },
+    "token_reduction": {"units": "1", "description": "direct input tokens / f2l input tokens"},
+}
+
+
+def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames: int) -> xr.Dataset:
+    """Every variable of the schema at one frame count (one ``Study`` unit)."""
+    base, device = pipeline.base, pipeline.base.device
+    q, n, warmup, repeats = cfg.question, cfg.max_new_tokens, cfg.warmup, cfg.repeats
+    clip = study_frames(pipeline, example, frames)
+    with torch.inference_mode():
+        adapter = pipeline.internalize_batch([clip])[0]
+        prefix = prefill_video(base, clip)
+    queries = {
+        "direct": lambda: answer(base, clip, q, max_new_tokens=n),
+        "f2l": lambda: pipeline.generate(adapter, q, max_new_tokens=n),
+        "f2l_merged": lambda: pipeline.generate(adapter, q, max_new_tokens=n, merged=True),
+        "kv_cache": lambda: answer_from_prefix(base, prefix, q, max_new_tokens=n),
+        "no_video": lambda: answer(base, None, q, max_new_tokens=n),
+    }
+    preprocessing = {
+        "internalize": lambda: pipeline.internalize_batch([clip]),
+        "prefill": lambda: prefill_video(base, clip),
+    }
+    row = {name: np.full(len(METHODS), np.nan) for name in _VARIABLES if name != "token_reduction"}
+    with torch.inference_mode():
+        pre_s = {k: median_time(fn, device, warmup, repeats) for k, fn in preprocessing.items()}
+        for i, method in enumerate(METHODS):
+            row["ttft_s"][i], last = median_ttft(queries[method], warmup, repeats)
+            tokens = last.input_tokens
+            row["input_tokens"][i] = sum(tokens.values())
+            row["prefilled_tokens"][i] = tokens["visual"] + tokens["text"]
+            row["visual_tokens"][i] = prefix.visual_tokens if method == "kv_cache" else tokens["visual"]
+            if method in PREPROCESSING:
+                row["preprocess_s"][i] = pre_s[PREPROCESSING[method]]
+    row["stored_bytes"][[METHODS.index("f2l"), METHODS.index("f2l_merged")]] = adapter.nbytes
+    row["stored_bytes"][METHODS.index("kv_cache")] = prefix.nbytes
+    if cfg.memory:
+        peaks = peak_memories(pipeline, cfg, clip, frames, [*preprocessing, *METHODS])
+        for i, method in enumerate(METHODS):
+            row["peak_memory_bytes"][i] = peaks[method]
+            if method in PREPROCESSING:
+                row["preprocess_peak_memory_bytes"][i] = peaks[PREPROCESSING[method]]
+    tokens = dict(zip(METHODS, row["input_tokens"], strict=True))
+    ds = xr.Dataset(
+        {name: (("frames", "method"), values[None]) for name, values in row.items()},
+        coords={"frames": [frames], "method": list(METHODS), "clip": example.id},
+    )
+    ds["token_reduction"] = ("frames", [tokens["direct"] / tokens["f2l"]])
+    for name, attrs in _VARIABLES.items():
+        ds[name].attrs.update(attrs)
+    return ds
+
+
+# --------------------------------------------------------------------------- training step
+
+
+def training_overhead(pipeline: Frames2LoRA, clips: list[Frames], question: str, warmup: int, repeats: int):
+    """Median seconds of a distillation step (encode + hypernetwork + adapted student forward/backward)
+    and of the student forward/backward alone under a fixed adapter, on ``clips`` with 2 prompts each."""
+    base, hypernet, device = pipeline.base, pipeline.hypernet, pipeline.base.device
+    texts = [prompt_text(base.processor, question, with_video=False) + answer_suffix(base.processor, "grey.")]
+    student = base.tokenizer(texts * 2 * len(clips), return_tensors="pt").to(device)
+    index = torch.arange(len(clips), device=device).repeat_interleave(2)
+    scaling = hypernet.config.scaling
+
+    def full_step():
+        factors = hypernet(base, internalization_inputs(base, clips))
+        rows = {m: (a[index], b[index]) for m, (a, b) in factors.items()}
+        with use_adapter(base.model, Adapter(rows, scaling=scaling)):
+            base.model(**student).logits.float().logsumexp(-1).mean().backward()
+        hypernet.zero_grad()
+
+    fixed = pipeline.internalize_batch(clips)
+    fixed_rows = {
+        m: (a[index].clone().requires_grad_(), b[index].clone().requires_grad_())
+        for m, (a, b) in fixed.factors.items()
+    }
+
+    def student_step():
+        with use_adapter(base.model, Adapter(fixed_rows, scaling=scaling)):
+            base.model(**student).logits.float().logsumexp(-1).mean().backward()
+
+    hypernet.train()
+    try:
+        with torch.enable_grad():
+            t_full = median_time(full_step, device, warmup, repeats)
+            t_student = median_time(student_step, device, warmup, repeats)
+    finally:
+        hypernet.eval()
+    return {
+        "train_step_s": t_full,
+        "student_fwd_bwd_s": t_student,
+        "train_step_vs_student": t_full / t_student,
+    }
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _ratio(a: float, b: float) -> str:
+    r = a / b if b else np.nan
+    return "n/a" if not np.isfinite(r) else f"{r:,.1f}x" if r >= 10 else f"{r:.2f}x"
+
+
+def _mib(n: float) -> str:
+    return "n/a" if not np.isfinite(n) else f"{n / 2**20:,.1f}"
+
+
+def summarize(ds: xr.Dataset) -> str:
+    """Markdown tables: ratios within this run, per frame count, then storage and memory."""
+    timing, storage = [], []
+    for f in ds["frames"].values:
+        v = {name: ds[name].sel(frames=f).to_series() for name in _VARIABLES if name != "token_reduction"}
+        t, pre, tok, peak = v["ttft_s"], v["preprocess_s"], v["input_tokens"], v["peak_memory_bytes"]
+        timing.append(
+            {
+                "frames": int(f),
+                "input tokens direct / f2l": f"{tok['direct']:,.0f} / {tok['f2l']:,.0f}",
+                "reduction": f"{float(ds['token_reduction'].sel(frames=f)):,.0f}x",
+                "TTFT direct ms": f"{t['direct'] * 1e3:,.1f}",
+                "TTFT f2l ms": f"{t['f2l'] * 1e3:,.1f}",
+                "direct / f2l": _ratio(t["direct"], t["f2l"]),
+                "kv_cache / f2l": _ratio(t["kv_cache"], t["f2l"]),
+                "f2l / no_video (unmerged / merged)": f"{_ratio(t['f2l'], t['no_video'])} / "
+                f"{_ratio(t['f2l_merged'], t['no_video'])}",
+                "internalize / KV prefill": f"{pre['f2l']:.2f} s / {pre['kv_cache']:.2f} s "
+                f"({_ratio(pre['f2l'], pre['kv_cache'])})",
+            }
+        )
+        stored, pre_peak = v["stored_bytes"], v["preprocess_peak_memory_bytes"]
+        storage.append(
+            {
+                "frames": int(f),
+                "adapter KiB": f"{stored['f2l'] / 1024:,.0f}",
+                "KV cache KiB": f"{stored['kv_cache'] / 1024:,.0f}",
+                "KV / adapter": _ratio(stored["kv_cache"], stored["f2l"]),
+                "peak MiB query direct / f2l / kv_cache": " / ".join(
+                    _mib(peak[m]) for m in ("direct", "f2l", "kv_cache")
+                ),
+                "peak MiB internalize / KV prefill": f"{_mib(pre_peak['f2l'])} / {_mib(pre_peak['kv_cache'])} "
+                f"({_ratio(pre_peak['f2l'], pre_peak['kv_cache'])})",
+            }
+        )
+    attrs = ds.attrs
+    lines = [
+        f"# Efficiency ({attrs.get('base_model', '?')}, {attrs.get('device', '?')}, clip {ds['clip'].item()})",
+        "",
+        f"Question: {attrs.get('question', '')!r}. Medians of {attrs.get('repeats', '?')} runs after "
+        f"{attrs.get('warmup', '?')} warm-up; every ratio is taken within this run.",
+        "",
+        markdown_table(timing),
+        markdown_table(storage),
+    ]
+    if "train_step_vs_student" in attrs:
+        lines.append(
+            f"Training step (encode + hypernetwork + student fwd/bwd) {attrs['train_step_s'] * 1e3:.0f} ms vs "
+            f"student fwd/bwd alone {attrs['student_fwd_bwd_s'] * 1e3:.0f} ms: "
+            f"{attrs['train_step_vs_student']:.2f}x.\n"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command
+
+
+def run(cfg: EfficiencyConfig) -> xr.Dataset:
+    torch.manual_seed(cfg.seed)
+    pipeline = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
+    frames = frame_counts(cfg)
+    examples = study_examples(cfg.manifest, cfg.split, cfg.clips, cfg.train_frames)
+    overhead = {}
+    if cfg.training and rank() == 0:
+        clips = [study_frames(pipeline, e, cfg.train_frames) for e in examples]
+        overhead = training_overhead(pipeline, clips, cfg.question, cfg.warmup, cfg.repeats)
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh")} | {"frames": list(frames)}
+    attrs = provenance(
+        pipeline,
+        seed=cfg.seed,
+        device=str(pipeline.base.device),
+        torch=torch.__version__,
+        question=cfg.question,
+        warmup=cfg.warmup,
+        repeats=cfg.repeats,
+        **overhead,
+    )
+    study = Study(cfg.out, "efficiency", config=config, attrs=attrs, dim="frames", fresh=cfg.fresh)
+    units = [str(f) for f in frames]
+    study.run(units, lambda unit: measure_frames(pipeline, cfg, examples[0], int(unit)), desc="frame counts")
+    return study.finish(units, summary=summarize)
+
+
+def main(argv: list[str] | None = None) -> int:
+    init_distributed()
+    cfg = parse_config(
+        EfficiencyConfig,
+        argv,
+        prog="python -m analyses.efficiency",
+        description="Query TTFT, preprocessing, tokens, stored bytes and peak memory of f2l against "
+        "video-in-context answering, per frame count.",
+    )
+    ds = run(cfg)
+    if rank() == 0:
+        from analyses.figures import save_study_figures  # plotting libraries load only here
+
+        figures = save_study_figures("efficiency", ds, cfg.out)
+        print(f"wrote {cfg.out}/efficiency.nc, {cfg.out}/efficiency.md" + "".join(f", {p}" for p in figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""Figure of ``layer_removal.nc`` (with ``delta_norms.nc`` when there is one): which layers carry the
+internalized video, next to how large each layer's update is.
+
+Left, the signed effect of zeroing one layer's generated LoRA (score without the layer minus the full
+f2l score; below zero = the layer helps), per module group. Right, ||dW||_F of the same layers and
+groups, so that a reader can see whether the layers that matter are the layers the hypernetwork writes
+most into.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import xarray as xr
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from analyses.figures.benchmark import BENCHMARK_ORDER
+from analyses.figures.delta_norms import group_fro_norms
+from analyses.figures.style import (
+    CI95,
+    GROUP_COLORS,
+    GROUP_LABELS,
+    as_dataset,
+    figure,
+    figure_legend,
+    frame,
+    integer_ticks,
+    metric_name,
+    metric_of,
+    no_data,
+    ordered,
+    palette,
+    zero_line,
+)
+
+
+@figure("effect", title="Removing one layer's adapter: effect on the score, and the update's size")
+def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike | None = None) -> Figure:
+    """Bars of the mean signed removal effect per layer and module group (95% bootstrap interval across
+    examples); with ``norms`` (a delta_norms dataset or its path), the ||dW||_F profile beside them."""
+    norms = None if norms is None else as_dataset(norms)
+    groups = ordered(ds["module_group"].values, tuple(GROUP_COLORS)) if "module_group" in ds.dims else ["all"]
+    colors = palette(groups, GROUP_COLORS)
+    layers = ds["layer"].values
+    if norms is not None and "fro_norm" in norms:
+        fig, (ax, ax_norm) = plt.subplots(1, 2, figsize=(13.5, 5.2), width_ratios=(3, 2))
+    else:
+        fig, ax = plt.subplots(figsize=(8.5, 5.2))
+        ax_norm = None
+    effect = ds["effect"] if "module_group" in ds.dims else ds["effect"].expand_dims(module_group=["all"])
+    df = frame(effect, "effect")
+    zero_line(ax)
+    if df.empty:
+        no_data(ax)
+    else:
+        sns.barplot(
+            data=df,
+            x="layer",
+            y="effect",
+            hue="module_group",
+            order=sorted(layers),
+            hue_order=groups,
+            palette=colors,
+            **CI95,
+            capsize=0.08,
+            err_kws={"linewidth": 1.0},
+            ax=ax,
+            legend=False,
+        )
+    score = metric_name(metric_of(ds))
+    ax.set_xlabel("text-model layer whose LoRA is zeroed")
+    ax.set_ylabel(f"signed effect on {score}\n(score without the layer - full f2l score)")
+    ends = []
+    if "full_score" in ds:
+        ends.append(f"nothing removed (f2l): {float(ds['full_score'].mean()):.3f}")
+    if "none_score" in ds:
+        ends.append(f"everything removed (no video): {float(ds['none_score'].mean()):.3f}")
+    ax.set_title("signed removal effect (below 0 = the layer helps)")
+    if ends:
+        ax.text(
+            0.01,
+            0.98,
+            f"mean {score}: " + "; ".join(ends),
+            transform=ax.transAxes,
+            ha="left",
+            va="top",
+            fontsize=9,
+            color="0.25",
+            bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.9},
+        )
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.12 * (high - low))
+    if ax_norm is not None:
+        nf = group_fro_norms(norms)
+        nf = nf[nf["module_group"].isin(groups)]
+        if nf.empty:
+            no_data(ax_norm)
+        else:
+            sns.lineplot(
+                data=nf,
+                x="layer",
+                y="fro_norm",
+                hue="module_group",
+                style="module_group",
+                hue_order=groups,
+                style_order=groups,
+                palette=colors,
+                markers=True,
+                dashes=False,
+                **CI95,
+                ax=ax_norm,
+                legend=False,
+            )
+            integer_ticks(ax_norm, nf["layer"].unique())
+            ax_norm.set_ylim(bottom=0)
+        ax_norm.set_xlabel("text-model layer")
+        ax_norm.set_ylabel(r"$\|\Delta W\|_F$ of the layer's group (Frobenius norm)")
+        ax_norm.set_title("size of the generated update")
+    handles = [Patch(color=colors[g], label=GROUP_LABELS.get(g, g)) for g in groups]
+    figure_legend(fig, handles, ncol=len(groups), title="module group")
+    return fig
+
+
+@figure("effect", title="Removing one layer's adapter, per benchmark")
+def effects_by_benchmark(ds: xr.Dataset, module_group: str = "all") -> Figure:
+    """A heatmap of the mean signed effect per benchmark (rows) and layer (columns), for one module
+    group: which layers matter for which kind of prompt. Red = removing the layer lowers the score (it helps)."""
+    effect = (
+        ds["effect"].sel(module_group=module_group) if "module_group" in ds["effect"].dims else ds["effect"]
+    )
+    df = frame(effect, "effect")
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.42 * max(df["benchmark"].nunique() if len(df) else 1, 2)))
+    if df.empty:
+        no_data(ax)
+        return fig
+    table = df.pivot_table(index="benchmark", columns="layer", values="effect", aggfunc="mean")
+    table = table.reindex(ordered(table.index, BENCHMARK_ORDER))
+    limit = max(float(np.nanmax(np.abs(table.values))), 1e-9)
+    sns.heatmap(
+        table,
+        cmap="vlag_r",
+        center=0.0,
+        vmin=-limit,
+        vmax=limit,
+        annot=True,
+        fmt=".2f",
+        annot_kws={"fontsize": 8},
+        linewidths=0.5,
+        cbar_kws={"label": f"mean signed effect on {metric_name(metric_of(ds))}\n(red: the layer helps)"},
+        ax=ax,
+    )
+    ax.set_xlabel("text-model layer whose LoRA is zeroed")
+    ax.set_ylabel("benchmark (caption category or QA type)")
+    ax.set_title(f"module group: {GROUP_LABELS.get(module_group, module_group)}")
+    ax.tick_params(axis="y", labelrotation=0)
+    return fig

@@ -1,0 +1,136 @@
+"""Figure of ``rank_ablation.nc``: how many singular directions of the generated update carry the
+video, and does removing a particular direction matter more than removing a random one of equal energy?
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+import xarray as xr
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from analyses.figures.style import (
+    CI95,
+    CONTROL_COLORS,
+    CONTROL_LABELS,
+    METHOD_COLORS,
+    figure,
+    frame,
+    integer_ticks,
+    metric_label,
+    metric_of,
+    no_data,
+    ordered,
+    palette,
+    score_limits,
+)
+
+_FULL = {"color": "0.3", "linestyle": "--", "linewidth": 1.2}
+
+
+def _full_line(ax, ds: xr.Dataset) -> None:
+    if "full_score" in ds and ds["full_score"].notnull().any():
+        ax.axhline(float(ds["full_score"].mean()), **_FULL)
+
+
+@figure("topk_score", title="Rank-direction ablation of the generated adapter")
+def rank_ablation_curves(ds: xr.Dataset) -> Figure:
+    """Score keeping the top-k directions (k = 0 is the base without video, k = r the full adapter);
+    score removing one direction, singular vs random control; and, when stored, each direction's share
+    of the update's energy. Means across examples with 95% bootstrap intervals."""
+    spectrum = "singular_values" in ds
+    fig, axes = plt.subplots(1, 3 if spectrum else 2, figsize=(17 if spectrum else 12, 5.0))
+    axes[1].sharey(axes[0])
+    metric = metric_of(ds)
+    score = metric_label(metric)
+
+    ax = axes[0]
+    df = frame(ds["topk_score"], "score")
+    if df.empty:
+        no_data(ax)
+    else:
+        sns.lineplot(
+            data=df,
+            x="k",
+            y="score",
+            color=METHOD_COLORS["f2l"],
+            marker="s",
+            **CI95,
+            ax=ax,
+        )
+        integer_ticks(ax, ds["k"].values)
+    _full_line(ax, ds)
+    ax.set_title("keep only the top-k singular directions")
+    ax.set_xlabel("directions kept, k (0 = no adapter)")
+    ax.set_ylabel(score)
+
+    ax = axes[1]
+    if "remove_score" in ds:
+        controls = ordered(ds["control"].values, tuple(CONTROL_COLORS))
+        df = frame(ds["remove_score"], "score")
+        if df.empty:
+            no_data(ax)
+        else:
+            sns.lineplot(
+                data=df,
+                x="direction",
+                y="score",
+                hue="control",
+                style="control",
+                hue_order=controls,
+                style_order=controls,
+                palette=palette(controls, CONTROL_COLORS),
+                markers=True,
+                dashes=False,
+                **CI95,
+                ax=ax,
+                legend=False,
+            )
+            integer_ticks(ax, ds["direction"].values)
+        _full_line(ax, ds)
+        ax.legend(
+            handles=[
+                Line2D(
+                    [],
+                    [],
+                    color=palette(controls, CONTROL_COLORS)[c],
+                    marker="o",
+                    label=CONTROL_LABELS.get(c, c),
+                )
+                for c in controls
+            ]
+            + [Line2D([], [], label="full adapter (nothing removed)", **_FULL)],
+            loc="lower right",
+            fontsize=9,
+        )
+    else:
+        no_data(ax, "no remove_score in this dataset")
+    ax.set_title("remove one direction")
+    ax.set_xlabel("direction removed (0 = largest singular value)")
+    ax.set_ylabel(score)
+    axes[0].legend(
+        handles=[Line2D([], [], label="full adapter (k = r)", **_FULL)], loc="lower right", fontsize=9
+    )
+    score_limits(axes[0], metric)  # the two score panels share their y axis
+
+    if spectrum:
+        ax = axes[2]
+        sv = ds["singular_values"]
+        energy = 100 * sv**2 / (sv**2).sum("direction")
+        df = frame(energy, "energy")
+        if df.empty:
+            no_data(ax)
+        else:
+            sns.barplot(
+                data=df,
+                x="direction",
+                y="energy",
+                color=METHOD_COLORS["f2l"],
+                **CI95,
+                ax=ax,
+            )
+        ax.set_title("energy per singular direction")
+        ax.set_xlabel("singular direction (0 = largest)")
+        ax.set_ylabel(r"share of $\|\Delta W\|_F^2$ (%, per layer and module)")
+    return fig

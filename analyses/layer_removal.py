@@ -1,0 +1,168 @@
+"""Which layers carry the internalized video? Remove one layer's generated LoRA at a time and re-score.
+
+For each clip, the hypernetwork's adapter is made once; each text-model layer's LoRA is then zeroed (in
+all its modules, only its attention projections, or only its MLP projections), every prompt of the clip
+(each caption category and one question of each QA type) is re-answered with zero visual tokens, and
+the signed effect ``score - full_score`` is recorded: negative = the layer helps. The two ends anchor the
+scale: nothing removed (f2l) and everything removed (the base with no video).
+
+    python -m analyses.layer_removal                        # shipped tiny checkpoints, 48 test clips
+    python -m analyses.layer_removal --full --out results   # the complete sweep (100 clips)
+    torchrun --nproc-per-node 4 -m analyses.layer_removal --full   # clips sharded across ranks
+
+Writes ``<out>/layer_removal.nc``, ``<out>/layer_removal.md`` (mean effect per layer and module group)
+and figures. Interrupted runs resume where they stopped (one part file per clip).
+
+Dataset schema (``layer_removal.nc``; see ``probes.layer_removal``):
+
+- dims ``example_id`` (``"<clip>/<item_id>"``: one prompt of one clip), ``layer``, ``module_group``
+  ("all", "attention", "mlp"), and ``failure`` (clips whose computation raised).
+- coords ``clip``, ``benchmark`` (caption category or QA type), ``kind`` ("caption" | "qa") on
+  ``example_id``; scalar ``metric``.
+- ``score(example_id, layer, module_group)`` and ``effect = score - full_score``, in units of the metric
+  (token-F1 by default); ``full_score(example_id)`` (f2l), ``none_score(example_id)`` (base, no video);
+  ``prediction(example_id, layer, module_group)``, ``full_prediction``, ``none_prediction`` and
+  ``reference`` (strings); ``failed_unit(failure)``, ``error(failure)``.
+- attrs: provenance (package version, git revision, base model, hypernetwork, seed, command, time) and
+  the study's config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+
+from analyses.common import study_examples
+from analyses.figures import save_study_figures
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.config import parse_config
+from f2l.distributed import init_distributed, rank
+from f2l.pipeline import Frames2LoRA
+from f2l.results import Study, markdown_table, provenance
+from probes.layer_removal import layer_removal
+
+NAME = "layer_removal"
+FULL_CLIPS = 100
+
+
+@dataclass
+class LayerRemovalConfig:
+    """Settings of the layer-removal study (every field is a command-line flag)."""
+
+    out: str = "results"
+    hypernet: str = "tiny"
+    manifest: str | None = None
+    split: str = "test"
+    clips: int = 48
+    frames: int = 8
+    seed: int = 0
+    device: str | None = None
+    full: bool = False
+    fresh: bool = False
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    qa_per_type: int = 1
+    metric: str = "token_f1"
+    module_groups: tuple[str, ...] = ("all", "attention", "mlp")
+    batch_size: int = 32
+
+    @property
+    def num_clips(self) -> int:
+        return max(self.clips, FULL_CLIPS) if self.full else self.clips
+
+
+def _mean_se(da: xr.DataArray) -> str:
+    """Mean ± standard error across clips of each clip's mean: the prompts of one clip share an adapter,
+    so clips, not prompts, are the independent replicates."""
+    clips = da.groupby("clip").mean("example_id")
+    n = clips.sizes["clip"]
+    se = float(clips.std("clip", ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
+    return f"{float(clips.mean()):+.3f} ± {se:.3f}"
+
+
+def summary(ds: xr.Dataset) -> str:
+    """Markdown: the two ends (f2l and no video), then the mean signed effect per layer and group."""
+    metric = str(ds["metric"].values) if "metric" in ds.coords else ds.attrs.get("metric", "score")
+    lines = [f"# Layer removal ({metric})\n"]
+    failures = ds.sizes.get("failure", 0)
+    if "score" not in ds:
+        return "\n".join([*lines, f"No clip finished; {failures} failed.\n"])
+    n_clips = len(np.unique(ds["clip"].values))
+    lines.append(
+        f"{n_clips} clips, {ds.sizes['example_id']} prompts, {failures} failed clips. Effects are "
+        f"`score - full_score` (negative = the layer helps), mean ± standard error across clips.\n"
+    )
+    ends = [
+        {"variant": "nothing removed (f2l)", metric: float(ds["full_score"].mean())},
+        {"variant": "everything removed (base, no video)", metric: float(ds["none_score"].mean())},
+        {"variant": "difference", metric: float((ds["none_score"] - ds["full_score"]).mean())},
+    ]
+    lines.append(markdown_table(ends))
+    rows = [
+        {"layer": int(layer)}
+        | {g: _mean_se(ds["effect"].sel(layer=layer, module_group=g)) for g in ds["module_group"].values}
+        for layer in ds["layer"].values
+    ]
+    lines.append("Mean effect of removing one layer's LoRA:\n")
+    lines.append(markdown_table(rows))
+    if "all" in ds["module_group"].values:
+        by_benchmark = ds["effect"].sel(module_group="all").groupby("benchmark").mean("example_id")
+        rows = [
+            {"benchmark": str(b)}
+            | {
+                f"layer {int(layer)}": float(by_benchmark.sel(benchmark=b, layer=layer))
+                for layer in ds["layer"]
+            }
+            for b in by_benchmark["benchmark"].values
+        ]
+        lines.append("Mean effect of removing every module of a layer, per benchmark:\n")
+        lines.append(markdown_table(rows))
+    return "\n".join(lines)
+
+
+def run(cfg: LayerRemovalConfig) -> xr.Dataset:
+    """Run (or resume) the study and return the merged dataset (also written to ``<out>/layer_removal.nc``)."""
+    torch.manual_seed(cfg.seed)
+    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
+    examples = {e.id: e for e in study_examples(cfg.manifest, cfg.split, cfg.num_clips, cfg.frames)}
+    # how many clips only picks the units: a --full run reuses the clips a default run finished
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh", "clips", "full")}
+    study = Study(
+        cfg.out, NAME, config=config, attrs=provenance(f2l, seed=cfg.seed, metric=cfg.metric), fresh=cfg.fresh
+    )
+
+    def one_clip(clip_id: str) -> xr.Dataset:
+        return layer_removal(
+            f2l,
+            [examples[clip_id]],
+            frames=cfg.frames,
+            module_groups=cfg.module_groups,
+            qa_per_type=cfg.qa_per_type,
+            metric=cfg.metric,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size,
+        )
+
+    study.run(list(examples), one_clip, desc="layer removal")
+    return study.finish(list(examples), summary=summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    init_distributed()
+    cfg = parse_config(
+        LayerRemovalConfig,
+        argv,
+        prog="python -m analyses.layer_removal",
+        description=__doc__.split("\n\n")[0],
+    )
+    ds = run(cfg)
+    if rank() == 0:
+        figures = save_study_figures(NAME, ds, cfg.out)
+        print(f"wrote {cfg.out}/{NAME}.nc and {cfg.out}/{NAME}.md" + "".join(f", {p}" for p in figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

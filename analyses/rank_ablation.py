@@ -1,0 +1,181 @@
+"""How many singular directions of the generated update carry the video, and does a singular direction
+matter more than a random edit of the same size?
+
+For each clip the hypernetwork's adapter is made once; then, in every layer and module, only the top-k
+singular directions are kept (k = 0..r: k = r is the adapter, k = 0 the base with no video), and,
+separately, one direction at a time is removed, either the singular direction itself (control "svd") or
+a random rank-one edit of the same Frobenius norm in the update's row space (control "random"; exactly
+what is removed, and why it is a fair control, is in ``probes.rank_ablation``). Every prompt of the clip
+(each caption category and one question of each QA type) is re-answered with zero visual tokens and
+re-scored.
+
+    python -m analyses.rank_ablation                        # shipped tiny checkpoints, 4 test clips
+    python -m analyses.rank_ablation --full --out results   # the complete sweep (100 clips)
+    torchrun --nproc-per-node 4 -m analyses.rank_ablation --full   # clips sharded across ranks
+
+Writes ``<out>/rank_ablation.nc``, ``<out>/rank_ablation.md`` (mean score per k; mean drop per removed
+direction, svd against random; energy per direction) and figures. Interrupted runs resume where they
+stopped (one part file per clip).
+
+Dataset schema (``rank_ablation.nc``; see ``probes.rank_ablation``):
+
+- dims ``example_id`` (``"<clip>/<item_id>"``: one prompt of one clip), ``k`` (directions kept, 0..r),
+  ``direction`` (removed direction, 0 = the largest), ``control`` ("svd", "random"), ``layer``, ``module``,
+  and ``failure`` (clips whose computation raised).
+- coords ``clip``, ``benchmark`` (caption category or QA type), ``kind`` ("caption" | "qa") on
+  ``example_id``; scalar ``metric``.
+- ``topk_score(example_id, k)``, ``remove_score(example_id, direction, control)``, ``full_score(example_id)``
+  in units of the metric (token-F1 by default); ``singular_values(example_id, layer, module, direction)``
+  (units of the base weights); ``topk_prediction``, ``remove_prediction``, ``full_prediction`` and
+  ``reference`` (strings); ``failed_unit(failure)``, ``error(failure)``.
+- attrs: provenance (package version, git revision, base model, hypernetwork, seed, command, time) and
+  the study's config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+
+from analyses.common import study_examples
+from analyses.figures import save_study_figures
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.config import parse_config
+from f2l.distributed import init_distributed, rank
+from f2l.pipeline import Frames2LoRA
+from f2l.results import Study, markdown_table, provenance
+from probes.rank_ablation import rank_ablation
+
+NAME = "rank_ablation"
+FULL_CLIPS = 100
+
+
+@dataclass
+class RankAblationConfig:
+    """Settings of the rank-ablation study (every field is a command-line flag)."""
+
+    out: str = "results"
+    hypernet: str = "tiny"
+    manifest: str | None = None
+    split: str = "test"
+    clips: int = 4
+    frames: int = 8
+    seed: int = 0
+    device: str | None = None
+    full: bool = False
+    fresh: bool = False
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ks: tuple[int, ...] | None = None
+    qa_per_type: int = 1
+    metric: str = "token_f1"
+    batch_size: int = 64
+
+    @property
+    def num_clips(self) -> int:
+        return max(self.clips, FULL_CLIPS) if self.full else self.clips
+
+
+def _mean_se(da: xr.DataArray, sign: str = "+") -> str:
+    """Mean ± standard error across clips: prompts of one clip share an adapter, so clips are the unit
+    of independent replication. ``sign="+"`` marks differences, ``""`` plain scores."""
+    clips = da.groupby("clip").mean("example_id")
+    n = clips.sizes["clip"]
+    se = float(clips.std("clip", ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
+    return f"{float(clips.mean()):{sign}.3f} ± {se:.3f}"
+
+
+def summary(ds: xr.Dataset) -> str:
+    """Markdown: score per k, the drop per removed direction (svd against random), energy per direction."""
+    metric = str(ds["metric"].values) if "metric" in ds.coords else ds.attrs.get("metric", "score")
+    lines = [f"# Rank-direction ablation ({metric})\n"]
+    failures = ds.sizes.get("failure", 0)
+    if "topk_score" not in ds:
+        return "\n".join([*lines, f"No clip finished; {failures} failed.\n"])
+    n_clips = len(np.unique(ds["clip"].values))
+    lines.append(
+        f"{n_clips} clips, {ds.sizes['example_id']} prompts, {failures} failed clips; full adapter (f2l) "
+        f"{float(ds['full_score'].mean()):.3f}. Means ± standard error across clips.\n"
+    )
+    full = ds["full_score"]
+    rows = [
+        {
+            "k": int(k),
+            metric: _mean_se(ds["topk_score"].sel(k=k), sign=""),
+            "- full": _mean_se(ds["topk_score"].sel(k=k) - full),
+        }
+        for k in ds["k"].values
+    ]
+    lines.append("Keeping only the top-k singular directions (k = 0: the base with no video):\n")
+    lines.append(markdown_table(rows))
+    sv = ds["singular_values"].groupby("clip").first()
+    energy = 100 * (sv**2 / (sv**2).sum("direction")).mean(["clip", "layer", "module"])
+    drop = full - ds["remove_score"]
+    rows = [
+        {
+            "direction": int(d),
+            "energy %": float(energy.sel(direction=d)),
+        }
+        | {f"drop ({c})": _mean_se(drop.sel(direction=d, control=c)) for c in ds["control"].values}
+        | {
+            "svd - random": _mean_se(
+                drop.sel(direction=d, control="svd") - drop.sel(direction=d, control="random")
+            )
+        }
+        for d in ds["direction"].values
+    ]
+    lines.append(
+        "Removing one direction: drop = full_score - score (positive = the direction helps); energy = mean "
+        "share of ||dW||_F^2 per layer and module:\n"
+    )
+    lines.append(markdown_table(rows))
+    return "\n".join(lines)
+
+
+def run(cfg: RankAblationConfig) -> xr.Dataset:
+    """Run (or resume) the study and return the merged dataset (also written to ``<out>/rank_ablation.nc``)."""
+    torch.manual_seed(cfg.seed)
+    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
+    examples = {e.id: e for e in study_examples(cfg.manifest, cfg.split, cfg.num_clips, cfg.frames)}
+    # how many clips only picks the units: a --full run reuses the clips a default run finished
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh", "clips", "full")}
+    study = Study(
+        cfg.out, NAME, config=config, attrs=provenance(f2l, seed=cfg.seed, metric=cfg.metric), fresh=cfg.fresh
+    )
+
+    def one_clip(clip_id: str) -> xr.Dataset:
+        return rank_ablation(
+            f2l,
+            [examples[clip_id]],
+            frames=cfg.frames,
+            ks=cfg.ks,
+            qa_per_type=cfg.qa_per_type,
+            metric=cfg.metric,
+            seed=cfg.seed,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size,
+        )
+
+    study.run(list(examples), one_clip, desc="rank ablation")
+    return study.finish(list(examples), summary=summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    init_distributed()
+    cfg = parse_config(
+        RankAblationConfig,
+        argv,
+        prog="python -m analyses.rank_ablation",
+        description=__doc__.split("\n\n")[0],
+    )
+    ds = run(cfg)
+    if rank() == 0:
+        figures = save_study_figures(NAME, ds, cfg.out)
+        print(f"wrote {cfg.out}/{NAME}.nc and {cfg.out}/{NAME}.md" + "".join(f", {p}" for p in figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,369 @@
+"""Scaling: does the adapter stay stable where video-in-context answering degrades?
+
+The paper claims adapter-only answering holds up to 1,024 frames and 1,024 px while direct inference
+degrades. This study measures it on our world instead of assuming it: every prompt of every clip
+(each caption category and one question per QA type) is answered by ``direct`` (the video in context)
+and by ``f2l`` (an adapter internalized from the same frames, zero visual tokens), along two sweeps:
+
+- frames, from 12 to 1,024, at the training resolution (the base's tile size: 64 px for the tiny base);
+- resolution, from the training size up to 4x per side, at ``--resolution-frames`` (12) frames.
+
+**What a larger frame becomes.** SmolVLM's *video* processor never splits a frame: it resizes every
+frame to one ``max_image_size`` tile (``"videos are always processed without image splitting"`` in
+``transformers``), so through the video path a 128 px frame is the same 16 visual tokens as a 64 px
+one, only downsampled; no processor kwarg turns splitting on for videos. SmolVLM's *image* processor
+does split (``do_image_splitting``): a frame larger than the tile becomes ceil(side / tile)^2 tiles plus a
+downsized global view, each ``image_seq_len`` tokens. With ``--tiling`` (the default) this study lays the
+frames out as SmolVLM lays out a video (intro line, one timestamp line per frame) but lets the image
+processor tile each frame, its size capped at the processor's ``size["longest_edge"]`` (256 px for the
+tiny base, 4 x 4 tiles). On the tiny base (64 px tiles, 16 tokens each) a frame is 16 visual tokens at
+64 px, 80 (2 x 2 + 1 tiles) at 96 and 128 px, 160 at 192 px and 272 at 256 px. At the training size the
+tiled layout equals the video path token for token (tested). The tiny base was trained on single-tile
+frames only, so tiled frames are out of its training distribution for both methods: exactly the
+stress the sweep is meant to apply. ``--no-tiling`` keeps the video path (a constant token count).
+
+**Degenerate answers** (``is_degenerate``): empty after SQuAD normalisation, or repetitive: more than
+``REPEAT_THRESHOLD`` (30%) of the answer's word 3-grams repeat an earlier one. The world's references
+(200 test clips x 11 prompts) reach at most 8%, so a looping answer is flagged and a caption is not.
+
+    python -m analyses.scaling                 # frames 12 64 256 at 64 px; 64 and 128 px at 12 frames
+    python -m analyses.scaling --full          # frames 12 32 64 128 256 512 1024; 64 128 192 256 px
+
+Dataset schema (``scaling.nc``), one ``Study`` unit per clip:
+
+- dims ``example_id`` ("<clip>/<item_id>"), ``method`` (direct, f2l), ``frames``, ``resolution`` (pixels
+  per side of the rendered frame); coords ``clip``, ``benchmark`` (caption category or QA type),
+  ``kind`` ("caption" | "qa") on ``example_id``. The grid is the union of both sweeps: every variable
+  below is NaN ("" for strings) at (frames, resolution) points that neither sweep runs.
+- ``score(example_id, method, frames, resolution)``: token-F1 against the reference.
+- ``ttft_s(...)`` s: query time to the first token (input preparation excluded).
+- ``input_tokens(...)``, ``visual_tokens(...)``: answer-time input tokens, and the visual ones among them.
+- ``degenerate(...)``: 1.0 if the answer is empty or repetitive (``is_degenerate``), else 0.0.
+- ``prediction(...)`` str; ``reference(example_id)`` str.
+- attrs: provenance, ``metric`` ("token_f1"), ``training_resolution``, ``resolution_frames``, ``tiling``,
+  ``repeat_ngram``, ``repeat_threshold``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+import numpy as np
+import torch
+import xarray as xr
+
+from analyses.common import study_examples, study_frames
+from f2l.adapter import Adapter
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, _timed_generate
+from f2l.chat import count_tokens, model_inputs, prompt_text, video_metadata
+from f2l.config import parse_config
+from f2l.data import Example, clip_prompts
+from f2l.distributed import init_distributed, rank
+from f2l.encode import INTERNALIZE_PROMPT
+from f2l.eval.metrics import normalize_answer, token_f1
+from f2l.pipeline import Frames2LoRA
+from f2l.results import Study, markdown_table, provenance
+from f2l.video import Frames
+
+METHODS = ("direct", "f2l")
+DEFAULT_FRAMES = (12, 64, 256)
+FULL_FRAMES = (12, 32, 64, 128, 256, 512, 1024)
+DEFAULT_RESOLUTIONS = (64, 128)
+FULL_RESOLUTIONS = (64, 128, 192, 256)
+REPEAT_NGRAM = 3
+REPEAT_THRESHOLD = 0.3
+
+
+@dataclass
+class ScalingConfig:
+    out: str = "results"
+    hypernet: str = "tiny"
+    manifest: str | None = None
+    split: str = "test"
+    clips: int = 2
+    frames: tuple[int, ...] | None = None  # the frame sweep; default 12 64 256, --full 12 ... 1024
+    resolutions: tuple[int, ...] | None = None  # the resolution sweep (px); default 64 128, --full to 256
+    resolution_frames: int = 12  # frames per clip in the resolution sweep
+    tiling: bool = True  # split frames larger than a tile as SmolVLM's image processor does
+    qa_per_type: int = 1
+    seed: int = 0
+    device: str | None = None
+    full: bool = False
+    fresh: bool = False
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+
+
+# --------------------------------------------------------------------------- degenerate answers
+
+
+def repeated_ngram_fraction(text: str, n: int = REPEAT_NGRAM) -> float:
+    """Share of the word n-grams of ``text`` (SQuAD-normalised) that repeat an earlier n-gram; 0.0 for
+    an answer shorter than ``n`` words."""
+    words = normalize_answer(text).split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def is_degenerate(text: str, n: int = REPEAT_NGRAM, threshold: float = REPEAT_THRESHOLD) -> bool:
+    """An empty answer (nothing left after normalisation), or a repetitive one: more than ``threshold``
+    of its word n-grams repeat an earlier one."""
+    return not normalize_answer(text) or repeated_ngram_fraction(text, n) > threshold
+
+
+# --------------------------------------------------------------------------- frames into model inputs
+
+
+def tiled_video_inputs(processor, text: str, clip: Frames):
+    """Model inputs for a chat ``text`` holding one ``<video>``, laid out as SmolVLM's processor lays out a
+    video (intro line, a timestamp line before each frame) but with every frame passed through the
+    *image* processor with splitting on, so that a frame larger than one tile becomes several tiles
+    plus a global view (capped at the processor's ``size["longest_edge"]``)."""
+    from num2words import num2words
+    from transformers.models.smolvlm.processing_smolvlm import (
+        DEFAULT_MEDIA_OUTTRO,
+        DEFAULT_VIDEO_INTRO,
+        FRAME_TIMESTAMP_MESSAGE,
+    )
+
+    meta = video_metadata(clip)
+    layout = DEFAULT_VIDEO_INTRO.format(
+        frame_count=num2words(len(clip.timestamps)), video_duration=str(timedelta(seconds=int(meta.duration)))
+    )
+    for t in meta.timestamps:
+        stamp = f"{int(t // 60):02d}:{int(t % 60):02d}"
+        layout += FRAME_TIMESTAMP_MESSAGE.format(timestamp=stamp) + processor.image_token
+    text = text.replace(processor.video_token, layout + DEFAULT_MEDIA_OUTTRO, 1)
+    images = processor.image_processor
+    tile = images.max_image_size["longest_edge"]
+    longest = min(max(int(max(clip.pixels.shape[1:3])), tile), images.size["longest_edge"])
+    return processor(
+        text=[text],
+        images=[list(clip.pixels)],
+        do_image_splitting=True,
+        size={"longest_edge": longest},
+        return_tensors="pt",
+    )
+
+
+def video_inputs(base, question: str, clip: Frames, *, tiling: bool):
+    """Model inputs for [video + question]: tiled (``tiled_video_inputs``) when a frame exceeds one tile
+    and ``tiling`` is on, else SmolVLM's video path (``f2l.chat.model_inputs``)."""
+    text = prompt_text(base.processor, question, with_video=True)
+    tile = base.processor.image_processor.max_image_size["longest_edge"]
+    if tiling and max(clip.pixels.shape[1:3]) > tile:
+        return tiled_video_inputs(base.processor, text, clip).to(base.device)
+    return model_inputs(base.processor, [text], [clip], device=base.device)
+
+
+@torch.inference_mode()
+def answer_direct(base, clip: Frames, question: str, *, tiling: bool, max_new_tokens: int) -> Answer:
+    """The ``direct`` answer with the video in context, its frames laid out by ``video_inputs``."""
+    inputs = video_inputs(base, question, clip, tiling=tiling)
+    tokens = count_tokens(base.processor, inputs["input_ids"][0], inputs["attention_mask"][0])
+    return _timed_generate(base, tokens, max_new_tokens, **inputs)
+
+
+@torch.inference_mode()
+def internalize(pipeline: Frames2LoRA, clip: Frames, *, tiling: bool) -> Adapter:
+    """The adapter of ``clip``, the base reading its frames as ``video_inputs`` lays them out."""
+    inputs = video_inputs(pipeline.base, INTERNALIZE_PROMPT, clip, tiling=tiling)
+    factors = pipeline.hypernet(pipeline.base, inputs)
+    provenance = {
+        "base": pipeline.base.name,
+        "hypernet": pipeline.hypernet_id,
+        "video_id": clip.source,
+        "frames": len(clip.timestamps),
+        "resolution": [int(clip.pixels.shape[1]), int(clip.pixels.shape[2])],
+        "tiling": tiling,
+    }
+    return Adapter(factors=factors, scaling=pipeline.hypernet.config.scaling, provenance=[provenance])[0]
+
+
+# --------------------------------------------------------------------------- one clip
+
+
+def grid_points(
+    frames, resolutions, resolution_frames: int, training_resolution: int
+) -> list[tuple[int, int]]:
+    """(frames, resolution) points of both sweeps, each once: the frame sweep at the training resolution,
+    then the resolution sweep at ``resolution_frames``."""
+    points = [(f, training_resolution) for f in frames] + [(resolution_frames, r) for r in resolutions]
+    return list(dict.fromkeys(points))
+
+
+_VARIABLES: dict[str, dict[str, str]] = {
+    "score": {
+        "units": "token_f1 (0 to 1, higher is better)",
+        "description": "token-F1 against the reference",
+    },
+    "ttft_s": {"units": "s", "description": "query time to the first answer token"},
+    "input_tokens": {"units": "tokens", "description": "answer-time input tokens"},
+    "visual_tokens": {"units": "tokens", "description": "visual tokens among the input tokens"},
+    "degenerate": {
+        "units": "1",
+        "description": f"1.0 if the answer is empty or more than {REPEAT_THRESHOLD:.0%} of its word "
+        f"{REPEAT_NGRAM}-grams repeat an earlier one, else 0.0",
+    },
+}
+
+
+def measure_clip(
+    pipeline: Frames2LoRA, example: Example, cfg: ScalingConfig, points: list[tuple[int, int]]
+) -> xr.Dataset:
+    """Every prompt of ``example`` answered by both methods at every grid point (one ``Study`` unit)."""
+    prompts = clip_prompts(example, cfg.qa_per_type)
+    frames = sorted({f for f, _ in points})
+    resolutions = sorted({r for _, r in points})
+    shape = (len(prompts), len(METHODS), len(frames), len(resolutions))
+    values = {name: np.full(shape, np.nan) for name in _VARIABLES}
+    predictions = np.full(shape, "", dtype=object)
+    for f, r in points:
+        clip = study_frames(pipeline, example, f, size=r)
+        adapter = internalize(pipeline, clip, tiling=cfg.tiling)
+        fi, ri = frames.index(f), resolutions.index(r)
+        for p, prompt in enumerate(prompts):
+            answers = {
+                "direct": answer_direct(
+                    pipeline.base, clip, prompt.prompt, tiling=cfg.tiling, max_new_tokens=cfg.max_new_tokens
+                ),
+                "f2l": pipeline.generate(adapter, prompt.prompt, max_new_tokens=cfg.max_new_tokens),
+            }
+            for m, method in enumerate(METHODS):
+                a = answers[method]
+                at = (p, m, fi, ri)
+                values["score"][at] = token_f1(a.text, prompt.reference)
+                values["ttft_s"][at] = a.ttft_s
+                values["input_tokens"][at] = sum(a.input_tokens.values())
+                values["visual_tokens"][at] = a.input_tokens["visual"]
+                values["degenerate"][at] = float(is_degenerate(a.text))
+                predictions[at] = a.text
+    dims = ("example_id", "method", "frames", "resolution")
+    ds = xr.Dataset(
+        {name: (dims, v) for name, v in values.items()},
+        coords={
+            "example_id": [f"{example.id}/{p.item_id}" for p in prompts],
+            "method": list(METHODS),
+            "frames": frames,
+            "resolution": resolutions,
+        },
+    )
+    ds["prediction"] = (dims, predictions.astype(str))
+    ds["reference"] = ("example_id", np.array([p.reference for p in prompts], dtype=str))
+    ds = ds.assign_coords(
+        clip=("example_id", [example.id] * len(prompts)),
+        benchmark=("example_id", [p.label for p in prompts]),
+        kind=("example_id", [p.kind for p in prompts]),
+    )
+    for name, attrs in _VARIABLES.items():
+        ds[name].attrs.update(attrs)
+    ds["prediction"].attrs["description"] = 'the answer ("" where the grid point was not run)'
+    ds["reference"].attrs["description"] = "the reference answer"
+    ds["resolution"].attrs["units"] = "pixels per side of the rendered frame"
+    return ds
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _sweep_rows(ds: xr.Dataset, along: str, at: dict) -> list[dict]:
+    """One row per point of the sweep along ``along`` (at the fixed coordinate ``at``) that was run."""
+    columns = {
+        "F1": lambda m: f"{float(m['score'].mean()):.3f}",
+        "degenerate": lambda m: f"{float(m['degenerate'].mean()):.0%}",
+        "input tokens": lambda m: f"{float(m['input_tokens'].median()):,.0f}",
+        "TTFT ms": lambda m: f"{float(m['ttft_s'].median()) * 1e3:,.1f}",
+    }
+    rows = []
+    sub = ds.sel(at)
+    for value in sub[along].values:
+        point = sub.sel({along: value})
+        if not bool(point["score"].notnull().any()):
+            continue
+        per_method = {method: point.sel({"method": method}) for method in METHODS}
+        row: dict = {along: int(value)}
+        row |= {f"{method} {c}": fn(per_method[method]) for c, fn in columns.items() for method in METHODS}
+        rows.append(row)
+    return rows
+
+
+def summarize(ds: xr.Dataset) -> str:
+    """Markdown: mean token-F1 and degenerate rate per (method, frames) and (method, resolution), with
+    median input tokens and TTFT."""
+    if "score" not in ds:
+        return "# Scaling\n\nNo clip finished.\n"
+    r0, f0 = int(ds.attrs["training_resolution"]), int(ds.attrs["resolution_frames"])
+    n_clips = len(np.unique(ds["clip"].values))
+    head = (
+        f"# Scaling ({ds.attrs.get('base_model', '?')}, {n_clips} clips x {ds.sizes['example_id'] // n_clips}"
+        f" prompts, tiling {'on' if ds.attrs.get('tiling') else 'off'})\n\nMean token-F1 and share of "
+        f"degenerate answers (empty, or >{REPEAT_THRESHOLD:.0%} repeated word {REPEAT_NGRAM}-grams); "
+        "median input tokens and TTFT.\n"
+    )
+    per_frame = _sweep_rows(ds, "resolution", {"frames": f0})
+    for row in per_frame:
+        direct = ds["visual_tokens"].sel({"frames": f0, "resolution": row["resolution"], "method": "direct"})
+        row["visual tokens / frame"] = f"{float(direct.median()) / f0:.0f}"
+    return "\n".join(
+        [
+            head,
+            f"## Frames, at {r0} px\n",
+            markdown_table(_sweep_rows(ds, "frames", {"resolution": r0})),
+            f"## Resolution, at {f0} frames\n",
+            markdown_table(per_frame),
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- command
+
+
+def run(cfg: ScalingConfig) -> xr.Dataset:
+    torch.manual_seed(cfg.seed)
+    pipeline = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
+    frames = tuple(cfg.frames) if cfg.frames else FULL_FRAMES if cfg.full else DEFAULT_FRAMES
+    resolutions = (
+        tuple(cfg.resolutions) if cfg.resolutions else FULL_RESOLUTIONS if cfg.full else DEFAULT_RESOLUTIONS
+    )
+    training_resolution = int(pipeline.base.model.config.vision_config.image_size)
+    points = grid_points(frames, resolutions, cfg.resolution_frames, training_resolution)
+    examples = study_examples(cfg.manifest, cfg.split, cfg.clips, cfg.resolution_frames)
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh")}
+    config |= {"frames": list(frames), "resolutions": list(resolutions)}
+    attrs = provenance(
+        pipeline,
+        seed=cfg.seed,
+        metric="token_f1",
+        training_resolution=training_resolution,
+        resolution_frames=cfg.resolution_frames,
+        tiling=int(cfg.tiling),
+        repeat_ngram=REPEAT_NGRAM,
+        repeat_threshold=REPEAT_THRESHOLD,
+    )
+    study = Study(cfg.out, "scaling", config=config, attrs=attrs, fresh=cfg.fresh)
+    by_id = {e.id: e for e in examples}
+    units = list(by_id)
+    study.run(units, lambda unit: measure_clip(pipeline, by_id[unit], cfg, points), desc="clips")
+    return study.finish(units, summary=summarize)
+
+
+def main(argv: list[str] | None = None) -> int:
+    init_distributed()
+    cfg = parse_config(
+        ScalingConfig,
+        argv,
+        prog="python -m analyses.scaling",
+        description="Score, TTFT, tokens and degenerate answers of direct and f2l over frame counts and "
+        "frame resolutions.",
+    )
+    ds = run(cfg)
+    if rank() == 0:
+        from analyses.figures import save_study_figures  # plotting libraries load only here
+
+        figures = save_study_figures("scaling", ds, cfg.out)
+        print(f"wrote {cfg.out}/scaling.nc, {cfg.out}/scaling.md" + "".join(f", {p}" for p in figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""One evaluation path: every method answers the same questions about the same clip, then is scored.
+
+Methods (``METHODS``), all greedy, all on the frozen base:
+
+- ``direct``: the video in context (the reference every comparison is against).
+- ``f2l``: the adapter internalized from the whole clip, zero visual tokens.
+- ``f2l_chunked``: one adapter per non-overlapping segment of ``chunk_frames`` frames, composed along
+  the rank (``Frames2LoRA.internalize(frames, chunk_frames=...)``).
+- ``no_video``: the question alone (the floor).
+- ``kv_cache``: the video prefilled once per clip, each question answered from a copy of that cache
+  (``prefill_video`` + ``answer_from_prefix``): the ``direct`` answer, token for token, at lower cost.
+- ``token_merge``: the video in context with its visual tokens merged ``merge_factor``-fold
+  (``f2l.eval.token_merge``).
+- ``f2l_token_merge``: the adapter internalized from those merged tokens.
+
+``answer_clip`` answers with batched, untimed generation by default (evaluation loops need the text,
+not the clock). With ``timed=True`` every answer is one timed call and carries its time to first
+token; the times exclude the reusable per-clip work (internalization, KV prefill), which is what a
+query costs once a video has been seen. ``kv_cache`` and ``token_merge`` have no batched path and
+always answer one question per call; untimed runs still report NaN for their ``ttft_s`` so that every
+time in a dataset comes from the same kind of run.
+
+``score_predictions`` scores answers under named metrics (``METRIC_NAMES``). Exact match is QA
+accuracy and only means something where a question has one right short answer: see ``is_closed``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from f2l.adapter import Adapter, use_adapter
+from f2l.answer import (
+    DEFAULT_MAX_NEW_TOKENS,
+    answer,
+    answer_from_prefix,
+    generate_answers,
+    prefill_video,
+)
+from f2l.data import Prompt
+from f2l.eval.metrics import normalize_answer, score_answers
+from f2l.eval.token_merge import DEFAULT_FACTOR, answer_token_merged
+from f2l.video import Frames
+
+METHODS: tuple[str, ...] = (
+    "direct",
+    "f2l",
+    "f2l_chunked",
+    "no_video",
+    "kv_cache",
+    "token_merge",
+    "f2l_token_merge",
+)
+METRIC_NAMES: tuple[str, ...] = ("token_f1", "exact_match", "embedding")
+#: The longest reference (in normalised words) that still counts as a closed, short answer.
+MAX_CLOSED_WORDS = 4
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One method's answer to one question; ``ttft_s`` is NaN when the answer was not timed."""
+
+    text: str
+    ttft_s: float = math.nan
+
+
+def is_closed(prompt: Prompt) -> bool:
+    """Whether exact match (QA accuracy) applies to ``prompt``.
+
+    A QA item is closed when it lists its choices (multiple choice, yes/no) or when its reference is a
+    short answer of at most ``MAX_CLOSED_WORDS`` words after SQuAD normalisation ("red", "two", "the red
+    circle appears", "nothing appears or leaves": every question of the world, and the short answers of
+    ActivityNet-QA-style benchmarks). Captions and longer free-form answers are open: many wordings are
+    right, so exact match would measure phrasing, not content; they get NaN, never a misleading 0.
+    """
+    if prompt.kind != "qa":
+        return False
+    return bool(prompt.choices) or len(normalize_answer(prompt.reference).split()) <= MAX_CLOSED_WORDS
+
+
+def score_predictions(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    metrics: Sequence[str] = ("token_f1", "exact_match"),
+    *,
+    closed: Sequence[bool] | None = None,
+    judge=None,
+) -> dict[str, np.ndarray]:
+    """Per-answer scores under each named metric: ``token_f1`` and ``exact_match`` (NaN where
+    ``closed`` is False; ``None`` = every item closed) from ``f2l.eval.metrics``, ``embedding`` the
+    cosine similarity of ``judge`` (an ``f2l.eval.judge.EmbeddingJudge``, built once by the caller)."""
+    unknown = sorted(set(metrics) - set(METRIC_NAMES))
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {list(METRIC_NAMES)}")
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    out: dict[str, np.ndarray] = {}
+    for metric in metrics:
+        if metric == "embedding":
+            if judge is None:
+                raise ValueError("the embedding metric needs a judge (f2l.eval.judge.EmbeddingJudge())")
+            out[metric] = np.asarray(judge.score(list(predictions), list(references)), dtype=np.float64)
+        elif metric == "exact_match":
+            scores = score_answers(metric, predictions, references)
+            if closed is not None:
+                if len(closed) != len(predictions):
+                    raise ValueError(f"{len(closed)} closed flags for {len(predictions)} predictions")
+                scores[~np.asarray(closed, dtype=bool)] = np.nan
+            out[metric] = scores
+        else:
+            out[metric] = score_answers(metric, predictions, references)
+    return out
+
+
+def _timed(call: Callable[[str], object], questions: Sequence[str]) -> list[Prediction]:
+    answers = [call(q) for q in questions]
+    return [Prediction(a.text, a.ttft_s) for a in answers]
+
+
+def _untimed(texts: Sequence[str]) -> list[Prediction]:
+    return [Prediction(t) for t in texts]
+
+
+def adapter_answers(
+    pipeline,
+    adapter: Adapter,
+    questions: Sequence[str],
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    timed: bool = False,
+    batch_size: int = 16,
+) -> list[Prediction]:
+    """Answers to ``questions`` from ``adapter`` alone (zero visual tokens): batched, or one timed call
+    each. For adapters the methods do not make themselves (a composition weighted otherwise, an edit)."""
+    if timed:
+        return _timed(lambda q: pipeline.generate(adapter, q, max_new_tokens=max_new_tokens), questions)
+    with use_adapter(pipeline.base.model, adapter):
+        texts = generate_answers(
+            pipeline.base, list(questions), None, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
+    return _untimed(texts)
+
+
+def answer_clip(
+    pipeline,
+    frames: Frames,
+    questions: Sequence[str],
+    methods: Sequence[str],
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    chunk_frames: int | None = None,
+    merge_factor: int = DEFAULT_FACTOR,
+    timed: bool = False,
+    batch_size: int = 16,
+) -> dict[str, list[Prediction]]:
+    """Every method's answers to ``questions`` about one clip (``frames``), in question order.
+
+    ``pipeline`` is a ``Frames2LoRA``; ``chunk_frames`` sets the segment length of ``f2l_chunked``
+    (required for it); ``merge_factor`` the reduction of ``token_merge`` and ``f2l_token_merge``.
+    """
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
+    if "f2l_chunked" in methods and chunk_frames is None:
+        raise ValueError("f2l_chunked needs chunk_frames (the segment length in frames)")
+    base, questions = pipeline.base, list(questions)
+    gen = {"max_new_tokens": max_new_tokens}
+
+    def with_adapter(adapter: Adapter) -> list[Prediction]:
+        return adapter_answers(
+            pipeline, adapter, questions, max_new_tokens=max_new_tokens, timed=timed, batch_size=batch_size
+        )
+
+    def video_answers(video: Frames | None) -> list[Prediction]:
+        if timed:
+            return _timed(lambda q: answer(base, video, q, **gen), questions)
+        videos = None if video is None else [video] * len(questions)
+        return _untimed(generate_answers(base, questions, videos, batch_size=batch_size, **gen))
+
+    def one_by_one(call: Callable[[str], object]) -> list[Prediction]:
+        preds = _timed(call, questions)
+        return preds if timed else _untimed([p.text for p in preds])
+
+    out: dict[str, list[Prediction]] = {}
+    for method in methods:
+        if method == "direct":
+            out[method] = video_answers(frames)
+        elif method == "no_video":
+            out[method] = video_answers(None)
+        elif method == "f2l":
+            out[method] = with_adapter(pipeline.internalize(frames))
+        elif method == "f2l_chunked":
+            out[method] = with_adapter(pipeline.internalize(frames, chunk_frames=chunk_frames))
+        elif method == "f2l_token_merge":
+            out[method] = with_adapter(pipeline.internalize(frames, token_merge=merge_factor))
+        elif method == "kv_cache":
+            out[method] = one_by_one(partial(answer_from_prefix, base, prefill_video(base, frames), **gen))
+        elif method == "token_merge":
+            out[method] = one_by_one(
+                lambda q: answer_token_merged(base, frames, q, factor=merge_factor, **gen)
+            )
+    return out

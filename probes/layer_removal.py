@@ -1,0 +1,150 @@
+"""Layer removal: which layers of the generated adapter carry the internalized video?
+
+For every clip, the adapter is internalized once; then each layer's LoRA (all of its modules, or only its
+attention or only its MLP projections) is zeroed in turn, every prompt of the clip is re-answered and
+re-scored. The signed effect ``score - full_score`` says what removing that layer does: negative means
+the layer helps. The two ends are measured too: nothing removed (the f2l answer) and everything removed
+(the base answering with no video, exactly: zero factors add exactly nothing).
+
+All variants of a clip are answered in one batched generate loop in which each row carries its own
+adapter (``probes.scoring.score_variants``).
+
+Dataset schema (``layer_removal.nc``):
+
+- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``layer`` (text-model layer
+  index), ``module_group`` ("all", "attention", "mlp"; attention = q, k, v, o projections, mlp = gate,
+  up, down).
+- coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type), ``kind(example_id)``
+  ("caption" | "qa"), and the scalar ``metric`` (the score's metric name).
+- ``score(example_id, layer, module_group)``: the metric with that layer's group removed.
+- ``effect(example_id, layer, module_group)``: ``score - full_score`` (negative = the layer helps).
+- ``full_score(example_id)``: nothing removed (f2l); ``none_score(example_id)``: everything removed (the
+  base with no video).
+- ``prediction(example_id, layer, module_group)``, ``full_prediction(example_id)``,
+  ``none_prediction(example_id)``, ``reference(example_id)``: the answers and reference texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from f2l.adapter import TARGET_MODULES, Adapter
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.data import Example, clip_prompts, load_frames
+from probes.scoring import score_variants
+
+MODULE_GROUPS: dict[str, tuple[str, ...]] = {
+    "all": TARGET_MODULES,
+    "attention": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "mlp": ("gate_proj", "up_proj", "down_proj"),
+}
+
+
+def remove_layer(adapter: Adapter, layer: int, group: str = "all") -> Adapter:
+    """``adapter`` with the LoRA of ``layer`` zeroed in the modules of ``group`` (the rest untouched)."""
+    modules = [m for m in MODULE_GROUPS[group] if m in adapter.modules]
+    if set(modules) == set(adapter.modules):
+        return adapter.drop_layers([layer])
+    removed = adapter.select_modules(modules).drop_layers([layer]).factors if modules else {}
+    return Adapter(
+        factors={**adapter.factors, **removed}, scaling=adapter.scaling, provenance=adapter.provenance
+    )
+
+
+def layer_removal(
+    pipeline,
+    examples: Sequence[Example],
+    *,
+    frames: int = 8,
+    module_groups: Sequence[str] = ("all", "attention", "mlp"),
+    qa_per_type: int = 1,
+    metric: str = "token_f1",
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = 32,
+) -> xr.Dataset:
+    """The layer-removal dataset (schema in the module docstring) of ``examples``, each internalized
+    from ``frames`` frames (world clips rendered at the base's frame size) and asked its
+    ``clip_prompts(example, qa_per_type)``."""
+    unknown = sorted(set(module_groups) - set(MODULE_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown module groups {unknown}; choose from {list(MODULE_GROUPS)}")
+    if not examples:
+        raise ValueError("layer_removal needs at least one example")
+    parts = [
+        _one_clip(pipeline, e, frames, list(module_groups), qa_per_type, metric, max_new_tokens, batch_size)
+        for e in examples
+    ]
+    out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
+    out = out.assign_coords(metric=metric)
+    out["layer"].attrs["description"] = "text-model decoder layer whose LoRA is removed"
+    out["module_group"].attrs["description"] = "; ".join(
+        f"{g}: {', '.join(MODULE_GROUPS[g])}" for g in module_groups
+    )
+    out.attrs.update(
+        probe="layer_removal",
+        metric=metric,
+        frames=frames,
+        qa_per_type=qa_per_type,
+        max_new_tokens=max_new_tokens,
+    )
+    return out
+
+
+def _one_clip(
+    pipeline,
+    example: Example,
+    frames: int,
+    groups: list[str],
+    qa_per_type: int,
+    metric: str,
+    max_new_tokens: int,
+    batch_size: int,
+) -> xr.Dataset:
+    """One clip's rows: every variant of its adapter answered on every prompt in one batched loop."""
+    size = pipeline.base.model.config.vision_config.image_size if example.is_world else None
+    adapter = pipeline.internalize(load_frames(example, num_frames=frames, size=size))
+    layers = range(adapter.num_layers)
+    prompts = clip_prompts(example, qa_per_type)
+    variants = [adapter, adapter.drop_layers(layers)]
+    variants += [remove_layer(adapter, layer, g) for layer in layers for g in groups]
+    scores, answers = score_variants(
+        pipeline, variants, prompts, metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    full, none = scores[0], scores[1]
+    cube = ("example_id", "layer", "module_group")
+    shape = (len(layers), len(groups), len(prompts))  # variants 2.. are ordered layer-major, then group
+    removed = scores[2:].reshape(shape).transpose(2, 0, 1)
+    predicted = np.array(answers[2:], dtype=object).reshape(shape).transpose(2, 0, 1).astype(str)
+    units = f"{metric}, 0 to 1"
+    row = "example_id"
+    return xr.Dataset(
+        {
+            "score": (cube, removed, {"units": units, "description": "score with the layer's group removed"}),
+            "effect": (
+                cube,
+                removed - full[:, None, None],
+                {"units": units, "description": "score - full_score (negative = the layer helps)"},
+            ),
+            "full_score": (row, full, {"units": units, "description": "nothing removed (f2l)"}),
+            "none_score": (row, none, {"units": units, "description": "all removed (the base, no video)"}),
+            "prediction": (cube, predicted, {"description": "answer with the layer's group removed"}),
+            "full_prediction": (row, np.array(answers[0], dtype=str), {"description": "f2l answer"}),
+            "none_prediction": (row, np.array(answers[1], dtype=str), {"description": "base, no video"}),
+            "reference": (
+                row,
+                np.array([p.reference for p in prompts], dtype=str),
+                {"description": "reference"},
+            ),
+        },
+        coords={
+            "example_id": [f"{example.id}/{p.item_id}" for p in prompts],
+            "layer": list(layers),
+            "module_group": groups,
+            "clip": (row, [example.id] * len(prompts)),
+            "benchmark": (row, [p.label for p in prompts]),
+            "kind": (row, [p.kind for p in prompts]),
+        },
+    )

@@ -1,0 +1,224 @@
+"""Rank-direction ablation: how many singular directions of the generated update carry the video, and
+does a singular direction matter more than a random edit of the same size?
+
+Every layer's update has the SVD ``dW = U diag(S) V^T = sum_i s_i u_i v_i^T`` (``s_0`` the largest),
+taken by ``Adapter.svd`` through the ``r x r`` core, never forming ``dW``. For every clip, the adapter is
+made once and these variants are answered on every prompt of the clip:
+
+- **top-k** (``k = 0..r``): only the ``k`` largest directions kept in every layer and module
+  (``Adapter.truncate_rank``): ``k = r`` is the adapter itself, ``k = 0`` the base with no video.
+- **remove one direction, control "svd"**: direction ``i`` removed from every layer and module
+  (``Adapter.ablate_directions``): ``dW -> dW - s_i u_i v_i^T``.
+- **remove one direction, control "random"**: in every layer and module, a random unit input direction
+  ``q = V c`` is drawn in the update's own row space (``c`` uniform on the unit sphere of ``R^r``, so
+  ``q`` is uniform on the row space's unit sphere; one independent draw per layer, module and ``i``), and
+  the update loses its action along ``q``, scaled to the removed singular value:
+  ``dW -> dW - alpha (dW q) q^T`` with ``alpha = s_i / ||dW q||``.
+
+Why the random control is fair: both edits subtract from each ``dW`` a rank-one matrix of Frobenius
+norm exactly ``s_i`` (``||alpha (dW q) q^T||_F = alpha ||dW q|| = s_i``), taken from the adapter's own
+row space and pointing where the adapter itself sends that input, so the two edits are equally large
+and stay inside the subspace the adapter writes; they differ only in whether the edit is aligned with a
+singular direction. What is not matched is the energy left behind: the singular edit leaves
+``||dW||_F^2 - s_i^2``, the random one generally does not (no rank-one edit of size ``s_0`` other than
+the top singular one leaves ``||dW||_F^2 - s_0^2``, by Eckart-Young). When ``s_i = 0`` both edits change
+nothing. Every variant is built in float64 and cast back to the adapter's dtype.
+
+All variants of a clip are answered in one batched generate loop in which each row carries its own
+adapter (``probes.scoring.score_variants``).
+
+Dataset schema (``rank_ablation.nc``):
+
+- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``k`` (directions kept),
+  ``direction`` (index of the removed direction, 0 = the largest), ``control`` ("svd", "random"),
+  ``layer``, ``module``.
+- coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type),
+  ``kind(example_id)`` ("caption" | "qa"), scalar ``metric``.
+- ``topk_score(example_id, k)``: the metric with only the top ``k`` directions kept.
+- ``remove_score(example_id, direction, control)``: the metric with that direction (or the random edit
+  of its size) removed.
+- ``full_score(example_id)``: the adapter as made (f2l).
+- ``singular_values(example_id, layer, module, direction)``: the clip's ``s_i`` (repeated on each of its
+  prompts).
+- ``topk_prediction(example_id, k)``, ``remove_prediction(example_id, direction, control)``,
+  ``full_prediction(example_id)``, ``reference(example_id)``: the answers and reference texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+from f2l.adapter import Adapter
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.data import Example, clip_prompts, load_frames
+from probes.scoring import score_variants
+
+CONTROLS = ("svd", "random")
+
+
+def topk_variants(adapter: Adapter, ks: Sequence[int]) -> list[Adapter]:
+    """``adapter`` keeping only its top ``k`` singular directions, for each ``k`` in ``ks``."""
+    exact = adapter.to(torch.float64)
+    return [exact.truncate_rank(k).to(adapter.dtype) for k in ks]
+
+
+def remove_svd_direction(adapter: Adapter, index: int) -> Adapter:
+    """``adapter`` without singular direction ``index`` in every layer and module."""
+    return adapter.to(torch.float64).ablate_directions([index]).to(adapter.dtype)
+
+
+def remove_random_direction(adapter: Adapter, index: int, generator: torch.Generator) -> Adapter:
+    """``adapter`` with, in every layer and module, the rank-one edit ``alpha (dW q) q^T`` of Frobenius norm
+    ``s_index`` removed along a random unit row-space direction ``q`` (the "random" control; see the module
+    docstring). ``generator`` (a CPU generator) draws the directions."""
+    decomposed = adapter.to(torch.float64).svd()
+    factors = {}
+    for m, (u, s, v) in decomposed.items():
+        if not 0 <= index < s.shape[-1]:
+            raise IndexError(f"direction {index} out of range 0..{s.shape[-1] - 1}")
+        c = torch.randn(s.shape, generator=generator, dtype=torch.float64).to(s.device)
+        c = c / c.norm(dim=-1, keepdim=True)  # uniform on the unit sphere of R^k
+        q = (v @ c[..., None]).squeeze(-1)  # [..., L, d_in]: a unit vector of the row space
+        action = (s * c).norm(dim=-1)  # ||dW q|| = ||diag(S) c||, since U has orthonormal columns
+        alpha = s[..., index] / action.clamp_min(torch.finfo(torch.float64).tiny)
+        # In SVD form A = V^T, B = diag(S) U^T, so A q = c and dW (I - alpha q q^T) has A' = A - alpha c q^T.
+        a = v.transpose(-1, -2) - alpha[..., None, None] * c[..., :, None] * q[..., None, :]
+        b = s[..., :, None] * u.transpose(-1, -2)
+        factors[m] = (a, b)
+    edited = Adapter(factors=factors, scaling=1.0, provenance=adapter.provenance)
+    return edited.to(adapter.dtype)
+
+
+def clip_generator(seed: int, clip_id: str) -> torch.Generator:
+    """The random control's generator for one clip: fixed by (seed, clip), whatever else runs before."""
+    digest = hashlib.sha256(f"{seed}/{clip_id}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def rank_ablation(
+    pipeline,
+    examples: Sequence[Example],
+    *,
+    frames: int = 8,
+    ks: Sequence[int] | None = None,
+    qa_per_type: int = 1,
+    metric: str = "token_f1",
+    seed: int = 0,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = 32,
+) -> xr.Dataset:
+    """The rank-ablation dataset (schema in the module docstring) of ``examples``, each internalized from
+    ``frames`` frames (world clips at the base's frame size) and asked its ``clip_prompts(example,
+    qa_per_type)``; ``ks`` are the top-k truncations (default ``0..r``); ``seed`` fixes the random control."""
+    if not examples:
+        raise ValueError("rank_ablation needs at least one example")
+    parts = [
+        _one_clip(pipeline, e, frames, ks, qa_per_type, metric, seed, max_new_tokens, batch_size)
+        for e in examples
+    ]
+    out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
+    out = out.assign_coords(metric=metric)
+    out["k"].attrs["description"] = "singular directions kept in every layer and module (0 = none: the base)"
+    out["direction"].attrs["description"] = "singular direction removed (0 = the largest)"
+    out["control"].attrs["description"] = (
+        "svd: the singular direction removed; random: a random rank-one edit of the same Frobenius norm "
+        "in the update's row space"
+    )
+    out.attrs.update(
+        probe="rank_ablation",
+        metric=metric,
+        frames=frames,
+        qa_per_type=qa_per_type,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+    )
+    return out
+
+
+def _one_clip(
+    pipeline,
+    example: Example,
+    frames: int,
+    ks: Sequence[int] | None,
+    qa_per_type: int,
+    metric: str,
+    seed: int,
+    max_new_tokens: int,
+    batch_size: int,
+) -> xr.Dataset:
+    """One clip's rows: every variant of its adapter answered on every prompt in one batched loop."""
+    size = pipeline.base.model.config.vision_config.image_size if example.is_world else None
+    adapter = pipeline.internalize(load_frames(example, num_frames=frames, size=size))
+    r = adapter.rank
+    ks = list(range(r + 1)) if ks is None else [int(k) for k in ks]
+    if any(not 0 <= k <= r for k in ks):
+        raise ValueError(f"ks {ks} must lie in 0..{r}")
+    decomposed = adapter.to(torch.float64).svd()
+    directions = range(min(f.S.shape[-1] for f in decomposed.values()))
+    generator = clip_generator(seed, example.id)
+    variants = [adapter, *topk_variants(adapter, ks)]
+    variants += [remove_svd_direction(adapter, i) for i in directions]
+    variants += [remove_random_direction(adapter, i, generator) for i in directions]
+    prompts = clip_prompts(example, qa_per_type)
+    scores, answers = score_variants(
+        pipeline, variants, prompts, metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    texts = np.array(answers, dtype=object).astype(str)  # [variant, prompt]
+    n_k, n_d = len(ks), len(directions)
+    topk = slice(1, 1 + n_k)
+    removed = slice(1 + n_k, 1 + n_k + len(CONTROLS) * n_d)
+    # removal variants are ordered control-major, then direction: [control, direction, prompt] -> prompt first
+    remove_scores = scores[removed].reshape(len(CONTROLS), n_d, -1).transpose(2, 1, 0)
+    remove_texts = texts[removed].reshape(len(CONTROLS), n_d, -1).transpose(2, 1, 0)
+    singular = np.stack([decomposed[m].S.cpu().numpy() for m in adapter.modules], axis=1)  # [L, M, k]
+    row = "example_id"
+    units = f"{metric}, 0 to 1"
+    n = len(prompts)
+    return xr.Dataset(
+        {
+            "topk_score": (
+                (row, "k"),
+                scores[topk].T,
+                {"units": units, "description": "score keeping only the top k singular directions"},
+            ),
+            "remove_score": (
+                (row, "direction", "control"),
+                remove_scores,
+                {"units": units, "description": "score with one direction (or its random control) removed"},
+            ),
+            "full_score": (row, scores[0], {"units": units, "description": "the adapter as made (f2l)"}),
+            "singular_values": (
+                (row, "layer", "module", "direction"),
+                np.broadcast_to(singular, (n, *singular.shape)),
+                {"units": "same units as the base weights", "description": "singular values of dW"},
+            ),
+            "topk_prediction": ((row, "k"), texts[topk].T, {"description": "answer keeping the top k"}),
+            "remove_prediction": (
+                (row, "direction", "control"),
+                remove_texts,
+                {"description": "answer with the direction removed"},
+            ),
+            "full_prediction": (row, texts[0], {"description": "f2l answer"}),
+            "reference": (
+                row,
+                np.array([p.reference for p in prompts], dtype=str),
+                {"description": "reference"},
+            ),
+        },
+        coords={
+            "example_id": [f"{example.id}/{p.item_id}" for p in prompts],
+            "k": ks,
+            "direction": list(directions),
+            "control": list(CONTROLS),
+            "layer": np.arange(adapter.num_layers),
+            "module": list(adapter.modules),
+            "clip": (row, [example.id] * n),
+            "benchmark": (row, [p.label for p in prompts]),
+            "kind": (row, [p.kind for p in prompts]),
+        },
+    )

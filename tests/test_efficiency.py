@@ -1,0 +1,96 @@
+"""analyses.efficiency: peak-memory measurement and the command end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analyses import efficiency
+from analyses.common import study_examples, study_frames
+from analyses.efficiency import EfficiencyConfig, measure_peak, peak_memories
+from f2l.results import read_netcdf
+
+FRAMES = [4, 8]
+
+
+def test_measure_peak_sees_a_transient_allocation():
+    def allocate():
+        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched, then freed
+        return float(block.sum())
+
+    assert measure_peak(allocate, "cpu") > 48 * 2**20
+
+
+def test_fresh_process_peaks_see_the_video(tiny_pipeline):
+    """Each measurement in its own process: answering with 8 frames in context needs more memory than
+    answering the question alone."""
+    cfg = EfficiencyConfig()
+    clip = study_frames(tiny_pipeline, study_examples(None, cfg.split, 1, 8)[0], 8)
+    peaks = peak_memories(tiny_pipeline, cfg, clip, 8, ["direct", "no_video"])
+    assert peaks["direct"] > peaks["no_video"] > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline():
+    from f2l.pipeline import Frames2LoRA
+
+    return Frames2LoRA.from_pretrained("tiny", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def efficiency_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("efficiency")
+    args = ["--out", str(out), "--frames", *map(str, FRAMES), "--warmup", "0", "--repeats", "1"]
+    assert efficiency.main([*args, "--no-memory", "--clips", "2", "--train-frames", "2"]) == 0
+    return out, read_netcdf(out / "efficiency.nc")
+
+
+def test_efficiency_end_to_end(efficiency_run, tiny_pipeline):
+    out, ds = efficiency_run
+    assert list(ds["frames"].values) == FRAMES
+    assert list(ds["method"].values) == ["direct", "f2l", "f2l_merged", "kv_cache", "no_video"]
+    assert ds["clip"].item() == "world-1010000"
+
+    def at(name: str, method: str) -> np.ndarray:
+        return ds[name].sel({"method": method}).values
+
+    per_frame = tiny_pipeline.base.processor.image_seq_len
+    assert at("visual_tokens", "direct").tolist() == [f * per_frame for f in FRAMES]
+    for method in ("f2l", "f2l_merged", "no_video"):
+        assert (at("visual_tokens", method) == 0).all()
+        assert (at("input_tokens", method) == at("input_tokens", "no_video")[0]).all()  # the question alone
+    direct = at("input_tokens", "direct")
+    assert direct[1] > direct[0]
+    np.testing.assert_array_equal(ds["token_reduction"].values, direct / at("input_tokens", "f2l"))
+
+    # kv_cache: the direct prompt exactly, with only the question computed at query time
+    np.testing.assert_array_equal(at("input_tokens", "kv_cache"), direct)
+    np.testing.assert_array_equal(at("visual_tokens", "kv_cache"), at("visual_tokens", "direct"))
+    assert (at("prefilled_tokens", "kv_cache") < at("prefilled_tokens", "no_video")).all()
+
+    # stored per video: a fixed-size adapter against a cache that grows with the frames
+    adapter = at("stored_bytes", "f2l")
+    assert adapter[0] == adapter[1] == at("stored_bytes", "f2l_merged")[0] > 0
+    text = tiny_pipeline.base.model.config.text_config
+    cached = at("input_tokens", "kv_cache") - at("prefilled_tokens", "kv_cache")
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim
+    np.testing.assert_array_equal(at("stored_bytes", "kv_cache"), cached * per_token * 4)  # float32
+    assert np.isnan(at("stored_bytes", "direct")).all() and np.isnan(at("stored_bytes", "no_video")).all()
+
+    assert (ds["ttft_s"].values > 0).all()
+    for method in ("f2l", "f2l_merged", "kv_cache"):
+        assert (at("preprocess_s", method) > 0).all()
+    np.testing.assert_array_equal(at("preprocess_s", "f2l"), at("preprocess_s", "f2l_merged"))
+    assert np.isnan(at("preprocess_s", "direct")).all() and np.isnan(at("preprocess_s", "no_video")).all()
+    assert np.isnan(ds["peak_memory_bytes"].values).all()  # --no-memory
+
+    assert ds.attrs["train_step_s"] > 0 and ds.attrs["student_fwd_bwd_s"] > 0
+    assert ds.attrs["train_step_vs_student"] == pytest.approx(
+        ds.attrs["train_step_s"] / ds.attrs["student_fwd_bwd_s"]
+    )
+    md = (out / "efficiency.md").read_text()
+    f2l = at("input_tokens", "f2l")
+    for i, frames in enumerate(FRAMES):
+        assert f"\n| {frames} | {direct[i]:,.0f} / {f2l[i]:,.0f} | {direct[i] / f2l[i]:,.0f}x |" in md
+    assert "Training step" in md

@@ -1,0 +1,543 @@
+"""Figures: each figure function on a synthetic dataset of its study's schema (labels, titles, what is
+drawn), the awkward cases (NaN, one example, failed units, missing methods), and the CLI."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import xarray as xr
+from matplotlib.collections import PathCollection
+
+from analyses import figures
+from analyses.figures import FIGURES, save_study_figures
+from analyses.figures.__main__ import main as figures_main
+from analyses.figures.scaling import sweep_point as scaling_sweep_point
+from f2l.results import write_netcdf
+from f2l.world import CAPTION_CATEGORIES, QA_TYPES
+
+BENCHMARK_METHODS = ("direct", "f2l", "f2l_chunked", "no_video", "kv_cache", "token_merge", "f2l_token_merge")
+MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+# ---- synthetic datasets, one per schema in the studies' docstrings -------------------------------------
+
+
+def _finish(ds: xr.Dataset, failed: int = 0) -> xr.Dataset:
+    """Add the ``failure`` dim the way ``Study.merge`` does, and provenance-like attrs."""
+    ds = ds.assign(
+        failed_unit=("failure", [f"world-99{i}" for i in range(failed)]),
+        error=("failure", ["RuntimeError: synthetic failure"] * failed),
+    )
+    ds.attrs.update(base_model="tiny@0000", hypernet="tiny-hypernet@0000", created_utc="2026-01-01T00:00:00")
+    return ds
+
+
+def _prompt_coords(n_clips: int) -> dict[str, tuple[str, list[str]]]:
+    clips, benchmarks, kinds = [], [], []
+    for c in range(n_clips):
+        for label in CAPTION_CATEGORIES + QA_TYPES:
+            clips.append(f"world-{1010000 + c}")
+            benchmarks.append(label)
+            kinds.append("caption" if label in CAPTION_CATEGORIES else "qa")
+    ids = [f"{c}/{b}" for c, b in zip(clips, benchmarks, strict=True)]
+    return {
+        "example_id": ids,
+        "clip": ("example_id", clips),
+        "benchmark": ("example_id", benchmarks),
+        "kind": ("example_id", kinds),
+    }
+
+
+def benchmark_dataset(
+    n_clips: int = 4, methods=BENCHMARK_METHODS, failed: int = 0, seed: int = 0
+) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    coords = _prompt_coords(n_clips) | {
+        "method": list(methods),
+        "metric": ["token_f1", "exact_match", "embedding"],
+    }
+    n = len(coords["example_id"])
+    quality = {"direct": 0.6, "f2l": 0.58, "no_video": 0.4, "kv_cache": 0.6, "token_merge": 0.5}
+    score = np.stack(
+        [np.clip(quality.get(m, 0.55) + rng.normal(0, 0.2, (n, 3)), 0, 1) for m in methods], axis=1
+    )
+    score[:, :, 1] = score[:, :, 1] > 0.5
+    ds = xr.Dataset(
+        {
+            "score": (("example_id", "method", "metric"), score),
+            "prediction": (("example_id", "method"), np.full((n, len(methods)), "a red circle")),
+            "reference": ("example_id", np.full(n, "a red square")),
+            "ttft_s": (("example_id", "method"), rng.uniform(0.005, 0.05, (n, len(methods)))),
+        },
+        coords=coords,
+    )
+    suites = list(CAPTION_CATEGORIES + QA_TYPES)
+    contrasts = ["f2l - direct", "f2l_chunked - direct"]
+    stat_coords = {"contrast": contrasts, "suite": suites, "metric": coords["metric"]}
+    shape = (len(contrasts), len(suites), 3)
+    diff = rng.normal(-0.02, 0.03, shape)
+    verdicts = rng.choice(["equivalent", "non-inferior", "inconclusive", "inferior"], shape)
+    stats = xr.Dataset(
+        {
+            "diff_mean": (tuple(stat_coords), diff),
+            "ci_low": (tuple(stat_coords), diff - 0.05),
+            "ci_high": (tuple(stat_coords), diff + 0.05),
+            "p_equivalence": (tuple(stat_coords), rng.uniform(0, 1, shape)),
+            "p_noninferiority": (tuple(stat_coords), rng.uniform(0, 1, shape)),
+            "verdict": (tuple(stat_coords), verdicts),
+        },
+        coords=stat_coords,
+    )
+    return _finish(xr.merge([ds, stats]), failed)
+
+
+def efficiency_dataset(frames=(12, 64, 256, 1024), n_clips: int | None = None) -> xr.Dataset:
+    """A median per (frames, method): there is no example dim (``n_clips`` is accepted and ignored)."""
+    methods = ["direct", "f2l", "f2l_merged", "kv_cache", "no_video"]
+    f = np.asarray(frames, float)[:, None]
+    visual = np.where(np.isin(methods, ["direct", "kv_cache"]), 26 * f, 0.0)
+    input_tokens = visual + 13
+    ttft = np.where(np.isin(methods, ["direct"]), 1e-4 * input_tokens, 0.004 + 0 * f)
+    preprocess = np.full((len(frames), len(methods)), np.nan)
+    preprocess[:, 1] = preprocess[:, 2] = 2e-4 * f[:, 0] * 26
+    preprocess[:, 3] = 1e-4 * f[:, 0] * 26
+    stored = np.zeros((len(frames), len(methods)))
+    stored[:, 1] = stored[:, 2] = 311_296
+    stored[:, 3] = 2048 * input_tokens[:, 3]
+    ds = xr.Dataset(
+        {
+            "ttft_s": (("frames", "method"), ttft),
+            "preprocess_s": (("frames", "method"), preprocess),
+            "input_tokens": (("frames", "method"), input_tokens),
+            "visual_tokens": (("frames", "method"), visual),
+            "stored_bytes": (("frames", "method"), stored),
+            "peak_memory_bytes": (("frames", "method"), 5e8 + 1e4 * input_tokens),
+            "token_reduction": (("frames",), input_tokens[:, 0] / input_tokens[:, 1]),
+        },
+        coords={"frames": list(frames), "method": methods},
+    )
+    return _finish(ds)
+
+
+def scaling_dataset(n_clips: int = 3, frames=(8, 16, 64, 256), resolutions=(64, 128, 256), seed: int = 0):
+    """The frames sweep runs at the first resolution, the resolution sweep at the first frame count:
+    every other grid point is NaN, as in the study."""
+    rng = np.random.default_rng(seed)
+    coords = _prompt_coords(n_clips) | {
+        "method": ["direct", "f2l"],
+        "frames": list(frames),
+        "resolution": list(resolutions),
+    }
+    n = len(coords["example_id"])
+    shape = (n, 2, len(frames), len(resolutions))
+    run = np.zeros(shape[2:], bool)
+    run[:, 0] = run[0, :] = True
+    decay = np.array([[1.0 - 0.15 * i for i in range(len(frames))], [1.0] * len(frames)])
+    score = np.clip(0.55 * decay[None, :, :, None] + rng.normal(0, 0.15, shape), 0, 1)
+    score[..., ~run] = np.nan
+    tokens = (
+        np.array([26.0, 0.0])[None, :, None, None]
+        * np.asarray(frames)[None, None, :, None]
+        * (np.asarray(resolutions)[None, None, None, :] / 64) ** 2
+        + 13
+    )
+    tokens = np.broadcast_to(tokens, shape).copy()
+    tokens[..., ~run] = np.nan
+    ttft = 1e-4 * tokens + 0.003
+    degenerate = (rng.uniform(0, 1, shape) < np.where(score < 0.3, 0.8, 0.05)).astype(float)
+    degenerate[..., ~run] = np.nan
+    dims = ("example_id", "method", "frames", "resolution")
+    ds = xr.Dataset(
+        {
+            "score": (dims, score),
+            "ttft_s": (dims, ttft),
+            "input_tokens": (dims, tokens),
+            "degenerate": (dims, degenerate),
+            "prediction": (dims, np.full(shape, "a red circle")),
+        },
+        coords=coords,
+    )
+    return _finish(ds)
+
+
+def composition_dataset(n_clips: int = 4, n_chunks=(2, 4, 8), seed: int = 0) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    ids = [f"world-{1010000 + c}/q{q}" for c in range(n_clips) for q in range(4)]
+    methods = ["direct", "f2l_whole", "f2l_composed", "f2l_composed_scaled", "no_video"]
+    base = np.array([0.6, 0.55, 0.45, 0.5, 0.35])
+    score = np.clip(base[None, :, None] + rng.normal(0, 0.15, (len(ids), len(methods), len(n_chunks))), 0, 1)
+    score[:, [0, 1, 4], 1:] = score[:, [0, 1, 4], :1]  # methods that do not chunk repeat across n_chunks
+    ds = xr.Dataset(
+        {"score": (("example_id", "method", "n_chunks"), score)},
+        coords={
+            "example_id": ids,
+            "clip": ("example_id", [i.split("/")[0] for i in ids]),
+            "needs": ("example_id", ["one", "both"] * (len(ids) // 2)),
+            "method": methods,
+            "n_chunks": list(n_chunks),
+        },
+    )
+    return _finish(ds)
+
+
+def layer_removal_dataset(
+    n_clips: int = 2, layers: int = 4, groups=("all", "attention", "mlp"), seed: int = 0
+):
+    rng = np.random.default_rng(seed)
+    coords = _prompt_coords(n_clips) | {"layer": list(range(layers)), "module_group": list(groups)}
+    n = len(coords["example_id"])
+    full = rng.uniform(0.3, 0.9, n)
+    effect = np.minimum(rng.normal(-0.1, 0.15, (n, layers, len(groups))), 1 - full[:, None, None])
+    ds = xr.Dataset(
+        {
+            "score": (("example_id", "layer", "module_group"), full[:, None, None] + effect),
+            "effect": (("example_id", "layer", "module_group"), effect),
+            "full_score": ("example_id", full),
+            "none_score": ("example_id", full - 0.2),
+        },
+        coords=coords | {"metric": "token_f1"},
+    )
+    return _finish(ds)
+
+
+def delta_norms_dataset(n_clips: int = 3, layers: int = 4, seed: int = 0) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    ids = [f"world-{1010000 + c}" for c in range(n_clips)]
+    shape = (n_clips, layers, len(MODULES))
+    fro = rng.uniform(0.5, 2.0, shape) * (1 + np.arange(layers))[None, :, None]
+    ds = xr.Dataset(
+        {
+            "fro_norm": (("example_id", "layer", "module"), fro),
+            "spectral_norm": (("example_id", "layer", "module"), fro * 0.7),
+            "stable_rank": (("example_id", "layer", "module"), rng.uniform(1, 4, shape)),
+            "relative_fro": (("example_id", "layer", "module"), fro / 40),
+            "weight_fro": (("layer", "module"), np.full((layers, len(MODULES)), 40.0)),
+        },
+        coords={
+            "example_id": ids,
+            "clip": ("example_id", ids),
+            "layer": list(range(layers)),
+            "module": list(MODULES),
+        },
+    )
+    return _finish(ds)
+
+
+def rank_ablation_dataset(n_clips: int = 3, rank: int = 8, layers: int = 4, seed: int = 0) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    coords = _prompt_coords(n_clips)
+    n = len(coords["example_id"])
+    full = rng.uniform(0.4, 0.9, n)
+    k = np.arange(rank + 1)
+    topk = full[:, None] * (1 - np.exp(-k / 2))[None, :] + 0.3 * np.exp(-k / 2)[None, :]
+    remove = np.stack(
+        [
+            full[:, None] - 0.3 * np.exp(-np.arange(rank) / 1.5)[None, :],
+            full[:, None] - rng.uniform(0, 0.05, (n, rank)),
+        ],
+        axis=-1,
+    )
+    sv = np.exp(-np.arange(rank) / 2.0)[None, None, None, :] * rng.uniform(
+        0.5, 1.5, (n, layers, len(MODULES), 1)
+    )
+    ds = xr.Dataset(
+        {
+            "topk_score": (("example_id", "k"), topk),
+            "remove_score": (("example_id", "direction", "control"), remove),
+            "full_score": ("example_id", full),
+            "singular_values": (("example_id", "layer", "module", "direction"), sv),
+        },
+        coords=coords
+        | {
+            "k": k,
+            "direction": np.arange(rank),
+            "control": ["svd", "random"],
+            "layer": list(range(layers)),
+            "module": list(MODULES),
+        },
+    )
+    return _finish(ds)
+
+
+def logit_attribution_dataset(
+    n_clips: int = 3, layers: int = 4, positions: int = 5, seed: int = 0
+) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    coords = _prompt_coords(n_clips)
+    n = len(coords["example_id"])
+    attn = rng.normal(0.05, 0.3, (n, layers, positions)) * np.logspace(-1, 1, layers)[None, :, None]
+    mlp = rng.normal(0.2, 0.5, (n, layers, positions)) * np.logspace(-1, 1, layers)[None, :, None]
+    resid = np.cumsum(attn + mlp, axis=1)
+    dla = np.stack([resid, attn, mlp], axis=2)
+    lengths = rng.integers(1, positions + 1, n)
+    pad = np.arange(positions)[None, :] >= lengths[:, None]
+    dla[np.broadcast_to(pad[:, None, None, :], dla.shape)] = np.nan  # answers shorter than the longest
+    tokens = np.where(pad, "", "red")
+    ds = xr.Dataset(
+        {
+            "dla": (("example_id", "layer", "component", "position"), dla),
+            "answer_token": (("example_id", "position"), tokens),
+        },
+        coords=coords
+        | {
+            "layer": list(range(layers)),
+            "component": ["resid", "attn", "mlp"],
+            "position": np.arange(positions),
+        },
+    )
+    return _finish(ds)
+
+
+DATASETS = {
+    "benchmark": benchmark_dataset,
+    "efficiency": efficiency_dataset,
+    "scaling": scaling_dataset,
+    "composition": composition_dataset,
+    "layer_removal": layer_removal_dataset,
+    "delta_norms": delta_norms_dataset,
+    "rank_ablation": rank_ablation_dataset,
+    "logit_attribution": logit_attribution_dataset,
+}
+
+MAIN_VARIABLE = {
+    "benchmark": "score",
+    "efficiency": "ttft_s",
+    "scaling": "score",
+    "composition": "score",
+    "layer_removal": "effect",
+    "delta_norms": "fro_norm",
+    "rank_ablation": "topk_score",
+    "logit_attribution": "dla",
+}
+ALL_FIGURES = [(study, fn) for study, fns in FIGURES.items() for fn in fns]
+IDS = [f"{study}-{fn.__name__}" for study, fn in ALL_FIGURES]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _cartesian_axes(fig):
+    return [ax for ax in fig.axes if ax.name != "polar" and ax.axison and ax.get_label() != "<colorbar>"]
+
+
+def _drawn(ax) -> int:
+    return len(ax.lines) + len(ax.collections) + len(ax.patches)
+
+
+def _line_ys(ax) -> list[np.ndarray]:
+    return [np.asarray(line.get_ydata(), float) for line in ax.lines]
+
+
+# ---- every figure on its schema ----------------------------------------------------------------------
+
+
+def test_every_study_has_figures_and_a_dataset_factory():
+    assert (
+        set(FIGURES)
+        == set(DATASETS)
+        == {
+            "benchmark",
+            "efficiency",
+            "scaling",
+            "composition",
+            "layer_removal",
+            "delta_norms",
+            "rank_ablation",
+            "logit_attribution",
+        }
+    )
+
+
+@pytest.mark.parametrize(("study", "fn"), ALL_FIGURES, ids=IDS)
+def test_figure_on_its_schema_is_titled_labelled_and_drawn(study, fn):
+    fig = fn(DATASETS[study]())
+    assert fig._suptitle is not None and fig._suptitle.get_text() == fn.title
+    axes = _cartesian_axes(fig)
+    for ax in axes:
+        assert ax.get_xlabel(), (study, ax.get_title())
+        assert ax.get_ylabel(), (study, ax.get_title())
+        assert ax.get_title(), study
+    assert all(_drawn(ax) > 0 for ax in fig.axes if ax.axison), "an empty panel on complete data"
+    footnote = " ".join(t.get_text() for t in fig.texts)
+    assert "tiny@0000" in footnote
+    fig.canvas.draw()
+
+
+def test_score_differences_plots_each_paired_difference_and_the_study_verdicts():
+    ds = benchmark_dataset(n_clips=3)
+    fig = figures.score_differences(ds)
+    captions = fig.axes[0]
+    diff = (ds["score"].sel({"method": "f2l"}) - ds["score"].sel({"method": "direct"})).sel(metric="token_f1")
+    expected = diff.where(ds["kind"] == "caption", drop=True).values
+    strips = [c for c in captions.collections if isinstance(c, PathCollection)]
+    points = np.concatenate([c.get_offsets()[:, 1] for c in strips])
+    np.testing.assert_allclose(np.sort(points), np.sort(expected))
+    labels = [t.get_text() for t in captions.get_xticklabels()]
+    verdict = str(ds["verdict"].sel(contrast="f2l - direct", suite="short", metric="token_f1").values)
+    assert labels[0] == f"short\n{verdict}"
+    assert captions.get_ylabel() == "token-F1 difference, f2l minus direct"
+
+
+def test_spider_draws_each_methods_mean_per_category():
+    ds = benchmark_dataset(n_clips=3)
+    fig = figures.spider(ds)
+    qa_axis = fig.axes[1]
+    assert qa_axis.name == "polar" and [t.get_text() for t in qa_axis.get_xticklabels()][0] == "attribute"
+    f2l = ds["score"].sel({"method": "f2l", "metric": "token_f1"})
+    expected = [float(f2l.where(ds["benchmark"] == t).mean()) for t in QA_TYPES]
+    f2l_line = qa_axis.lines[1]  # direct, f2l, no_video
+    np.testing.assert_allclose(f2l_line.get_ydata()[:-1], expected)
+    assert f2l_line.get_ydata()[-1] == f2l_line.get_ydata()[0]  # closed polygon
+
+
+def test_efficiency_uses_log_axes_and_leaves_out_zero_bytes():
+    ds = efficiency_dataset()
+    fig = figures.efficiency_budgets(ds)
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    stored = by_title["stored per video (adapter or KV cache)"]
+    assert stored.get_yscale() == "log" and stored.get_xscale() == "log"
+    ys = _line_ys(stored)
+    assert len(ys) == 3  # f2l, f2l_merged, kv_cache: no_video and direct store nothing and are left out
+    np.testing.assert_allclose(ys[-1], ds["stored_bytes"].sel({"method": "kv_cache"}).values)
+    assert by_title["query time to first token"].get_ylabel() == "seconds"
+
+
+def test_layer_removal_bars_are_mean_effects_and_norms_panel_is_optional():
+    ds = layer_removal_dataset(n_clips=2)
+    alone = figures.layer_removal_effects(ds)
+    assert len(_cartesian_axes(alone)) == 1
+    heights = sorted(p.get_height() for p in alone.axes[0].patches if p.get_width() > 0)
+    expected = sorted(ds["effect"].mean("example_id").values.ravel())
+    np.testing.assert_allclose(heights, expected)
+    both = figures.layer_removal_effects(ds, norms=delta_norms_dataset())
+    assert len(_cartesian_axes(both)) == 2
+    assert "Frobenius" in both.axes[1].get_ylabel()
+
+
+def test_effects_by_benchmark_is_a_heatmap_of_mean_effects():
+    ds = layer_removal_dataset(n_clips=2)
+    fig = figures.effects_by_benchmark(ds, module_group="mlp")
+    ax = fig.axes[0]
+    expected = ds["effect"].sel(module_group="mlp").groupby("benchmark").mean("example_id")
+    cells = {t.get_text() for t in ax.texts}
+    assert f"{float(expected.sel(benchmark='count', layer=2)):.2f}" in cells
+    assert [t.get_text() for t in ax.get_yticklabels()][:2] == ["short", "detailed"]
+    assert ax.get_title() == "module group: MLP (gate, up, down)"
+
+
+def test_scaling_sweeps_are_drawn_where_the_study_ran_them():
+    ds = scaling_dataset(n_clips=1)
+    assert scaling_sweep_point(ds, "frames") == 64 and scaling_sweep_point(ds, "resolution") == 8
+    ds.attrs.update(training_resolution=128)  # the study's word wins over the count of points
+    assert scaling_sweep_point(ds, "frames") == 128
+    ds.attrs.update(training_resolution=999)  # not on the grid: the count decides
+    assert scaling_sweep_point(ds, "frames") == 64
+    assert scaling_sweep_point(ds.where(ds["frames"] > 100), "frames") == 64  # only the 256-frame row
+    assert scaling_sweep_point(ds.where(ds["frames"] < 0), "frames") is None
+
+
+def test_dla_is_on_a_symlog_axis_and_averages_answer_tokens_only():
+    ds = logit_attribution_dataset()
+    fig = figures.dla_per_layer(ds)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "symlog"
+    resid = ds["dla"].sel(component="resid").mean("position", skipna=True).mean("example_id").values
+    assert any(len(y) == len(resid) and np.allclose(y, resid) for y in _line_ys(ax))
+
+
+def test_rank_ablation_shows_the_random_control():
+    fig = figures.rank_ablation_curves(rank_ablation_dataset())
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert any("random" in t for t in legend) and any("singular" in t for t in legend)
+
+
+# ---- awkward datasets ----------------------------------------------------------------------------------
+
+
+SMALL = {"efficiency": {}, "scaling": {"n_clips": 1, "frames": (8, 16), "resolutions": (64, 128)}}
+
+
+def _with_nans(ds: xr.Dataset, share: float = 0.4) -> xr.Dataset:
+    rng = np.random.default_rng(1)
+    out = ds.copy()
+    for name, var in ds.data_vars.items():
+        if var.dtype.kind == "f" and var.size:
+            out[name] = var.where(rng.uniform(0, 1, var.shape) > share)
+    return out
+
+
+def _one(ds: xr.Dataset) -> xr.Dataset:
+    dim = "example_id" if "example_id" in ds.dims else "frames"
+    return ds.isel({dim: [0]})
+
+
+@pytest.mark.parametrize(("study", "fn"), ALL_FIGURES, ids=IDS)
+@pytest.mark.parametrize("case", ["nan", "one", "all_nan", "all_failed"])
+def test_figure_copes_with_nan_one_example_and_failures(study, fn, case):
+    small = DATASETS[study](**SMALL.get(study, {"n_clips": 1}))
+    if case == "nan":
+        ds = _with_nans(small)
+    elif case == "one":
+        ds = _one(small)
+    elif case == "all_nan":
+        ds = _with_nans(small, share=1.1)
+    else:  # what Study.merge writes when every unit raised
+        ds = _finish(xr.Dataset(), failed=2)
+    fig = fn(ds)
+    fig.canvas.draw()
+    text = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    if case == "all_failed":
+        assert "every unit failed (2)" in text and "synthetic failure" in text
+    if case == "all_nan":
+        assert "no data" in text or "not measured (NaN)" in text
+    if case in ("nan", "one"):
+        assert any(_drawn(ax) for ax in fig.axes)
+
+
+def test_missing_methods_are_left_out_or_said():
+    ds = benchmark_dataset(n_clips=2, methods=("direct", "no_video"))
+    fig = figures.score_differences(ds)
+    assert "no f2l scores in this dataset" in " ".join(t.get_text() for t in fig.axes[0].texts)
+    spider_fig = figures.spider(ds)
+    assert len(spider_fig.axes[0].lines) == 2
+    eff = efficiency_dataset().sel({"method": ["direct", "f2l"]})
+    labels = [t.get_text() for t in figures.efficiency_budgets(eff).legends[0].get_texts()]
+    assert labels == ["direct (video in context)", "f2l (adapter only)"]
+
+
+# ---- files and the command line ---------------------------------------------------------------------
+
+
+def test_save_study_figures_writes_png_and_svg_and_finds_the_norms(tmp_path):
+    write_netcdf(delta_norms_dataset(), tmp_path / "delta_norms.nc")
+    paths = save_study_figures("layer_removal", layer_removal_dataset(), tmp_path, svg=True)
+    assert sorted(p.name for p in paths) == [
+        "layer_removal_effects.png",
+        "layer_removal_effects.svg",
+        "layer_removal_effects_by_benchmark.png",
+        "layer_removal_effects_by_benchmark.svg",
+    ]
+    assert all(p.stat().st_size > 10_000 for p in paths)
+    assert "size of the generated update" in (tmp_path / "layer_removal_effects.svg").read_text()
+    with pytest.raises(ValueError, match="no figures for study"):
+        save_study_figures("nonsense", layer_removal_dataset(), tmp_path)
+
+
+def test_cli_renders_every_study_found(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    for study in ("efficiency", "delta_norms"):
+        write_netcdf(DATASETS[study](**SMALL.get(study, {"n_clips": 1})), results / f"{study}.nc")
+    assert figures_main(["--results", str(results), "--out", str(tmp_path / "figs")]) == 0
+    written = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert written == ["delta_norms_profile.png", "efficiency_budgets.png"]
+    assert figures_main(["--results", str(tmp_path / "figs")]) == 1
+    assert "no study datasets" in capsys.readouterr().err

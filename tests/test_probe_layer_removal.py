@@ -1,0 +1,224 @@
+"""Layer removal: the two ends (everything removed = the base without video, nothing removed = f2l),
+the batched per-layer variants against answering each variant alone, and the study command end to end
+(numbers, Markdown, resume) on the shipped tiny checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from f2l.adapter import Adapter, use_adapter
+from f2l.answer import generate_answers
+from f2l.chat import model_inputs, prompt_text
+from f2l.data import clip_prompts, load_frames, world_manifest
+from f2l.eval.metrics import score_answers
+from f2l.hypernet import HypernetConfig, PerceiverHypernet
+from f2l.models import load_base
+from f2l.pipeline import Frames2LoRA
+from f2l.results import read_netcdf
+from probes.layer_removal import MODULE_GROUPS, layer_removal, remove_layer
+
+TOKENS = 6  # a few greedy tokens tell variants apart on a random model and keep the test fast
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """A 128-wide model gains nothing from a second thread, and on a shared machine the threads' waiting
+    for each other costs up to 100x; the previous setting is restored for the other test modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def random_f2l(random_tiny_dir) -> Frames2LoRA:
+    """A random tiny SmolVLM2 (a private copy: adapters install wrappers in it) and a random hypernetwork
+    whose B heads are not zero, so its adapters visibly change the answers."""
+    base = load_base(random_tiny_dir, device="cpu")
+    torch.manual_seed(0)
+    hypernet = PerceiverHypernet(HypernetConfig.for_base(base, "random-tiny", width=64, num_latents=8))
+    with torch.no_grad():
+        for head in hypernet.head_b.values():
+            torch.nn.init.normal_(head.weight, std=2.0)
+    return Frames2LoRA(base, hypernet, hypernet_id="random-tiny")
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return world_manifest("test", 2)
+
+
+@pytest.fixture(scope="module")
+def probed(random_f2l, examples) -> xr.Dataset:
+    return layer_removal(random_f2l, examples, max_new_tokens=TOKENS, batch_size=24)
+
+
+def adapter_of(f2l: Frames2LoRA, example) -> Adapter:
+    size = f2l.base.model.config.vision_config.image_size
+    return f2l.internalize(load_frames(example, num_frames=8, size=size))
+
+
+def alone(f2l: Frames2LoRA, adapter: Adapter, questions: list[str]) -> list[str]:
+    """Each question answered by itself (no batch, no padding) under ``adapter``."""
+    return [f2l.generate(adapter, q, max_new_tokens=TOKENS).text for q in questions]
+
+
+def test_dataset_layout(probed, examples, random_f2l):
+    layers = random_f2l.base.model.config.text_config.num_hidden_layers
+    prompts = [p for e in examples for p in clip_prompts(e)]
+    assert dict(probed.sizes) == {"example_id": len(prompts), "layer": layers, "module_group": 3}
+    assert list(probed["example_id"].values) == [f"{p.example.id}/{p.item_id}" for p in prompts]
+    assert list(probed["clip"].values) == [p.example.id for p in prompts]
+    assert list(probed["benchmark"].values) == [p.label for p in prompts]
+    assert list(probed["module_group"].values) == ["all", "attention", "mlp"]
+    assert str(probed["metric"].values) == "token_f1"
+    for name in ("score", "effect", "full_score", "none_score"):
+        assert "units" in probed[name].attrs and not probed[name].isnull().any()
+    xr.testing.assert_equal(probed["effect"], probed["score"] - probed["full_score"])
+    refs = list(probed["reference"].values)
+    assert refs == [p.reference for p in prompts]
+    for g in probed["module_group"].values:
+        for layer in probed["layer"].values:
+            cell = probed.sel(layer=layer, module_group=g)
+            np.testing.assert_array_equal(
+                cell["score"].values, score_answers("token_f1", list(cell["prediction"].values), refs)
+            )
+
+
+def test_removing_every_layer_is_the_base_without_video(random_f2l, examples, probed):
+    model = random_f2l.base.model
+    adapter = adapter_of(random_f2l, examples[0])
+    text = prompt_text(random_f2l.base.processor, "what colour is the circle?", with_video=False)
+    inputs = model_inputs(random_f2l.base.processor, [text])
+    with torch.no_grad():
+        plain = model(**inputs).logits
+        with use_adapter(model, adapter.drop_layers(range(adapter.num_layers))):
+            removed = model(**inputs).logits
+        with use_adapter(model, adapter):
+            full = model(**inputs).logits
+    assert torch.equal(removed, plain)  # zero factors add exactly nothing
+    assert (full - plain).abs().max() > 0.1  # and the adapter itself is far from a no-op
+
+    questions = [p.prompt for e in examples for p in clip_prompts(e)]
+    base_answers = generate_answers(random_f2l.base, questions, None, max_new_tokens=TOKENS)
+    assert list(probed["none_prediction"].values) == base_answers
+    np.testing.assert_array_equal(
+        probed["none_score"].values, score_answers("token_f1", base_answers, list(probed["reference"].values))
+    )
+
+
+def test_removing_nothing_is_f2l(random_f2l, examples, probed):
+    for example in examples:
+        rows = probed.sel(example_id=probed["clip"] == example.id)
+        answers = alone(
+            random_f2l, adapter_of(random_f2l, example), [p.prompt for p in clip_prompts(example)]
+        )
+        assert list(rows["full_prediction"].values) == answers
+        np.testing.assert_array_equal(
+            rows["full_score"].values, score_answers("token_f1", answers, list(rows["reference"].values))
+        )
+    # the adapter changes answers, so the two ends are not the same measurement
+    assert (probed["full_prediction"] != probed["none_prediction"]).sum() >= probed.sizes["example_id"] // 2
+
+
+def test_batched_removals_equal_each_removal_answered_alone(random_f2l, examples, probed):
+    example = examples[0]
+    adapter = adapter_of(random_f2l, example)
+    questions = [p.prompt for p in clip_prompts(example)]
+    rows = probed.sel(example_id=probed["clip"] == example.id)
+    changed = 0
+    for layer in range(adapter.num_layers):
+        for group, modules in MODULE_GROUPS.items():
+            if group == "all":
+                reference = adapter.drop_layers([layer])
+            else:  # an independent route to the same weights: the group's factors minus layer l, plus the rest
+                reference = Adapter.compose(
+                    adapter.drop_modules(modules), adapter.select_modules(modules).drop_layers([layer])
+                )
+            answers = alone(random_f2l, reference, questions)
+            batched = list(rows["prediction"].sel(layer=layer, module_group=group).values)
+            assert batched == answers, (layer, group)
+            changed += sum(a != f for a, f in zip(answers, rows["full_prediction"].values, strict=True))
+    assert changed > 0  # some single-layer removal changes some answer: the comparison has teeth
+
+
+def test_remove_layer_zeroes_exactly_that_layer_and_group(random_f2l, examples):
+    adapter = adapter_of(random_f2l, examples[0])
+    edited = remove_layer(adapter, 2, "mlp")
+    for m in adapter.modules:
+        for layer in range(adapter.num_layers):
+            got, want = edited.delta_weight(m, layer), adapter.delta_weight(m, layer)
+            if layer == 2 and m in MODULE_GROUPS["mlp"]:
+                assert not got.any()
+            else:
+                assert torch.equal(got, want) and want.abs().max() > 0
+    with pytest.raises(ValueError, match="unknown module groups"):
+        layer_removal(random_f2l, examples[:1], module_groups=("all", "norms"))
+
+
+def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
+    import analyses.layer_removal as study
+
+    out = tmp_path / "results"
+    argv = ["--out", str(out), "--clips", "2", "--max-new-tokens", "16", "--device", "cpu"]
+    assert study.main(argv) == 0
+    ds = read_netcdf(out / "layer_removal.nc")
+    examples = world_manifest("test", 2)
+    prompts = [p for e in examples for p in clip_prompts(e)]
+    assert dict(ds.sizes) == {"example_id": len(prompts), "layer": 4, "module_group": 3, "failure": 0}
+    assert list(ds["layer"].values) == [0, 1, 2, 3]
+    assert sorted(set(ds["clip"].values)) == sorted(e.id for e in examples)
+    assert ds.attrs["base_model"].startswith("tiny@") and ds.attrs["hypernet"].startswith("tiny-hypernet@")
+
+    # the two ends, computed independently of the probe
+    f2l = Frames2LoRA.from_pretrained("tiny", device="cpu")
+    refs = [p.reference for p in prompts]
+    no_video = generate_answers(f2l.base, [p.prompt for p in prompts], None, max_new_tokens=16)
+    np.testing.assert_array_equal(ds["none_score"].values, score_answers("token_f1", no_video, refs))
+    size = f2l.base.model.config.vision_config.image_size
+    f2l_answers = [
+        f2l.generate(
+            f2l.internalize(load_frames(p.example, num_frames=8, size=size)), p.prompt, max_new_tokens=16
+        ).text
+        for p in prompts
+    ]
+    np.testing.assert_array_equal(ds["full_score"].values, score_answers("token_f1", f2l_answers, refs))
+    assert float(ds["full_score"].mean()) > float(ds["none_score"].mean())  # the trained adapter helps
+    np.testing.assert_allclose(
+        ds["effect"].values, ds["score"].values - ds["full_score"].values[:, None, None]
+    )
+    assert (ds["effect"] != 0).any()
+
+    summary = (out / "layer_removal.md").read_text()
+    assert "| layer | all | attention | mlp |" in summary
+    mean_all_0 = float(ds["effect"].sel(layer=0, module_group="all").groupby("clip").mean().mean())
+    assert f"| 0 | {mean_all_0:+.3f} ±" in summary
+
+    calls = []
+
+    def must_not_run(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("a finished clip was recomputed")
+
+    monkeypatch.setattr(study, "layer_removal", must_not_run)
+    monkeypatch.setattr(study, "save_study_figures", lambda *args: [])  # drawn once above is enough
+    assert study.main(argv) == 0
+    again = read_netcdf(out / "layer_removal.nc")
+    assert calls == [] and again.sizes["failure"] == 0
+    xr.testing.assert_equal(again.drop_dims("failure"), ds.drop_dims("failure"))
+
+    # more clips extend the study: only the new clip is computed, the finished ones are reused
+    def counted(f2l, clips, **kwargs):
+        calls.append([e.id for e in clips])
+        return layer_removal(f2l, clips, **kwargs)
+
+    monkeypatch.setattr(study, "layer_removal", counted)
+    assert study.main([*argv[:2], "--clips", "3", *argv[4:]]) == 0
+    grown = read_netcdf(out / "layer_removal.nc")
+    assert calls == [[world_manifest("test", 3)[2].id]]
+    xr.testing.assert_equal(
+        grown.drop_dims("failure").isel(example_id=slice(0, len(prompts))), ds.drop_dims("failure")
+    )

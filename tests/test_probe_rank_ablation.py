@@ -1,0 +1,260 @@
+"""Rank-direction ablation: top-k truncation's two ends (k = r is the adapter, k = 0 the base), single
+removals that add back up to the update, the random control's edit size against a dense computation,
+the probe's batched answers against each variant answered alone, and the study command end to end on the
+shipped tiny checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from f2l.adapter import TARGET_MODULES, Adapter, text_model_of, use_adapter
+from f2l.adapter.lora import SUBLAYER
+from f2l.answer import generate_answers
+from f2l.chat import model_inputs, prompt_text
+from f2l.data import clip_prompts, load_frames, world_manifest
+from f2l.eval.metrics import score_answers
+from f2l.hypernet import HypernetConfig, PerceiverHypernet
+from f2l.models import load_base
+from f2l.pipeline import Frames2LoRA
+from f2l.results import read_netcdf
+from probes.rank_ablation import (
+    clip_generator,
+    rank_ablation,
+    remove_random_direction,
+    remove_svd_direction,
+    topk_variants,
+)
+
+RANK = 4
+TOKENS = 6  # a few greedy tokens tell variants apart on a random model and keep the test fast
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """A 128-wide model gains nothing from a second thread, and on a shared machine waiting threads cost
+    far more than they give; the previous setting is restored for the other test modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def fresh(random_tiny_dir):
+    """A private copy of the random tiny base (adapters install wrappers in it)."""
+    return load_base(random_tiny_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def adapter(fresh) -> Adapter:
+    """Gaussian factors of rank 4, large enough to change the logits visibly."""
+    text = text_model_of(fresh.model)
+    g = torch.Generator().manual_seed(0)
+    factors = {}
+    for m in TARGET_MODULES:
+        lin = getattr(getattr(text.layers[0], SUBLAYER[m]), m)
+        n = len(text.layers)
+        factors[m] = (
+            0.15 * torch.randn(n, RANK, lin.in_features, generator=g),
+            0.15 * torch.randn(n, RANK, lin.out_features, generator=g),
+        )
+    return Adapter(factors, scaling=0.5)
+
+
+@pytest.fixture(scope="module")
+def inputs(fresh):
+    texts = [
+        prompt_text(fresh.processor, q, with_video=False) for q in ("what colour is the ball?", "count it")
+    ]
+    return model_inputs(fresh.processor, texts)
+
+
+def logits(model, inputs, adapter: Adapter | None = None) -> torch.Tensor:
+    with torch.no_grad():
+        if adapter is None:
+            return model(**inputs).logits
+        with use_adapter(model, adapter):
+            return model(**inputs).logits
+
+
+def dense(adapter: Adapter, module: str, layer: int) -> torch.Tensor:
+    return adapter.to(torch.float64).delta_weight(module, layer)
+
+
+def test_topk_at_r_is_the_adapter_and_at_0_the_base(fresh, inputs, adapter):
+    plain, full = logits(fresh.model, inputs), logits(fresh.model, inputs, adapter)
+    assert (full - plain).abs().max() > 0.1  # the adapter is far from a no-op
+    keep_all, keep_none = topk_variants(adapter, [RANK, 0])
+    assert keep_all.dtype == adapter.dtype == keep_none.dtype
+    torch.testing.assert_close(logits(fresh.model, inputs, keep_all), full, rtol=1e-5, atol=1e-5)
+    assert torch.equal(logits(fresh.model, inputs, keep_none), plain)  # zero factors add exactly nothing
+
+
+def test_single_removals_add_up_to_the_update_and_removing_all_is_the_base(fresh, inputs, adapter):
+    exact = adapter.to(torch.float64)
+    svd = exact.svd()
+    removed = [remove_svd_direction(exact, i) for i in range(RANK)]
+    for m in TARGET_MODULES:
+        for layer in range(adapter.num_layers):
+            dw = dense(exact, m, layer)
+            pieces = [dw - dense(r, m, layer) for r in removed]
+            for i, piece in enumerate(pieces):  # direction i takes exactly s_i u_i v_i^T
+                assert torch.linalg.matrix_norm(piece) == pytest.approx(float(svd[m].S[layer, i]), rel=1e-9)
+            torch.testing.assert_close(sum(pieces), dw, rtol=1e-10, atol=1e-10)
+    everything = adapter.ablate_directions(range(RANK))
+    assert torch.equal(logits(fresh.model, inputs, everything), logits(fresh.model, inputs))
+
+
+def test_random_control_removes_a_rank_one_edit_of_the_removed_singular_value(adapter):
+    exact = adapter.to(torch.float64)
+    svd = exact.svd()
+    for i in range(RANK):
+        edited = remove_random_direction(exact, i, torch.Generator().manual_seed(i))
+        again = remove_random_direction(exact, i, torch.Generator().manual_seed(i))
+        for m in TARGET_MODULES:
+            u, s, v = svd[m]
+            for layer in range(adapter.num_layers):
+                edit = dense(exact, m, layer) - dense(edited, m, layer)
+                sv = torch.linalg.svdvals(edit)
+                assert float(sv[0]) == pytest.approx(float(s[layer, i]), rel=1e-9)  # ||edit||_F = s_i ...
+                assert float(sv[1]) < 1e-9 * float(s[layer, i])  # ... in one direction
+                rows, cols = v[layer] @ v[layer].T, u[layer] @ u[layer].T
+                torch.testing.assert_close(edit @ rows, edit)  # within the update's row space
+                torch.testing.assert_close(cols @ edit, edit)  # and its column space
+                singular = s[layer, i] * torch.outer(u[layer][:, i], v[layer][:, i])
+                assert torch.linalg.matrix_norm(edit - singular) > 0.1 * s[layer, i]  # not the svd edit
+            assert torch.equal(edited.factors[m][0], again.factors[m][0])  # the generator fixes the draw
+    assert not torch.equal(
+        torch.randn(3, generator=clip_generator(0, "world-1")),
+        torch.randn(3, generator=clip_generator(0, "world-2")),
+    )
+
+
+def test_random_control_leaves_a_zero_direction_alone():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(2, RANK, 10, generator=g, dtype=torch.float64), torch.randn(2, RANK, 6, generator=g)
+    a[:, -1] = 0.0  # rank 3: the last singular value is zero
+    deficient = Adapter({"q_proj": (a, b.double())})
+    assert float(deficient.svd()["q_proj"].S[:, -1].abs().max()) < 1e-12
+    edited = remove_random_direction(deficient, RANK - 1, g)
+    for layer in range(2):
+        torch.testing.assert_close(dense(edited, "q_proj", layer), dense(deficient, "q_proj", layer))
+
+
+@pytest.fixture(scope="module")
+def random_f2l(random_tiny_dir) -> Frames2LoRA:
+    """A random tiny SmolVLM2 (a private copy) and a random hypernetwork whose B heads are not zero, so
+    its adapters visibly change the answers."""
+    base = load_base(random_tiny_dir, device="cpu")
+    torch.manual_seed(0)
+    hypernet = PerceiverHypernet(HypernetConfig.for_base(base, "random-tiny", width=64, num_latents=8))
+    with torch.no_grad():
+        for head in hypernet.head_b.values():
+            torch.nn.init.normal_(head.weight, std=2.0)
+    return Frames2LoRA(base, hypernet, hypernet_id="random-tiny")
+
+
+def test_probe_answers_every_variant_as_if_alone(random_f2l):
+    example = world_manifest("test", 1)[0]
+    ds = rank_ablation(random_f2l, [example], max_new_tokens=TOKENS, seed=7, batch_size=48)
+    size = random_f2l.base.model.config.vision_config.image_size
+    adapter = random_f2l.internalize(load_frames(example, num_frames=8, size=size))
+    r = adapter.rank
+    prompts = clip_prompts(example)
+    questions, refs = [p.prompt for p in prompts], [p.reference for p in prompts]
+    assert dict(ds.sizes) == {
+        "example_id": len(prompts),
+        "k": r + 1,
+        "direction": r,
+        "control": 2,
+        "layer": adapter.num_layers,
+        "module": len(TARGET_MODULES),
+    }
+    assert list(ds["k"].values) == list(range(r + 1)) and list(ds["control"].values) == ["svd", "random"]
+    assert list(ds["example_id"].values) == [f"{example.id}/{p.item_id}" for p in prompts]
+    assert list(ds["benchmark"].values) == [p.label for p in prompts] and ds.attrs["seed"] == 7
+
+    def alone(variant: Adapter) -> list[str]:
+        return [random_f2l.generate(variant, q, max_new_tokens=TOKENS).text for q in questions]
+
+    full = alone(adapter)
+    assert list(ds["full_prediction"].values) == full
+    assert list(ds["topk_prediction"].sel(k=r).values) == full
+    no_video = generate_answers(random_f2l.base, questions, None, max_new_tokens=TOKENS)
+    assert list(ds["topk_prediction"].sel(k=0).values) == no_video
+    assert full != no_video  # so the two ends are different measurements
+    without_top = alone(remove_svd_direction(adapter, 0))
+    assert list(ds["remove_prediction"].sel(direction=0, control="svd").values) == without_top
+    assert without_top != full  # removing the top direction changes answers: the comparisons have teeth
+    generator = clip_generator(7, example.id)  # the probe draws direction 0's edit, then direction 1's
+    remove_random_direction(adapter, 0, generator)
+    assert list(ds["remove_prediction"].sel(direction=1, control="random").values) == alone(
+        remove_random_direction(adapter, 1, generator)
+    )
+    for score, text in (("topk_score", "topk_prediction"), ("remove_score", "remove_prediction")):
+        flat = ds[text].transpose("example_id", ...).values.reshape(len(prompts), -1)
+        want = np.stack([score_answers("token_f1", list(col), refs) for col in flat.T], axis=-1)
+        np.testing.assert_array_equal(
+            ds[score].transpose("example_id", ...).values.reshape(len(prompts), -1), want
+        )
+    np.testing.assert_array_equal(ds["full_score"].values, score_answers("token_f1", full, refs))
+    singular = adapter.to(torch.float64).svd()
+    for m in ("q_proj", "down_proj"):
+        np.testing.assert_allclose(ds["singular_values"].sel(module=m).values[0], singular[m].S.numpy())
+    with pytest.raises(ValueError, match="ks"):
+        rank_ablation(random_f2l, [example], ks=[0, r + 1])
+
+
+def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
+    import analyses.rank_ablation as study
+
+    out = tmp_path / "results"
+    argv = ["--out", str(out), "--clips", "1", "--max-new-tokens", "16", "--device", "cpu"]
+    assert study.main(argv) == 0
+    ds = read_netcdf(out / "rank_ablation.nc")
+    example = world_manifest("test", 1)[0]
+    prompts = clip_prompts(example)
+    assert dict(ds.sizes) == {
+        "example_id": len(prompts),
+        "k": 9,
+        "direction": 8,
+        "control": 2,
+        "layer": 4,
+        "module": 7,
+        "failure": 0,
+    }
+    assert ds.attrs["base_model"].startswith("tiny@") and ds.attrs["hypernet"].startswith("tiny-hypernet@")
+
+    # the ends, computed independently of the probe
+    f2l = Frames2LoRA.from_pretrained("tiny", device="cpu")
+    refs = [p.reference for p in prompts]
+    no_video = generate_answers(f2l.base, [p.prompt for p in prompts], None, max_new_tokens=16)
+    size = f2l.base.model.config.vision_config.image_size
+    adapter = f2l.internalize(load_frames(example, num_frames=8, size=size))
+    f2l_answers = [f2l.generate(adapter, p.prompt, max_new_tokens=16).text for p in prompts]
+    np.testing.assert_array_equal(ds["full_score"].values, score_answers("token_f1", f2l_answers, refs))
+    np.testing.assert_array_equal(ds["topk_score"].sel(k=8).values, ds["full_score"].values)
+    np.testing.assert_array_equal(ds["topk_score"].sel(k=0).values, score_answers("token_f1", no_video, refs))
+    assert float(ds["full_score"].mean()) > float(ds["topk_score"].sel(k=0).mean())  # the adapter helps
+    singular = np.stack([s.S.double().numpy() for s in adapter.svd().values()], axis=1)  # [layer, module, k]
+    np.testing.assert_allclose(ds["singular_values"].values[0], singular, rtol=1e-4, atol=1e-4)
+
+    summary = (out / "rank_ablation.md").read_text()
+    assert "| k | token_f1 | - full |" in summary and "| direction | energy % | drop (svd) |" in summary
+    assert f"| 0 | {float(ds['topk_score'].sel(k=0).mean()):.3f} ± nan |" in summary
+    sv = ds["singular_values"].isel(example_id=0)
+    energy = float((100 * sv**2 / (sv**2).sum("direction")).sel(direction=0).mean())
+    drop = float((ds["full_score"] - ds["remove_score"].sel(direction=0, control="svd")).mean())
+    assert f"| 0 | {energy:.3f} | {drop:+.3f} ± nan |" in summary
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished clip was recomputed")
+
+    monkeypatch.setattr(study, "rank_ablation", must_not_run)
+    assert study.main(argv) == 0
+    xr.testing.assert_equal(
+        read_netcdf(out / "rank_ablation.nc").drop_dims("failure"), ds.drop_dims("failure")
+    )

@@ -1,0 +1,133 @@
+"""analyses.scaling: the degeneracy detector, the tiled frame layout, and the command end to end."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from analyses import scaling
+from analyses.scaling import is_degenerate, repeated_ngram_fraction, tiled_video_inputs, video_inputs
+from f2l.chat import model_inputs, prompt_text
+from f2l.data import clip_prompts, world_manifest, write_manifest
+from f2l.eval.metrics import token_f1
+from f2l.results import read_netcdf
+from f2l.world import render_clip
+
+ARGS = ["--clips", "1", "--frames", "4", "8", "--resolutions", "64", "96", "--resolution-frames", "4"]
+ARGS += ["--max-new-tokens", "8"]
+
+
+def test_repeated_ngram_fraction_counts_repeats_of_earlier_trigrams():
+    assert repeated_ngram_fraction("x y z x y z") == pytest.approx(0.25)  # xyz, yzx, zxy, xyz
+    assert repeated_ngram_fraction("x y z x y z x y z") == pytest.approx(1 - 3 / 7)
+    assert repeated_ngram_fraction("red") == 0.0  # shorter than one trigram
+
+
+@pytest.mark.parametrize(
+    ("text", "degenerate"),
+    [
+        ("", True),
+        ("   ", True),
+        ("...", True),
+        ("The.", True),  # nothing left once the article and the full stop go
+        ("red red red red", True),
+        ("the camera pans left. the camera pans left. the camera pans left.", True),
+        ("a medium green square moves right over a medium green square moves right over a blue", True),
+        ("one", False),
+        ("x y z x y z", False),  # 25% repeated: under the 30% threshold
+        ("a small purple circle moves right and leaves, and a medium cyan square moves right.", False),
+    ],
+)
+def test_is_degenerate_on_hand_made_answers(text, degenerate):
+    assert is_degenerate(text) is degenerate
+
+
+def test_world_references_are_not_degenerate():
+    refs = [p.reference for e in world_manifest("test", 30) for p in clip_prompts(e, 1)]
+    assert len(refs) == 330 and not any(is_degenerate(r) for r in refs)
+
+
+def test_tiled_layout_is_the_video_path_at_the_tile_size_and_tiles_larger_frames(tiny_base):
+    processor = tiny_base.processor
+    text = prompt_text(processor, "what color is the square?", with_video=True)
+    small = render_clip(1010000, num_frames=3, size=64).frames
+    tiled, plain = tiled_video_inputs(processor, text, small), model_inputs(processor, [text], [small])
+    assert torch.equal(tiled["input_ids"], plain["input_ids"])
+    assert torch.equal(tiled["pixel_values"], plain["pixel_values"])
+
+    def visual_per_frame(inputs) -> float:
+        return int((inputs["input_ids"] == processor.image_token_id).sum()) / 3
+
+    tiles = {64: 1, 96: 5, 128: 5, 192: 10, 256: 17, 384: 17}  # n x n tiles + a global view, capped at 4 x 4
+    for size, n in tiles.items():
+        clip = render_clip(1010000, num_frames=3, size=size).frames
+        assert (
+            visual_per_frame(video_inputs(tiny_base, "q", clip, tiling=True)) == n * processor.image_seq_len
+        )
+        # SmolVLM's own video path resizes every frame to one tile, whatever its size
+        assert visual_per_frame(video_inputs(tiny_base, "q", clip, tiling=False)) == processor.image_seq_len
+
+
+@pytest.fixture(scope="module")
+def scaling_run(tmp_path_factory):
+    """One held-out world clip cut down to three prompts (two caption categories, one question), so that
+    the run stays small: 3 grid points x 3 prompts x 2 methods."""
+    out = tmp_path_factory.mktemp("scaling")
+    example = world_manifest("test", 1)[0]
+    captions = {k: example.captions[k] for k in ("short", "background")}
+    manifest = write_manifest(out / "clip.jsonl", [replace(example, captions=captions, qa=example.qa[:1])])
+    args = ["--out", str(out), "--manifest", str(manifest), *ARGS]
+    assert scaling.main(args) == 0
+    return out, args, read_netcdf(out / "scaling.nc")
+
+
+def test_scaling_end_to_end(scaling_run):
+    out, _, ds = scaling_run
+    assert list(ds["method"].values) == ["direct", "f2l"]
+    assert list(ds["frames"].values) == [4, 8] and list(ds["resolution"].values) == [64, 96]
+    assert ds.sizes["example_id"] == 3 and sorted(ds["kind"].values) == ["caption", "caption", "qa"]
+    assert ds.attrs["metric"] == "token_f1" and ds.attrs["training_resolution"] == 64
+
+    run = ds["score"].notnull().all(["example_id", "method"])
+    assert run.values.tolist() == [[True, True], [True, False]]  # (8 frames, 96 px) is in neither sweep
+    assert (ds["prediction"].sel(frames=8, resolution=96) == "").all()
+
+    visual = ds["visual_tokens"].sel({"method": "direct"})
+    assert (visual.sel(frames=4, resolution=64) == 4 * 16).all()
+    assert (visual.sel(frames=8, resolution=64) == 8 * 16).all()
+    assert (visual.sel(frames=4, resolution=96) == 4 * 80).all()  # 2 x 2 tiles + a global view a frame
+    direct = ds["input_tokens"].sel({"method": "direct", "resolution": 64})
+    assert (direct.sel(frames=8) > direct.sel(frames=4)).all()
+
+    f2l = ds.sel({"method": "f2l"})
+    assert (f2l["visual_tokens"].fillna(0) == 0).all()
+    tokens = f2l["input_tokens"].stack(point=["frames", "resolution"]).dropna("point")
+    assert (tokens == tokens.isel(point=0)).all()  # the question alone, whatever the video
+
+    score, references = ds["score"].values, ds["reference"].values
+    for index, prediction in np.ndenumerate(ds["prediction"].values):
+        if np.isnan(score[index]):
+            continue
+        assert score[index] == token_f1(prediction, str(references[index[0]]))
+        assert ds["degenerate"].values[index] == float(is_degenerate(prediction))
+        assert ds["ttft_s"].values[index] > 0
+
+    md = (out / "scaling.md").read_text()
+    assert "## Frames, at 64 px" in md and "## Resolution, at 4 frames" in md
+    assert md.count("\n| 4 |") == 1 and "\n| 8 |" in md and "\n| 96 |" in md
+
+
+def test_scaling_resumes_without_recomputing(scaling_run, monkeypatch):
+    out, args, first = scaling_run
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished clip was computed again")
+
+    monkeypatch.setattr(scaling, "measure_clip", must_not_run)
+    assert scaling.main(args) == 0
+    again = read_netcdf(out / "scaling.nc")
+    assert again.sizes["failure"] == 0
+    np.testing.assert_array_equal(again["ttft_s"].values, first["ttft_s"].values)  # timings never repeat

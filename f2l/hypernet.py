@@ -6,10 +6,12 @@ apart)::
     tokens_l  = W_in · rmsnorm(h_l)                         (N, T, w)   no positions: see below
     latents   = Q + e_l  --cross-attend(tokens_l, mask)-->  (N, M, w)   then self-attention blocks
     z[m, j]   = e_m + e_j + e_l  --cross-attend(latents)--> (N, |modules| * r, w)
-    A_l[m][j] = HeadA_m(norm(z[m, j]))   (d_in)      B_l[m][j] = HeadB_m(norm(z[m, j]))   (d_out)
+    A_l[m][j] = HeadA_m(g[m, j] ⊙ norm(z[m, j]))  (d_in)    B_l[m][j] = HeadB_m(g[m, j] ⊙ norm(z[m, j]))  (d_out)
 
 so each (module, rank slot) reads its own summary of the latents, and per-module heads write the
-rows of ``A`` and ``B`` (delta-W_l = scaling · B_lᵀ A_l, scaling = alpha / r).
+rows of ``A`` and ``B`` (delta-W_l = scaling · B_lᵀ A_l, scaling = alpha / r). The learned per-slot
+gains ``g[m, j]`` (initialised N(0, 1)) give every rank slot its own linear read-out of the summary, so
+the r rows are independent from the first step and delta-W can use its whole rank.
 
 Why it stays stable from 12 to 1,024 frames (the paper leaves this open; this is our answer):
 
@@ -180,6 +182,11 @@ class PerceiverHypernet(nn.Module):
         )
         self.write = Block(c.width, c.num_heads, c.ref_tokens, length_scaled=False)
         self.out_norm = nn.LayerNorm(c.width)
+        # Each (module, rank slot) reads the summary through its own random diagonal gain: without it the
+        # slots' summaries agree almost exactly (they all attend over near-identical latents at first), so
+        # every row of A and of B comes out the same and delta-W has rank 1 whatever r is, for good:
+        # identical A rows give identical gradients to the B rows.
+        self.slot_gain = nn.Parameter(torch.randn(len(c.targets), c.rank, c.width))
         self.head_a = nn.ModuleDict({m: nn.Linear(c.width, c.module_shapes[m][0]) for m in c.targets})
         self.head_b = nn.ModuleDict({m: nn.Linear(c.width, c.module_shapes[m][1]) for m in c.targets})
         for head in self.head_b.values():  # B = 0: the first adapter is a no-op
@@ -204,7 +211,7 @@ class PerceiverHypernet(nn.Module):
             self.module_embed.weight[:, None, :] + self.slot_embed.weight[None, :, :] + layer
         )  # (|m|, r, w)
         z = self.write(slots.reshape(1, -1, c.width).expand(n, -1, -1), context=latents)
-        z = self.out_norm(z).view(n, len(c.targets), c.rank, c.width)
+        z = self.out_norm(z).view(n, len(c.targets), c.rank, c.width) * self.slot_gain
         return {
             m: (
                 self.head_a[m](z[:, i]) * c.module_shapes[m][0] ** -0.5,

@@ -9,6 +9,16 @@ import torch
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules that generate with 128-wide models: a second thread gains nothing there, and on a
+    shared machine the threads' waiting for each other costs up to 100x. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def random_tiny_dir(tmp_path_factory):
     """An untrained tiny SmolVLM2 checkpoint directory built from nothing, as the pretrain script does."""

@@ -67,6 +67,18 @@ def test_factor_shapes_and_no_op_initialisation(random_base, hypernet, clips):
     assert torch.equal(plain, adapted)
 
 
+def test_rank_slots_write_independent_rows_from_the_start(random_base, hypernet, clips):
+    """Every rank slot must get its own row of A (and, once B moves, of B): with identical rows delta-W
+    has rank 1 whatever r is, and it stays so, since identical A rows give the B rows identical gradients."""
+    factors = hypernet(random_base, internalization_inputs(random_base, clips[:1]))
+    for m, (a, _) in factors.items():
+        rows = torch.nn.functional.normalize(a[0, 0], dim=-1)  # (r, d_in) of layer 0
+        off_diagonal = (rows @ rows.T - torch.eye(rows.shape[0])).abs().max()
+        s = torch.linalg.svdvals(a[0, 0])
+        assert off_diagonal < 0.8, m  # without the per-slot gains every pair has |cos| > 0.99
+        assert (s**2).sum() / s[0] ** 2 > 2.0, m  # stable rank of A's rows (1.0 when the slots collapse)
+
+
 def test_a_clip_in_a_padded_batch_gets_the_adapter_it_gets_alone(random_base, hypernet, clips):
     torch.manual_seed(1)
     for head in hypernet.head_b.values():  # make B non-zero so the comparison means something

@@ -17,15 +17,7 @@ from f2l.pipeline import Frames2LoRA
 from f2l.results import read_netcdf
 from probes.delta_norms import adapter_norms, weight_fro
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A 128-wide model gains nothing from a second thread, and on a shared machine waiting threads cost
-    far more than they give; the previous setting is restored for the other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_adapter(

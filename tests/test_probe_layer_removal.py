@@ -23,14 +23,7 @@ from probes.layer_removal import MODULE_GROUPS, layer_removal, remove_layer
 TOKENS = 6  # a few greedy tokens tell variants apart on a random model and keep the test fast
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A 128-wide model gains nothing from a second thread, and on a shared machine the threads' waiting
-    for each other costs up to 100x; the previous setting is restored for the other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

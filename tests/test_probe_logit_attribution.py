@@ -28,13 +28,7 @@ QUESTIONS = ["what colour is the circle?", "Describe the video in detail.", "how
 ANSWERS = [[300, 17, 421, 88], [45, 46], [12, 500, 501, 502, 503, 9]]  # teacher-forced: any tokens will do
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A 128-wide model gains nothing from a second thread on a shared machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

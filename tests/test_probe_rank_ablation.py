@@ -32,14 +32,7 @@ RANK = 4
 TOKENS = 6  # a few greedy tokens tell variants apart on a random model and keep the test fast
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A 128-wide model gains nothing from a second thread, and on a shared machine waiting threads cost
-    far more than they give; the previous setting is restored for the other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

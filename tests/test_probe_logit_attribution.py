@@ -201,7 +201,7 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     assert list(ds["example_id"].values) == [f"{example.id}/{p.item_id}" for p in prompts]
     assert list(ds["benchmark"].values) == [p.label for p in prompts]
     assert list(ds["component"].values) == list(COMPONENTS)
-    assert ds.attrs["contrast"] == "mean" and ds.attrs["backend"] == "nnsight"
+    assert ds.attrs["contrast"] == "rival" and ds.attrs["backend"] == "nnsight"
     assert ds.attrs["base_model"].startswith("tiny@") and "units" in ds["dla"].attrs
 
     # NaN exactly past each answer's end; the tokens spell the answer

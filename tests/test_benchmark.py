@@ -247,3 +247,65 @@ def test_two_torchrun_ranks_give_the_same_dataset_as_one(small, tmp_path):
     assert (
         len(list((tmp_path / "benchmark.parts").glob("*.nc"))) == 2 and (tmp_path / "benchmark.md").exists()
     )
+
+
+def test_a_local_manifest_of_real_video_files_is_a_benchmark(reuse_pipeline, tmp_path):
+    """A manifest of decoded video files (here: mp4s encoded from world clips, with a corrupt one) runs
+    through the same study; its prompts' labels are the benchmarks and the bad file is a recorded failure."""
+    from f2l.data import Example, QAItem, VideoRef, write_manifest
+    from f2l.video import write_video
+    from f2l.world import captions, render_clip
+
+    examples = []
+    for seed in (1_010_000, 1_010_001):
+        clip = render_clip(seed, num_frames=16, size=64)
+        path = write_video(tmp_path / f"clip{seed}.mp4", clip.frames, fps=8.0)
+        examples.append(
+            Example(
+                id=f"real-{seed}",
+                source="fixture",
+                video=VideoRef.file(path),
+                frames=8,
+                captions={"background": captions(clip.truth)["background"]},
+                qa=(
+                    QAItem(
+                        id="q0",
+                        question="what color is the background?",
+                        answer=clip.truth.background,
+                        type="attribute",
+                    ),
+                ),
+            )
+        )
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    examples.append(
+        Example(
+            id="broken",
+            source="fixture",
+            video=VideoRef.file(tmp_path / "broken.mp4"),
+            frames=8,
+            qa=(QAItem(id="q0", question="what color is the background?", answer="navy", type="attribute"),),
+        )
+    )
+    manifest = write_manifest(tmp_path / "m.jsonl", examples)
+    ds = benchmark.run(
+        config(
+            tmp_path / "out",
+            [
+                "--manifest",
+                str(manifest),
+                "--methods",
+                "direct",
+                "f2l",
+                "--metrics",
+                "token_f1",
+                "--max-new-tokens",
+                "8",
+            ],
+        )
+    )
+    assert sorted(set(ds["benchmark"].values)) == ["attribute", "background"]
+    assert list(ds["clip"].values) == ["real-1010000", "real-1010000", "real-1010001", "real-1010001"]
+    assert list(ds["failed_unit"].values) == ["broken"] and "broken.mp4" in str(ds["error"].values[0])
+    scores = ds["score"].sel(metric="token_f1")
+    assert float(scores.sel({"method": "direct"}).mean()) > 0.5  # the base reads the decoded mp4 frames

@@ -53,12 +53,10 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_frames
-from analyses.figures import save_study_figures
+from analyses.common import study_examples, study_frames, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.config import parse_config
 from f2l.data import Example, Prompt, clip_prompts, iter_prompts
-from f2l.distributed import init_distributed, rank
+from f2l.distributed import rank
 from f2l.eval.harness import METHODS, METRIC_NAMES, answer_clip, is_closed, score_predictions
 from f2l.eval.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, compare_family
 from f2l.eval.token_merge import DEFAULT_FACTOR
@@ -359,15 +357,7 @@ def run(cfg: BenchmarkConfig) -> xr.Dataset:
 
 
 def main(argv: list[str] | None = None) -> int:
-    init_distributed()
-    cfg = parse_config(
-        BenchmarkConfig, argv, prog="python -m analyses.benchmark", description=__doc__.split("\n\n")[0]
-    )
-    ds = run(cfg)
-    if rank() == 0:
-        figures = save_study_figures(NAME, ds, cfg.out)
-        print(f"wrote {cfg.out}/{NAME}.nc and {cfg.out}/{NAME}.md" + "".join(f", {p}" for p in figures))
-    return 0
+    return study_main("benchmark", BenchmarkConfig, run, argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
-"""What every study command shares: which clips it runs on and how their frames are made."""
+"""What every study command shares: its command line, which clips it runs on and how their frames are made."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+import xarray as xr
+
+from f2l.config import parse_config
 from f2l.data import Example, load_frames, read_manifest, world_manifest
+from f2l.distributed import init_distributed, rank
 from f2l.video import Frames
 
 
@@ -21,3 +27,19 @@ def study_frames(pipeline, example: Example, frames: int, size: int | None = Non
     if size is None and example.is_world:
         size = pipeline.base.model.config.vision_config.image_size
     return load_frames(example, num_frames=frames, size=size)
+
+
+def study_main(
+    name: str, config_cls: type, run: Callable[..., xr.Dataset], argv: Sequence[str] | None, description: str
+) -> int:
+    """The body of every ``python -m analyses.<name>``: join torchrun's group when launched by it, parse the
+    study's config, run (or resume) it, and on rank 0 draw its figures beside the ``.nc`` and ``.md``."""
+    init_distributed()
+    cfg = parse_config(config_cls, argv, prog=f"python -m analyses.{name}", description=description)
+    ds = run(cfg)
+    if rank() == 0:
+        from analyses.figures import save_study_figures  # plotting libraries load only here
+
+        figures = save_study_figures(name, ds, cfg.out)
+        print(f"wrote {cfg.out}/{name}.nc and {cfg.out}/{name}.md" + "".join(f", {p}" for p in figures))
+    return 0

@@ -58,11 +58,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.figures import save_study_figures
+from analyses.common import study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.config import parse_config
 from f2l.data import CAPTION_PROMPTS, QAItem, qa_prompt
-from f2l.distributed import init_distributed, rank
 from f2l.eval.harness import adapter_answers, answer_clip, score_predictions
 from f2l.eval.stats import bootstrap_ci
 from f2l.pipeline import Frames2LoRA
@@ -331,15 +329,7 @@ def run(cfg: CompositionConfig) -> xr.Dataset:
 
 
 def main(argv: list[str] | None = None) -> int:
-    init_distributed()
-    cfg = parse_config(
-        CompositionConfig, argv, prog="python -m analyses.composition", description=__doc__.split("\n\n")[0]
-    )
-    ds = run(cfg)
-    if rank() == 0:
-        figures = save_study_figures(NAME, ds, cfg.out)
-        print(f"wrote {cfg.out}/{NAME}.nc and {cfg.out}/{NAME}.md" + "".join(f", {p}" for p in figures))
-    return 0
+    return study_main("composition", CompositionConfig, run, argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -31,10 +31,7 @@ from dataclasses import asdict, dataclass
 import torch
 import xarray as xr
 
-from analyses.common import study_examples
-from analyses.figures import save_study_figures
-from f2l.config import parse_config
-from f2l.distributed import init_distributed, rank
+from analyses.common import study_examples, study_main
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
 from probes.delta_norms import NORMS, delta_norms
@@ -128,18 +125,7 @@ def run(cfg: DeltaNormsConfig) -> xr.Dataset:
 
 
 def main(argv: list[str] | None = None) -> int:
-    init_distributed()
-    cfg = parse_config(
-        DeltaNormsConfig,
-        argv,
-        prog="python -m analyses.delta_norms",
-        description=__doc__.split("\n\n")[0],
-    )
-    ds = run(cfg)
-    if rank() == 0:
-        figures = save_study_figures(NAME, ds, cfg.out)
-        print(f"wrote {cfg.out}/{NAME}.nc and {cfg.out}/{NAME}.md" + "".join(f", {p}" for p in figures))
-    return 0
+    return study_main("delta_norms", DeltaNormsConfig, run, argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

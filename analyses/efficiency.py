@@ -57,12 +57,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_frames
+from analyses.common import study_examples, study_frames, study_main
 from f2l.adapter import Adapter, use_adapter
 from f2l.answer import Answer, answer, answer_from_prefix, prefill_video
 from f2l.chat import answer_suffix, prompt_text
-from f2l.config import parse_config
-from f2l.distributed import init_distributed, rank
+from f2l.distributed import rank
 from f2l.encode import internalization_inputs
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
@@ -466,21 +465,14 @@ def run(cfg: EfficiencyConfig) -> xr.Dataset:
 
 
 def main(argv: list[str] | None = None) -> int:
-    init_distributed()
-    cfg = parse_config(
+    return study_main(
+        "efficiency",
         EfficiencyConfig,
+        run,
         argv,
-        prog="python -m analyses.efficiency",
-        description="Query TTFT, preprocessing, tokens, stored bytes and peak memory of f2l against "
+        "Query TTFT, preprocessing, tokens, stored bytes and peak memory of f2l against "
         "video-in-context answering, per frame count.",
     )
-    ds = run(cfg)
-    if rank() == 0:
-        from analyses.figures import save_study_figures  # plotting libraries load only here
-
-        figures = save_study_figures("efficiency", ds, cfg.out)
-        print(f"wrote {cfg.out}/efficiency.nc, {cfg.out}/efficiency.md" + "".join(f", {p}" for p in figures))
-    return 0
 
 
 if __name__ == "__main__":

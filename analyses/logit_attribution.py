@@ -42,11 +42,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import study_examples
-from analyses.figures import save_study_figures
+from analyses.common import study_examples, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.config import parse_config
-from f2l.distributed import init_distributed, rank
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
 from probes.hooks import BACKENDS, make_capture
@@ -190,18 +187,7 @@ def run(cfg: LogitAttributionConfig) -> xr.Dataset:
 
 
 def main(argv: list[str] | None = None) -> int:
-    init_distributed()
-    cfg = parse_config(
-        LogitAttributionConfig,
-        argv,
-        prog="python -m analyses.logit_attribution",
-        description=__doc__.split("\n\n")[0],
-    )
-    ds = run(cfg)
-    if rank() == 0:
-        figures = save_study_figures(NAME, ds, cfg.out)
-        print(f"wrote {cfg.out}/{NAME}.nc and {cfg.out}/{NAME}.md" + "".join(f", {p}" for p in figures))
-    return 0
+    return study_main("logit_attribution", LogitAttributionConfig, run, argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -40,11 +40,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import study_examples
-from analyses.figures import save_study_figures
+from analyses.common import study_examples, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.config import parse_config
-from f2l.distributed import init_distributed, rank
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
 from probes.rank_ablation import rank_ablation
@@ -163,18 +160,7 @@ def run(cfg: RankAblationConfig) -> xr.Dataset:
 
 
 def main(argv: list[str] | None = None) -> int:
-    init_distributed()
-    cfg = parse_config(
-        RankAblationConfig,
-        argv,
-        prog="python -m analyses.rank_ablation",
-        description=__doc__.split("\n\n")[0],
-    )
-    ds = run(cfg)
-    if rank() == 0:
-        figures = save_study_figures(NAME, ds, cfg.out)
-        print(f"wrote {cfg.out}/{NAME}.nc and {cfg.out}/{NAME}.md" + "".join(f", {p}" for p in figures))
-    return 0
+    return study_main("rank_ablation", RankAblationConfig, run, argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -53,13 +53,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_frames
+from analyses.common import study_examples, study_frames, study_main
 from f2l.adapter import Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, _timed_generate
 from f2l.chat import count_tokens, model_inputs, prompt_text, video_metadata
-from f2l.config import parse_config
 from f2l.data import Example, clip_prompts
-from f2l.distributed import init_distributed, rank
 from f2l.encode import INTERNALIZE_PROMPT
 from f2l.eval.metrics import normalize_answer, token_f1
 from f2l.pipeline import Frames2LoRA
@@ -348,21 +346,14 @@ def run(cfg: ScalingConfig) -> xr.Dataset:
 
 
 def main(argv: list[str] | None = None) -> int:
-    init_distributed()
-    cfg = parse_config(
+    return study_main(
+        "scaling",
         ScalingConfig,
+        run,
         argv,
-        prog="python -m analyses.scaling",
-        description="Score, TTFT, tokens and degenerate answers of direct and f2l over frame counts and "
+        "Score, TTFT, tokens and degenerate answers of direct and f2l over frame counts and "
         "frame resolutions.",
     )
-    ds = run(cfg)
-    if rank() == 0:
-        from analyses.figures import save_study_figures  # plotting libraries load only here
-
-        figures = save_study_figures("scaling", ds, cfg.out)
-        print(f"wrote {cfg.out}/scaling.nc, {cfg.out}/scaling.md" + "".join(f", {p}" for p in figures))
-    return 0
 
 
 if __name__ == "__main__":

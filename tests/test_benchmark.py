@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 
 import analyses.benchmark as benchmark
+from f2l.config import parse_config
 from f2l.results import read_netcdf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,7 @@ FIVE = ["short", "detailed", "camera", "attribute", "yes_no"]
 
 
 def config(out: Path, args: list[str]) -> benchmark.BenchmarkConfig:
-    return benchmark.parse_config(benchmark.BenchmarkConfig, ["--out", str(out), *args], prog="test")
+    return parse_config(benchmark.BenchmarkConfig, ["--out", str(out), *args], prog="test")
 
 
 @pytest.fixture(scope="module")

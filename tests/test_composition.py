@@ -8,6 +8,7 @@ import pytest
 
 import analyses.composition as composition
 from f2l.adapter import Adapter
+from f2l.config import parse_config
 from f2l.eval.harness import adapter_answers
 from f2l.results import read_netcdf
 from f2l.world import render_clip
@@ -128,7 +129,7 @@ def test_a_rerun_recomputes_nothing(run, pipeline, monkeypatch):
     monkeypatch.setattr(
         composition, "composite_dataset", lambda *a, **k: pytest.fail("recomputed a composite")
     )
-    cfg = composition.parse_config(
+    cfg = parse_config(
         composition.CompositionConfig,
         ["--out", str(out), "--clips", "2", "--n-chunks", "2", "4", "--max-new-tokens", str(MAX_NEW)],
         prog="test",

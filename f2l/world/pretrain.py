@@ -168,6 +168,13 @@ def evaluate(base: Base, rows, frame_size: int, max_new_tokens: int, batch_size:
     return scores
 
 
+def _connector_outputs(out):
+    """The connector's visual tokens of a SmolVLM forward: transformers 5.24 moved them from
+    ``out.image_hidden_states.pooler_output`` to ``out.image_outputs.pooler_output``."""
+    pooled = getattr(out, "image_outputs", None)
+    return (pooled if pooled is not None else out.image_hidden_states).pooler_output
+
+
 def _lr_at(step: int, cfg: PretrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -235,7 +242,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         out = model(**batch)
         loss = out.loss
         if grounding:
-            visual = torch.cat(list(out.image_hidden_states.pooler_output))
+            visual = torch.cat(list(_connector_outputs(out)))
             loss = loss + cfg.grounding_weight * heads.loss(visual, grounding, processor.image_seq_len)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; no checkpoint written")

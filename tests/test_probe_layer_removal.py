@@ -197,7 +197,7 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
         raise AssertionError("a finished clip was recomputed")
 
     monkeypatch.setattr(study, "layer_removal", must_not_run)
-    monkeypatch.setattr(study, "save_study_figures", lambda *args: [])  # drawn once above is enough
+    monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])  # drawn once above is enough
     assert study.main(argv) == 0
     again = read_netcdf(out / "layer_removal.nc")
     assert calls == [] and again.sizes["failure"] == 0

@@ -229,7 +229,7 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     assert f"| 0 | {float(dla.sel(layer=0, component='resid').mean('position').mean()):+.3f} ±" in summary
     assert f"{mean_mlp_0:+.3f} ±" in summary
 
-    monkeypatch.setattr(study, "save_study_figures", lambda *args: [])  # drawn once above is enough
+    monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])  # drawn once above is enough
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished clip was recomputed")
@@ -241,7 +241,7 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
 
     # the TransformerLens bridge backend writes the same numbers on the shipped checkpoints
     monkeypatch.undo()
-    monkeypatch.setattr(study, "save_study_figures", lambda *args: [])
+    monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])
     bridge_out = tmp_path / "bridge"
     assert study.main(["--out", str(bridge_out), *argv[2:], "--backend", "transformer_lens"]) == 0
     bridged = read_netcdf(bridge_out / "logit_attribution.nc")

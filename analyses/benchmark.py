@@ -53,7 +53,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_frames, study_main
+from analyses.common import study_examples, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
 from f2l.data import Example, Prompt, clip_prompts, iter_prompts
 from f2l.distributed import rank
@@ -130,7 +130,7 @@ def clip_dataset(pipeline, example: Example, cfg: BenchmarkConfig, judge=None) -
     prompts = benchmark_prompts(example, cfg.qa_per_type, cfg.benchmarks)
     if not prompts:
         raise ValueError(f"{example.id}: no captions or questions to ask")
-    frames = study_frames(pipeline, example, cfg.frames)
+    frames = pipeline.example_frames(example, cfg.frames)
     methods = cfg.run_methods
     answers = answer_clip(
         pipeline,

@@ -1,4 +1,4 @@
-"""What every study command shares: its command line, which clips it runs on and how their frames are made."""
+"""What every study command shares: its command line and which clips it runs on."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from collections.abc import Callable, Sequence
 import xarray as xr
 
 from f2l.config import parse_config
-from f2l.data import Example, load_frames, read_manifest, world_manifest
+from f2l.data import Example, read_manifest, world_manifest
 from f2l.distributed import init_distributed, rank
-from f2l.video import Frames
 
 
 def study_examples(manifest: str | None, split: str, clips: int, frames: int) -> list[Example]:
@@ -20,13 +19,6 @@ def study_examples(manifest: str | None, split: str, clips: int, frames: int) ->
             raise ValueError(f"{manifest}: no examples")
         return examples[:clips]
     return world_manifest(split, clips, frames=frames)
-
-
-def study_frames(pipeline, example: Example, frames: int, size: int | None = None) -> Frames:
-    """The example's ``frames`` frames; world clips render at ``size`` (default: the base's frame size)."""
-    if size is None and example.is_world:
-        size = pipeline.base.model.config.vision_config.image_size
-    return load_frames(example, num_frames=frames, size=size)
 
 
 def study_main(

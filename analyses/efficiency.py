@@ -57,7 +57,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_frames, study_main
+from analyses.common import study_examples, study_main
 from f2l.adapter import Adapter, use_adapter
 from f2l.answer import Answer, answer, answer_from_prefix, prefill_video
 from f2l.chat import answer_suffix, prompt_text
@@ -239,7 +239,7 @@ def _peak_child(
 ) -> int:
     """One measurement in a fresh CPU process (run by ``peak_memories``)."""
     pipeline = Frames2LoRA.from_pretrained(hypernet, device="cpu")
-    clip = study_frames(pipeline, study_examples(manifest, split, 1, frames)[0], frames)
+    clip = pipeline.example_frames(study_examples(manifest, split, 1, frames)[0], frames)
     with torch.inference_mode():
         probe = memory_probe(pipeline, clip, what, question, max_new_tokens)
     return measure_peak(probe, "cpu")
@@ -281,7 +281,7 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
     """Every variable of the schema at one frame count (one ``Study`` unit)."""
     base, device = pipeline.base, pipeline.base.device
     q, n, warmup, repeats = cfg.question, cfg.max_new_tokens, cfg.warmup, cfg.repeats
-    clip = study_frames(pipeline, example, frames)
+    clip = pipeline.example_frames(example, frames)
     with torch.inference_mode():
         adapter = pipeline.internalize_batch([clip])[0]
         prefix = prefill_video(base, clip)
@@ -445,7 +445,7 @@ def run(cfg: EfficiencyConfig) -> xr.Dataset:
     examples = study_examples(cfg.manifest, cfg.split, cfg.clips, cfg.train_frames)
     overhead = {}
     if cfg.training and rank() == 0:
-        clips = [study_frames(pipeline, e, cfg.train_frames) for e in examples]
+        clips = [pipeline.example_frames(e, cfg.train_frames) for e in examples]
         overhead = training_overhead(pipeline, clips, cfg.question, cfg.warmup, cfg.repeats)
     config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh")} | {"frames": list(frames)}
     attrs = provenance(

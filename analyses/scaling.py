@@ -53,7 +53,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_frames, study_main
+from analyses.common import study_examples, study_main
 from f2l.adapter import Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, _timed_generate
 from f2l.chat import count_tokens, model_inputs, prompt_text, video_metadata
@@ -217,7 +217,7 @@ def measure_clip(
     values = {name: np.full(shape, np.nan) for name in _VARIABLES}
     predictions = np.full(shape, "", dtype=object)
     for f, r in points:
-        clip = study_frames(pipeline, example, f, size=r)
+        clip = pipeline.example_frames(example, f, size=r)
         adapter = internalize(pipeline, clip, tiling=cfg.tiling)
         fi, ri = frames.index(f), resolutions.index(r)
         for p, prompt in enumerate(prompts):

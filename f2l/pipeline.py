@@ -126,6 +126,15 @@ class Frames2LoRA:
             return video
         return load_video(video, num_frames=frames)
 
+    def example_frames(self, example, frames: int | None = None, size: int | None = None) -> Frames:
+        """A manifest example's frames as this base sees them: world clips render at ``size`` (default: the
+        base's own frame size), video files decode at their native size (the processor resizes them)."""
+        from f2l.data import load_frames
+
+        if size is None and example.is_world:
+            size = self.base.model.config.vision_config.image_size
+        return load_frames(example, num_frames=frames, size=size)
+
     @torch.inference_mode()
     def internalize(
         self,

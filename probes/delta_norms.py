@@ -34,7 +34,7 @@ import xarray as xr
 
 from f2l.adapter import Adapter, text_model_of
 from f2l.adapter.lora import SUBLAYER
-from f2l.data import Example, load_frames
+from f2l.data import Example
 from f2l.video import Frames
 
 NORMS = ("fro_norm", "spectral_norm", "stable_rank", "relative_fro")
@@ -67,8 +67,7 @@ def weight_fro(model, modules: Sequence[str]) -> np.ndarray:
 
 
 def _frames(pipeline, example: Example, frames: int) -> Frames:
-    size = pipeline.base.model.config.vision_config.image_size if example.is_world else None
-    return load_frames(example, num_frames=frames, size=size)
+    return pipeline.example_frames(example, frames)
 
 
 def delta_norms(

@@ -33,7 +33,7 @@ import xarray as xr
 
 from f2l.adapter import TARGET_MODULES, Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.data import Example, clip_prompts, load_frames
+from f2l.data import Example, clip_prompts
 from probes.scoring import score_variants
 
 MODULE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -104,8 +104,7 @@ def _one_clip(
     batch_size: int,
 ) -> xr.Dataset:
     """One clip's rows: every variant of its adapter answered on every prompt in one batched loop."""
-    size = pipeline.base.model.config.vision_config.image_size if example.is_world else None
-    adapter = pipeline.internalize(load_frames(example, num_frames=frames, size=size))
+    adapter = pipeline.internalize(pipeline.example_frames(example, frames))
     layers = range(adapter.num_layers)
     prompts = clip_prompts(example, qa_per_type)
     variants = [adapter, adapter.drop_layers(layers)]

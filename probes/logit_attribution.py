@@ -71,7 +71,7 @@ from torch import Tensor
 from f2l.adapter import Adapter, text_model_of, use_adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
 from f2l.chat import model_inputs, prompt_text
-from f2l.data import Example, clip_prompts, load_frames
+from f2l.data import Example, clip_prompts
 from f2l.models import Base
 from probes.hooks import Capture, Residuals, make_capture
 
@@ -296,8 +296,7 @@ def _one_clip(
 ) -> xr.Dataset:
     """One clip's rows: answers under its adapter, then the attribution of every answer token."""
     base = pipeline.base
-    size = base.model.config.vision_config.image_size if example.is_world else None
-    adapter = pipeline.internalize(load_frames(example, num_frames=frames, size=size))
+    adapter = pipeline.internalize(pipeline.example_frames(example, frames))
     prompts = clip_prompts(example, qa_per_type)
     questions = [p.prompt for p in prompts]
     answers = greedy_answer_ids(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analyses import efficiency
-from analyses.common import study_examples, study_frames
+from analyses.common import study_examples
 from analyses.efficiency import EfficiencyConfig, measure_peak, peak_memories
 from f2l.results import read_netcdf
 
@@ -25,7 +25,7 @@ def test_fresh_process_peaks_see_the_video(tiny_pipeline):
     """Each measurement in its own process: answering with 8 frames in context needs more memory than
     answering the question alone."""
     cfg = EfficiencyConfig()
-    clip = study_frames(tiny_pipeline, study_examples(None, cfg.split, 1, 8)[0], 8)
+    clip = tiny_pipeline.example_frames(study_examples(None, cfg.split, 1, 8)[0], 8)
     peaks = peak_memories(tiny_pipeline, cfg, clip, 8, ["direct", "no_video"])
     assert peaks["direct"] > peaks["no_video"] > 0
 

@@ -31,11 +31,10 @@ def pipeline():
 
 @pytest.fixture(scope="module")
 def clip(pipeline):
-    from analyses.common import study_frames
 
     example = world_manifest("test", 1)[0]
     prompts = [p for p in clip_prompts(example) if p.label in LABELS]
-    return example, study_frames(pipeline, example, 8), prompts, [p.prompt for p in prompts]
+    return example, pipeline.example_frames(example, 8), prompts, [p.prompt for p in prompts]
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_main
+from analyses.common import StudyConfig, study_examples, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
 from f2l.data import Example, Prompt, clip_prompts, iter_prompts
 from f2l.distributed import rank
@@ -71,19 +71,11 @@ NOT_TESTED = "not tested"
 
 
 @dataclass
-class BenchmarkConfig:
+class BenchmarkConfig(StudyConfig):
     """Settings of the benchmark study (every field is a command-line flag)."""
 
-    out: str = "results"
-    hypernet: str = "tiny"
-    manifest: str | None = None
-    split: str = "test"
     clips: int = 12
     frames: int = 8
-    seed: int = 0
-    device: str | None = None
-    full: bool = False
-    fresh: bool = False
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     methods: tuple[str, ...] = ("direct", "f2l", "no_video", "kv_cache")
     metrics: tuple[str, ...] = METRIC_NAMES

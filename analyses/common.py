@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import xarray as xr
 
 from f2l.config import parse_config
 from f2l.data import Example, read_manifest, world_manifest
 from f2l.distributed import init_distributed, rank
+
+
+@dataclass
+class StudyConfig:
+    """The settings every study has (each a command-line flag); a study's config subclasses it, adds its
+    own fields and may give ``clips`` another default."""
+
+    out: str = "results"  # directory of the study's .nc, .md and figures
+    hypernet: str = "tiny"  # shipped name or directory of a packaged hypernetwork (and its base)
+    manifest: str | None = None  # a JSONL manifest of clips; default: the world's split
+    split: str = "test"  # the world split when no manifest is given
+    clips: int = 8
+    seed: int = 0
+    device: str | None = None  # default: cuda when available
+    full: bool = False  # the paper-scale version of the study
+    fresh: bool = False  # discard an earlier, differently configured result instead of refusing
 
 
 def study_examples(manifest: str | None, split: str, clips: int, frames: int) -> list[Example]:

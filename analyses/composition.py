@@ -58,7 +58,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import study_main
+from analyses.common import StudyConfig, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
 from f2l.data import CAPTION_PROMPTS, QAItem, qa_prompt
 from f2l.eval.harness import adapter_answers, answer_clip, score_predictions
@@ -80,19 +80,12 @@ PARTNER_SEARCH = 200
 
 
 @dataclass
-class CompositionConfig:
-    """Settings of the composition study (every field is a command-line flag)."""
+class CompositionConfig(StudyConfig):
+    """Settings of the composition study (every field is a command-line flag). ``manifest`` is refused:
+    the questions come from the world's ground truth of each segment."""
 
-    out: str = "results"
-    hypernet: str = "tiny"
-    manifest: str | None = None  # not supported: the questions come from the world's ground truth
-    split: str = "test"
     clips: int = 8  # composites, each of two world clips
     frames: int = 8  # frames per segment
-    seed: int = 0
-    device: str | None = None
-    full: bool = False
-    fresh: bool = False
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     n_chunks: tuple[int, ...] = (2,)
     batch_size: int = 16

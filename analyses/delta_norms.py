@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_main
+from analyses.common import StudyConfig, study_examples, study_main
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
 from probes.delta_norms import NORMS, delta_norms
@@ -41,19 +41,11 @@ FULL_CLIPS = 500
 
 
 @dataclass
-class DeltaNormsConfig:
+class DeltaNormsConfig(StudyConfig):
     """Settings of the delta-norms study (every field is a command-line flag)."""
 
-    out: str = "results"
-    hypernet: str = "tiny"
-    manifest: str | None = None
-    split: str = "test"
     clips: int = 32
     frames: int = 8
-    seed: int = 0
-    device: str | None = None
-    full: bool = False
-    fresh: bool = False
     batch_size: int = 16
 
     @property

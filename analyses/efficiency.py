@@ -57,7 +57,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_main
+from analyses.common import StudyConfig, study_examples, study_main
 from f2l.adapter import Adapter, use_adapter
 from f2l.answer import Answer, answer, answer_from_prefix, prefill_video
 from f2l.chat import answer_suffix, prompt_text
@@ -74,17 +74,9 @@ FULL_FRAMES = (12, 64, 256, 1024)
 
 
 @dataclass
-class EfficiencyConfig:
-    out: str = "results"
-    hypernet: str = "tiny"
-    manifest: str | None = None
-    split: str = "test"
+class EfficiencyConfig(StudyConfig):
     clips: int = 4  # the first is timed at every frame count; all of them form the training-step batch
     frames: tuple[int, ...] | None = None  # default 12 64 256; --full adds 1024
-    seed: int = 0
-    device: str | None = None
-    full: bool = False
-    fresh: bool = False
     max_new_tokens: int = 1  # tokens generated per timed query: TTFT needs only the first
     question: str = "what color is the background?"
     warmup: int = 1

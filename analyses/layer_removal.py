@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_main
+from analyses.common import StudyConfig, study_examples, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
@@ -46,19 +46,11 @@ FULL_CLIPS = 100
 
 
 @dataclass
-class LayerRemovalConfig:
+class LayerRemovalConfig(StudyConfig):
     """Settings of the layer-removal study (every field is a command-line flag)."""
 
-    out: str = "results"
-    hypernet: str = "tiny"
-    manifest: str | None = None
-    split: str = "test"
     clips: int = 48
     frames: int = 8
-    seed: int = 0
-    device: str | None = None
-    full: bool = False
-    fresh: bool = False
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     qa_per_type: int = 1
     metric: str = "token_f1"

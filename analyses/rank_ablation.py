@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_main
+from analyses.common import StudyConfig, study_examples, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
@@ -51,19 +51,11 @@ FULL_CLIPS = 100
 
 
 @dataclass
-class RankAblationConfig:
+class RankAblationConfig(StudyConfig):
     """Settings of the rank-ablation study (every field is a command-line flag)."""
 
-    out: str = "results"
-    hypernet: str = "tiny"
-    manifest: str | None = None
-    split: str = "test"
     clips: int = 4
     frames: int = 8
-    seed: int = 0
-    device: str | None = None
-    full: bool = False
-    fresh: bool = False
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     ks: tuple[int, ...] | None = None
     qa_per_type: int = 1

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import study_examples, study_main
+from analyses.common import StudyConfig, study_examples, study_main
 from f2l.adapter import Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, _timed_generate
 from f2l.chat import count_tokens, model_inputs, prompt_text, video_metadata
@@ -74,21 +74,13 @@ REPEAT_THRESHOLD = 0.3
 
 
 @dataclass
-class ScalingConfig:
-    out: str = "results"
-    hypernet: str = "tiny"
-    manifest: str | None = None
-    split: str = "test"
+class ScalingConfig(StudyConfig):
     clips: int = 2
     frames: tuple[int, ...] | None = None  # the frame sweep; default 12 64 256, --full 12 ... 1024
     resolutions: tuple[int, ...] | None = None  # the resolution sweep (px); default 64 128, --full to 256
     resolution_frames: int = 12  # frames per clip in the resolution sweep
     tiling: bool = True  # split frames larger than a tile as SmolVLM's image processor does
     qa_per_type: int = 1
-    seed: int = 0
-    device: str | None = None
-    full: bool = False
-    fresh: bool = False
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
 
 

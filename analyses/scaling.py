@@ -25,6 +25,10 @@ stress the sweep is meant to apply. ``--no-tiling`` keeps the video path (a cons
 **Degenerate answers** (``is_degenerate``): empty after SQuAD normalisation, or repetitive: more than
 ``REPEAT_THRESHOLD`` (30%) of the answer's word 3-grams repeat an earlier one. The world's references
 (200 test clips x 11 prompts) reach at most 8%, so a looping answer is flagged and a caption is not.
+That test reads one answer at a time, so it cannot see a model that gives the same fluent answer to
+every prompt of a clip (the tiny base answering "one." to everything at 256 frames): ``same_answer``
+does, the share of the clip's other prompts that got the same answer (``shared_answer_fraction``),
+reported beside the same share among the references.
 
     python -m analyses.scaling                 # frames 12 64 256 at 64 px; 64 and 128 px at 12 frames
     python -m analyses.scaling --full          # frames 12 32 64 128 256 512 1024; 64 128 192 256 px
@@ -39,6 +43,8 @@ Dataset schema (``scaling.nc``), one ``Study`` unit per clip:
 - ``ttft_s(...)`` s: query time to the first token (input preparation excluded).
 - ``input_tokens(...)``, ``visual_tokens(...)``: answer-time input tokens, and the visual ones among them.
 - ``degenerate(...)``: 1.0 if the answer is empty or repetitive (``is_degenerate``), else 0.0.
+- ``same_answer(...)``: share of the clip's other prompts answered with the same (normalised) text at
+  that method and grid point (``shared_answer_fraction``): 1.0 throughout when a clip's answers collapse.
 - ``prediction(...)`` str; ``reference(example_id)`` str.
 - attrs: provenance, ``metric`` ("token_f1"), ``training_resolution``, ``resolution_frames``, ``tiling``,
   ``repeat_ngram``, ``repeat_threshold``.
@@ -99,6 +105,15 @@ def is_degenerate(text: str, n: int = REPEAT_NGRAM, threshold: float = REPEAT_TH
     """An empty answer (nothing left after normalisation), or a repetitive one: more than ``threshold``
     of its word n-grams repeat an earlier one."""
     return not normalize_answer(text) or repeated_ngram_fraction(text, n) > threshold
+
+
+def shared_answer_fraction(answers: list[str]) -> np.ndarray:
+    """Per answer, the share of the *other* answers that are the same text after SQuAD normalisation:
+    0 where every prompt gets its own answer, 1 for all when one answer is given to every prompt."""
+    if len(answers) < 2:
+        return np.zeros(len(answers))
+    norm = [normalize_answer(a) for a in answers]
+    return np.array([(sum(n == m for m in norm) - 1) / (len(norm) - 1) for n in norm])
 
 
 # --------------------------------------------------------------------------- frames into model inputs
@@ -195,6 +210,11 @@ _VARIABLES: dict[str, dict[str, str]] = {
         "description": f"1.0 if the answer is empty or more than {REPEAT_THRESHOLD:.0%} of its word "
         f"{REPEAT_NGRAM}-grams repeat an earlier one, else 0.0",
     },
+    "same_answer": {
+        "units": "1",
+        "description": "share of the clip's other prompts given the same normalised answer by this "
+        "method at this grid point",
+    },
 }
 
 
@@ -228,6 +248,8 @@ def measure_clip(
                 values["visual_tokens"][at] = a.input_tokens["visual"]
                 values["degenerate"][at] = float(is_degenerate(a.text))
                 predictions[at] = a.text
+        for m in range(len(METHODS)):
+            values["same_answer"][:, m, fi, ri] = shared_answer_fraction(list(predictions[:, m, fi, ri]))
     dims = ("example_id", "method", "frames", "resolution")
     ds = xr.Dataset(
         {name: (dims, v) for name, v in values.items()},
@@ -261,6 +283,7 @@ def _sweep_rows(ds: xr.Dataset, along: str, at: dict) -> list[dict]:
     columns = {
         "F1": lambda m: f"{float(m['score'].mean()):.3f}",
         "degenerate": lambda m: f"{float(m['degenerate'].mean()):.0%}",
+        "same answer": lambda m: f"{float(m['same_answer'].mean()):.0%}",
         "input tokens": lambda m: f"{float(m['input_tokens'].median()):,.0f}",
         "TTFT ms": lambda m: f"{float(m['ttft_s'].median()) * 1e3:,.1f}",
     }
@@ -277,6 +300,15 @@ def _sweep_rows(ds: xr.Dataset, along: str, at: dict) -> list[dict]:
     return rows
 
 
+def _reference_same_answer(ds: xr.Dataset) -> float:
+    """``same_answer`` of the references themselves: the share a model answering perfectly would show."""
+    shares = [
+        shared_answer_fraction([str(r) for r in ds["reference"].values[ds["clip"].values == clip]])
+        for clip in np.unique(ds["clip"].values)
+    ]
+    return float(np.concatenate(shares).mean())
+
+
 def summarize(ds: xr.Dataset) -> str:
     """Markdown: mean token-F1 and degenerate rate per (method, frames) and (method, resolution), with
     median input tokens and TTFT."""
@@ -288,7 +320,8 @@ def summarize(ds: xr.Dataset) -> str:
         f"# Scaling ({ds.attrs.get('base_model', '?')}, {n_clips} clips x {ds.sizes['example_id'] // n_clips}"
         f" prompts, tiling {'on' if ds.attrs.get('tiling') else 'off'})\n\nMean token-F1 and share of "
         f"degenerate answers (empty, or >{REPEAT_THRESHOLD:.0%} repeated word {REPEAT_NGRAM}-grams); "
-        "median input tokens and TTFT.\n"
+        "median input tokens and TTFT. *same answer*: share of a clip's other prompts given the same "
+        f"answer (the references: {_reference_same_answer(ds):.0%}).\n"
     )
     per_frame = _sweep_rows(ds, "resolution", {"frames": f0})
     for row in per_frame:

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from analyses import scaling
-from analyses.scaling import is_degenerate, repeated_ngram_fraction, tiled_video_inputs, video_inputs
+from analyses.scaling import (
+    is_degenerate,
+    repeated_ngram_fraction,
+    shared_answer_fraction,
+    tiled_video_inputs,
+    video_inputs,
+)
 from f2l.chat import model_inputs, prompt_text
 from f2l.data import clip_prompts, world_manifest, write_manifest
 from f2l.eval.metrics import token_f1
@@ -48,6 +54,15 @@ def test_is_degenerate_on_hand_made_answers(text, degenerate):
 def test_world_references_are_not_degenerate():
     refs = [p.reference for e in world_manifest("test", 30) for p in clip_prompts(e, 1)]
     assert len(refs) == 330 and not any(is_degenerate(r) for r in refs)
+
+
+def test_shared_answer_fraction_sees_one_answer_given_to_every_prompt():
+    """Each answer alone passes the n-gram test; together they are one answer to everything."""
+    np.testing.assert_allclose(shared_answer_fraction(["One.", "one", "one", "ONE!"]), [1, 1, 1, 1])
+    np.testing.assert_allclose(shared_answer_fraction(["red", "two", "Red.", "left"]), [1 / 3, 0, 1 / 3, 0])
+    assert shared_answer_fraction(["alone"]).tolist() == [0.0]
+    refs = [[p.reference for p in clip_prompts(e, 1)] for e in world_manifest("test", 30)]
+    assert np.mean([shared_answer_fraction(r).mean() for r in refs]) < 0.05  # references rarely repeat
 
 
 def test_tiled_layout_is_the_video_path_at_the_tile_size_and_tiles_larger_frames(tiny_base):
@@ -113,10 +128,13 @@ def test_scaling_end_to_end(scaling_run):
             continue
         assert score[index] == token_f1(prediction, str(references[index[0]]))
         assert ds["degenerate"].values[index] == float(is_degenerate(prediction))
+        same = ds["prediction"].values[:, index[1], index[2], index[3]]
+        assert ds["same_answer"].values[index] == shared_answer_fraction(list(same))[index[0]]
         assert ds["ttft_s"].values[index] > 0
 
     md = (out / "scaling.md").read_text()
     assert "## Frames, at 64 px" in md and "## Resolution, at 4 frames" in md
+    assert "same answer" in md and "(the references: " in md
     assert md.count("\n| 4 |") == 1 and "\n| 8 |" in md and "\n| 96 |" in md
 
 

@@ -58,8 +58,8 @@ def sweep_point(ds: xr.Dataset, along: str) -> int | float | None:
 
 @figure("score", title="Scaling with frames and resolution: video in context vs adapter only")
 def scaling_curves(ds: xr.Dataset) -> Figure:
-    """Score, TTFT, input tokens and degenerate answers along each sweep, mean (score, degenerate
-    share) or median (time, tokens) across examples with a 95% bootstrap interval."""
+    """Score, TTFT, input tokens, degenerate answers and answers shared across a clip's prompts along each
+    sweep, mean (score, shares) or median (time, tokens) across examples with a 95% bootstrap interval."""
     methods = ordered(ds["method"].values, METHOD_ORDER)
     colors = palette(methods, METHOD_COLORS)
     metric = metric_of(ds)
@@ -69,8 +69,10 @@ def scaling_curves(ds: xr.Dataset) -> Figure:
         ("ttft_s", "query time to first token (s)", "median"),
         ("input_tokens", "input tokens at answer time (tokens)", "median"),
         ("degenerate", "degenerate answers (% of examples)", "mean"),
+        ("same_answer", "same answer as the clip's other prompts (%)", "mean"),
     )
-    fig, axes = plt.subplots(2, 4, figsize=(17, 8.5))
+    percent = ("degenerate", "same_answer")
+    fig, axes = plt.subplots(2, len(panels), figsize=(21, 8.5))
     for row, along in zip(axes, SWEEPS, strict=True):
         other, xlabel, at = SWEEPS[along]
         point = sweep_point(ds, along)
@@ -82,7 +84,7 @@ def scaling_curves(ds: xr.Dataset) -> Figure:
                 continue
             ax.set_title(f"{ylabel.split(' (')[0]}, at {at.format(point)}", fontsize=11)
             da = ds[name].sel({other: point})
-            if name == "degenerate":
+            if name in percent:
                 da = 100 * da
             df = frame(da.drop_vars(other), name)
             if df.empty:
@@ -108,7 +110,7 @@ def scaling_curves(ds: xr.Dataset) -> Figure:
             log2_x_axis(ax, sorted(df[along].unique()))
             if name in ("ttft_s", "input_tokens") and (df[name] > 0).all():
                 log_axis(ax)
-            if name == "degenerate":
+            if name in percent:
                 ax.set_ylim(-5, 105)
             elif name == "score":
                 score_limits(ax, metric)

@@ -151,6 +151,8 @@ def scaling_dataset(n_clips: int = 3, frames=(8, 16, 64, 256), resolutions=(64, 
     ttft = 1e-4 * tokens + 0.003
     degenerate = (rng.uniform(0, 1, shape) < np.where(score < 0.3, 0.8, 0.05)).astype(float)
     degenerate[..., ~run] = np.nan
+    same_answer = np.where(score < 0.3, 0.9, 0.1) * rng.uniform(0.5, 1, shape)
+    same_answer[..., ~run] = np.nan
     dims = ("example_id", "method", "frames", "resolution")
     ds = xr.Dataset(
         {
@@ -158,6 +160,7 @@ def scaling_dataset(n_clips: int = 3, frames=(8, 16, 64, 256), resolutions=(64, 
             "ttft_s": (dims, ttft),
             "input_tokens": (dims, tokens),
             "degenerate": (dims, degenerate),
+            "same_answer": (dims, same_answer),
             "prediction": (dims, np.full(shape, "a red circle")),
         },
         coords=coords,

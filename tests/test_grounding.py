@@ -1,0 +1,114 @@
+"""The pretraining's auxiliary targets: they must say what the clip shows, frame by frame, and never ask
+the model about frames it cannot have seen yet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from f2l.world import CAMERAS, COLORS, MOTIONS, qa, sample_truth
+from f2l.world.grounding import (
+    COLOR_CLASSES,
+    EVENT_COLORS,
+    EVENT_KINDS,
+    MOTION_CLASSES,
+    TemporalHeads,
+    cell_targets,
+)
+from f2l.world.language import NUMBER_WORDS
+from f2l.world.pretrain import PretrainConfig, _lr_at
+
+FRAMES, SIZE, GRID = 8, 64, 4
+
+
+@pytest.fixture(scope="module")
+def clips():
+    out = []
+    for seed in range(120):
+        truth = sample_truth(seed)
+        out.append((truth, cell_targets(truth, FRAMES, SIZE, GRID), {x.question: x.answer for x in qa(truth)}))
+    return out
+
+
+def test_cell_coverages_are_distributions(clips):
+    for _, targets, _ in clips:
+        for key in ("color", "shape", "motion"):
+            np.testing.assert_allclose(targets[key].sum(-1), 1.0, atol=1e-5)
+
+
+def test_frame_targets_agree_with_the_clips_answers(clips):
+    """The last frame's "seen" is the answer to "how many objects", the first and last frames' "visible"
+    the counts at the start and end, the last frame's first event the answer to "what happens first?"."""
+    for truth, targets, answers in clips:
+        assert NUMBER_WORDS[targets["seen"][-1]] == answers["how many objects are there?"]
+        assert NUMBER_WORDS[targets["visible"][0]] == answers["how many objects are there at the start?"]
+        assert NUMBER_WORDS[targets["visible"][-1]] == answers["how many objects are there at the end?"]
+        assert (targets["camera"] == CAMERAS.index(truth.camera)).all()
+        kind, color = EVENT_KINDS[targets["first_kind"][-1]], EVENT_COLORS[targets["first_color"][-1]]
+        first = answers["what happens first?"]
+        if kind == "none":
+            assert color == "none" and first == "nothing appears or leaves"
+        else:
+            assert first.startswith(f"the {color} ") and first.endswith(kind), (first, kind, color)
+
+
+def test_frame_targets_only_know_the_past(clips):
+    """Counts seen so far never fall; the first event is "none" until it happens and fixed after."""
+    n_events = 0
+    for _, targets, _ in clips:
+        assert (np.diff(targets["seen"]) >= 0).all()
+        kinds = targets["first_kind"]
+        happened = kinds > 0
+        assert (np.diff(happened.astype(int)) >= 0).all(), kinds  # none ... none, event ... event
+        if happened.any():
+            n_events += 1
+            assert len(set(kinds[happened])) == 1 and len(set(targets["first_color"][happened])) == 1
+            assert not happened[0]  # no event happens before the first frame
+    assert n_events > 30  # the sample really exercises events
+
+
+def test_motion_cells_carry_the_motion_of_the_object_filling_them(clips):
+    checked = 0
+    for truth, targets, _ in clips:
+        by_color = {o.color: o.motion for o in truth.objects}
+        full = targets["color"][..., 1:].max(-1) > 0.5  # (frame, cell) mostly covered by one object
+        for f, c in zip(*np.nonzero(full), strict=True):
+            color = COLOR_CLASSES[int(targets["color"][f, c].argmax())]
+            assert MOTION_CLASSES[int(targets["motion"][f, c].argmax())] == by_color[color]
+            checked += 1
+    assert checked > 100
+    assert set(MOTION_CLASSES[1:]) == set(MOTIONS) and len(COLOR_CLASSES) == len(COLORS) + 1
+
+
+def test_motion_and_camera_are_not_asked_of_the_first_frame():
+    """Nothing has moved in a clip's first frame: changing its motion or camera target changes no loss,
+    while changing the second frame's does."""
+    torch.manual_seed(0)
+    heads = TemporalHeads(16)
+    truth = sample_truth(3)
+    targets = [cell_targets(truth, 3, SIZE, GRID), cell_targets(sample_truth(4), 3, SIZE, GRID)]
+    hidden = torch.randn(2 * 3 * GRID * GRID, 16)
+    base = heads.loss(hidden, targets, GRID * GRID)
+
+    def changed(frame: int) -> dict[str, torch.Tensor]:
+        edited = [dict(t) for t in targets]
+        motion, camera = edited[1]["motion"].copy(), edited[1]["camera"].copy()
+        motion[frame] = np.roll(motion[frame], 1, axis=-1)
+        camera[frame] = (camera[frame] + 1) % len(CAMERAS)
+        edited[1]["motion"], edited[1]["camera"] = motion, camera
+        return heads.loss(hidden, edited, GRID * GRID)
+
+    first, second = changed(0), changed(1)
+    for key in ("motion", "camera"):
+        assert torch.equal(first[key], base[key])
+        assert not torch.equal(second[key], base[key])
+    assert all(torch.isfinite(v) for v in base.values()) and set(base) >= {"visible", "seen", "first_kind"}
+
+
+def test_head_warmup_holds_the_base_still():
+    cfg = PretrainConfig(steps=100, lr=1e-3, warmup=10, head_warmup=20)
+    assert [_lr_at(s, cfg) for s in (0, 19)] == [0.0, 0.0]
+    assert [_lr_at(s, cfg, heads=True) for s in (0, 19)] == [1e-3, 1e-3]
+    assert 0 < _lr_at(20, cfg) < _lr_at(29, cfg) == pytest.approx(1e-3)  # then the usual warmup
+    assert _lr_at(99, cfg) == pytest.approx(0.05e-3, rel=0.05)  # and cosine to 5% by the last step

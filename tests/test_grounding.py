@@ -1,5 +1,5 @@
-"""The pretraining's auxiliary targets: they must say what the clip shows, frame by frame, and never ask
-the model about frames it cannot have seen yet."""
+"""The tiny base's pretraining objective: auxiliary targets that say what the clip shows, frame by frame,
+without asking about frames the model cannot have seen yet; a language loss that weighs turns equally."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from f2l.world.grounding import (
     cell_targets,
 )
 from f2l.world.language import NUMBER_WORDS
-from f2l.world.pretrain import PretrainConfig, _lr_at
+from f2l.world.pretrain import PretrainConfig, _lr_at, turn_loss
 
 FRAMES, SIZE, GRID = 8, 64, 4
 
@@ -112,3 +112,23 @@ def test_head_warmup_holds_the_base_still():
     assert [_lr_at(s, cfg, heads=True) for s in (0, 19)] == [1e-3, 1e-3]
     assert 0 < _lr_at(20, cfg) < _lr_at(29, cfg) == pytest.approx(1e-3)  # then the usual warmup
     assert _lr_at(99, cfg) == pytest.approx(0.05e-3, rel=0.05)  # and cosine to 5% by the last step
+
+
+def test_turn_loss_weighs_a_one_word_answer_like_a_caption():
+    """Row 0 labels one token, row 1 four: the turn loss is the mean of the two rows' means, where the
+    token mean (what the model's own loss computes) gives row 1 four times the weight."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 7, 11)
+    labels = torch.full((2, 7), -100)
+    labels[0, 5] = 3
+    labels[1, 2:6] = torch.tensor([1, 4, 1, 5])
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], reduction="none")
+    rows = [nll[0, 4], nll[1, 1:5].mean()]
+    assert torch.allclose(turn_loss(logits, labels), (rows[0] + rows[1]) / 2)
+    token_mean = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1))
+    assert not torch.allclose(turn_loss(logits, labels), token_mean)
+    labels[0, 2:5] = torch.tensor([2, 2, 2])  # equal label counts: the two means agree
+    assert torch.allclose(
+        turn_loss(logits, labels),
+        torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1)),
+    )

@@ -11,6 +11,17 @@ colour, shape and size also from the frame's mean token, so a question about it 
 attending anywhere in the frame), and the language loss
 only has to learn where to look.
 
+Appearance is not enough for the world's temporal questions (which way does it move, how many were
+there, what happened first): those need the text model to compare frames, and from the language
+loss alone a from-scratch model settles on the answer prior for them. So a second set of heads
+(``TemporalHeads``) reads the text model's hidden states at the visual tokens, part way up the
+stack, where causal attention lets frame f see every earlier frame: per cell, the motion of the
+object filling it; per frame, the camera's motion, how many objects are visible, how many have been
+seen so far, and the first appearance or departure so far. Each is answerable from the frames up to
+f and no later, so the targets never ask the model to see the future; motion and camera are not
+asked of the first frame, where nothing has moved yet. A question's answer tokens then find the
+fact written on the last frames' tokens instead of having to derive it.
+
 The heads are a training device only: they are not part of the saved checkpoint, which stays a plain
 SmolVLM.
 """
@@ -22,38 +33,75 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from f2l.world import BACKGROUNDS, COLORS, SHAPES, SIZES, TEXTURES, ClipTruth, object_mask
+from f2l.world import (
+    BACKGROUNDS,
+    CAMERAS,
+    COLORS,
+    MOTIONS,
+    SHAPES,
+    SIZES,
+    TEXTURES,
+    ClipTruth,
+    object_mask,
+)
 from f2l.world.render import frame_times
 
 COLOR_CLASSES = ("none", *COLORS)  # what fills a cell: no object, or an object of that colour
 SHAPE_CLASSES = ("none", *SHAPES)
+MOTION_CLASSES = ("none", *MOTIONS)  # the motion of the object filling a cell
+EVENT_KINDS = ("none", "appears", "leaves")  # the first event so far: its kind ...
+EVENT_COLORS = ("none", *COLORS)  # ... and its object's colour (colours are unique within a clip)
+MAX_OBJECTS = 3
 
 
 def cell_targets(truth: ClipTruth, num_frames: int, size: int, grid: int) -> dict[str, np.ndarray]:
     """Per frame and visual-token cell (row-major ``grid x grid``, the connector's token order), the
-    fraction of the cell covered by each colour / shape class; per frame, background colour and texture."""
+    fraction of the cell covered by each colour / shape / motion class; per frame, the background's
+    colour and texture, the main object's looks, the camera's motion, the number of objects visible
+    and seen so far, and the first event so far (kind and colour; "none" before it happens)."""
     cell = size // grid
     colors = np.zeros((num_frames, grid * grid, len(COLOR_CLASSES)), np.float32)
     shapes = np.zeros((num_frames, grid * grid, len(SHAPE_CLASSES)), np.float32)
+    motions = np.zeros((num_frames, grid * grid, len(MOTION_CLASSES)), np.float32)
     for f, t in enumerate(frame_times(truth, num_frames)):
         color_map = np.zeros((size, size), np.int64)
         shape_map = np.zeros((size, size), np.int64)
+        motion_map = np.zeros((size, size), np.int64)
         order = sorted(range(len(truth.objects)), key=lambda i: -SIZES[truth.objects[i].size])  # as drawn
         for i in order:
             mask = object_mask(truth, i, float(t), size)
             color_map[mask] = COLOR_CLASSES.index(truth.objects[i].color)
             shape_map[mask] = SHAPE_CLASSES.index(truth.objects[i].shape)
+            motion_map[mask] = MOTION_CLASSES.index(truth.objects[i].motion)
         for out, labels, n in (
             (colors, color_map, len(COLOR_CLASSES)),
             (shapes, shape_map, len(SHAPE_CLASSES)),
+            (motions, motion_map, len(MOTION_CLASSES)),
         ):
             onehot = np.eye(n, dtype=np.float32)[labels]  # (H, W, n)
             cells = onehot[: grid * cell, : grid * cell].reshape(grid, cell, grid, cell, n).mean((1, 3))
             out[f] = cells.reshape(grid * grid, n)
     main = truth.objects[0]
+    taus = frame_times(truth, num_frames) / truth.duration
+    visible = np.array([sum(o.visible(float(t)) for o in truth.objects) for t in taus])
+    seen = np.array([sum(o.appear <= t for o in truth.objects) for t in taus])
+    first_kind = np.zeros(num_frames, np.int64)
+    first_color = np.zeros(num_frames, np.int64)
+    events = truth.events()
+    if events:
+        first = events[0]
+        happened = taus >= first.tau
+        first_kind[happened] = EVENT_KINDS.index(first.kind)
+        first_color[happened] = EVENT_COLORS.index(truth.objects[first.index].color)
     return {
         "color": colors,
         "shape": shapes,
+        "motion": motions,
+        "camera": np.full(num_frames, CAMERAS.index(truth.camera)),
+        "visible": visible,
+        "seen": seen,
+        "first_kind": first_kind,
+        "first_color": first_color,
         "background": np.full(num_frames, list(BACKGROUNDS).index(truth.background)),
         "texture": np.full(num_frames, TEXTURES.index(truth.texture)),
         "main_color": np.full(num_frames, list(COLORS).index(main.color)),
@@ -96,6 +144,42 @@ class GroundingHeads(nn.Module):
         for key in ("background", "texture", "main_color", "main_shape", "main_size"):
             loss = loss + F.cross_entropy(getattr(self, key)(frame), stacked(key))
         return loss
+
+
+class TemporalHeads(nn.Module):
+    """Linear read-outs of the text model's hidden states at the visual tokens (cells) and of their
+    frame mean: what only comparing a frame with the earlier ones can tell."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.motion = nn.Linear(width, len(MOTION_CLASSES))
+        self.camera = nn.Linear(width, len(CAMERAS))
+        self.visible = nn.Linear(width, MAX_OBJECTS + 1)
+        self.seen = nn.Linear(width, MAX_OBJECTS + 1)
+        self.first_kind = nn.Linear(width, len(EVENT_KINDS))
+        self.first_color = nn.Linear(width, len(EVENT_COLORS))
+
+    def loss(
+        self, hidden: torch.Tensor, targets: list[dict[str, np.ndarray]], tokens_per_frame: int
+    ) -> dict[str, torch.Tensor]:
+        """Loss per target (sum them to train). ``hidden``: (total frames x tokens_per_frame, width), the
+        text model's states at the visual tokens in batch order. Motion and camera are scored from each
+        clip's second frame on."""
+
+        def stacked(key: str) -> torch.Tensor:
+            return torch.from_numpy(np.concatenate([t[key] for t in targets])).to(hidden.device)
+
+        cells = hidden.view(-1, tokens_per_frame, hidden.shape[-1]).float()
+        frame = cells.mean(1)
+        moved = torch.from_numpy(np.concatenate([np.arange(len(t["camera"])) > 0 for t in targets]))
+        moved = moved.to(hidden.device)
+        parts = {
+            "motion": _soft_ce(self.motion(cells[moved]), stacked("motion")[moved]),
+            "camera": F.cross_entropy(self.camera(frame[moved]), stacked("camera")[moved]),
+        }
+        for key in ("visible", "seen", "first_kind", "first_color"):
+            parts[key] = F.cross_entropy(getattr(self, key)(frame), stacked(key))
+        return parts
 
 
 NONE_WEIGHT = 0.2

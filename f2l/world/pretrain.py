@@ -7,7 +7,10 @@
 The base learns to caption clips in the paper's categories and to answer the world's questions
 with the video in context. An auxiliary grounding loss on its visual tokens (``f2l.world.grounding``)
 gets it past the "answer from the prior" plateau of from-scratch VLM training, where it otherwise
-sits for thousands of steps. A small share of text-only turns (the question without the video) makes
+sits for thousands of steps. A second auxiliary loss on the text model's states at the visual tokens
+(``--temporal-weight``, off by default) targets what only the frame sequence shows; measured so far it
+teaches counting and hurts colour binding, so the shipped base was trained without it (README, "The
+shipped tiny base"). A small share of text-only turns (the question without the video) makes
 the no-video answer a fluent prior guess rather than noise, which is what a real VLM gives. At the
 end it is scored on held-out test clips, with and without the video, and the checkpoint directory
 (Hugging Face layout: safetensors + JSON, tokenizer, processor, chat template, with
@@ -16,7 +19,6 @@ end it is scored on held-out test clips, with and without the video, and the che
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -24,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +34,14 @@ import torch
 from tqdm.auto import tqdm
 
 from f2l.chat import answer_suffix, model_inputs, prompt_text
+from f2l.config import parse_config
 from f2l.data import CAPTION_PROMPTS, Example, iter_prompts, load_frames, world_example
 from f2l.eval.metrics import token_f1
 from f2l.io import atomic_write_json
 from f2l.models import CHECKPOINTS_DIR, Base
 from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
 from f2l.world import CAPTION_CATEGORIES, SPLITS, sample_truth, split_seeds, world_text_corpus
-from f2l.world.grounding import GroundingHeads, cell_targets
+from f2l.world.grounding import GroundingHeads, TemporalHeads, cell_targets
 
 
 @dataclass
@@ -49,11 +52,15 @@ class PretrainConfig:
     batch_size: int = 16
     lr: float = 3e-3
     warmup: int = 100
+    head_warmup: int = 0  # first steps train only the auxiliary heads: fresh heads on a trained base jolt it
     weight_decay: float = 0.01
     min_frames: int = 4
     max_frames: int = 10
     grounding_weight: float = 1.0  # auxiliary cell-content loss on the visual tokens (f2l.world.grounding)
+    temporal_weight: float = 0.0  # auxiliary motion/count/event loss on the text model's visual-token states
+    temporal_layer: int = 2  # ... read at this hidden state (0: embeddings, i: after decoder layer i)
     caption_share: float = 0.5  # the rest are QA turns
+    per_turn_loss: bool = False  # average the answer loss within each turn, then over turns (see turn_loss)
     no_video_share: float = 0.1  # text-only turns: the question without the video
     eval_every: int = 300
     val_clips: int = 16
@@ -110,7 +117,7 @@ def training_batch(base: Base, rng: np.random.Generator, cfg: PretrainConfig):
         answers.append(answer)
         if with_video:
             videos.append(load_frames(example, size=side))
-            if cfg.grounding_weight:
+            if cfg.grounding_weight or cfg.temporal_weight:
                 grounding.append(cell_targets(sample_truth(int(seed)), n_frames, side, grid))
     inputs = model_inputs(base.processor, texts, videos if with_video else None, padding_side="right")
     inputs["labels"] = answer_labels(base, inputs, answers)
@@ -168,6 +175,18 @@ def evaluate(base: Base, rows, frame_size: int, max_new_tokens: int, batch_size:
     return scores
 
 
+def turn_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy averaged within each row's labelled answer, then over rows.
+
+    The usual mean over all labelled tokens lets a 40-token caption outweigh a one-word answer forty
+    times, so "how many objects are there?" barely moves the model; here every turn weighs the same."""
+    logp = logits[:, :-1].float().log_softmax(-1)
+    target = labels[:, 1:]
+    labelled = target != -100
+    nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * labelled
+    return (nll.sum(1) / labelled.sum(1).clamp(min=1)).mean()
+
+
 def _connector_outputs(out):
     """The connector's visual tokens of a SmolVLM forward: transformers 5.24 moved them from
     ``out.image_hidden_states.pooler_output`` to ``out.image_outputs.pooler_output``."""
@@ -175,10 +194,15 @@ def _connector_outputs(out):
     return (pooled if pooled is not None else out.image_hidden_states).pooler_output
 
 
-def _lr_at(step: int, cfg: PretrainConfig) -> float:
+def _lr_at(step: int, cfg: PretrainConfig, heads: bool = False) -> float:
+    """Linear warmup, then cosine to 5% of ``cfg.lr``; the base's parameters stand still (lr 0) through
+    the first ``cfg.head_warmup`` steps, while the auxiliary heads already learn at ``cfg.lr``."""
+    if step < cfg.head_warmup:
+        return cfg.lr if heads else 0.0
+    step -= cfg.head_warmup
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    progress = (step - cfg.warmup) / max(cfg.steps - cfg.head_warmup - cfg.warmup, 1)
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -218,15 +242,28 @@ def pretrain(cfg: PretrainConfig) -> dict:
         file=sys.stderr,
     )
 
-    heads = GroundingHeads(model.config.text_config.hidden_size)
-    named = [*model.named_parameters(), *heads.named_parameters(prefix="grounding")]
-    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    width = model.config.text_config.hidden_size
+    heads = GroundingHeads(width)
+    temporal = TemporalHeads(width)
+    named = [
+        *model.named_parameters(),
+        *heads.named_parameters(prefix="grounding"),
+        *temporal.named_parameters(prefix="temporal"),
+    ]
+
+    def decays(name: str, p: torch.Tensor) -> bool:
+        return p.ndim >= 2 and "embed" not in name
+
+    groups = [
+        {"params": [p for n, p in named if decays(n, p)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0},
+    ]
+    heads_only = {id(p) for p in [*heads.parameters(), *temporal.parameters()]}
+    for group in list(groups):  # the heads go in groups of their own, which train through head_warmup
+        own = [p for p in group["params"] if id(p) in heads_only]
+        group["params"] = [p for p in group["params"] if id(p) not in heads_only]
+        groups.append({"params": own, "weight_decay": group["weight_decay"], "heads": True})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
     val_rows = eval_rows("val", cfg.val_clips, cfg.eval_frames)
     log_path = cfg.out_dir.with_name(f".{cfg.out_dir.name}.pretrain_log.jsonl")  # moves into the checkpoint
     log_path.unlink(missing_ok=True)
@@ -238,33 +275,42 @@ def pretrain(cfg: PretrainConfig) -> dict:
         model.train()
         batch, grounding = training_batch(base, rng, cfg)
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
-        out = model(**batch)
-        loss = out.loss
-        if grounding:
+            group["lr"] = _lr_at(step, cfg, heads=group.get("heads", False))
+        read_states = bool(grounding) and cfg.temporal_weight > 0
+        out = model(**batch, output_hidden_states=read_states)
+        loss = turn_loss(out.logits, batch["labels"]) if cfg.per_turn_loss else out.loss
+        record = {"step": step + 1, "lm_loss": loss.item()}
+        if grounding and cfg.grounding_weight:
             visual = torch.cat(list(_connector_outputs(out)))
-            loss = loss + cfg.grounding_weight * heads.loss(visual, grounding, processor.image_seq_len)
+            aux = heads.loss(visual, grounding, processor.image_seq_len)
+            loss = loss + cfg.grounding_weight * aux
+            record["grounding_loss"] = aux.item()
+        if read_states:
+            states = out.hidden_states[cfg.temporal_layer][batch["input_ids"] == model.config.image_token_id]
+            parts = temporal.loss(states, grounding, processor.image_seq_len)
+            loss = loss + cfg.temporal_weight * sum(parts.values())
+            record.update({f"temporal_{k}": v.item() for k, v in parts.items()})
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; no checkpoint written")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([*model.parameters(), *heads.parameters()], 1.0)
+        torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
         opt.step()
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
         bar.set_postfix(loss=f"{ema:.3f}")
-        record = {
-            "step": step + 1,
-            "loss": loss.item(),
-            "lr": _lr_at(step, cfg),
-            "elapsed_s": time.time() - start,
-        }
+        record.update(loss=loss.item(), lr=_lr_at(step, cfg), elapsed_s=time.time() - start)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             scores = evaluate(base, val_rows, preset.frame_size, cfg.max_new_tokens)
             record["val_direct_f1"] = scores["direct"]["token_f1"]
             record["val_no_video_f1"] = scores["no_video"]["token_f1"]
+            record["val_direct_by_category"] = scores["direct"]["by_category"]
+            temporal_qa = "  ".join(
+                f"{k} {scores['direct']['by_category'].get(k, float('nan')):.2f}"
+                for k in ("count", "direction", "temporal_order")
+            )
             bar.write(
                 f"step {step + 1}: loss {ema:.3f}  val token-F1 direct {record['val_direct_f1']:.3f}"
-                f"  no-video {record['val_no_video_f1']:.3f}"
+                f"  no-video {record['val_no_video_f1']:.3f}  ({temporal_qa})"
             )
         history.append(record)
         with open(log_path, "a") as f:
@@ -296,13 +342,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> PretrainConfig:
-    parser = argparse.ArgumentParser(
-        prog="python -m f2l.world.pretrain", description=__doc__.split("\n\n")[0]
+    return parse_config(
+        PretrainConfig, argv, prog="python -m f2l.world.pretrain", description=__doc__.split("\n\n")[0]
     )
-    for f in fields(PretrainConfig):
-        kind = {"int": int, "float": float}.get(str(f.type), str)
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
-    return PretrainConfig(**vars(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -61,3 +61,36 @@ def atomic_save_safetensors(
 
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     return atomic_write_bytes(path, save(contiguous, metadata=metadata))
+
+
+def save_optimizer_state(directory: str | os.PathLike, opt) -> None:
+    """An optimizer's state as ``optimizer.safetensors`` (moments, steps, the torch RNG state) and
+    ``optimizer.json`` (param groups): resumable without pickle."""
+    import torch
+
+    state = opt.state_dict()
+    tensors = {
+        f"state.{pid}.{name}": value if torch.is_tensor(value) else torch.tensor(value)
+        for pid, entries in state["state"].items()
+        for name, value in entries.items()
+    }
+    tensors["rng.torch"] = torch.get_rng_state()
+    atomic_save_safetensors(Path(directory) / "optimizer.safetensors", tensors)
+    atomic_write_json(Path(directory) / "optimizer.json", {"param_groups": state["param_groups"]})
+
+
+def load_optimizer_state(directory: str | os.PathLike, opt) -> None:
+    """Restore what ``save_optimizer_state`` wrote into ``opt`` (built over the same parameters), and the
+    torch RNG state."""
+    import torch
+    from safetensors.torch import load_file
+
+    tensors = load_file(Path(directory) / "optimizer.safetensors")
+    groups = json.loads((Path(directory) / "optimizer.json").read_text())["param_groups"]
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("state."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    torch.set_rng_state(tensors["rng.torch"])

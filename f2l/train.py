@@ -49,7 +49,7 @@ from f2l.encode import INTERNALIZE_PROMPT
 from f2l.eval.harness import answer_clip
 from f2l.eval.metrics import score_answers
 from f2l.hypernet import HypernetConfig, PerceiverHypernet
-from f2l.io import atomic_save_safetensors, atomic_write_json
+from f2l.io import atomic_write_json, load_optimizer_state, save_optimizer_state
 from f2l.models import Base, load_base
 from f2l.pipeline import Frames2LoRA
 from f2l.teacher import TeacherCache, TeacherRequest, TeacherTarget, teacher_targets
@@ -349,14 +349,8 @@ def save_checkpoint(
     final = root / f"step-{step:07d}"
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     hypernet.save(tmp, extra={"train_config": _jsonable(asdict(cfg)), "step": step})
-    state = opt.state_dict()
-    tensors = {}
-    for pid, s in state["state"].items():
-        for name, value in s.items():
-            tensors[f"state.{pid}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    tensors["rng.torch"] = torch.get_rng_state()
-    atomic_save_safetensors(tmp / "optimizer.safetensors", tensors)
-    atomic_write_json(tmp / "trainer_state.json", {"step": step, "param_groups": state["param_groups"]})
+    save_optimizer_state(tmp, opt)
+    atomic_write_json(tmp / "trainer_state.json", {"step": step})
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -371,20 +365,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, hypernet: PerceiverHypernet, opt: torch.optim.Optimizer) -> int:
-    from safetensors.torch import load_file
-
     loaded = PerceiverHypernet.load(path, device=next(hypernet.parameters()).device)
     hypernet.load_state_dict(loaded.state_dict())
-    meta = json.loads((path / "trainer_state.json").read_text())
-    tensors = load_file(path / "optimizer.safetensors")
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("state."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    torch.set_rng_state(tensors["rng.torch"])
-    return int(meta["step"])
+    load_optimizer_state(path, opt)
+    return int(json.loads((path / "trainer_state.json").read_text())["step"])
 
 
 def _jsonable(obj):

@@ -27,7 +27,9 @@ def clips():
     out = []
     for seed in range(120):
         truth = sample_truth(seed)
-        out.append((truth, cell_targets(truth, FRAMES, SIZE, GRID), {x.question: x.answer for x in qa(truth)}))
+        out.append(
+            (truth, cell_targets(truth, FRAMES, SIZE, GRID), {x.question: x.answer for x in qa(truth)})
+        )
     return out
 
 

@@ -3,7 +3,11 @@ video in context and without it: the video must carry most of the score."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
+import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from f2l.world.pretrain import PretrainConfig, eval_rows, evaluate, pretrain
@@ -46,3 +50,54 @@ def test_pretrain_script_builds_a_loadable_checkpoint(tmp_path):
     assert model.config.text_config.num_hidden_layers == 4 and processor.image_seq_len == 16
     assert (tmp_path / "ckpt" / "pretrain_scores.json").is_file()
     assert not list(tmp_path.glob(".ckpt.*")), "no temp directory left behind"
+
+
+def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """A run interrupted after its step-2 snapshot and started again ends with exactly the weights of an
+    uninterrupted run (temporal heads and the per-turn loss on, so every saved part is exercised)."""
+    import f2l.world.pretrain as pretrain_module
+
+    def config(name: str) -> PretrainConfig:
+        return PretrainConfig(
+            steps=4,
+            batch_size=2,
+            save_every=2,
+            eval_every=100,
+            val_clips=1,
+            test_clips=1,
+            tokenizer_clips=100,
+            max_new_tokens=2,
+            max_frames=4,
+            temporal_weight=1.0,
+            head_warmup=1,
+            per_turn_loss=True,
+            out=str(tmp_path / name),
+        )
+
+    pretrain(config("straight"))
+    real_batch, calls = pretrain_module.training_batch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # step 4, after the step-2 snapshot
+            raise KeyboardInterrupt
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain_module, "training_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(config("resumed"))
+    assert (tmp_path / ".resumed.resume" / "state.json").is_file() and not (tmp_path / "resumed").exists()
+    monkeypatch.setattr(pretrain_module, "training_batch", real_batch)
+    with pytest.raises(SystemExit, match="other settings"):
+        pretrain(replace(config("resumed"), lr=1e-4))
+    pretrain(config("resumed"))
+
+    from safetensors.torch import load_file
+
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    log = (tmp_path / "resumed" / "pretrain_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log] == [1, 2, 3, 4]
+    assert not (tmp_path / ".resumed.resume").exists()  # a finished run leaves no snapshot behind

@@ -81,6 +81,7 @@ def test_short_run_lowers_the_loss_and_writes_its_artifacts(tmp_path, random_tin
         "hypernet.safetensors",
         "hypernet_config.json",
         "optimizer.safetensors",
+        "optimizer.json",
         "trainer_state.json",
     }
 

@@ -14,7 +14,10 @@ shipped tiny base"). A small share of text-only turns (the question without the 
 the no-video answer a fluent prior guess rather than noise, which is what a real VLM gives. At the
 end it is scored on held-out test clips, with and without the video, and the checkpoint directory
 (Hugging Face layout: safetensors + JSON, tokenizer, processor, chat template, with
-``pretrain_scores.json`` and the loss log) replaces the old one atomically.
+``pretrain_scores.json`` and the loss log) replaces the old one atomically. An interrupted run loses at
+most ``--save-every`` steps: the same command again resumes from the snapshot beside the output
+(``.<name>.resume/``: weights, auxiliary heads, optimizer, both RNGs) to the weights an uninterrupted
+run reaches; ``--fresh`` discards it.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from f2l.chat import answer_suffix, model_inputs, prompt_text
 from f2l.config import parse_config
 from f2l.data import CAPTION_PROMPTS, Example, iter_prompts, load_frames, world_example
 from f2l.eval.metrics import token_f1
-from f2l.io import atomic_write_json
+from f2l.io import atomic_save_safetensors, atomic_write_json, load_optimizer_state, save_optimizer_state
 from f2l.models import CHECKPOINTS_DIR, Base
 from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
 from f2l.world import CAPTION_CATEGORIES, SPLITS, sample_truth, split_seeds, world_text_corpus
@@ -71,10 +75,22 @@ class PretrainConfig:
     seed: int = 0
     init_from: str | None = None  # a checkpoint directory to continue training instead of starting anew
     threads: int = 0  # 0: torch's default
+    save_every: int = 200  # steps between resumable snapshots (beside the output: .<name>.resume/)
+    fresh: bool = False  # discard an interrupted run's snapshot instead of resuming from it
 
     @property
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else CHECKPOINTS_DIR / self.preset
+
+    @property
+    def resume_dir(self) -> Path:
+        return self.out_dir.with_name(f".{self.out_dir.name}.resume")
+
+    def identity(self) -> dict:
+        """The fields that decide what a run computes: a snapshot resumes only a run of the same."""
+        return {
+            k: v for k, v in asdict(self).items() if k not in ("threads", "save_every", "fresh", "eval_every")
+        }
 
 
 def _processor_text() -> list[str]:
@@ -221,6 +237,45 @@ def _save_atomically(base: Base, out_dir: Path, extra: dict[str, dict], log_path
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _save_snapshot(cfg: PretrainConfig, step: int, modules: dict[str, nn.Module], opt, rng, ema) -> None:
+    """Everything a resumed run needs to continue exactly (weights, heads, optimizer, both RNGs, the
+    step), written beside the output as a whole directory swapped into place."""
+    final = cfg.resume_dir
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=final.parent))
+    weights = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+    atomic_save_safetensors(tmp / "weights.safetensors", weights)
+    save_optimizer_state(tmp, opt)
+    state = {"step": step, "ema": ema, "numpy_rng": rng.bit_generator.state, "config": cfg.identity()}
+    atomic_write_json(tmp / "state.json", state)
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_snapshot(cfg: PretrainConfig, modules: dict[str, nn.Module], opt, rng) -> tuple[int, float | None]:
+    """Restore ``_save_snapshot``'s directory; a snapshot of another config is an error, not a resume."""
+    from safetensors.torch import load_file
+
+    state = json.loads((cfg.resume_dir / "state.json").read_text())
+    if state["config"] != cfg.identity():
+        changed = sorted(k for k in cfg.identity() if state["config"].get(k) != cfg.identity()[k])
+        raise SystemExit(
+            f"{cfg.resume_dir} holds an interrupted run with other settings ({', '.join(changed)}); "
+            "pass --fresh to discard it"
+        )
+    weights = load_file(cfg.resume_dir / "weights.safetensors")
+    for name, module in modules.items():
+        module.load_state_dict(
+            {k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")}
+        )
+    load_optimizer_state(cfg.resume_dir, opt)
+    rng.bit_generator.state = state["numpy_rng"]
+    return int(state["step"]), state["ema"]
+
+
 def pretrain(cfg: PretrainConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -266,11 +321,19 @@ def pretrain(cfg: PretrainConfig) -> dict:
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
     val_rows = eval_rows("val", cfg.val_clips, cfg.eval_frames)
     log_path = cfg.out_dir.with_name(f".{cfg.out_dir.name}.pretrain_log.jsonl")  # moves into the checkpoint
-    log_path.unlink(missing_ok=True)
-    history = []
+    modules = {"model": model, "grounding": heads, "temporal": temporal}
+    first, ema = 0, None
+    if cfg.fresh:
+        shutil.rmtree(cfg.resume_dir, ignore_errors=True)
+    if cfg.resume_dir.exists():
+        first, ema = _load_snapshot(cfg, modules, opt, rng)
+        print(f"resuming from step {first} ({cfg.resume_dir})", file=sys.stderr)
+    kept = log_path.read_text().splitlines()[:first] if first and log_path.exists() else []
+    log_path.write_text("".join(line + "\n" for line in kept))  # the log up to the snapshot, no further
     start = time.time()
-    bar = tqdm(range(cfg.steps), desc=f"pretrain {cfg.preset}", unit="step", dynamic_ncols=True)
-    ema = None
+    bar = tqdm(
+        range(first, cfg.steps), initial=first, total=cfg.steps, desc=f"pretrain {cfg.preset}", unit="step"
+    )
     for step in bar:
         model.train()
         batch, grounding = training_batch(base, rng, cfg)
@@ -312,9 +375,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
                 f"step {step + 1}: loss {ema:.3f}  val token-F1 direct {record['val_direct_f1']:.3f}"
                 f"  no-video {record['val_no_video_f1']:.3f}  ({temporal_qa})"
             )
-        history.append(record)
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            _save_snapshot(cfg, step + 1, modules, opt, rng, ema)
 
     test_rows = eval_rows("test", cfg.test_clips, cfg.eval_frames)
     scores = evaluate(base, test_rows, preset.frame_size, cfg.max_new_tokens)
@@ -333,6 +397,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     }
     _save_atomically(base, cfg.out_dir, {"pretrain_scores.json": summary}, log_path)
     log_path.unlink()
+    shutil.rmtree(cfg.resume_dir, ignore_errors=True)
     print(
         f"test token-F1: direct {scores['direct']['token_f1']:.3f}, "
         f"no-video {scores['no_video']['token_f1']:.3f} -> {cfg.out_dir}",

@@ -65,7 +65,6 @@ from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance, write_netcdf
 
 NAME = "benchmark"
-FULL_CLIPS = 100
 REFERENCE = "direct"
 NOT_TESTED = "not tested"
 
@@ -87,10 +86,6 @@ class BenchmarkConfig(StudyConfig):
     margin: float = DEFAULT_MARGIN
     alpha: float = DEFAULT_ALPHA
     batch_size: int = 16
-
-    @property
-    def num_clips(self) -> int:
-        return max(self.clips, FULL_CLIPS) if self.full else self.clips
 
     @property
     def run_methods(self) -> tuple[str, ...]:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
+import torch
 import xarray as xr
 
 from f2l.config import parse_config
 from f2l.data import Example, read_manifest, world_manifest
 from f2l.distributed import init_distributed, rank
+from f2l.pipeline import Frames2LoRA
+from f2l.results import Study, provenance
 
 
 @dataclass
@@ -27,6 +31,12 @@ class StudyConfig:
     full: bool = False  # the paper-scale version of the study
     fresh: bool = False  # discard an earlier, differently configured result instead of refusing
 
+    full_clips: ClassVar[int] = 100  # the clip count of --full (at least)
+
+    @property
+    def num_clips(self) -> int:
+        return max(self.clips, self.full_clips) if self.full else self.clips
+
 
 def study_examples(manifest: str | None, split: str, clips: int, frames: int) -> list[Example]:
     """The first ``clips`` examples of a JSONL manifest, or of the world's ``split`` when none is given."""
@@ -36,6 +46,22 @@ def study_examples(manifest: str | None, split: str, clips: int, frames: int) ->
             raise ValueError(f"{manifest}: no examples")
         return examples[:clips]
     return world_manifest(split, clips, frames=frames)
+
+
+def open_probe_study(
+    cfg: StudyConfig, name: str, ignore: tuple[str, ...] = (), **attrs
+) -> tuple[Frames2LoRA, dict[str, Example], Study]:
+    """The opening of every clip-by-clip probe study: the seed, the pipeline, its clips by id (``cfg.frames``
+    each), and the resumable ``Study`` keyed by the settings that change a clip's numbers: not where it is
+    written, nor how many clips (a --full run reuses the clips a default run finished), nor ``ignore``."""
+    torch.manual_seed(cfg.seed)
+    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
+    examples = {e.id: e for e in study_examples(cfg.manifest, cfg.split, cfg.num_clips, cfg.frames)}
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh", "clips", "full", *ignore)}
+    study = Study(
+        cfg.out, name, config=config, attrs=provenance(f2l, seed=cfg.seed, **attrs), fresh=cfg.fresh
+    )
+    return f2l, examples, study
 
 
 def study_main(

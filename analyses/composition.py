@@ -70,7 +70,6 @@ from f2l.world import SPLITS, ClipTruth, captions, render_clip, sample_truth
 from f2l.world.language import NUMBER_WORDS
 
 NAME = "composition"
-FULL_CLIPS = 100
 FULL_CHUNKS = (2, 4, 8)
 METHODS = ("direct", "f2l_whole", "f2l_composed", "f2l_composed_scaled", "no_video")
 #: The harness's names for the methods this study names after what they compose.
@@ -89,10 +88,6 @@ class CompositionConfig(StudyConfig):
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     n_chunks: tuple[int, ...] = (2,)
     batch_size: int = 16
-
-    @property
-    def num_clips(self) -> int:
-        return max(self.clips, FULL_CLIPS) if self.full else self.clips
 
     @property
     def chunk_counts(self) -> tuple[int, ...]:

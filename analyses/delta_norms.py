@@ -26,31 +26,26 @@ Dataset schema (``delta_norms.nc``; see ``probes.delta_norms``):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar
 
-import torch
 import xarray as xr
 
-from analyses.common import StudyConfig, study_examples, study_main
-from f2l.pipeline import Frames2LoRA
-from f2l.results import Study, markdown_table, provenance
+from analyses.common import StudyConfig, open_probe_study, study_main
+from f2l.results import markdown_table
 from probes.delta_norms import NORMS, delta_norms
 
 NAME = "delta_norms"
-FULL_CLIPS = 500
 
 
 @dataclass
 class DeltaNormsConfig(StudyConfig):
     """Settings of the delta-norms study (every field is a command-line flag)."""
 
+    full_clips: ClassVar[int] = 500
     clips: int = 32
     frames: int = 8
     batch_size: int = 16
-
-    @property
-    def num_clips(self) -> int:
-        return max(self.clips, FULL_CLIPS) if self.full else self.clips
 
 
 def summary(ds: xr.Dataset) -> str:
@@ -88,14 +83,8 @@ def summary(ds: xr.Dataset) -> str:
 
 def run(cfg: DeltaNormsConfig) -> xr.Dataset:
     """Run (or resume) the study and return the merged dataset (also written to ``<out>/delta_norms.nc``)."""
-    torch.manual_seed(cfg.seed)
-    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
-    examples = {e.id: e for e in study_examples(cfg.manifest, cfg.split, cfg.num_clips, cfg.frames)}
-    # how many clips, and how many go through one forward pass, do not change a clip's numbers
-    config = {
-        k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh", "clips", "full", "batch_size")
-    }
-    study = Study(cfg.out, NAME, config=config, attrs=provenance(f2l, seed=cfg.seed), fresh=cfg.fresh)
+    # how many clips go through one forward pass does not change a clip's numbers
+    f2l, examples, study = open_probe_study(cfg, NAME, ignore=("batch_size",))
     units = list(examples)
     pending = study.shard(units)  # the order in which study.run asks for this rank's clips
     ready: dict[str, xr.Dataset] = {}

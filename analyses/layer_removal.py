@@ -29,20 +29,17 @@ Dataset schema (``layer_removal.nc``; see ``probes.layer_removal``):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 import xarray as xr
 
-from analyses.common import StudyConfig, study_examples, study_main
+from analyses.common import StudyConfig, open_probe_study, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.pipeline import Frames2LoRA
-from f2l.results import Study, markdown_table, provenance
+from f2l.results import markdown_table
 from probes.layer_removal import layer_removal
 
 NAME = "layer_removal"
-FULL_CLIPS = 100
 
 
 @dataclass
@@ -56,10 +53,6 @@ class LayerRemovalConfig(StudyConfig):
     metric: str = "token_f1"
     module_groups: tuple[str, ...] = ("all", "attention", "mlp")
     batch_size: int = 32
-
-    @property
-    def num_clips(self) -> int:
-        return max(self.clips, FULL_CLIPS) if self.full else self.clips
 
 
 def _mean_se(da: xr.DataArray) -> str:
@@ -113,14 +106,7 @@ def summary(ds: xr.Dataset) -> str:
 
 def run(cfg: LayerRemovalConfig) -> xr.Dataset:
     """Run (or resume) the study and return the merged dataset (also written to ``<out>/layer_removal.nc``)."""
-    torch.manual_seed(cfg.seed)
-    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
-    examples = {e.id: e for e in study_examples(cfg.manifest, cfg.split, cfg.num_clips, cfg.frames)}
-    # how many clips only picks the units: a --full run reuses the clips a default run finished
-    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh", "clips", "full")}
-    study = Study(
-        cfg.out, NAME, config=config, attrs=provenance(f2l, seed=cfg.seed, metric=cfg.metric), fresh=cfg.fresh
-    )
+    f2l, examples, study = open_probe_study(cfg, NAME, metric=cfg.metric)
 
     def one_clip(clip_id: str) -> xr.Dataset:
         return layer_removal(

@@ -36,21 +36,18 @@ Dataset schema (``logit_attribution.nc``; see ``probes.logit_attribution``):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 import xarray as xr
 
-from analyses.common import StudyConfig, study_examples, study_main
+from analyses.common import StudyConfig, open_probe_study, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.pipeline import Frames2LoRA
-from f2l.results import Study, markdown_table, provenance
+from f2l.results import markdown_table
 from probes.hooks import BACKENDS, make_capture
 from probes.logit_attribution import CONTRASTS, logit_attribution
 
 NAME = "logit_attribution"
-FULL_CLIPS = 100
 
 
 @dataclass
@@ -64,10 +61,6 @@ class LogitAttributionConfig(StudyConfig):
     contrast: str = "rival"
     backend: str = "nnsight"
     batch_size: int = 16
-
-    @property
-    def num_clips(self) -> int:
-        return max(self.clips, FULL_CLIPS) if self.full else self.clips
 
 
 def per_example(da: xr.DataArray) -> xr.DataArray:
@@ -151,12 +144,7 @@ def run(cfg: LogitAttributionConfig) -> xr.Dataset:
         raise ValueError(f"unknown backend {cfg.backend!r}; choose from {BACKENDS}")
     if cfg.contrast not in CONTRASTS:
         raise ValueError(f"unknown contrast {cfg.contrast!r}; choose from {list(CONTRASTS)}")
-    torch.manual_seed(cfg.seed)
-    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
-    examples = {e.id: e for e in study_examples(cfg.manifest, cfg.split, cfg.num_clips, cfg.frames)}
-    # how many clips only picks the units: a --full run reuses the clips a default run finished
-    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh", "clips", "full")}
-    study = Study(cfg.out, NAME, config=config, attrs=provenance(f2l, seed=cfg.seed), fresh=cfg.fresh)
+    f2l, examples, study = open_probe_study(cfg, NAME)
     capture = None
 
     def one_clip(clip_id: str) -> xr.Dataset:

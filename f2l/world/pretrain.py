@@ -8,9 +8,10 @@ The base learns to caption clips in the paper's categories and to answer the wor
 with the video in context. An auxiliary grounding loss on its visual tokens (``f2l.world.grounding``)
 gets it past the "answer from the prior" plateau of from-scratch VLM training, where it otherwise
 sits for thousands of steps. A second auxiliary loss on the text model's states at the visual tokens
-(``--temporal-weight``, off by default) targets what only the frame sequence shows; measured so far it
-teaches counting and hurts colour binding, so the shipped base was trained without it (README, "The
-shipped tiny base"). A small share of text-only turns (the question without the video) makes
+(``--temporal-weight``, off by default) targets what only the frame sequence shows; measured so far,
+continuing the shipped base, it teaches counting but not direction, and continued training at a high
+lr loses the base's colour binding with or without it, so the shipped base was trained without it
+(README, "The shipped tiny base"). A small share of text-only turns (the question without the video) makes
 the no-video answer a fluent prior guess rather than noise, which is what a real VLM gives. At the
 end it is scored on held-out test clips, with and without the video, and the checkpoint directory
 (Hugging Face layout: safetensors + JSON, tokenizer, processor, chat template, with

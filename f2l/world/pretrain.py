@@ -231,10 +231,16 @@ def _save_atomically(base: Base, out_dir: Path, extra: dict[str, dict], log_path
     for name, obj in extra.items():
         atomic_write_json(tmp / name, obj)
     shutil.copyfile(log_path, tmp / "pretrain_log.jsonl")  # the loss curve ships with the weights
-    old = out_dir.with_name(out_dir.name + ".old")
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
+    _swap_into_place(tmp, out_dir)
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    """Replace the directory ``final`` by the finished ``tmp`` beside it (the old one is renamed away
+    first, then removed), so that a crash leaves either the old directory or the new one."""
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -249,11 +255,7 @@ def _save_snapshot(cfg: PretrainConfig, step: int, modules: dict[str, nn.Module]
     save_optimizer_state(tmp, opt)
     state = {"step": step, "ema": ema, "numpy_rng": rng.bit_generator.state, "config": cfg.identity()}
     atomic_write_json(tmp / "state.json", state)
-    old = final.with_name(final.name + ".old")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    _swap_into_place(tmp, final)
 
 
 def _load_snapshot(cfg: PretrainConfig, modules: dict[str, nn.Module], opt, rng) -> tuple[int, float | None]:

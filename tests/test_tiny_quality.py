@@ -99,5 +99,8 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypat
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     log = (tmp_path / "resumed" / "pretrain_log.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in log] == [1, 2, 3, 4]
+    records = [json.loads(line) for line in log]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    elapsed = [r["elapsed_s"] for r in records]
+    assert elapsed == sorted(elapsed)  # the clock carries over the interruption rather than restarting
     assert not (tmp_path / ".resumed.resume").exists()  # a finished run leaves no snapshot behind

@@ -244,22 +244,33 @@ def _swap_into_place(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _save_snapshot(cfg: PretrainConfig, step: int, modules: dict[str, nn.Module], opt, rng, ema) -> None:
-    """Everything a resumed run needs to continue exactly (weights, heads, optimizer, both RNGs, the
-    step), written beside the output as a whole directory swapped into place."""
+def _save_snapshot(
+    cfg: PretrainConfig, step: int, modules: dict[str, nn.Module], opt, rng, ema, elapsed_s: float
+) -> None:
+    """Everything a resumed run needs to continue exactly (weights, heads, optimizer, the data RNG, the
+    step, the training time so far), written beside the output as a whole directory swapped into place."""
     final = cfg.resume_dir
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=final.parent))
     weights = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
     atomic_save_safetensors(tmp / "weights.safetensors", weights)
     save_optimizer_state(tmp, opt)
-    state = {"step": step, "ema": ema, "numpy_rng": rng.bit_generator.state, "config": cfg.identity()}
+    state = {
+        "step": step,
+        "ema": ema,
+        "elapsed_s": elapsed_s,
+        "numpy_rng": rng.bit_generator.state,
+        "config": cfg.identity(),
+    }
     atomic_write_json(tmp / "state.json", state)
     _swap_into_place(tmp, final)
 
 
-def _load_snapshot(cfg: PretrainConfig, modules: dict[str, nn.Module], opt, rng) -> tuple[int, float | None]:
-    """Restore ``_save_snapshot``'s directory; a snapshot of another config is an error, not a resume."""
+def _load_snapshot(
+    cfg: PretrainConfig, modules: dict[str, nn.Module], opt, rng
+) -> tuple[int, float | None, float]:
+    """Restore ``_save_snapshot``'s directory; a snapshot of another config is an error, not a resume.
+    Returns (step, loss EMA, seconds trained before the interruption)."""
     from safetensors.torch import load_file
 
     state = json.loads((cfg.resume_dir / "state.json").read_text())
@@ -276,7 +287,7 @@ def _load_snapshot(cfg: PretrainConfig, modules: dict[str, nn.Module], opt, rng)
         )
     load_optimizer_state(cfg.resume_dir, opt)
     rng.bit_generator.state = state["numpy_rng"]
-    return int(state["step"]), state["ema"]
+    return int(state["step"]), state["ema"], float(state.get("elapsed_s", 0.0))
 
 
 def pretrain(cfg: PretrainConfig) -> dict:
@@ -325,15 +336,15 @@ def pretrain(cfg: PretrainConfig) -> dict:
     val_rows = eval_rows("val", cfg.val_clips, cfg.eval_frames)
     log_path = cfg.out_dir.with_name(f".{cfg.out_dir.name}.pretrain_log.jsonl")  # moves into the checkpoint
     modules = {"model": model, "grounding": heads, "temporal": temporal}
-    first, ema = 0, None
+    first, ema, elapsed_before = 0, None, 0.0
     if cfg.fresh:
         shutil.rmtree(cfg.resume_dir, ignore_errors=True)
     if cfg.resume_dir.exists():
-        first, ema = _load_snapshot(cfg, modules, opt, rng)
+        first, ema, elapsed_before = _load_snapshot(cfg, modules, opt, rng)
         print(f"resuming from step {first} ({cfg.resume_dir})", file=sys.stderr)
     kept = log_path.read_text().splitlines()[:first] if first and log_path.exists() else []
     log_path.write_text("".join(line + "\n" for line in kept))  # the log up to the snapshot, no further
-    start = time.time()
+    start = time.time() - elapsed_before  # elapsed_s and train_seconds count the interrupted part too
     bar = tqdm(
         range(first, cfg.steps), initial=first, total=cfg.steps, desc=f"pretrain {cfg.preset}", unit="step"
     )
@@ -381,7 +392,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
-            _save_snapshot(cfg, step + 1, modules, opt, rng, ema)
+            _save_snapshot(cfg, step + 1, modules, opt, rng, ema, time.time() - start)
 
     test_rows = eval_rows("test", cfg.test_clips, cfg.eval_frames)
     scores = evaluate(base, test_rows, preset.frame_size, cfg.max_new_tokens)

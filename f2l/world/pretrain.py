@@ -1,24 +1,24 @@
 """Build and train a tiny SmolVLM2 from scratch on the world, with the video in context.
 
-    python -m f2l.world.pretrain                          # a `tiny` base (2,400 steps, ~30 min on 2 cores)
-    python -m f2l.world.pretrain --init-from DIR --steps 1000 --lr 2e-3 --warmup 30   # train on
+    python -m f2l.world.pretrain                          # a `tiny` base (2,400 steps, ~45 min on 2 cores)
+    python -m f2l.world.pretrain --init-from DIR --steps 1000 --lr 5e-4 --warmup 30 --head-warmup 100
     python -m f2l.world.pretrain --preset small           # the second, larger scale (not shipped yet)
+    python -m f2l.world.recipe                            # every stage of the shipped base, in order
 
 The base learns to caption clips in the paper's categories and to answer the world's questions
 with the video in context. An auxiliary grounding loss on its visual tokens (``f2l.world.grounding``)
 gets it past the "answer from the prior" plateau of from-scratch VLM training, where it otherwise
 sits for thousands of steps. A second auxiliary loss on the text model's states at the visual tokens
-(``--temporal-weight``, off by default) targets what only the frame sequence shows; measured so far,
-continuing the shipped base, it teaches counting but not direction, and continued training at a high
-lr loses the base's colour binding with or without it, so the shipped base was trained without it
-(README, "The shipped tiny base"). A small share of text-only turns (the question without the video) makes
-the no-video answer a fluent prior guess rather than noise, which is what a real VLM gives. At the
-end it is scored on held-out test clips, with and without the video, and the checkpoint directory
-(Hugging Face layout: safetensors + JSON, tokenizer, processor, chat template, with
-``pretrain_scores.json`` and the loss log) replaces the old one atomically. An interrupted run loses at
-most ``--save-every`` steps: the same command again resumes from the snapshot beside the output
-(``.<name>.resume/``: weights, auxiliary heads, optimizer, both RNGs) to the weights an uninterrupted
-run reaches; ``--fresh`` discards it.
+(``--temporal-weight``) targets what only the frame sequence shows (how objects and the camera move,
+how many objects have been seen, which event came first): with it the base learns to count and to
+order events, which the frames one at a time cannot tell. A small share of text-only turns (the
+question without the video) makes the no-video answer a fluent prior guess rather than noise, which
+is what a real VLM gives. At the end it is scored on held-out test clips, with and without the
+video, and the checkpoint directory (Hugging Face layout: safetensors + JSON, tokenizer, processor,
+chat template, with ``pretrain_scores.json`` and the loss log) replaces the old one atomically. An
+interrupted run loses at most ``--save-every`` steps: the same command again resumes from the
+snapshot beside the output (``.<name>.resume/``: weights, auxiliary heads, optimizer, the data RNG)
+to the weights an uninterrupted run reaches; ``--fresh`` discards it.
 """
 
 from __future__ import annotations
@@ -62,14 +62,14 @@ class PretrainConfig:
     min_frames: int = 4
     max_frames: int = 10
     grounding_weight: float = 1.0  # auxiliary cell-content loss on the visual tokens (f2l.world.grounding)
-    temporal_weight: float = 0.0  # auxiliary motion/count/event loss on the text model's visual-token states
+    temporal_weight: float = 1.0  # auxiliary motion/count/event loss on the text model's visual-token states
     temporal_layer: int = 2  # ... read at this hidden state (0: embeddings, i: after decoder layer i)
     caption_share: float = 0.5  # the rest are QA turns
     per_turn_loss: bool = False  # average the answer loss within each turn, then over turns (see turn_loss)
     no_video_share: float = 0.1  # text-only turns: the question without the video
     eval_every: int = 300
     val_clips: int = 16
-    test_clips: int = 200
+    test_clips: int = 100
     eval_frames: int = 8
     tokenizer_clips: int = 20000
     max_new_tokens: int = 48
@@ -343,6 +343,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         first, ema, elapsed_before = _load_snapshot(cfg, modules, opt, rng)
         print(f"resuming from step {first} ({cfg.resume_dir})", file=sys.stderr)
     kept = log_path.read_text().splitlines()[:first] if first and log_path.exists() else []
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("".join(line + "\n" for line in kept))  # the log up to the snapshot, no further
     start = time.time() - elapsed_before  # elapsed_s and train_seconds count the interrupted part too
     bar = tqdm(

@@ -1,0 +1,165 @@
+"""The recipe of a shipped base: the pretraining stages, in order, that build it from nothing.
+
+    python -m f2l.world.recipe                         # rebuild f2l/checkpoints/tiny (~65 min on 2 cores)
+    python -m f2l.world.recipe --work runs/recipe --out /tmp/tiny
+
+A from-scratch VLM this small does not reach the shipped base in one run: the first stage learns to
+see at a high learning rate, later ones refine at a low one with fresh auxiliary heads (a trained
+base jolted by a high rate loses its colour binding within 50 steps; README, "The shipped tiny
+SmolVLM2"). Each stage is one ``f2l.world.pretrain`` run written to ``<work>/<preset>-stage<i>`` and
+continuing the stage before. A stage whose directory already holds a finished checkpoint of the same
+settings is not run again, and an interrupted stage resumes from its own snapshot, so the same command
+picks a rebuild up wherever it stopped (a stage after one that was trained again is trained again too). The last stage's checkpoint goes to ``--out`` (swapped into
+place whole) with every stage's loss log and, in ``pretrain_scores.json``, a ``stages`` list: each
+stage's command, settings, held-out token-F1 and training time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from f2l.config import parse_config
+from f2l.io import atomic_write_json
+from f2l.models import CHECKPOINTS_DIR
+from f2l.world.pretrain import PretrainConfig, _swap_into_place, pretrain
+
+# Stage settings beyond PretrainConfig's defaults (the first stage is the plain `python -m
+# f2l.world.pretrain`); `out` and `init_from` are the recipe's to set.
+RECIPES: dict[str, tuple[dict, ...]] = {
+    "tiny": (
+        {},
+        {
+            "steps": 1000,
+            "lr": 5e-4,
+            "warmup": 30,
+            "head_warmup": 100,
+            "eval_every": 250,
+            "val_clips": 24,
+        },
+        {
+            "steps": 800,
+            "lr": 5e-4,
+            "warmup": 30,
+            "head_warmup": 100,
+            "temporal_weight": 0.5,
+            "grounding_weight": 2.0,
+            "eval_every": 400,
+            "val_clips": 24,
+        },
+    ),
+}
+
+
+@dataclass
+class RecipeConfig:
+    preset: str = "tiny"
+    work: str = "runs/recipe"  # where each stage's checkpoint is kept (a rebuild resumes from them)
+    out: str | None = None  # default: the shipped checkpoint directory of the preset
+    threads: int = 0  # 0: torch's default
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else CHECKPOINTS_DIR / self.preset
+
+
+def stage_configs(cfg: RecipeConfig, stages: tuple[dict, ...]) -> list[PretrainConfig]:
+    """One PretrainConfig per stage, each continuing from the directory of the one before."""
+    out, previous = [], None
+    for i, overrides in enumerate(stages, start=1):
+        stage = PretrainConfig(
+            preset=cfg.preset,
+            threads=cfg.threads,
+            **overrides,
+            out=str(Path(cfg.work) / f"{cfg.preset}-stage{i}"),
+            init_from=previous,
+        )
+        out.append(stage)
+        previous = stage.out
+    return out
+
+
+def command(stage: PretrainConfig) -> str:
+    """The ``python -m f2l.world.pretrain`` line that runs this stage on its own."""
+    default = PretrainConfig()
+    flags = [
+        f"--{f.name.replace('_', '-')} {getattr(stage, f.name)}"
+        for f in fields(PretrainConfig)
+        if f.name not in ("threads", "fresh") and getattr(stage, f.name) != getattr(default, f.name)
+    ]
+    return " ".join(["python -m f2l.world.pretrain", *flags])
+
+
+def _same_settings(stage: PretrainConfig, scores: dict) -> bool:
+    """Whether a finished stage's recorded config is this stage's (the paths aside: the recipe sets them)."""
+    recorded = {k: v for k, v in scores["config"].items() if k not in ("out", "init_from")}
+    wanted = {k: v for k, v in stage.identity().items() if k not in ("out", "init_from")}
+    return all(recorded.get(k) == v for k, v in wanted.items())
+
+
+def build(cfg: RecipeConfig, stages: tuple[dict, ...] | None = None) -> dict:
+    """Run (or pick up) every stage, then ship the last one with the record of all of them."""
+    stages = RECIPES[cfg.preset] if stages is None else stages
+    configs = stage_configs(cfg, stages)
+    records, trained = [], False
+    for i, stage in enumerate(configs, start=1):
+        scores_path = stage.out_dir / "pretrain_scores.json"
+        done = scores_path.is_file() and _same_settings(stage, json.loads(scores_path.read_text()))
+        if done and not trained:  # a stage after a retrained one starts from new weights: it reruns too
+            print(f"f2l.world.recipe: stage {i} already finished in {stage.out_dir}", file=sys.stderr)
+        else:
+            print(f"f2l.world.recipe: stage {i}/{len(configs)}: {command(stage)}", file=sys.stderr)
+            pretrain(stage)
+            trained = True
+        summary = json.loads(scores_path.read_text())
+        records.append(
+            {
+                "stage": i,
+                "command": command(stage),
+                "config": summary["config"],
+                "log": f"pretrain_log_stage{i}.jsonl",
+                "test_token_f1": {
+                    "clips": summary["test_split"]["clips"],
+                    "direct": summary["test"]["direct"]["token_f1"],
+                    "no_video": summary["test"]["no_video"]["token_f1"],
+                },
+                "train_seconds": summary["train_seconds"],
+            }
+        )
+    final = configs[-1].out_dir
+    out_dir = cfg.out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    shutil.copytree(final, tmp, dirs_exist_ok=True)
+    (tmp / "pretrain_log.jsonl").unlink()
+    for stage, record in zip(configs, records, strict=True):
+        shutil.copyfile(stage.out_dir / "pretrain_log.jsonl", tmp / record["log"])
+    summary = json.loads((final / "pretrain_scores.json").read_text())
+    summary.update(
+        recipe={"command": f"python -m f2l.world.recipe --preset {cfg.preset}", **asdict(cfg)},
+        stages=records,
+        train_seconds=sum(r["train_seconds"] for r in records),
+    )
+    atomic_write_json(tmp / "pretrain_scores.json", summary)
+    _swap_into_place(tmp, out_dir)
+    print(
+        f"f2l.world.recipe: {len(records)} stages, test token-F1 direct "
+        f"{summary['test']['direct']['token_f1']:.3f}, no-video {summary['test']['no_video']['token_f1']:.3f}"
+        f" -> {out_dir}",
+        file=sys.stderr,
+    )
+    return summary
+
+
+def parse_args(argv: list[str] | None = None) -> RecipeConfig:
+    return parse_config(
+        RecipeConfig, argv, prog="python -m f2l.world.recipe", description=__doc__.split("\n\n")[0]
+    )
+
+
+if __name__ == "__main__":
+    build(parse_args())

@@ -3,6 +3,7 @@
     python -m f2l.train                                   # preset `tiny`: the shipped tiny base and the world
     python -m f2l.train --config my.yaml --steps 3000     # YAML file, then command-line overrides
     torchrun --nproc_per_node 2 -m f2l.train --preset tiny --out runs/ddp
+    python -m f2l.train --out runs/tiny-v3 --ship f2l/checkpoints/tiny-hypernet   # how the shipped one is made
 
 Each step: a batch of clips is encoded by the frozen base with the video in context; the
 hypernetwork streams the per-layer states into one adapter per clip; the base *with that adapter
@@ -104,6 +105,7 @@ class TrainConfig:
     bf16: bool = False  # autocast on CUDA
     tensorboard: bool = True
     progress: bool = True
+    ship: str | None = None  # after training, package the hypernetwork here (f2l/checkpoints/tiny-hypernet)
 
     @property
     def out_dir(self) -> Path:
@@ -557,6 +559,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 file=sys.stderr,
             )
         atomic_write_json(run_dir / "summary.json", summary)
+        if cfg.ship:
+            from f2l.pipeline import package_hypernet
+
+            shipped = {"steps": cfg.steps, "val_token_f1": summary.get("val", {})}
+            package_hypernet(final, cfg.ship, base=cfg.base, extra={"summary": shipped})
+            print(f"f2l.train: packaged {final} -> {cfg.ship}", file=sys.stderr)
         if writer is not None:
             writer.close()
     if dist.is_initialized():

@@ -71,7 +71,9 @@ def test_config_layers_preset_yaml_and_flags(tmp_path):
 
 def test_short_run_lowers_the_loss_and_writes_its_artifacts(tmp_path, random_tiny_dir):
     out = tmp_path / "run"
-    summary = train(parse_config(small_args(random_tiny_dir, out, tmp_path / "cache", 12)))
+    ship = tmp_path / "shipped"
+    args = [*small_args(random_tiny_dir, out, tmp_path / "cache", 12), "--ship", str(ship)]
+    summary = train(parse_config(args))
     log = [line for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(log) == 12 and {"f2l", "direct", "no_video", "f2l_vs_direct"} <= set(summary["val"])
     losses = [float(__import__("json").loads(line)["loss"]) for line in log]
@@ -84,6 +86,13 @@ def test_short_run_lowers_the_loss_and_writes_its_artifacts(tmp_path, random_tin
         "optimizer.json",
         "trainer_state.json",
     }
+    from f2l.pipeline import Frames2LoRA
+
+    shipped = Frames2LoRA.from_pretrained(ship)  # loads with its base, checked against the digest
+    trained = final_weights(out)
+    assert all(torch.equal(v, shipped.hypernet.state_dict()[k]) for k, v in trained.items())
+    meta = __import__("json").loads((ship / "hypernet_config.json").read_text())
+    assert meta["summary"]["val_token_f1"] == summary["val"] and meta["step"] == 12
 
 
 def _run(args: list[str], env_extra: dict | None = None, module: list[str] | None = None) -> subprocess.Popen:

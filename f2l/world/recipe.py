@@ -41,16 +41,6 @@ RECIPES: dict[str, tuple[dict, ...]] = {
             "eval_every": 250,
             "val_clips": 24,
         },
-        {
-            "steps": 800,
-            "lr": 5e-4,
-            "warmup": 30,
-            "head_warmup": 100,
-            "temporal_weight": 0.5,
-            "grounding_weight": 2.0,
-            "eval_every": 400,
-            "val_clips": 24,
-        },
     ),
 }
 

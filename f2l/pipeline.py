@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections import OrderedDict
 from pathlib import Path
 
@@ -45,10 +46,10 @@ def resolve_hypernet(name_or_path: str | os.PathLike) -> Path:
 def package_hypernet(
     checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, base: str, extra: dict | None = None
 ) -> Path:
-    """Copy a training checkpoint's hypernetwork to ``out_dir`` for use by ``from_pretrained``, naming
-    the base by ``base`` (a shipped name, Hub id or path valid where it will be used); the base's
+    """Write a training checkpoint's hypernetwork (with its run's loss log) to ``out_dir``, replacing
+    that directory whole, for use by ``from_pretrained``; the base is named by ``base`` (a shipped name, Hub id or path valid where it will be used); the base's
     weight digest recorded at training time still guards against a mismatched base."""
-    from f2l.io import atomic_write_bytes, atomic_write_json
+    from f2l.io import atomic_directory, atomic_write_json
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     meta = json.loads((checkpoint / "hypernet_config.json").read_text())
@@ -56,8 +57,12 @@ def package_hypernet(
     meta["config"]["base_id"] = f"{base}@{digest}"
     meta.setdefault("train_config", {})["base"] = base
     meta.update(extra or {})
-    atomic_write_bytes(out_dir / "hypernet.safetensors", (checkpoint / "hypernet.safetensors").read_bytes())
-    atomic_write_json(out_dir / "hypernet_config.json", meta)
+    log = checkpoint.parent.parent / "log.jsonl"  # the training run's loss log, when there is one
+    with atomic_directory(out_dir) as tmp:
+        shutil.copyfile(checkpoint / "hypernet.safetensors", tmp / "hypernet.safetensors")
+        atomic_write_json(tmp / "hypernet_config.json", meta)
+        if log.is_file():
+            shutil.copyfile(log, tmp / "train_log.jsonl")
     return out_dir
 
 

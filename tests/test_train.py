@@ -93,6 +93,7 @@ def test_short_run_lowers_the_loss_and_writes_its_artifacts(tmp_path, random_tin
     assert all(torch.equal(v, shipped.hypernet.state_dict()[k]) for k, v in trained.items())
     meta = __import__("json").loads((ship / "hypernet_config.json").read_text())
     assert meta["summary"]["val_token_f1"] == summary["val"] and meta["step"] == 12
+    assert (ship / "train_log.jsonl").read_text() == (out / "log.jsonl").read_text()
 
 
 def _run(args: list[str], env_extra: dict | None = None, module: list[str] | None = None) -> subprocess.Popen:

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,7 +40,13 @@ from f2l.chat import answer_suffix, model_inputs, prompt_text
 from f2l.config import parse_config
 from f2l.data import CAPTION_PROMPTS, Example, iter_prompts, load_frames, world_example
 from f2l.eval.metrics import token_f1
-from f2l.io import atomic_save_safetensors, atomic_write_json, load_optimizer_state, save_optimizer_state
+from f2l.io import (
+    atomic_directory,
+    atomic_save_safetensors,
+    atomic_write_json,
+    load_optimizer_state,
+    save_optimizer_state,
+)
 from f2l.models import CHECKPOINTS_DIR, Base
 from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
 from f2l.world import CAPTION_CATEGORIES, SPLITS, sample_truth, split_seeds, world_text_corpus
@@ -225,23 +229,11 @@ def _lr_at(step: int, cfg: PretrainConfig, heads: bool = False) -> float:
 
 def _save_atomically(base: Base, out_dir: Path, extra: dict[str, dict], log_path: Path) -> None:
     """Write the checkpoint into a sibling temp directory, then swap it into place."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    save_checkpoint(base.model, base.processor, tmp)
-    for name, obj in extra.items():
-        atomic_write_json(tmp / name, obj)
-    shutil.copyfile(log_path, tmp / "pretrain_log.jsonl")  # the loss curve ships with the weights
-    _swap_into_place(tmp, out_dir)
-
-
-def _swap_into_place(tmp: Path, final: Path) -> None:
-    """Replace the directory ``final`` by the finished ``tmp`` beside it (the old one is renamed away
-    first, then removed), so that a crash leaves either the old directory or the new one."""
-    old = final.with_name(final.name + ".old")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_directory(out_dir) as tmp:
+        save_checkpoint(base.model, base.processor, tmp)
+        for name, obj in extra.items():
+            atomic_write_json(tmp / name, obj)
+        shutil.copyfile(log_path, tmp / "pretrain_log.jsonl")  # the loss curve ships with the weights
 
 
 def _save_snapshot(
@@ -249,21 +241,18 @@ def _save_snapshot(
 ) -> None:
     """Everything a resumed run needs to continue exactly (weights, heads, optimizer, the data RNG, the
     step, the training time so far), written beside the output as a whole directory swapped into place."""
-    final = cfg.resume_dir
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=final.parent))
-    weights = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
-    atomic_save_safetensors(tmp / "weights.safetensors", weights)
-    save_optimizer_state(tmp, opt)
-    state = {
-        "step": step,
-        "ema": ema,
-        "elapsed_s": elapsed_s,
-        "numpy_rng": rng.bit_generator.state,
-        "config": cfg.identity(),
-    }
-    atomic_write_json(tmp / "state.json", state)
-    _swap_into_place(tmp, final)
+    with atomic_directory(cfg.resume_dir) as tmp:
+        weights = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+        atomic_save_safetensors(tmp / "weights.safetensors", weights)
+        save_optimizer_state(tmp, opt)
+        state = {
+            "step": step,
+            "ema": ema,
+            "elapsed_s": elapsed_s,
+            "numpy_rng": rng.bit_generator.state,
+            "config": cfg.identity(),
+        }
+        atomic_write_json(tmp / "state.json", state)
 
 
 def _load_snapshot(

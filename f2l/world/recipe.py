@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from f2l.config import parse_config
-from f2l.io import atomic_write_json
+from f2l.io import atomic_directory, atomic_write_json
 from f2l.models import CHECKPOINTS_DIR
-from f2l.world.pretrain import PretrainConfig, _swap_into_place, pretrain
+from f2l.world.pretrain import PretrainConfig, pretrain
 
 # Stage settings beyond PretrainConfig's defaults (the first stage is the plain `python -m
 # f2l.world.pretrain`); `out` and `init_from` are the recipe's to set.
@@ -121,25 +120,21 @@ def build(cfg: RecipeConfig, stages: tuple[dict, ...] | None = None) -> dict:
             }
         )
     final = configs[-1].out_dir
-    out_dir = cfg.out_dir
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    shutil.copytree(final, tmp, dirs_exist_ok=True)
-    (tmp / "pretrain_log.jsonl").unlink()
-    for stage, record in zip(configs, records, strict=True):
-        shutil.copyfile(stage.out_dir / "pretrain_log.jsonl", tmp / record["log"])
     summary = json.loads((final / "pretrain_scores.json").read_text())
     summary.update(
         recipe={"command": f"python -m f2l.world.recipe --preset {cfg.preset}", **asdict(cfg)},
         stages=records,
         train_seconds=sum(r["train_seconds"] for r in records),
     )
-    atomic_write_json(tmp / "pretrain_scores.json", summary)
-    _swap_into_place(tmp, out_dir)
+    with atomic_directory(cfg.out_dir) as tmp:
+        shutil.copytree(final, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("pretrain_log.jsonl"))
+        for stage, record in zip(configs, records, strict=True):
+            shutil.copyfile(stage.out_dir / "pretrain_log.jsonl", tmp / record["log"])
+        atomic_write_json(tmp / "pretrain_scores.json", summary)
     print(
         f"f2l.world.recipe: {len(records)} stages, test token-F1 direct "
         f"{summary['test']['direct']['token_f1']:.3f}, no-video {summary['test']['no_video']['token_f1']:.3f}"
-        f" -> {out_dir}",
+        f" -> {cfg.out_dir}",
         file=sys.stderr,
     )
     return summary

@@ -47,8 +47,9 @@ def package_hypernet(
     checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, base: str, extra: dict | None = None
 ) -> Path:
     """Write a training checkpoint's hypernetwork (with its run's loss log) to ``out_dir``, replacing
-    that directory whole, for use by ``from_pretrained``; the base is named by ``base`` (a shipped name, Hub id or path valid where it will be used); the base's
-    weight digest recorded at training time still guards against a mismatched base."""
+    that directory whole, for use by ``from_pretrained``. The base is named by ``base`` (a shipped name,
+    Hub id or path valid where it will be used); the base's weight digest recorded at training time
+    still guards against a mismatched base."""
     from f2l.io import atomic_directory, atomic_write_json
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)

@@ -92,10 +92,8 @@ def collect(cfg: ProbeConfig):
         for t in targets:
             frames, per_frame, _ = t["motion"].shape
             cells.append(np.tile(np.arange(per_frame), frames))
-            first = np.zeros((frames, per_frame), bool)
-            first[0] = True
             m = t["motion"].copy()
-            m[first] = 0.0  # no motion is visible in a clip's first frame
+            m[0] = 0.0  # no motion is visible in a clip's first frame
             motion.append(m.reshape(frames * per_frame, -1))
     return (
         torch.cat(states, 1).float(),

@@ -9,9 +9,10 @@ base jolted by a high rate loses its colour binding within 50 steps; README, "Th
 SmolVLM2"). Each stage is one ``f2l.world.pretrain`` run written to ``<work>/<preset>-stage<i>`` and
 continuing the stage before. A stage whose directory already holds a finished checkpoint of the same
 settings is not run again, and an interrupted stage resumes from its own snapshot, so the same command
-picks a rebuild up wherever it stopped (a stage after one that was trained again is trained again too). The last stage's checkpoint goes to ``--out`` (swapped into
-place whole) with every stage's loss log and, in ``pretrain_scores.json``, a ``stages`` list: each
-stage's command, settings, held-out token-F1 and training time.
+picks a rebuild up wherever it stopped (a stage after one that was trained again is trained again
+too). The last stage's checkpoint goes to ``--out`` (swapped into place whole) with every stage's loss
+log and, in ``pretrain_scores.json``, a ``stages`` list: each stage's command, settings, held-out
+token-F1 and training time.
 """
 
 from __future__ import annotations
@@ -97,14 +98,14 @@ def build(cfg: RecipeConfig, stages: tuple[dict, ...] | None = None) -> dict:
     records, trained = [], False
     for i, stage in enumerate(configs, start=1):
         scores_path = stage.out_dir / "pretrain_scores.json"
-        done = scores_path.is_file() and _same_settings(stage, json.loads(scores_path.read_text()))
-        if done and not trained:  # a stage after a retrained one starts from new weights: it reruns too
+        summary = json.loads(scores_path.read_text()) if scores_path.is_file() else None
+        if summary and _same_settings(stage, summary) and not trained:
+            # (a stage after a retrained one starts from new weights: it reruns too)
             print(f"f2l.world.recipe: stage {i} already finished in {stage.out_dir}", file=sys.stderr)
         else:
             print(f"f2l.world.recipe: stage {i}/{len(configs)}: {command(stage)}", file=sys.stderr)
-            pretrain(stage)
+            summary = pretrain(stage)
             trained = True
-        summary = json.loads(scores_path.read_text())
         records.append(
             {
                 "stage": i,
@@ -119,8 +120,7 @@ def build(cfg: RecipeConfig, stages: tuple[dict, ...] | None = None) -> dict:
                 "train_seconds": summary["train_seconds"],
             }
         )
-    final = configs[-1].out_dir
-    summary = json.loads((final / "pretrain_scores.json").read_text())
+    final = configs[-1].out_dir  # `summary` is the last stage's
     summary.update(
         recipe={"command": f"python -m f2l.world.recipe --preset {cfg.preset}", **asdict(cfg)},
         stages=records,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -80,3 +81,38 @@ def test_hub_cache_checkpoints_resolve_offline(tmp_path, monkeypatch, random_tin
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
     assert resolve_checkpoint("smolvlm2-500m") == snapshot
+
+
+@pytest.mark.parametrize(
+    ("shape", "params", "tokens_per_frame"),
+    [("smolvlm2-500m", 507e6, 64), ("smolvlm2-2.2b", 2.25e9, 81)],
+)
+def test_real_size_shapes_have_the_published_parameter_counts(shape, params, tokens_per_frame):
+    """The GPU check's stand-ins for the real checkpoints: same architecture, so the same costs."""
+    from transformers import AutoModelForImageTextToText
+
+    from f2l.models.shapes import SHAPES, shape_config
+
+    config = shape_config(shape)
+    with torch.device("meta"):  # sizes only: no memory, no initialisation
+        model = AutoModelForImageTextToText.from_config(config)
+    count = sum(p.numel() for p in model.parameters())
+    assert abs(count - params) / params < 0.01, count
+    assert SHAPES[shape].image_seq_len == tokens_per_frame
+    assert model.config.text_config.vocab_size == 49_280
+
+
+def test_build_shape_writes_a_loadable_untrained_checkpoint(tmp_path, monkeypatch):
+    """The shape builder's own path, at the tiny sizes (the real ones are built on a GPU machine)."""
+    from f2l.models import shapes
+
+    monkeypatch.setitem(shapes.SHAPES, "tiny-rows", dataclasses.replace(PRESETS["tiny"], embedding_rows=2048))
+    assert shapes.main(["tiny-rows", "--out", str(tmp_path / "shape"), "--dtype", "bfloat16"]) == 0
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "shape" / "model.safetensors", "pt") as f:  # written as asked
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}  # noqa: SIM118 (not a dict)
+    base = load_base(tmp_path / "shape", device="cpu")  # float32 on CPU, as any base
+    assert base.model.get_input_embeddings().weight.shape[0] == 2048 > len(base.tokenizer)
+    ids = base.tokenizer("a red circle", return_tensors="pt").input_ids
+    assert torch.isfinite(base.model(input_ids=ids).logits.float()).all()

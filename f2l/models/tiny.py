@@ -35,7 +35,8 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class TinyPreset:
-    """Sizes of a tiny SmolVLM2. ``tiny`` fits CPU training in minutes; ``small`` is the second scale."""
+    """Sizes of a SmolVLM2 built from nothing. ``tiny`` fits CPU training in minutes; ``small`` is the
+    second scale; ``f2l.models.shapes`` holds the real 500M / 2.2B sizes (untrained, for GPU checks)."""
 
     name: str
     frame_size: int = 64  # frames are resized to frame_size x frame_size, like SmolVLM2's 384 px
@@ -49,8 +50,11 @@ class TinyPreset:
     text_heads: int = 4
     text_kv_heads: int = 2
     text_intermediate: int = 384
-    vocab_size: int = 1024
+    vocab_size: int = 1024  # the BPE tokenizer's target size (the world's text fills about 700)
     max_positions: int = 65536  # RoPE: long enough for 1,024 frames in context
+    vision_intermediate: int | None = None  # default 4 x vision_hidden
+    embedding_rows: int | None = None  # text embedding / LM-head rows when more than the tokenizer's
+    rope_theta: float = 100_000.0
 
     @property
     def image_seq_len(self) -> int:
@@ -73,7 +77,7 @@ PRESETS = {
 }
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int):
+def train_tokenizer(corpus: Iterable[str], vocab_size: int, max_length: int):
     """A byte-level BPE tokenizer trained on the world's text: every string a user types still
     tokenizes (bytes are the fallback), and the world's words are single tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -101,13 +105,9 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int):
         global_image_token=GLOBAL_IMAGE,
         end_of_utterance_token=END_OF_UTTERANCE,
         extra_special_tokens=SPECIAL_TOKENS[3:],
-        model_max_length=preset_max_len(),
+        model_max_length=max_length,
         padding_side="left",
     )
-
-
-def preset_max_len() -> int:
-    return max(p.max_positions for p in PRESETS.values())
 
 
 def build_processor(preset: TinyPreset, tokenizer):
@@ -146,7 +146,7 @@ def build_config(preset: TinyPreset, tokenizer):
 
     ids = tokenizer.convert_tokens_to_ids
     text = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), preset.embedding_rows or 0),
         hidden_size=preset.text_hidden,
         intermediate_size=preset.text_intermediate,
         num_hidden_layers=preset.text_layers,
@@ -154,7 +154,7 @@ def build_config(preset: TinyPreset, tokenizer):
         num_key_value_heads=preset.text_kv_heads,
         max_position_embeddings=preset.max_positions,
         rms_norm_eps=1e-5,
-        rope_parameters={"rope_type": "default", "rope_theta": 100_000.0},
+        rope_parameters={"rope_type": "default", "rope_theta": preset.rope_theta},
         tie_word_embeddings=False,
         bos_token_id=ids(BOS),
         eos_token_id=ids(END_OF_UTTERANCE),
@@ -162,7 +162,7 @@ def build_config(preset: TinyPreset, tokenizer):
     )
     vision = SmolVLMVisionConfig(
         hidden_size=preset.vision_hidden,
-        intermediate_size=4 * preset.vision_hidden,
+        intermediate_size=preset.vision_intermediate or 4 * preset.vision_hidden,
         num_hidden_layers=preset.vision_layers,
         num_attention_heads=preset.vision_heads,
         image_size=preset.frame_size,
@@ -180,19 +180,18 @@ def build_config(preset: TinyPreset, tokenizer):
     return config
 
 
-def build_untrained(preset: TinyPreset, corpus: Iterable[str], seed: int = 0):
-    """A randomly initialised tiny SmolVLM2 with its tokenizer and processor."""
+def build_untrained(preset: TinyPreset, corpus: Iterable[str], seed: int = 0, dtype=None):
+    """A randomly initialised SmolVLM2 of ``preset``'s sizes with its tokenizer and processor."""
     import torch
     from transformers import AutoModelForImageTextToText
 
-    tokenizer = train_tokenizer(corpus, preset.vocab_size)
+    tokenizer = train_tokenizer(corpus, preset.vocab_size, preset.max_positions)
     processor = build_processor(preset, tokenizer)
     config = build_config(preset, tokenizer)
     torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(config)
-    model.generation_config.eos_token_id = config.text_config.eos_token_id
-    model.generation_config.pad_token_id = config.text_config.pad_token_id
-    model.generation_config.bos_token_id = config.text_config.bos_token_id
+    model = AutoModelForImageTextToText.from_config(config, **({"dtype": dtype} if dtype else {}))
+    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
+        setattr(model.generation_config, key, getattr(config.text_config, key))
     return model, processor
 
 

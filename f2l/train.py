@@ -137,6 +137,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": 20000,
         "train_clips": 20000,
         "bf16": True,
+        "workers": 8,  # the processor (frames to 384/512 px) runs on the CPU: keep it off the step's path
         "log_every": 10,
         "eval_every": 1000,
         "save_every": 1000,
@@ -156,6 +157,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": 20000,
         "train_clips": 20000,
         "bf16": True,
+        "workers": 8,  # the processor (frames to 384/512 px) runs on the CPU: keep it off the step's path
         "log_every": 10,
         "eval_every": 1000,
         "save_every": 1000,

@@ -195,45 +195,63 @@ class PerceiverHypernet(nn.Module):
         for emb in (self.layer_embed, self.module_embed, self.slot_embed):
             nn.init.normal_(emb.weight, std=0.02)
 
-    def read_layer(self, states: LayerStates) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Factors of one layer: ``{module: (A (N, r, d_in), B (N, r, d_out))}``."""
+    def read_layer(self, states: LayerStates) -> torch.Tensor:
+        """The latents after cross-attending one layer's tokens: ``(N, num_latents, width)``.
+
+        This is the only step that sees the layer's states, so it is the only one that runs while the
+        base streams; everything after it works on the small latents of all layers at once."""
         c = self.config
         dtype = self.in_proj.weight.dtype
         hidden = F.rms_norm(states.hidden.to(dtype), (c.d_model,))  # layers differ wildly in scale
         tokens = self.in_proj(hidden)
-        n = tokens.shape[0]
-        layer = self.layer_embed.weight[states.layer]
-        latents = (self.latents + layer).expand(n, -1, -1)
-        latents = self.read(latents, context=tokens, mask=states.mask)
+        latents = (self.latents + self.layer_embed.weight[states.layer]).expand(tokens.shape[0], -1, -1)
+        return self.read(latents, context=tokens, mask=states.mask)
+
+    def write_factors(
+        self, latents: torch.Tensor, layers: torch.Tensor
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Factors from the read latents of layers ``layers`` (``(N, L, num_latents, width)``):
+        ``{module: (A (N, L, r, d_in), B (N, L, r, d_out))}``.
+
+        Batched over layers (a batch of N x L for the self-attention and write blocks, one call of each
+        head for all layers): the same arithmetic as layer by layer in far fewer, larger kernels, which
+        is what a short clip on a GPU is bound by."""
+        c = self.config
+        n, num_layers = latents.shape[:2]
+        x = latents.flatten(0, 1)
         for block in self.think:
-            latents = block(latents)
+            x = block(x)
         slots = (
-            self.module_embed.weight[:, None, :] + self.slot_embed.weight[None, :, :] + layer
-        )  # (|m|, r, w)
-        z = self.write(slots.reshape(1, -1, c.width).expand(n, -1, -1), context=latents)
-        z = self.out_norm(z).view(n, len(c.targets), c.rank, c.width) * self.slot_gain
+            self.module_embed.weight[None, :, None, :]
+            + self.slot_embed.weight[None, None, :, :]
+            + self.layer_embed.weight[layers][:, None, None, :]
+        )  # (L, |m|, r, w)
+        slots = slots.reshape(1, num_layers, -1, c.width).expand(n, -1, -1, -1).flatten(0, 1)
+        z = self.write(slots, context=x)
+        z = self.out_norm(z).view(n, num_layers, len(c.targets), c.rank, c.width) * self.slot_gain
         return {
             m: (
-                self.head_a[m](z[:, i]) * c.module_shapes[m][0] ** -0.5,
-                self.head_b[m](z[:, i]) * c.width**-0.5,
+                self.head_a[m](z[:, :, i]) * c.module_shapes[m][0] ** -0.5,
+                self.head_b[m](z[:, :, i]) * c.width**-0.5,
             )
             for i, m in enumerate(c.targets)
         }
 
     def forward(self, base, inputs) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Stream the frozen base over ``inputs`` and write every layer's factors as they arrive:
+        """Stream the frozen base over ``inputs``, reading each layer's states as they arrive (peak memory
+        holds one layer's states), then write every layer's factors:
         ``{module: (A (N, L, r, d_in), B (N, L, r, d_out))}``. Gradients reach only the hypernetwork."""
-        per_layer: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+        read: list[torch.Tensor] = []
+        layers: list[int] = []
 
         def consume(states: LayerStates) -> None:
             with torch.enable_grad() if self.training else contextlib.nullcontext():
-                per_layer.append(self.read_layer(states))
+                read.append(self.read_layer(states))
+            layers.append(states.layer)
 
         stream_hidden_states(base, inputs, consume)
-        return {
-            m: (torch.stack([f[m][0] for f in per_layer], 1), torch.stack([f[m][1] for f in per_layer], 1))
-            for m in self.config.targets
-        }
+        index = torch.tensor(layers, device=read[0].device)
+        return self.write_factors(torch.stack(read, 1), index)
 
     # -- persistence: safetensors + JSON, never pickle -------------------------------------------------
 

@@ -121,3 +121,26 @@ def test_hypernet_save_load_round_trip(tmp_path, hypernet):
     assert loaded.config == hypernet.config
     for (k, v), (k2, v2) in zip(hypernet.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
+
+
+def test_factors_written_for_all_layers_at_once_equal_layer_by_layer(random_base, clips):
+    """The write step runs once over every layer's latents (few large kernels); each layer's factors
+    must be what that layer's latents give alone, its own layer embedding included."""
+    torch.manual_seed(1)
+    net = PerceiverHypernet(
+        HypernetConfig.for_base(random_base, "random-tiny", width=64, num_latents=8, self_blocks=2)
+    ).eval()
+    for head in net.head_b.values():  # past the no-op start, so that B is compared too
+        torch.nn.init.normal_(head.weight, std=0.1)
+    inputs = internalization_inputs(random_base, clips)
+    with torch.no_grad():
+        states = collect_hidden_states(random_base, inputs)
+        latents = torch.stack([net.read_layer(s) for s in states], 1)
+        together = net.write_factors(latents, torch.arange(len(states)))
+        for layer in range(len(states)):
+            alone = net.write_factors(latents[:, layer : layer + 1], torch.tensor([layer]))
+            for m, (a, b) in alone.items():
+                torch.testing.assert_close(a[:, 0], together[m][0][:, layer], rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(b[:, 0], together[m][1][:, layer], rtol=1e-5, atol=1e-6)
+                assert b.abs().max() > 0
+    assert not torch.equal(together["q_proj"][0][:, 0], together["q_proj"][0][:, 1])  # layers differ

@@ -197,3 +197,43 @@ def test_adapter_must_fit_the_model(fresh):
     with pytest.raises(ValueError, match="do not fit"), use_adapter(fresh.model, wrong):
         pass
     assert not any(w.has_factors for w in lora_modules(fresh.model).values())
+
+
+@pytest.mark.parametrize(
+    ("a_shape", "scaling"),
+    [
+        ((4, 12), 0.5),  # one adapter, float scaling: every row
+        ((1, 4, 12), torch.tensor(0.5)),  # one adapter as a batch of one: broadcast to every row
+        ((3, 4, 12), 0.5),  # one adapter per row
+        ((3, 4, 12), torch.tensor([0.5, 1.0, 2.0])),  # per row, per-row gains
+        ((4, 12), torch.tensor([0.5, 1.0, 2.0])),  # one adapter, per-row gains
+    ],
+)
+def test_lora_linear_matches_the_dense_update_in_every_factor_layout(a_shape, scaling):
+    """The wrapper folds scaling into B once and takes a 2-D or batched path; each must equal
+    ``x W^T + b + s_n x A_n^T B_n`` row by row, and gradients must reach both factors."""
+    g = torch.Generator().manual_seed(0)
+    base = nn.Linear(12, 10)
+    wrapper = LoRALinear(base)
+    a = torch.randn(*a_shape, generator=g).requires_grad_()
+    b = torch.randn(*a_shape[:-1], 10, generator=g).requires_grad_()
+    x = torch.randn(3, 5, 12, generator=g)
+    wrapper.set_factors(a, b, scaling)
+    y = wrapper(x)
+    s = torch.as_tensor(scaling).reshape(-1).expand(3)
+    for n in range(3):
+        a_n = a if a.dim() == 2 else a[min(n, a.shape[0] - 1)]
+        b_n = b if b.dim() == 2 else b[min(n, b.shape[0] - 1)]
+        want = base(x[n]) + s[n] * (x[n] @ a_n.T @ b_n)
+        torch.testing.assert_close(y[n], want, rtol=1e-5, atol=1e-5)
+    y.square().sum().backward()
+    assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
+    wrapper.clear_factors()
+    assert torch.equal(wrapper(x), base(x))
+
+
+def test_lora_linear_refuses_an_adapter_batch_that_is_not_the_input_batch():
+    wrapper = LoRALinear(nn.Linear(12, 10))
+    wrapper.set_factors(torch.zeros(2, 4, 12), torch.zeros(2, 4, 10))
+    with pytest.raises(RuntimeError, match="2 samples but the input batch has 3 rows"):
+        wrapper(torch.zeros(3, 5, 12))

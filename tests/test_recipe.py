@@ -62,3 +62,11 @@ def test_recipe_ships_the_last_stage_and_resumes_by_stage(tmp_path, monkeypatch)
     ran.clear()
     build(cfg, ({**two[0], "lr": 1e-3}, {**two[1], "lr": 2e-4}))
     assert len(ran) == 2  # a retrained first stage makes the second start from new weights
+
+
+def test_a_stage_recorded_before_a_field_existed_still_counts_as_finished():
+    """A field added to PretrainConfig later (at its default) must not make the recipe retrain a stage."""
+    stage = stage_configs(RecipeConfig(), RECIPES["tiny"])[1]
+    recorded = {k: v for k, v in stage.identity().items() if k not in ("focus_qa", "focus_share")}
+    assert recipe._same_settings(stage, {"config": recorded})
+    assert not recipe._same_settings(stage, {"config": {**recorded, "lr": stage.lr * 2}})

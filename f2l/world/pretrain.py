@@ -49,7 +49,7 @@ from f2l.io import (
 )
 from f2l.models import CHECKPOINTS_DIR, Base
 from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
-from f2l.world import CAPTION_CATEGORIES, SPLITS, sample_truth, split_seeds, world_text_corpus
+from f2l.world import CAPTION_CATEGORIES, QA_TYPES, SPLITS, sample_truth, split_seeds, world_text_corpus
 from f2l.world.grounding import GroundingHeads, TemporalHeads, cell_targets
 
 
@@ -69,6 +69,8 @@ class PretrainConfig:
     temporal_weight: float = 1.0  # auxiliary motion/count/event loss on the text model's visual-token states
     temporal_layer: int = 2  # ... read at this hidden state (0: embeddings, i: after decoder layer i)
     caption_share: float = 0.5  # the rest are QA turns
+    focus_qa: str | None = None  # a QA type that a later stage drills (e.g. "direction") ...
+    focus_share: float = 0.0  # ... as this share of all turns, drawn before the caption/QA split
     per_turn_loss: bool = False  # average the answer loss within each turn, then over turns (see turn_loss)
     no_video_share: float = 0.1  # text-only turns: the question without the video
     eval_every: int = 300
@@ -114,7 +116,12 @@ def _corpus(n_clips: int):
 
 
 def _sample_turn(rng: np.random.Generator, example: Example, cfg: PretrainConfig):
-    rows = list(iter_prompts([example], kinds=("caption",) if rng.random() < cfg.caption_share else ("qa",)))
+    rows = []
+    if cfg.focus_share and rng.random() < cfg.focus_share:
+        rows = list(iter_prompts([example], kinds=("qa",), qa_types=(cfg.focus_qa,)))
+    if not rows:
+        kinds = ("caption",) if rng.random() < cfg.caption_share else ("qa",)
+        rows = list(iter_prompts([example], kinds=kinds))
     row = rows[rng.integers(len(rows))]
     return row.prompt, row.reference
 
@@ -280,6 +287,8 @@ def _load_snapshot(
 
 
 def pretrain(cfg: PretrainConfig) -> dict:
+    if cfg.focus_share and cfg.focus_qa not in QA_TYPES:
+        raise ValueError(f"--focus-qa must be one of {', '.join(QA_TYPES)} when --focus-share is set")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     preset = PRESETS[cfg.preset]

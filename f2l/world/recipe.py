@@ -41,6 +41,16 @@ RECIPES: dict[str, tuple[dict, ...]] = {
             "eval_every": 250,
             "val_clips": 24,
         },
+        {  # direction QA: bind a named object to the motion layer 2 already computes (linear_probes)
+            "steps": 800,
+            "lr": 5e-4,
+            "warmup": 30,
+            "head_warmup": 100,
+            "focus_qa": "direction",
+            "focus_share": 0.3,
+            "eval_every": 200,
+            "val_clips": 24,
+        },
     ),
 }
 
@@ -88,7 +98,8 @@ def _same_settings(stage: PretrainConfig, scores: dict) -> bool:
     """Whether a finished stage's recorded config is this stage's (the paths aside: the recipe sets them)."""
     recorded = {k: v for k, v in scores["config"].items() if k not in ("out", "init_from")}
     wanted = {k: v for k, v in stage.identity().items() if k not in ("out", "init_from")}
-    return all(recorded.get(k) == v for k, v in wanted.items())
+    default = asdict(PretrainConfig())  # a field added since the stage ran: it ran with the default
+    return all(recorded.get(k, default[k]) == v for k, v in wanted.items())
 
 
 def build(cfg: RecipeConfig, stages: tuple[dict, ...] | None = None) -> dict:

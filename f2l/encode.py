@@ -23,6 +23,10 @@ from f2l.video import Frames
 
 # The fixed prompt the VLM reads together with the video while it is being internalized.
 INTERNALIZE_PROMPT = "Watch the video and remember everything in it."
+# Frames per vision-tower call while encoding a long clip. The tower sees each frame alone, so
+# encoding frames in chunks changes no number; it bounds the tower's activations (at the SmolVLM2
+# 500M shape, 26.7 GiB for 1,024 frames in one call) to a chunk's.
+VISION_CHUNK_FRAMES = 64
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ def stream_hidden_states(base: Base, inputs, consume: Callable[[LayerStates], No
     """
     layers = base.text_model.layers
     mask = inputs["attention_mask"].bool()
+    inputs = embed_video_in_chunks(base, inputs)
     last = len(layers) - 1
 
     def hook_for(index: int):
@@ -93,6 +98,38 @@ def stream_hidden_states(base: Base, inputs, consume: Callable[[LayerStates], No
     finally:
         for h in handles:
             h.remove()
+
+
+def embed_video_in_chunks(base: Base, inputs, chunk: int | None = None):
+    """``inputs`` with the video's frames already encoded ``chunk`` at a time and merged into
+    ``inputs_embeds`` in place of the ``<image>`` tokens, as the model's own forward would merge them;
+    inputs of at most ``chunk`` frames a row, or with no video, are returned as they are."""
+    chunk = chunk or VISION_CHUNK_FRAMES
+    pixels = inputs.get("pixel_values")
+    if pixels is None or pixels.shape[1] <= chunk:
+        return inputs
+    model = base.model.model
+    masks = inputs.get("pixel_attention_mask")
+    features = []
+    for row in range(pixels.shape[0]):
+        real = pixels[row].flatten(1).ne(0).any(1)  # the processor pads short rows with all-zero frames
+        frames = pixels[row][real]
+        frame_masks = None if masks is None else masks[row][real]
+        for start in range(0, len(frames), chunk):
+            out = model.get_image_features(
+                frames[None, start : start + chunk],
+                None if frame_masks is None else frame_masks[None, start : start + chunk],
+            )
+            features.append(out.pooler_output[0])
+    ids = inputs["input_ids"]
+    is_image = (ids == base.model.config.image_token_id).unsqueeze(-1)
+    embeds = model.get_input_embeddings()(ids)
+    features = torch.cat(features).to(embeds.dtype)
+    if features.shape[0] != int(is_image.sum()):
+        raise ValueError(f"{int(is_image.sum())} <image> tokens but {features.shape[0]} visual features")
+    merged = {k: v for k, v in inputs.items() if k not in ("pixel_values", "pixel_attention_mask")}
+    merged["inputs_embeds"] = embeds.masked_scatter(is_image, features)
+    return merged
 
 
 def collect_hidden_states(base: Base, inputs) -> list[LayerStates]:

@@ -144,3 +144,20 @@ def test_factors_written_for_all_layers_at_once_equal_layer_by_layer(random_base
                 torch.testing.assert_close(b[:, 0], together[m][1][:, layer], rtol=1e-5, atol=1e-6)
                 assert b.abs().max() > 0
     assert not torch.equal(together["q_proj"][0][:, 0], together["q_proj"][0][:, 1])  # layers differ
+
+
+def test_long_clips_are_encoded_in_frame_chunks_with_the_same_states(random_base, clips, monkeypatch):
+    """Frames through the vision tower a chunk at a time (what bounds its memory at 1,024 frames) give
+    the states of the model's own all-at-once path, also for a row padded with empty frames."""
+    import f2l.encode as encode
+
+    inputs = internalization_inputs(random_base, clips)  # 4 and 9 frames: row 0 has 5 padding frames
+    whole = collect_hidden_states(random_base, inputs)
+    chunked_inputs = encode.embed_video_in_chunks(random_base, inputs, chunk=4)
+    assert "pixel_values" not in chunked_inputs and "inputs_embeds" in chunked_inputs
+    monkeypatch.setattr(encode, "VISION_CHUNK_FRAMES", 4)
+    chunked = collect_hidden_states(random_base, inputs)
+    assert len(chunked) == len(whole)
+    for a, b in zip(whole, chunked, strict=True):
+        real = a.mask
+        torch.testing.assert_close(b.hidden[real], a.hidden[real], rtol=1e-4, atol=1e-5)

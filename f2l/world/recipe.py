@@ -41,16 +41,6 @@ RECIPES: dict[str, tuple[dict, ...]] = {
             "eval_every": 250,
             "val_clips": 24,
         },
-        {  # direction QA: bind a named object to the motion layer 2 already computes (linear_probes)
-            "steps": 800,
-            "lr": 5e-4,
-            "warmup": 30,
-            "head_warmup": 100,
-            "focus_qa": "direction",
-            "focus_share": 0.3,
-            "eval_every": 200,
-            "val_clips": 24,
-        },
     ),
 }
 

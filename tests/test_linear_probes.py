@@ -34,3 +34,9 @@ def test_shipped_base_knows_where_its_tokens_are_and_computes_motion_across_fram
         and motion[2]["accuracy"] > motion[2]["baseline"] + 0.1
     )
     assert json.loads(out.read_text())["motion_by_layer"][2]["accuracy"] == motion[2]["accuracy"]
+    # the answer position of "which way does the <object> move?": the video adds something after the
+    # layers that compute motion (layer 2 on), above the same questions asked blind
+    assert results["direction_answers"] == ["down", "in", "left", "out", "right", "still", "up"]
+    seen, blind = results["direction_at_answer_by_layer"], results["direction_at_answer_blind_by_layer"]
+    assert seen[0]["accuracy"] == blind[0]["accuracy"]  # embeddings of the same text: nothing seen yet
+    assert max(s["accuracy"] - b["accuracy"] for s, b in zip(seen[2:], blind[2:], strict=True)) > 0.05

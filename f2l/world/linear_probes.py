@@ -12,6 +12,11 @@ of the train-split cells and scored on the other half, reads
   frame on), from the text model's states at the visual tokens after each decoder layer (0: the
   embeddings, i.e. the connector's output), against always guessing the commonest class.
 
+- ``direction_at_answer``: the answer to "which way does the <object> move?" from the states at the
+  position that predicts the answer's first token (the end of the prompt), after each layer, beside
+  the same probe on the same questions asked without the video (what the question alone gives away):
+  where the question has (or has not) looked the named object's motion up.
+
 A probe above its baseline says the information is there in linear form; at the baseline, that the
 base has not computed it (or not linearly).
 """
@@ -74,9 +79,8 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, steps: int = 300, seed: int = 0)
 
 
 @torch.inference_mode()
-def collect(cfg: ProbeConfig):
+def collect(base, cfg: ProbeConfig):
     """States at the visual tokens (per hidden layer) with each token's cell and per-cell motion target."""
-    base = load_base(cfg.base, device="cpu")
     batch_cfg = PretrainConfig(
         batch_size=cfg.batch_size, min_frames=cfg.frames, max_frames=cfg.frames, no_video_share=0.0
     )
@@ -102,14 +106,53 @@ def collect(cfg: ProbeConfig):
     )
 
 
+@torch.inference_mode()
+def collect_direction_answers(base, cfg: ProbeConfig, video: bool = True):
+    """States (per hidden layer) at the last prompt token of direction questions asked with the video
+    (or the same questions without it), and each question's answer as a class index (with the answers'
+    names)."""
+    batch_cfg = PretrainConfig(
+        batch_size=cfg.batch_size,
+        min_frames=cfg.frames,
+        max_frames=cfg.frames,
+        no_video_share=0.0 if video else 1.0,
+        focus_qa="direction",
+        focus_share=1.0,
+        grounding_weight=0.0,
+        temporal_weight=0.0,
+    )
+    rng = np.random.default_rng(cfg.seed + 1)
+    states, answers = [], []
+    for _ in tqdm(range(cfg.batches), desc="linear probes: questions", unit="batch"):
+        batch, _ = training_batch(base, rng, batch_cfg)
+        labels = batch.pop("labels")
+        out = base.model(**batch, output_hidden_states=True)
+        first = (labels != -100).int().argmax(1)  # the answer's first token; the state before predicts it
+        rows = torch.arange(len(first))
+        states.append(torch.stack([h[rows, first - 1] for h in out.hidden_states]))
+        for row, label in zip(batch["input_ids"], labels, strict=True):
+            text = base.tokenizer.decode(row[label != -100], skip_special_tokens=True)
+            answers.append(text.strip().rstrip("."))
+    names = sorted(set(answers))
+    return torch.cat(states, 1).float(), torch.tensor([names.index(a) for a in answers]), names
+
+
 def run(cfg: ProbeConfig) -> dict:
-    states, cells, motion = collect(cfg)
+    base = load_base(cfg.base, device="cpu")
+    states, cells, motion = collect(base, cfg)
+    asked, answer, names = collect_direction_answers(base, cfg)
+    blind, blind_answer, _ = collect_direction_answers(base, cfg, video=False)
+    if not torch.equal(answer, blind_answer):
+        raise RuntimeError("the blind control must ask the same questions")
     covered = motion[:, 1:].sum(1) > 0.5  # column 0 is "no object"
     moving_class = motion[covered, 1:].argmax(1)
     results = {
         "config": asdict(cfg),
         "cell": fit_probe(states[0], cells, cfg.steps, cfg.seed),
         "motion_by_layer": [fit_probe(layer[covered], moving_class, cfg.steps, cfg.seed) for layer in states],
+        "direction_answers": names,
+        "direction_at_answer_by_layer": [fit_probe(layer, answer, cfg.steps, cfg.seed) for layer in asked],
+        "direction_at_answer_blind_by_layer": [fit_probe(x, answer, cfg.steps, cfg.seed) for x in blind],
     }
     cell = results["cell"]
     print(
@@ -119,6 +162,13 @@ def run(cfg: ProbeConfig) -> dict:
     for i, r in enumerate(results["motion_by_layer"]):
         print(
             f"object motion after layer {i}: {r['accuracy']:.3f} (commonest {r['baseline']:.3f}, n {r['n']})",
+            file=sys.stderr,
+        )
+    seen, blind_fit = results["direction_at_answer_by_layer"], results["direction_at_answer_blind_by_layer"]
+    for i, (r, b) in enumerate(zip(seen, blind_fit, strict=True)):
+        print(
+            f"asked direction at the answer position after layer {i}: {r['accuracy']:.3f} with the video, "
+            f"{b['accuracy']:.3f} without (commonest {r['baseline']:.3f}, n {r['n']})",
             file=sys.stderr,
         )
     if cfg.out:

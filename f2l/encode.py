@@ -6,7 +6,9 @@ output, visual tokens merged in), at every token. They are delivered by a forwar
 decoder layer, so the consumer (the hypernetwork) reads layer ``l`` before the VLM computes layer
 ``l + 1``, and nothing keeps all layers' states alive at once: peak memory holds one layer's states
 (what lets 1,024 frames fit). After the last layer's input is consumed the forward stops: the last
-decoder layer, the final norm and the LM head are never run.
+decoder layer, the final norm and the LM head are never run. A clip longer than
+``VISION_CHUNK_FRAMES`` goes through the vision tower that many frames at a time before the text
+model runs, so the tower's activations do not grow with the clip either.
 """
 
 from __future__ import annotations

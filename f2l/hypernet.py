@@ -250,8 +250,10 @@ class PerceiverHypernet(nn.Module):
             layers.append(states.layer)
 
         stream_hidden_states(base, inputs, consume)
-        index = torch.tensor(layers, device=read[0].device)
-        return self.write_factors(torch.stack(read, 1), index)
+        if layers != list(range(len(layers))):
+            raise RuntimeError(f"the base streamed layers {layers}, not 0..L-1 in order")
+        # arange on the device, not a tensor from the host list: no host-device copy in a training step
+        return self.write_factors(torch.stack(read, 1), torch.arange(len(read), device=read[0].device))
 
     # -- persistence: safetensors + JSON, never pickle -------------------------------------------------
 

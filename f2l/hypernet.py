@@ -242,17 +242,13 @@ class PerceiverHypernet(nn.Module):
         holds one layer's states), then write every layer's factors:
         ``{module: (A (N, L, r, d_in), B (N, L, r, d_out))}``. Gradients reach only the hypernetwork."""
         read: list[torch.Tensor] = []
-        layers: list[int] = []
 
         def consume(states: LayerStates) -> None:
             with torch.enable_grad() if self.training else contextlib.nullcontext():
                 read.append(self.read_layer(states))
-            layers.append(states.layer)
 
-        stream_hidden_states(base, inputs, consume)
-        if layers != list(range(len(layers))):
-            raise RuntimeError(f"the base streamed layers {layers}, not 0..L-1 in order")
-        # arange on the device, not a tensor from the host list: no host-device copy in a training step
+        stream_hidden_states(base, inputs, consume)  # layers 0..L-1, in order
+        # arange on the device, not a tensor from a host list: no host-device copy in a training step
         return self.write_factors(torch.stack(read, 1), torch.arange(len(read), device=read[0].device))
 
     # -- persistence: safetensors + JSON, never pickle -------------------------------------------------

@@ -2,7 +2,8 @@
 
 One clip (the first of ``--split`` or ``--manifest``) is sampled at each frame count, and every method
 answers the same question about it. All numbers come from the same run, so their ratios hold whatever the
-machine's speed; each time is the median of ``--repeats`` timed runs after ``--warmup`` untimed ones.
+machine's speed; each time is the median of ``--repeats`` timed rounds after ``--warmup`` untimed ones,
+every method measured once per round (``interleaved_medians``), so drift during the run falls on all alike.
 
 - query TTFT (time to the first answer token, input preparation excluded) of ``direct`` (the video in
   context), ``f2l`` (adapter only, batched LoRA wrappers), ``f2l_merged`` (the adapter folded into the
@@ -95,26 +96,39 @@ def _sync(device: torch.device | str) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn: Callable[[], object], device, warmup: int, repeats: int) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
+def timed(fn: Callable[[], object], device) -> Callable[[], float]:
+    """``fn`` as a measurement: its wall time in seconds, the device synchronised on both sides."""
+
+    def measure() -> float:
         _sync(device)
         start = time.perf_counter()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return time.perf_counter() - start
+
+    return measure
 
 
-def median_ttft(fn: Callable[[], Answer], warmup: int, repeats: int) -> tuple[float, Answer]:
-    """Median time to first token of an ``Answer``-returning ``fn``, and its last answer."""
+def interleaved_medians(
+    measures: dict[str, Callable[[], float]], warmup: int, repeats: int
+) -> dict[str, float]:
+    """The median of each measurement over ``repeats`` rounds, after ``warmup`` untimed rounds.
+
+    Each round runs every measurement once, starting one further along the list each round, rather
+    than one measurement's repeats back to back: whatever drifts during a run (clocks, caches, the
+    host's other load) then falls on every method alike, which is what their ratios need. On a GPU a
+    short query is bound by the host issuing kernels, and blocks of repeats measured one method after
+    another disagreed by up to 1.4x between methods doing identical work."""
+    names = list(measures)
     for _ in range(warmup):
-        fn()
-    answers = [fn() for _ in range(repeats)]
-    return statistics.median(a.ttft_s for a in answers), answers[-1]
+        for name in names:
+            measures[name]()
+    values: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            values[name].append(measures[name]())
+    return {name: statistics.median(v) for name, v in values.items()}
 
 
 # --------------------------------------------------------------------------- peak memory
@@ -289,16 +303,28 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
         "prefill": lambda: prefill_video(base, clip),
     }
     row = {name: np.full(len(METHODS), np.nan) for name in _VARIABLES if name != "token_reduction"}
+    last: dict[str, Answer] = {}
+
+    def ttft(method: str) -> Callable[[], float]:
+        def measure() -> float:
+            last[method] = queries[method]()
+            return last[method].ttft_s
+
+        return measure
+
     with torch.inference_mode():
-        pre_s = {k: median_time(fn, device, warmup, repeats) for k, fn in preprocessing.items()}
-        for i, method in enumerate(METHODS):
-            row["ttft_s"][i], last = median_ttft(queries[method], warmup, repeats)
-            tokens = last.input_tokens
-            row["input_tokens"][i] = sum(tokens.values())
-            row["prefilled_tokens"][i] = tokens["visual"] + tokens["text"]
-            row["visual_tokens"][i] = prefix.visual_tokens if method == "kv_cache" else tokens["visual"]
-            if method in PREPROCESSING:
-                row["preprocess_s"][i] = pre_s[PREPROCESSING[method]]
+        pre_s = interleaved_medians(
+            {k: timed(fn, device) for k, fn in preprocessing.items()}, warmup, repeats
+        )
+        ttft_s = interleaved_medians({m: ttft(m) for m in METHODS}, warmup, repeats)
+    for i, method in enumerate(METHODS):
+        row["ttft_s"][i] = ttft_s[method]
+        tokens = last[method].input_tokens
+        row["input_tokens"][i] = sum(tokens.values())
+        row["prefilled_tokens"][i] = tokens["visual"] + tokens["text"]
+        row["visual_tokens"][i] = prefix.visual_tokens if method == "kv_cache" else tokens["visual"]
+        if method in PREPROCESSING:
+            row["preprocess_s"][i] = pre_s[PREPROCESSING[method]]
     row["stored_bytes"][[METHODS.index("f2l"), METHODS.index("f2l_merged")]] = adapter.nbytes
     row["stored_bytes"][METHODS.index("kv_cache")] = prefix.nbytes
     if cfg.memory:
@@ -350,8 +376,10 @@ def training_overhead(pipeline: Frames2LoRA, clips: list[Frames], question: str,
     hypernet.train()
     try:
         with torch.enable_grad():
-            t_full = median_time(full_step, device, warmup, repeats)
-            t_student = median_time(student_step, device, warmup, repeats)
+            t = interleaved_medians(
+                {"full": timed(full_step, device), "student": timed(student_step, device)}, warmup, repeats
+            )
+            t_full, t_student = t["full"], t["student"]
     finally:
         hypernet.eval()
     return {
@@ -412,8 +440,9 @@ def summarize(ds: xr.Dataset) -> str:
     lines = [
         f"# Efficiency ({attrs.get('base_model', '?')}, {attrs.get('device', '?')}, clip {ds['clip'].item()})",
         "",
-        f"Question: {attrs.get('question', '')!r}. Medians of {attrs.get('repeats', '?')} runs after "
-        f"{attrs.get('warmup', '?')} warm-up; every ratio is taken within this run.",
+        f"Question: {attrs.get('question', '')!r}. Medians of {attrs.get('repeats', '?')} rounds after "
+        f"{attrs.get('warmup', '?')} warm-up, each round timing every method once; every ratio is taken "
+        "within this run.",
         "",
         markdown_table(timing),
         markdown_table(storage),

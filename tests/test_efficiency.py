@@ -21,6 +21,26 @@ def test_measure_peak_sees_a_transient_allocation():
     assert measure_peak(allocate, "cpu") > 48 * 2**20
 
 
+def test_interleaved_medians_run_every_method_each_round_in_rotating_order():
+    calls: list[str] = []
+    readings = {
+        "a": iter([9.0, 1.0, 2.0, 3.0]),
+        "b": iter([9.0, 5.0, 4.0, 6.0]),
+        "c": iter([9.0, 7.0, 8.0, 0.5]),
+    }
+
+    def measure(name):
+        def fn():
+            calls.append(name)
+            return next(readings[name])
+
+        return fn
+
+    medians = efficiency.interleaved_medians({k: measure(k) for k in "abc"}, warmup=1, repeats=3)
+    assert calls == list("abc" + "abc" + "bca" + "cab")  # warm-up round, then one shift per round
+    assert medians == {"a": 2.0, "b": 5.0, "c": 7.0}  # the warm-up's 9.0 is never counted
+
+
 def test_fresh_process_peaks_see_the_video(tiny_pipeline):
     """Each measurement in its own process: answering with 8 frames in context needs more memory than
     answering the question alone."""

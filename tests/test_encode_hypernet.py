@@ -135,7 +135,7 @@ def test_factors_written_for_all_layers_at_once_equal_layer_by_layer(random_base
     inputs = internalization_inputs(random_base, clips)
     with torch.no_grad():
         states = collect_hidden_states(random_base, inputs)
-        latents = torch.stack([net.read_layer(s) for s in states], 1)
+        latents = torch.cat([net.read_layers([s]) for s in states], 1)
         together = net.write_factors(latents, torch.arange(len(states)))
         for layer in range(len(states)):
             alone = net.write_factors(latents[:, layer : layer + 1], torch.tensor([layer]))
@@ -144,6 +144,31 @@ def test_factors_written_for_all_layers_at_once_equal_layer_by_layer(random_base
                 torch.testing.assert_close(b[:, 0], together[m][1][:, layer], rtol=1e-5, atol=1e-6)
                 assert b.abs().max() > 0
     assert not torch.equal(together["q_proj"][0][:, 0], together["q_proj"][0][:, 1])  # layers differ
+
+
+def test_layers_read_together_equal_layers_read_one_at_a_time(random_base, clips):
+    """Short clips' layers are read as one batch (few kernels); the factors must be those of reading
+    every layer alone as it streams, for a padded batch of two clips."""
+    torch.manual_seed(2)
+    net = PerceiverHypernet(
+        HypernetConfig.for_base(random_base, "random-tiny", width=64, num_latents=8)
+    ).eval()
+    for head in net.head_b.values():
+        torch.nn.init.normal_(head.weight, std=0.1)
+    inputs = internalization_inputs(random_base, clips)
+    with torch.no_grad():
+        one_by_one = net(random_base, inputs, group_bytes=0)
+        states = collect_hidden_states(random_base, inputs)
+        layer_bytes = states[0].hidden.nbytes
+        in_pairs = net(random_base, inputs, group_bytes=2 * layer_bytes)  # groups of two layers
+        all_at_once = net(random_base, inputs, group_bytes=len(states) * layer_bytes + 1)
+        with pytest.raises(ValueError, match="consecutive"):
+            net.read_layers([states[0], states[2]])
+    for grouped in (in_pairs, all_at_once):
+        for m, (a, b) in one_by_one.items():
+            torch.testing.assert_close(grouped[m][0], a, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(grouped[m][1], b, rtol=1e-5, atol=1e-6)
+    assert one_by_one["down_proj"][1].abs().max() > 0
 
 
 def test_long_clips_are_encoded_in_frame_chunks_with_the_same_states(random_base, clips, monkeypatch):

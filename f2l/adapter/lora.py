@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from f2l.adapter.adapter import TARGET_MODULES, Adapter
@@ -55,7 +56,8 @@ class LoRALinear(nn.Module):
         self.lora_B: Tensor | None = None
         self.scaling: float | Tensor = 1.0
         self._a_t: Tensor | None = None  # A^T, [d_in, r] or [N, d_in, r]: the forward's first factor
-        self._b_scaled: Tensor | None = None  # scaling * B, [r, d_out] or [N, r, d_out]: its second
+        self._b_scaled: Tensor | None = None  # scaling * B, [1 or N, r, d_out]: its second
+        self._shared = True  # one adapter for every row of any batch (else one per row)
         self._unmerged_weight: Tensor | None = None  # the original weight while an adapter is merged
 
     @property
@@ -103,33 +105,39 @@ class LoRALinear(nn.Module):
             if scaling.dim() == 1:  # per sample: broadcast over [N, T, d_out]
                 scaling = scaling.view(-1, 1, 1)
         self.scaling = scaling
-        # Folded once per adapter, not per token: the forward is then two kernels (x A^T, then a fused
-        # multiply-add of B), which matters where a short query is launch-bound (a GPU at small T).
+        # Folded once per adapter, not per token, so that the forward is two kernels: x A^T, then one
+        # batched multiply-add of B into the base output. B is kept 3-D ([1 or N, r, d_out]) so the
+        # same ``baddbmm`` serves one adapter for every row (expanded, no copy) and one per row.
         a_t, b_scaled = self.lora_A.transpose(-1, -2), scaling * self.lora_B
-        if b_scaled.dim() == 3 and b_scaled.shape[0] == 1:  # one adapter for every row: the 2-D path
-            a_t, b_scaled = a_t.reshape(a_t.shape[-2:]), b_scaled[0]
+        if b_scaled.dim() == 3 and b_scaled.shape[0] == 1:  # one adapter given as a batch of one
+            a_t = a_t.reshape(a_t.shape[-2:])
         elif a_t.dim() == 2 and b_scaled.dim() == 3:  # one adapter, per-row scaling
             a_t = a_t.expand(b_scaled.shape[0], -1, -1)
-        self._a_t, self._b_scaled = a_t, b_scaled
+        self._shared = b_scaled.dim() == 2 or b_scaled.shape[0] == 1
+        self._a_t, self._b_scaled = a_t, b_scaled if b_scaled.dim() == 3 else b_scaled[None]
 
     def clear_factors(self) -> None:
         self.lora_A = self.lora_B = self._a_t = self._b_scaled = None
         self.scaling = 1.0
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.base(x)
-        if self.lora_A is None:
+        # The base layer's weight is applied here rather than by calling ``self.base``: on a short query
+        # the GPU waits on Python, and a module call per target is a cost the base model does not pay
+        # (hooks belong on the wrapper, which is where the adapted output is).
+        y = F.linear(x, self.base.weight, self.base.bias)
+        b = self._b_scaled
+        if b is None:
             return y
-        a_t, b = self._a_t, self._b_scaled
-        # [N, T, d_in] @ [N, d_in, r] @ [N, r, d_out]: never forms the d_out x d_in update.
-        if b.dim() == 2:  # one adapter for every row
-            flat = x.reshape(-1, x.shape[-1])
-            return torch.addmm(y.reshape(-1, y.shape[-1]), flat @ a_t, b).view(y.shape)
         if b.shape[0] != x.shape[0]:
-            raise RuntimeError(
-                f"The adapter batch has {b.shape[0]} samples but the input batch has {x.shape[0]} rows."
-            )
-        return torch.baddbmm(y, x @ a_t, b)
+            if not self._shared:
+                raise RuntimeError(
+                    f"The adapter batch has {b.shape[0]} samples but the input batch has {x.shape[0]} rows."
+                )
+            b = b.expand(x.shape[0], -1, -1)
+        # [N, T, d_in] @ [(N,) d_in, r] -> [N, T, r], then y += [N, T, r] @ [N, r, d_out] in place (one
+        # GEMM accumulating into y, no copy of y; the base matmul's backward does not need y): never
+        # forms the d_out x d_in update.
+        return y.baddbmm_(x @ self._a_t, b)
 
     @torch.no_grad()
     def merge(self, a: Tensor, b: Tensor, scaling: float | Tensor = 1.0) -> None:

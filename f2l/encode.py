@@ -3,9 +3,10 @@ per-layer hidden states are handed to a consumer layer by layer, while the forwa
 
 The states of layer ``l`` are the input of decoder layer ``l`` (layer 0's input is the embedding
 output, visual tokens merged in), at every token. They are delivered by a forward pre-hook on each
-decoder layer, so the consumer (the hypernetwork) reads layer ``l`` before the VLM computes layer
-``l + 1``, and nothing keeps all layers' states alive at once: peak memory holds one layer's states
-(what lets 1,024 frames fit). After the last layer's input is consumed the forward stops: the last
+decoder layer, so a consumer can read layer ``l`` before the VLM computes layer ``l + 1``, and nothing
+keeps all layers' states alive at once: peak memory holds one layer's states (what lets 1,024 frames
+fit). The hypernetwork holds a few layers of a short clip to read them in one batch, up to
+``f2l.hypernet.READ_GROUP_BYTES``. After the last layer's input is consumed the forward stops: the last
 decoder layer, the final norm and the LM head are never run. A clip longer than
 ``VISION_CHUNK_FRAMES`` goes through the vision tower that many frames at a time before the text
 model runs, so the tower's activations do not grow with the clip either.

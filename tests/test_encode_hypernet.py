@@ -170,6 +170,18 @@ def test_layers_read_together_equal_layers_read_one_at_a_time(random_base, clips
             torch.testing.assert_close(grouped[m][1], b, rtol=1e-5, atol=1e-6)
     assert one_by_one["down_proj"][1].abs().max() > 0
 
+    def grads(group_bytes: int) -> dict[str, torch.Tensor]:  # training reads through the same path
+        net.zero_grad()
+        factors = net(random_base, inputs, group_bytes=group_bytes)
+        sum((a.square().sum() + b.sum()) for a, b in factors.values()).backward()
+        return {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+
+    net.train()
+    alone, together = grads(0), grads(len(states) * layer_bytes + 1)
+    assert alone.keys() == together.keys() and "in_proj.weight" in alone
+    for k, g in alone.items():
+        torch.testing.assert_close(together[k], g, rtol=1e-4, atol=1e-6)
+
 
 def test_long_clips_are_encoded_in_frame_chunks_with_the_same_states(random_base, clips, monkeypatch):
     """Frames through the vision tower a chunk at a time (what bounds its memory at 1,024 frames) give

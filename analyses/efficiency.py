@@ -3,7 +3,7 @@
 One clip (the first of ``--split`` or ``--manifest``) is sampled at each frame count, and every method
 answers the same question about it. All numbers come from the same run, so their ratios hold whatever the
 machine's speed; each time is the median of ``--repeats`` timed rounds after ``--warmup`` untimed ones,
-every method measured once per round (``interleaved_medians``), so drift during the run falls on all alike.
+every method measured once per round (``interleaved_rounds``), so drift during the run falls on all alike.
 
 - query TTFT (time to the first answer token, input preparation excluded) of ``direct`` (the video in
   context), ``f2l`` (adapter only, batched LoRA wrappers), ``f2l_merged`` (the adapter folded into the
@@ -29,8 +29,11 @@ measure is taken anew by each invocation (a few seconds) unless ``--no-training`
 
 Dataset schema (``efficiency.nc``):
 
-- dims ``frames`` (frames sampled from the clip), ``method`` (direct, f2l, f2l_merged, kv_cache, no_video).
+- dims ``frames`` (frames sampled from the clip), ``method`` (direct, f2l, f2l_merged, kv_cache, no_video),
+  ``round`` (timed rounds, 0..repeats-1).
 - ``ttft_s(frames, method)`` s: median query time to first token.
+- ``ttft_rounds_s(frames, method, round)`` s: each round's time to first token (every method once a
+  round), for ratios paired within a round and for the spread.
 - ``preprocess_s(frames, method)`` s: median reusable preprocessing (internalization for f2l and
   f2l_merged, KV prefill for kv_cache; NaN for direct and no_video, which keep nothing per video).
 - ``input_tokens(frames, method)``: tokens the answer attends (kv_cache: its cached prefix + the question).
@@ -109,10 +112,10 @@ def timed(fn: Callable[[], object], device) -> Callable[[], float]:
     return measure
 
 
-def interleaved_medians(
+def interleaved_rounds(
     measures: dict[str, Callable[[], float]], warmup: int, repeats: int
-) -> dict[str, float]:
-    """The median of each measurement over ``repeats`` rounds, after ``warmup`` untimed rounds.
+) -> dict[str, list[float]]:
+    """Each measurement's value in each of ``repeats`` rounds, after ``warmup`` untimed rounds.
 
     Each round runs every measurement once, starting one further along the list each round, rather
     than one measurement's repeats back to back: whatever drifts during a run (clocks, caches, the
@@ -128,7 +131,11 @@ def interleaved_medians(
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
             values[name].append(measures[name]())
-    return {name: statistics.median(v) for name, v in values.items()}
+    return values
+
+
+def _medians(rounds: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(v) for name, v in rounds.items()}
 
 
 # --------------------------------------------------------------------------- peak memory
@@ -280,7 +287,14 @@ _VARIABLES: dict[str, dict[str, str]] = {
         "description": "peak memory of the preprocessing step (internalization; KV prefill)",
     },
     "token_reduction": {"units": "1", "description": "direct input tokens / f2l input tokens"},
+    "ttft_rounds_s": {
+        "units": "s",
+        "description": "query time to the first answer token in each timed round (every method once a "
+        "round): ratios within a round pair measurements taken moments apart",
+    },
 }
+# Variables that are not one number per (frames, method).
+_NOT_PER_METHOD = ("token_reduction", "ttft_rounds_s")
 
 
 def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames: int) -> xr.Dataset:
@@ -302,7 +316,7 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
         "internalize": lambda: pipeline.internalize_batch([clip]),
         "prefill": lambda: prefill_video(base, clip),
     }
-    row = {name: np.full(len(METHODS), np.nan) for name in _VARIABLES if name != "token_reduction"}
+    row = {name: np.full(len(METHODS), np.nan) for name in _VARIABLES if name not in _NOT_PER_METHOD}
     last: dict[str, Answer] = {}
 
     def ttft(method: str) -> Callable[[], float]:
@@ -313,10 +327,11 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
         return measure
 
     with torch.inference_mode():
-        pre_s = interleaved_medians(
-            {k: timed(fn, device) for k, fn in preprocessing.items()}, warmup, repeats
+        pre_s = _medians(
+            interleaved_rounds({k: timed(fn, device) for k, fn in preprocessing.items()}, warmup, repeats)
         )
-        ttft_s = interleaved_medians({m: ttft(m) for m in METHODS}, warmup, repeats)
+        ttft_rounds = interleaved_rounds({m: ttft(m) for m in METHODS}, warmup, repeats)
+    ttft_s = _medians(ttft_rounds)
     for i, method in enumerate(METHODS):
         row["ttft_s"][i] = ttft_s[method]
         tokens = last[method].input_tokens
@@ -339,6 +354,8 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
         coords={"frames": [frames], "method": list(METHODS), "clip": example.id},
     )
     ds["token_reduction"] = ("frames", [tokens["direct"] / tokens["f2l"]])
+    ds["ttft_rounds_s"] = (("frames", "method", "round"), np.array([[ttft_rounds[m] for m in METHODS]]))
+    ds = ds.assign_coords(round=np.arange(repeats))
     for name, attrs in _VARIABLES.items():
         ds[name].attrs.update(attrs)
     return ds
@@ -376,8 +393,12 @@ def training_overhead(pipeline: Frames2LoRA, clips: list[Frames], question: str,
     hypernet.train()
     try:
         with torch.enable_grad():
-            t = interleaved_medians(
-                {"full": timed(full_step, device), "student": timed(student_step, device)}, warmup, repeats
+            t = _medians(
+                interleaved_rounds(
+                    {"full": timed(full_step, device), "student": timed(student_step, device)},
+                    warmup,
+                    repeats,
+                )
             )
             t_full, t_student = t["full"], t["student"]
     finally:
@@ -401,11 +422,27 @@ def _mib(n: float) -> str:
     return "n/a" if not np.isfinite(n) else f"{n / 2**20:,.1f}"
 
 
+def overhead_per_round(ds: xr.Dataset) -> list[dict]:
+    """Rows of ``f2l / no_video`` and ``f2l_merged / no_video`` TTFT ratios taken within each round."""
+    rounds = ds["ttft_rounds_s"]
+    rows = []
+    for f in ds["frames"].values:
+        r = rounds.sel(frames=f)
+        row = {"frames": int(f)}
+        for method in ("f2l", "f2l_merged"):
+            ratio = (r.sel({"method": method}) / r.sel({"method": "no_video"})).values  # not sel(method=)
+            row[f"{method} / no_video per round"] = (
+                f"{_ratio(np.median(ratio), 1)} ({_ratio(ratio.min(), 1)}-{_ratio(ratio.max(), 1)})"
+            )
+        rows.append(row)
+    return rows
+
+
 def summarize(ds: xr.Dataset) -> str:
     """Markdown tables: ratios within this run, per frame count, then storage and memory."""
     timing, storage = [], []
     for f in ds["frames"].values:
-        v = {name: ds[name].sel(frames=f).to_series() for name in _VARIABLES if name != "token_reduction"}
+        v = {name: ds[name].sel(frames=f).to_series() for name in _VARIABLES if name not in _NOT_PER_METHOD}
         t, pre, tok, peak = v["ttft_s"], v["preprocess_s"], v["input_tokens"], v["peak_memory_bytes"]
         timing.append(
             {
@@ -445,6 +482,10 @@ def summarize(ds: xr.Dataset) -> str:
         "within this run.",
         "",
         markdown_table(timing),
+        "The adapter's query overhead paired within each round, median (range over rounds): merged "
+        "serving does the base's work exactly, so its spread is the measurement's noise.",
+        "",
+        markdown_table(overhead_per_round(ds)),
         markdown_table(storage),
     ]
     if "train_step_vs_student" in attrs:

@@ -21,7 +21,7 @@ def test_measure_peak_sees_a_transient_allocation():
     assert measure_peak(allocate, "cpu") > 48 * 2**20
 
 
-def test_interleaved_medians_run_every_method_each_round_in_rotating_order():
+def test_interleaved_rounds_run_every_method_each_round_in_rotating_order():
     calls: list[str] = []
     readings = {
         "a": iter([9.0, 1.0, 2.0, 3.0]),
@@ -36,9 +36,9 @@ def test_interleaved_medians_run_every_method_each_round_in_rotating_order():
 
         return fn
 
-    medians = efficiency.interleaved_medians({k: measure(k) for k in "abc"}, warmup=1, repeats=3)
+    rounds = efficiency.interleaved_rounds({k: measure(k) for k in "abc"}, warmup=1, repeats=3)
     assert calls == list("abc" + "abc" + "bca" + "cab")  # warm-up round, then one shift per round
-    assert medians == {"a": 2.0, "b": 5.0, "c": 7.0}  # the warm-up's 9.0 is never counted
+    assert rounds == {"a": [1.0, 2.0, 3.0], "b": [5.0, 4.0, 6.0], "c": [7.0, 8.0, 0.5]}  # no warm-up 9.0
 
 
 def test_fresh_process_peaks_see_the_video(tiny_pipeline):
@@ -60,7 +60,7 @@ def tiny_pipeline():
 @pytest.fixture(scope="module")
 def efficiency_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("efficiency")
-    args = ["--out", str(out), "--frames", *map(str, FRAMES), "--warmup", "0", "--repeats", "1"]
+    args = ["--out", str(out), "--frames", *map(str, FRAMES), "--warmup", "0", "--repeats", "2"]
     assert efficiency.main([*args, "--no-memory", "--clips", "2", "--train-frames", "2"]) == 0
     return out, read_netcdf(out / "efficiency.nc")
 
@@ -99,6 +99,9 @@ def test_efficiency_end_to_end(efficiency_run, tiny_pipeline):
     assert np.isnan(at("stored_bytes", "direct")).all() and np.isnan(at("stored_bytes", "no_video")).all()
 
     assert (ds["ttft_s"].values > 0).all()
+    rounds = ds["ttft_rounds_s"]
+    assert rounds.dims == ("frames", "method", "round") and list(ds["round"].values) == [0, 1]
+    np.testing.assert_allclose(ds["ttft_s"].values, rounds.median("round").values)
     for method in ("f2l", "f2l_merged", "kv_cache"):
         assert (at("preprocess_s", method) > 0).all()
     np.testing.assert_array_equal(at("preprocess_s", "f2l"), at("preprocess_s", "f2l_merged"))
@@ -114,3 +117,7 @@ def test_efficiency_end_to_end(efficiency_run, tiny_pipeline):
     for i, frames in enumerate(FRAMES):
         assert f"\n| {frames} | {direct[i]:,.0f} / {f2l[i]:,.0f} | {direct[i] / f2l[i]:,.0f}x |" in md
     assert "Training step" in md
+    methods = list(ds["method"].values)
+    merged = rounds.values[0, methods.index("f2l_merged")] / rounds.values[0, methods.index("no_video")]
+    assert not np.allclose(merged, 1.0)  # two different timings, never exactly equal
+    assert f"({merged.min():.2f}x-{merged.max():.2f}x) |\n" in md

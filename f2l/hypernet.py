@@ -264,9 +264,9 @@ class PerceiverHypernet(nn.Module):
         hypernetwork.
 
         States are held until the held layers reach ``group_bytes`` (or the last layer arrives), then
-        read together (``read_layers``): a short clip is read in one or two batches, a long clip (whose
-        single layer exceeds the budget) one layer at a time, so peak memory holds one layer's states
-        or ``group_bytes``, whichever is larger."""
+        read together (``read_layers``): a short clip is read in a few batches, a long clip (whose single
+        layer exceeds the budget) one layer at a time, so the states held are one layer's or
+        ``group_bytes``, whichever is larger (and briefly about 8x that while a group is read)."""
         read: list[torch.Tensor] = []
         held: list[LayerStates] = []
         last = self.config.num_layers - 1

@@ -128,6 +128,12 @@ STUDIES = [
                 "adapter's bytes are constant while the KV cache grows with the frames.",
                 "fig = figures.efficiency_budgets(ds)",
             ),
+            (
+                "**The adapter's query overhead**, one point per timing round: TTFT over the base's with no "
+                "adapter in the same round. Merged serving does the base's work exactly, so its spread is "
+                "the noise; the dashed line is the 1.2x bound for unmerged serving.",
+                "fig = figures.efficiency_overhead(ds)",
+            ),
         ],
         explore=[
             (

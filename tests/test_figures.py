@@ -17,6 +17,7 @@ from analyses import figures
 from analyses.figures import FIGURES, save_study_figures
 from analyses.figures.__main__ import main as figures_main
 from analyses.figures.scaling import sweep_point as scaling_sweep_point
+from analyses.figures.style import label as method_label
 from f2l.results import write_netcdf
 from f2l.world import CAPTION_CATEGORIES, QA_TYPES
 
@@ -118,10 +119,20 @@ def efficiency_dataset(frames=(12, 64, 256, 1024), n_clips: int | None = None) -
             "stored_bytes": (("frames", "method"), stored),
             "peak_memory_bytes": (("frames", "method"), 5e8 + 1e4 * input_tokens),
             "token_reduction": (("frames",), input_tokens[:, 0] / input_tokens[:, 1]),
+            # rounds: the unmerged adapter 15-25% over the base, merged within 3% of it
+            "ttft_rounds_s": (
+                ("frames", "method", "round"),
+                ttft[:, :, None] * (1 + np.array([0.0, 0.2, 0.0, 0.0, 0.0])[:, None] + ROUND_JITTER),
+            ),
         },
-        coords={"frames": list(frames), "method": methods},
+        coords={"frames": list(frames), "method": methods, "round": [0, 1, 2]},
     )
     return _finish(ds)
+
+
+ROUND_JITTER = np.array(
+    [[0.0, 0.03, -0.02], [0.05, -0.05, 0.0], [0.0, 0.03, -0.03], [0.0, 0.0, 0.0], [0.0, 0.0, 0.01]]
+)
 
 
 def scaling_dataset(n_clips: int = 3, frames=(8, 16, 64, 256), resolutions=(64, 128, 256), seed: int = 0):
@@ -401,6 +412,26 @@ def test_spider_draws_each_methods_mean_per_category():
     assert f2l_line.get_ydata()[-1] == f2l_line.get_ydata()[0]  # closed polygon
 
 
+def test_efficiency_overhead_draws_every_round_paired_with_the_base():
+    ds = efficiency_dataset()
+    fig = figures.efficiency_overhead(ds)
+    (ax,) = _cartesian_axes(fig)
+    points = np.sort(np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if len(c.get_offsets())]))
+    r = ds["ttft_rounds_s"]
+    expected = r.sel({"method": ["f2l", "f2l_merged"]}) / r.sel({"method": "no_video"}).drop_vars("method")
+    np.testing.assert_allclose(points, np.sort(expected.values.ravel()))
+    assert (
+        expected.sel({"method": "f2l"}).min() > 1.14 and expected.sel({"method": "f2l_merged"}).max() < 1.04
+    )
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        method_label("f2l"),
+        method_label("f2l_merged"),
+    ]
+    assert {line.get_ydata()[0] for line in ax.lines if len(set(line.get_ydata())) == 1} >= {1.0, 1.2}
+    no_base = figures.efficiency_overhead(ds.sel({"method": ["direct", "f2l"]}))
+    assert "needs no_video" in " ".join(t.get_text() for a in no_base.axes for t in a.texts)
+
+
 def test_efficiency_uses_log_axes_and_leaves_out_zero_bytes():
     ds = efficiency_dataset()
     fig = figures.efficiency_budgets(ds)
@@ -541,6 +572,6 @@ def test_cli_renders_every_study_found(tmp_path, capsys):
         write_netcdf(DATASETS[study](**SMALL.get(study, {"n_clips": 1})), results / f"{study}.nc")
     assert figures_main(["--results", str(results), "--out", str(tmp_path / "figs")]) == 0
     written = sorted(p.name for p in (tmp_path / "figs").iterdir())
-    assert written == ["delta_norms_profile.png", "efficiency_budgets.png"]
+    assert written == ["delta_norms_profile.png", "efficiency_budgets.png", "efficiency_overhead.png"]
     assert figures_main(["--results", str(tmp_path / "figs")]) == 1
     assert "no study datasets" in capsys.readouterr().err

@@ -24,7 +24,7 @@ import xarray as xr
 from analyses.figures.benchmark import score_differences, score_distributions, spider
 from analyses.figures.composition import composition_bars
 from analyses.figures.delta_norms import delta_norms_profile
-from analyses.figures.efficiency import efficiency_budgets
+from analyses.figures.efficiency import efficiency_budgets, efficiency_overhead
 from analyses.figures.layer_removal import effects_by_benchmark, layer_removal_effects
 from analyses.figures.logit_attribution import dla_per_layer
 from analyses.figures.rank_ablation import rank_ablation_curves
@@ -34,7 +34,7 @@ from f2l.results import read_netcdf
 
 FIGURES: dict[str, list[Callable]] = {
     "benchmark": [score_distributions, score_differences, spider],
-    "efficiency": [efficiency_budgets],
+    "efficiency": [efficiency_budgets, efficiency_overhead],
     "scaling": [scaling_curves],
     "composition": [composition_bars],
     "layer_removal": [layer_removal_effects, effects_by_benchmark],

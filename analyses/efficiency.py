@@ -34,6 +34,9 @@ Dataset schema (``efficiency.nc``):
 - ``ttft_s(frames, method)`` s: median query time to first token.
 - ``ttft_rounds_s(frames, method, round)`` s: each round's time to first token (every method once a
   round), for ratios paired within a round and for the spread.
+- ``apply_s(frames, method)`` s: median time to put the adapter on the base for a query and take it off
+  again, outside the TTFT (f2l: setting every wrapper's factors; f2l_merged: merging and unmerging the
+  weights); NaN for the methods with no adapter.
 - ``preprocess_s(frames, method)`` s: median reusable preprocessing (internalization for f2l and
   f2l_merged, KV prefill for kv_cache; NaN for direct and no_video, which keep nothing per video).
 - ``input_tokens(frames, method)``: tokens the answer attends (kv_cache: its cached prefix + the question).
@@ -62,7 +65,7 @@ import torch
 import xarray as xr
 
 from analyses.common import StudyConfig, study_examples, study_main
-from f2l.adapter import Adapter, use_adapter
+from f2l.adapter import Adapter, merged_adapter, use_adapter
 from f2l.answer import Answer, answer, answer_from_prefix, prefill_video
 from f2l.chat import answer_suffix, prompt_text
 from f2l.distributed import rank
@@ -262,6 +265,11 @@ def _peak_child(
 
 _VARIABLES: dict[str, dict[str, str]] = {
     "ttft_s": {"units": "s", "description": "median query time to the first answer token"},
+    "apply_s": {
+        "units": "s",
+        "description": "median time to apply the adapter for a query and remove it, outside the TTFT "
+        "(f2l: set the wrappers' factors; f2l_merged: merge and unmerge); NaN without an adapter",
+    },
     "preprocess_s": {
         "units": "s",
         "description": "median reusable preprocessing per video: internalization (f2l, f2l_merged), "
@@ -316,6 +324,16 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
         "internalize": lambda: pipeline.internalize_batch([clip]),
         "prefill": lambda: prefill_video(base, clip),
     }
+    model = base.model
+
+    def apply_and_remove(context) -> Callable[[], None]:
+        def fn() -> None:
+            with context(model, adapter):
+                pass
+
+        return fn
+
+    applying = {"f2l": apply_and_remove(use_adapter), "f2l_merged": apply_and_remove(merged_adapter)}
     row = {name: np.full(len(METHODS), np.nan) for name in _VARIABLES if name not in _NOT_PER_METHOD}
     last: dict[str, Answer] = {}
 
@@ -330,6 +348,9 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
         pre_s = _medians(
             interleaved_rounds({k: timed(fn, device) for k, fn in preprocessing.items()}, warmup, repeats)
         )
+        apply_s = _medians(
+            interleaved_rounds({m: timed(fn, device) for m, fn in applying.items()}, warmup, repeats)
+        )
         ttft_rounds = interleaved_rounds({m: ttft(m) for m in METHODS}, warmup, repeats)
     ttft_s = _medians(ttft_rounds)
     for i, method in enumerate(METHODS):
@@ -340,6 +361,8 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
         row["visual_tokens"][i] = prefix.visual_tokens if method == "kv_cache" else tokens["visual"]
         if method in PREPROCESSING:
             row["preprocess_s"][i] = pre_s[PREPROCESSING[method]]
+        if method in apply_s:
+            row["apply_s"][i] = apply_s[method]
     row["stored_bytes"][[METHODS.index("f2l"), METHODS.index("f2l_merged")]] = adapter.nbytes
     row["stored_bytes"][METHODS.index("kv_cache")] = prefix.nbytes
     if cfg.memory:
@@ -423,7 +446,8 @@ def _mib(n: float) -> str:
 
 
 def overhead_per_round(ds: xr.Dataset) -> list[dict]:
-    """Rows of ``f2l / no_video`` and ``f2l_merged / no_video`` TTFT ratios taken within each round."""
+    """Rows of ``f2l / no_video`` and ``f2l_merged / no_video`` TTFT ratios taken within each round, and
+    the time to apply and remove each kind of adapter (``apply_s``)."""
     rounds = ds["ttft_rounds_s"]
     rows = []
     for f in ds["frames"].values:
@@ -433,6 +457,11 @@ def overhead_per_round(ds: xr.Dataset) -> list[dict]:
             ratio = (r.sel({"method": method}) / r.sel({"method": "no_video"})).values  # not sel(method=)
             row[f"{method} / no_video per round"] = (
                 f"{_ratio(np.median(ratio), 1)} ({_ratio(ratio.min(), 1)}-{_ratio(ratio.max(), 1)})"
+            )
+        if "apply_s" in ds:
+            apply = ds["apply_s"].sel(frames=f)
+            row["apply + remove ms (unmerged / merged)"] = " / ".join(
+                f"{float(apply.sel({'method': m})) * 1e3:,.2f}" for m in ("f2l", "f2l_merged")
             )
         rows.append(row)
     return rows
@@ -483,7 +512,9 @@ def summarize(ds: xr.Dataset) -> str:
         "",
         markdown_table(timing),
         "The adapter's query overhead paired within each round, median (range over rounds): merged "
-        "serving does the base's work exactly, so its spread is the measurement's noise.",
+        "serving does the base's work exactly, so its spread is the measurement's noise. Applying the "
+        "adapter and removing it again is paid per query outside the TTFT (merging, once per adapter "
+        "when it serves many questions).",
         "",
         markdown_table(overhead_per_round(ds)),
         markdown_table(storage),

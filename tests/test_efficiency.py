@@ -106,6 +106,10 @@ def test_efficiency_end_to_end(efficiency_run, tiny_pipeline):
         assert (at("preprocess_s", method) > 0).all()
     np.testing.assert_array_equal(at("preprocess_s", "f2l"), at("preprocess_s", "f2l_merged"))
     assert np.isnan(at("preprocess_s", "direct")).all() and np.isnan(at("preprocess_s", "no_video")).all()
+    for method in ("f2l", "f2l_merged"):  # applying an adapter is timed apart from the query
+        assert (at("apply_s", method) > 0).all()
+    for method in ("direct", "kv_cache", "no_video"):
+        assert np.isnan(at("apply_s", method)).all()
     assert np.isnan(ds["peak_memory_bytes"].values).all()  # --no-memory
 
     assert ds.attrs["train_step_s"] > 0 and ds.attrs["student_fwd_bwd_s"] > 0
@@ -120,4 +124,5 @@ def test_efficiency_end_to_end(efficiency_run, tiny_pipeline):
     methods = list(ds["method"].values)
     merged = rounds.values[0, methods.index("f2l_merged")] / rounds.values[0, methods.index("no_video")]
     assert not np.allclose(merged, 1.0)  # two different timings, never exactly equal
-    assert f"({merged.min():.2f}x-{merged.max():.2f}x) |\n" in md
+    apply_ms = " / ".join(f"{at('apply_s', m)[0] * 1e3:,.2f}" for m in ("f2l", "f2l_merged"))
+    assert f"({merged.min():.2f}x-{merged.max():.2f}x) | {apply_ms} |\n" in md

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -40,24 +41,34 @@ SUBLAYER = {
 }
 
 
+@dataclass(frozen=True)
+class LoRAFactors:
+    """One adapter's factors at one wrapped layer, in the layer's dtype and device, and the two the
+    forward multiplies by (folded once per adapter, not per token)."""
+
+    a: Tensor  # A, [r, d_in] or [N, r, d_in]
+    b: Tensor  # B, [r, d_out] or [N, r, d_out]
+    scaling: float | Tensor  # a float, or [N, 1, 1] per row
+    a_t: Tensor  # A^T, [d_in, r] or [N, d_in, r]
+    b_scaled: Tensor  # scaling * B, [1 or N, r, d_out]
+    shared: bool  # one adapter for every row of any batch (else one per row)
+
+
 class LoRALinear(nn.Module):
     """A frozen ``nn.Linear`` plus the current low-rank update, if any.
 
-    The factors are plain tensor attributes, not ``Parameter``s: they are written per video by the
-    hypernetwork and carry its gradients; nothing about them belongs in the base model's state dict.
-    ``lora_A`` is ``[r, d_in]`` (one adapter for every row of the batch) or ``[N, r, d_in]`` (one per
-    row); ``lora_B`` likewise with ``d_out``.
+    The factors are plain tensors held in one ``LoRAFactors`` value, not ``Parameter``s: they are
+    written per video by the hypernetwork and carry its gradients; nothing about them belongs in the
+    base model's state dict. ``lora_A`` is ``[r, d_in]`` (one adapter for every row of the batch) or
+    ``[N, r, d_in]`` (one per row); ``lora_B`` likewise with ``d_out``. Setting and clearing them is one
+    attribute write each (``nn.Module.__setattr__`` costs microseconds a call, paid for every target of
+    every query).
     """
 
     def __init__(self, base: nn.Linear):
         super().__init__()
         self.base = base
-        self.lora_A: Tensor | None = None
-        self.lora_B: Tensor | None = None
-        self.scaling: float | Tensor = 1.0
-        self._a_t: Tensor | None = None  # A^T, [d_in, r] or [N, d_in, r]: the forward's first factor
-        self._b_scaled: Tensor | None = None  # scaling * B, [1 or N, r, d_out]: its second
-        self._shared = True  # one adapter for every row of any batch (else one per row)
+        self.factors: LoRAFactors | None = None
         self._unmerged_weight: Tensor | None = None  # the original weight while an adapter is merged
 
     @property
@@ -74,15 +85,27 @@ class LoRALinear(nn.Module):
         return self.base.weight
 
     @property
+    def lora_A(self) -> Tensor | None:
+        return None if self.factors is None else self.factors.a
+
+    @property
+    def lora_B(self) -> Tensor | None:
+        return None if self.factors is None else self.factors.b
+
+    @property
+    def scaling(self) -> float | Tensor:
+        return 1.0 if self.factors is None else self.factors.scaling
+
+    @property
     def has_factors(self) -> bool:
-        return self.lora_A is not None
+        return self.factors is not None
 
     @property
     def merged(self) -> bool:
         return self._unmerged_weight is not None
 
     def extra_repr(self) -> str:
-        if self.lora_A is None:
+        if self.factors is None:
             return f"merged={self.merged}"
         return f"lora_A={tuple(self.lora_A.shape)}, lora_B={tuple(self.lora_B.shape)}, merged={self.merged}"
 
@@ -92,44 +115,47 @@ class LoRALinear(nn.Module):
             raise ValueError(
                 f"Factors must be [r, d] or [N, r, d]; got A {tuple(a.shape)}, B {tuple(b.shape)}."
             )
-        if a.shape[-1] != self.in_features or b.shape[-1] != self.out_features:
+        base = self.base
+        if a.shape[-1] != base.in_features or b.shape[-1] != base.out_features:
             raise ValueError(
-                f"Factors A {tuple(a.shape)}, B {tuple(b.shape)} do not fit a {self.in_features} -> "
-                f"{self.out_features} linear layer."
+                f"Factors A {tuple(a.shape)}, B {tuple(b.shape)} do not fit a {base.in_features} -> "
+                f"{base.out_features} linear layer."
             )
-        w = self.base.weight
-        self.lora_A = a.to(device=w.device, dtype=w.dtype)
-        self.lora_B = b.to(device=w.device, dtype=w.dtype)
+        w = base.weight
+        a, b = a.to(device=w.device, dtype=w.dtype), b.to(device=w.device, dtype=w.dtype)
         if isinstance(scaling, Tensor):
             scaling = scaling.to(device=w.device, dtype=w.dtype)
             if scaling.dim() == 1:  # per sample: broadcast over [N, T, d_out]
                 scaling = scaling.view(-1, 1, 1)
-        self.scaling = scaling
-        # Folded once per adapter, not per token, so that the forward is two kernels: x A^T, then one
-        # batched multiply-add of B into the base output. B is kept 3-D ([1 or N, r, d_out]) so the
-        # same ``baddbmm`` serves one adapter for every row (expanded, no copy) and one per row.
-        a_t, b_scaled = self.lora_A.transpose(-1, -2), scaling * self.lora_B
+        # Folded here so that the forward is two kernels: x A^T, then one batched multiply-add of B into
+        # the base output. B is kept 3-D ([1 or N, r, d_out]) so the same ``baddbmm`` serves one adapter
+        # for every row (expanded, no copy) and one per row.
+        a_t, b_scaled = (
+            a.transpose(-1, -2),
+            b if isinstance(scaling, float) and scaling == 1.0 else scaling * b,
+        )
         if b_scaled.dim() == 3 and b_scaled.shape[0] == 1:  # one adapter given as a batch of one
             a_t = a_t.reshape(a_t.shape[-2:])
         elif a_t.dim() == 2 and b_scaled.dim() == 3:  # one adapter, per-row scaling
             a_t = a_t.expand(b_scaled.shape[0], -1, -1)
-        self._shared = b_scaled.dim() == 2 or b_scaled.shape[0] == 1
-        self._a_t, self._b_scaled = a_t, b_scaled if b_scaled.dim() == 3 else b_scaled[None]
+        shared = b_scaled.dim() == 2 or b_scaled.shape[0] == 1
+        b_scaled = b_scaled if b_scaled.dim() == 3 else b_scaled[None]
+        self.factors = LoRAFactors(a, b, scaling, a_t, b_scaled, shared)
 
     def clear_factors(self) -> None:
-        self.lora_A = self.lora_B = self._a_t = self._b_scaled = None
-        self.scaling = 1.0
+        self.factors = None
 
     def forward(self, x: Tensor) -> Tensor:
         # The base layer's weight is applied here rather than by calling ``self.base``: on a short query
         # the GPU waits on Python, and a module call per target is a cost the base model does not pay
         # (hooks belong on the wrapper, which is where the adapted output is).
         y = F.linear(x, self.base.weight, self.base.bias)
-        b = self._b_scaled
-        if b is None:
+        f = self.factors
+        if f is None:
             return y
+        b = f.b_scaled
         if b.shape[0] != x.shape[0]:
-            if not self._shared:
+            if not f.shared:
                 raise RuntimeError(
                     f"The adapter batch has {b.shape[0]} samples but the input batch has {x.shape[0]} rows."
                 )
@@ -137,7 +163,7 @@ class LoRALinear(nn.Module):
         # [N, T, d_in] @ [(N,) d_in, r] -> [N, T, r], then y += [N, T, r] @ [N, r, d_out] in place (one
         # GEMM accumulating into y, no copy of y; the base matmul's backward does not need y): never
         # forms the d_out x d_in update.
-        return y.baddbmm_(x @ self._a_t, b)
+        return y.baddbmm_(x @ f.a_t, b)
 
     @torch.no_grad()
     def merge(self, a: Tensor, b: Tensor, scaling: float | Tensor = 1.0) -> None:
@@ -250,10 +276,10 @@ def use_adapter(model, adapter: Adapter) -> Iterator:
     touched: list[LoRALinear] = []
     try:
         for name, (a, b) in adapter.factors.items():
-            for layer in range(adapter.num_layers):
+            for layer, (a_l, b_l) in enumerate(zip(a.unbind(-3), b.unbind(-3), strict=True)):
                 wrapper = wrappers[(layer, name)]
                 touched.append(wrapper)
-                wrapper.set_factors(a[..., layer, :, :], b[..., layer, :, :], adapter.scaling)
+                wrapper.set_factors(a_l, b_l, adapter.scaling)
         yield model
     finally:
         for wrapper in touched:

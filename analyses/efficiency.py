@@ -141,6 +141,11 @@ def _medians(rounds: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(v) for name, v in rounds.items()}
 
 
+def median_times(fns: dict[str, Callable[[], object]], device, warmup: int, repeats: int) -> dict[str, float]:
+    """The median wall time of each of ``fns``, timed in interleaved rounds."""
+    return _medians(interleaved_rounds({k: timed(fn, device) for k, fn in fns.items()}, warmup, repeats))
+
+
 # --------------------------------------------------------------------------- peak memory
 
 
@@ -345,12 +350,8 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
         return measure
 
     with torch.inference_mode():
-        pre_s = _medians(
-            interleaved_rounds({k: timed(fn, device) for k, fn in preprocessing.items()}, warmup, repeats)
-        )
-        apply_s = _medians(
-            interleaved_rounds({m: timed(fn, device) for m, fn in applying.items()}, warmup, repeats)
-        )
+        pre_s = median_times(preprocessing, device, warmup, repeats)
+        apply_s = median_times(applying, device, warmup, repeats)
         ttft_rounds = interleaved_rounds({m: ttft(m) for m in METHODS}, warmup, repeats)
     ttft_s = _medians(ttft_rounds)
     for i, method in enumerate(METHODS):
@@ -416,13 +417,7 @@ def training_overhead(pipeline: Frames2LoRA, clips: list[Frames], question: str,
     hypernet.train()
     try:
         with torch.enable_grad():
-            t = _medians(
-                interleaved_rounds(
-                    {"full": timed(full_step, device), "student": timed(student_step, device)},
-                    warmup,
-                    repeats,
-                )
-            )
+            t = median_times({"full": full_step, "student": student_step}, device, warmup, repeats)
             t_full, t_student = t["full"], t["student"]
     finally:
         hypernet.eval()

@@ -222,7 +222,7 @@ class PerceiverHypernet(nn.Module):
             raise ValueError(f"a group is consecutive layers; got {[s.layer for s in group]}")
         embed = self.layer_embed.weight[first : first + len(group)]  # a slice: no host-to-device copy
         latents = (self.latents[None] + embed[:, None]).repeat_interleave(n, 0)  # (len(group) * N, M, w)
-        mask = torch.cat([s.mask for s in group]) if len(group) > 1 else group[0].mask
+        mask = group[0].mask.repeat(len(group), 1)  # one forward pass: every layer has the same mask
         read = self.read(latents, context=tokens, mask=mask)
         return read.view(len(group), n, *read.shape[1:]).transpose(0, 1)
 

@@ -41,7 +41,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from f2l.adapter import Adapter, LoRALinear, install_lora, text_model_of, use_adapter
+from f2l.adapter import Adapter, LoRALinear, attach_adapter, install_lora, text_model_of, use_adapter
 
 BACKENDS = ("nnsight", "transformer_lens")
 
@@ -185,15 +185,9 @@ def _factors_on(wrappers: dict[tuple[int, str], LoRALinear], adapter: Adapter) -
     """``use_adapter`` for wrappers held directly: set every layer's factors, clear them on exit."""
     if adapter.batch_size is not None:
         raise ValueError("the bridge applies one adapter to every row; index a batched adapter first")
-    layers = {layer for layer, _ in wrappers}
-    if adapter.num_layers != len(layers):
-        raise ValueError(f"The adapter covers {adapter.num_layers} layers; the text model has {len(layers)}.")
+    touched = attach_adapter(wrappers, adapter)
     try:
-        for (layer, name), wrapper in wrappers.items():
-            if name in adapter.factors:
-                a, b = adapter.factors[name]
-                wrapper.set_factors(a[layer], b[layer], adapter.scaling)
         yield
     finally:
-        for wrapper in wrappers.values():
+        for wrapper in touched:
             wrapper.clear_factors()

@@ -11,6 +11,7 @@ from f2l.adapter import (
     TARGET_MODULES,
     Adapter,
     LoRALinear,
+    attach_adapter,
     install_lora,
     lora_modules,
     merge_adapter,
@@ -237,3 +238,45 @@ def test_lora_linear_refuses_an_adapter_batch_that_is_not_the_input_batch():
     wrapper.set_factors(torch.zeros(2, 4, 12), torch.zeros(2, 4, 10))
     with pytest.raises(RuntimeError, match="2 samples but the input batch has 3 rows"):
         wrapper(torch.zeros(3, 5, 12))
+
+
+def test_install_walk_returns_every_wrapper_and_wraps_only_the_targets(random_tiny_dir):
+    """``install_lora`` and ``lora_modules`` share one walk: a later install returns the earlier
+    wrappers too, and ``lora_modules`` wraps nothing."""
+    model = load_base(random_tiny_dir, device="cpu").model
+    assert lora_modules(model) == {}
+    q = install_lora(model, ["q_proj"])
+    assert sorted(q) == [(layer, "q_proj") for layer in range(4)]
+    both = install_lora(model, ["v_proj"])
+    assert sorted(both) == sorted([(layer, m) for layer in range(4) for m in ("q_proj", "v_proj")])
+    assert all(both[key] is wrapper for key, wrapper in q.items())  # the same wrappers, not new ones
+    assert lora_modules(model) == both
+    assert type(text_model_of(model).layers[0].self_attn.k_proj) is nn.Linear
+
+
+def test_attach_converts_once_per_module_and_matches_setting_each_layer():
+    """``attach_adapter`` folds dtype, transpose and scaling over the stacked layers; each wrapper must
+    end up with exactly what ``set_factors`` gives it for its own layer, in the wrapper's dtype."""
+    g = torch.Generator().manual_seed(0)
+    layers = [LoRALinear(nn.Linear(12, 10).to(torch.bfloat16)) for _ in range(3)]
+    wrappers = {(i, "o_proj"): w for i, w in enumerate(layers)}
+    twins = [LoRALinear(w.base) for w in layers]
+    x = torch.randn(2, 5, 12, generator=g).to(torch.bfloat16)
+    for a_shape, scaling in [((3, 4, 12), 0.5), ((2, 3, 4, 12), torch.tensor([0.5, 2.0]))]:
+        a = torch.randn(*a_shape, generator=g)
+        b = torch.randn(*a_shape[:-1], 10, generator=g)
+        touched = attach_adapter(wrappers, Adapter({"o_proj": (a, b)}, scaling=scaling))
+        assert touched == layers
+        for i, (wrapper, twin) in enumerate(zip(layers, twins, strict=True)):
+            assert wrapper.factors.a_t.dtype == wrapper.factors.b_scaled.dtype == torch.bfloat16
+            twin.set_factors(a[..., i, :, :], b[..., i, :, :], scaling)
+            assert torch.equal(wrapper(x), twin(x))
+            assert (wrapper(x) - wrapper.base(x)).abs().max() > 0.1
+            twin.clear_factors()
+        with pytest.raises(RuntimeError, match="already in use"):
+            attach_adapter(wrappers, Adapter({"o_proj": (a, b)}, scaling=scaling))
+        for wrapper in touched:
+            wrapper.clear_factors()
+    with pytest.raises(ValueError, match=r"modifies \['q_proj'\], which are not wrapped"):
+        attach_adapter(wrappers, Adapter({"q_proj": (torch.zeros(3, 4, 12), torch.zeros(3, 4, 10))}))
+    assert not any(w.has_factors for w in layers)

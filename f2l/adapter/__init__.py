@@ -6,6 +6,7 @@ from __future__ import annotations
 from f2l.adapter.adapter import TARGET_MODULES, Adapter, FactoredSVD, compose, stack_adapters
 from f2l.adapter.lora import (
     LoRALinear,
+    attach_adapter,
     install_lora,
     lora_modules,
     merge_adapter,
@@ -22,6 +23,7 @@ __all__ = [
     "Adapter",
     "FactoredSVD",
     "LoRALinear",
+    "attach_adapter",
     "compose",
     "export_peft",
     "install_lora",

@@ -19,9 +19,10 @@ Two ways to apply an adapter:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -61,8 +62,7 @@ class LoRALinear(nn.Module):
     written per video by the hypernetwork and carry its gradients; nothing about them belongs in the
     base model's state dict. ``lora_A`` is ``[r, d_in]`` (one adapter for every row of the batch) or
     ``[N, r, d_in]`` (one per row); ``lora_B`` likewise with ``d_out``. Setting and clearing them is one
-    attribute write each (``nn.Module.__setattr__`` costs microseconds a call, paid for every target of
-    every query).
+    write each (``hold``): it is paid for every target of every query.
     """
 
     def __init__(self, base: nn.Linear):
@@ -115,35 +115,21 @@ class LoRALinear(nn.Module):
             raise ValueError(
                 f"Factors must be [r, d] or [N, r, d]; got A {tuple(a.shape)}, B {tuple(b.shape)}."
             )
-        base = self.base
-        if a.shape[-1] != base.in_features or b.shape[-1] != base.out_features:
-            raise ValueError(
-                f"Factors A {tuple(a.shape)}, B {tuple(b.shape)} do not fit a {base.in_features} -> "
-                f"{base.out_features} linear layer."
+        stacks = _serving_stacks(a.unsqueeze(-3), b.unsqueeze(-3), scaling, self)  # as one layer's stack
+        self.hold(
+            LoRAFactors(
+                stacks.a[0], stacks.b[0], stacks.scaling, stacks.a_t[0], stacks.b_scaled[0], stacks.shared
             )
-        w = base.weight
-        a, b = a.to(device=w.device, dtype=w.dtype), b.to(device=w.device, dtype=w.dtype)
-        if isinstance(scaling, Tensor):
-            scaling = scaling.to(device=w.device, dtype=w.dtype)
-            if scaling.dim() == 1:  # per sample: broadcast over [N, T, d_out]
-                scaling = scaling.view(-1, 1, 1)
-        # Folded here so that the forward is two kernels: x A^T, then one batched multiply-add of B into
-        # the base output. B is kept 3-D ([1 or N, r, d_out]) so the same ``baddbmm`` serves one adapter
-        # for every row (expanded, no copy) and one per row.
-        a_t, b_scaled = (
-            a.transpose(-1, -2),
-            b if isinstance(scaling, float) and scaling == 1.0 else scaling * b,
         )
-        if b_scaled.dim() == 3 and b_scaled.shape[0] == 1:  # one adapter given as a batch of one
-            a_t = a_t.reshape(a_t.shape[-2:])
-        elif a_t.dim() == 2 and b_scaled.dim() == 3:  # one adapter, per-row scaling
-            a_t = a_t.expand(b_scaled.shape[0], -1, -1)
-        shared = b_scaled.dim() == 2 or b_scaled.shape[0] == 1
-        b_scaled = b_scaled if b_scaled.dim() == 3 else b_scaled[None]
-        self.factors = LoRAFactors(a, b, scaling, a_t, b_scaled, shared)
+
+    def hold(self, factors: LoRAFactors | None) -> None:
+        """Use ``factors`` (``None``: none) from now on. The value goes straight into the instance dict,
+        which is where ``nn.Module.__setattr__`` puts a plain attribute too, after type checks that cost
+        microseconds per target and query."""
+        self.__dict__["factors"] = factors
 
     def clear_factors(self) -> None:
-        self.factors = None
+        self.hold(None)
 
     def forward(self, x: Tensor) -> Tensor:
         # The base layer's weight is applied here rather than by calling ``self.base``: on a short query
@@ -208,36 +194,36 @@ def text_model_of(model) -> nn.Module:
 def install_lora(model, targets: Iterable[str] = TARGET_MODULES) -> dict[tuple[int, str], LoRALinear]:
     """Wrap the ``targets`` of every text-model layer in ``LoRALinear`` (in place; idempotent).
 
-    Returns every wrapper of the text model keyed by ``(layer, module)``. Outputs are unchanged until
-    factors are set. The model's ``state_dict`` keys gain a ``.base`` while wrapped.
+    Returns every wrapper of the text model keyed by ``(layer, module)`` (also those of earlier calls'
+    targets). Outputs are unchanged until factors are set. The model's ``state_dict`` keys gain a
+    ``.base`` while wrapped. One walk over the layers: this runs on every ``use_adapter``.
     """
     text = text_model_of(model)
-    targets = list(targets)
-    unknown = set(targets) - set(TARGET_MODULES)
+    targets = set(targets)
+    unknown = targets - set(TARGET_MODULES)
     if unknown:
         raise ValueError(f"Unknown target modules {sorted(unknown)}: use names from {TARGET_MODULES}.")
-    for layer in text.layers:
-        for name in targets:
-            parent = getattr(layer, SUBLAYER[name])
-            module = getattr(parent, name)
+    found = {}
+    for i, layer in enumerate(text.layers):
+        sublayers = {name: getattr(layer, name) for name in ("self_attn", "mlp")}
+        for name in TARGET_MODULES:
+            parent = sublayers[SUBLAYER[name]]
+            module = getattr(parent, name, None)
+            if name in targets and not isinstance(module, LoRALinear):
+                if not isinstance(module, nn.Linear):
+                    raise TypeError(
+                        f"{SUBLAYER[name]}.{name} is a {type(module).__name__}, not an nn.Linear."
+                    )
+                module = LoRALinear(module)
+                setattr(parent, name, module)
             if isinstance(module, LoRALinear):
-                continue
-            if not isinstance(module, nn.Linear):
-                raise TypeError(f"{SUBLAYER[name]}.{name} is a {type(module).__name__}, not an nn.Linear.")
-            setattr(parent, name, LoRALinear(module))
-    return lora_modules(model)
+                found[(i, name)] = module
+    return found
 
 
 def lora_modules(model) -> dict[tuple[int, str], LoRALinear]:
     """The installed wrappers, keyed by ``(layer, module)`` in layer order."""
-    text = text_model_of(model)
-    found = {}
-    for i, layer in enumerate(text.layers):
-        for name in TARGET_MODULES:
-            module = getattr(getattr(layer, SUBLAYER[name]), name, None)
-            if isinstance(module, LoRALinear):
-                found[(i, name)] = module
-    return found
+    return install_lora(model, ())
 
 
 def uninstall_lora(model) -> int:
@@ -258,6 +244,76 @@ def _check_fits(model, adapter: Adapter) -> int:
     return n_layers
 
 
+class _Stacks(NamedTuple):
+    """One module's factors for every layer, layer first, ready for the forward: ``a`` is
+    ``[L, (N,) r, d_in]``, ``a_t`` its transpose, ``b_scaled`` is ``scaling * B`` as
+    ``[L, 1 or N, r, d_out]``."""
+
+    a: Tensor
+    b: Tensor
+    scaling: float | Tensor
+    a_t: Tensor
+    b_scaled: Tensor
+    shared: bool  # one adapter for every row of any batch
+
+
+def _serving_stacks(a: Tensor, b: Tensor, scaling: float | Tensor, wrapper: LoRALinear) -> _Stacks:
+    """``A [(N,) L, r, d_in]`` and ``B [(N,) L, r, d_out]`` of one module, converted to the wrapper's dtype
+    and device, A transposed and B scaled once for all layers: a handful of kernels per module and
+    adapter, not per target (an fp32 adapter on a bf16 base is 14 conversions, not 2 x 7 x layers)."""
+    base = wrapper.base
+    if a.shape[-1] != base.in_features or b.shape[-1] != base.out_features:
+        raise ValueError(
+            f"Factors A {tuple(a.shape)}, B {tuple(b.shape)} do not fit a {base.in_features} -> "
+            f"{base.out_features} linear layer."
+        )
+    w = base.weight
+    a, b = a.to(device=w.device, dtype=w.dtype), b.to(device=w.device, dtype=w.dtype)
+    if a.dim() == 4 and a.shape[0] == 1:  # a batch of one is one adapter for every row
+        a, b = a[0], b[0]
+    if isinstance(scaling, Tensor):
+        scaling = scaling.to(device=w.device, dtype=w.dtype)
+        b_scaled = (scaling.view(-1, 1, 1, 1) if scaling.dim() == 1 else scaling) * b  # per row: [N, L, r, d]
+    else:
+        b_scaled = b if scaling == 1.0 else scaling * b
+    # Layer first: [L, 1 or N, r, d_out] for B (3-D per layer, so one ``baddbmm`` serves one adapter for
+    # every row, expanded without a copy, and one per row), [L, (N,) d_in, r] for A^T.
+    b_scaled = b_scaled[:, None] if b_scaled.dim() == 3 else b_scaled.movedim(0, 1)
+    if a.dim() == 4:
+        a, b = a.movedim(0, 1), b.movedim(0, 1)
+    return _Stacks(a, b, scaling, a.transpose(-1, -2), b_scaled, b_scaled.shape[1] == 1)
+
+
+def attach_adapter(wrappers: Mapping[tuple[int, str], LoRALinear], adapter: Adapter) -> list[LoRALinear]:
+    """Give each wrapper (keyed ``(layer, module)``, as ``lora_modules`` returns them) its layer's factors
+    of ``adapter``; returns the wrappers set, which the caller clears (``clear_factors``) when done.
+
+    Refuses a wrapper that already holds factors (adapters do not nest) and an adapter of another layer
+    count.
+    """
+    layers = len({layer for layer, _ in wrappers})
+    if adapter.num_layers != layers:
+        raise ValueError(f"The adapter covers {adapter.num_layers} layers; the text model has {layers}.")
+    busy = [key for key, w in wrappers.items() if w.has_factors]
+    if busy:
+        raise RuntimeError(f"An adapter is already in use (e.g. at {busy[0]}); nesting is not supported.")
+    missing = [name for name in adapter.modules if (0, name) not in wrappers]
+    if missing:
+        raise ValueError(f"The adapter modifies {missing}, which are not wrapped here.")
+    stacks = {
+        name: _serving_stacks(a, b, adapter.scaling, wrappers[(0, name)])
+        for name, (a, b) in adapter.factors.items()
+    }
+    touched: list[LoRALinear] = []
+    for name, st in stacks.items():
+        per_layer = zip(st.a.unbind(0), st.b.unbind(0), st.a_t.unbind(0), st.b_scaled.unbind(0), strict=True)
+        for layer, (a, b, a_t, b_scaled) in enumerate(per_layer):
+            wrapper = wrappers[(layer, name)]
+            wrapper.hold(LoRAFactors(a, b, st.scaling, a_t, b_scaled, st.shared))
+            touched.append(wrapper)
+    return touched
+
+
 # -------------------------------------------------------------------------------- applying adapters
 @contextmanager
 def use_adapter(model, adapter: Adapter) -> Iterator:
@@ -268,18 +324,8 @@ def use_adapter(model, adapter: Adapter) -> Iterator:
     values computed with them). They are cleared on exit, also when the block raises. Wrappers are
     installed on first use.
     """
-    _check_fits(model, adapter)
-    wrappers = install_lora(model, adapter.modules)
-    busy = [key for key, w in wrappers.items() if w.has_factors]
-    if busy:
-        raise RuntimeError(f"An adapter is already in use (e.g. at {busy[0]}); nesting is not supported.")
-    touched: list[LoRALinear] = []
+    touched = attach_adapter(install_lora(model, adapter.modules), adapter)
     try:
-        for name, (a, b) in adapter.factors.items():
-            for layer, (a_l, b_l) in enumerate(zip(a.unbind(-3), b.unbind(-3), strict=True)):
-                wrapper = wrappers[(layer, name)]
-                touched.append(wrapper)
-                wrapper.set_factors(a_l, b_l, adapter.scaling)
         yield model
     finally:
         for wrapper in touched:

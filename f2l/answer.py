@@ -175,9 +175,7 @@ def prefill_video(base: Base, video: Frames) -> VideoPrefix:
         pixel_attention_mask=inputs["pixel_attention_mask"],
         use_cache=True,
     )
-    return VideoPrefix(
-        prefix["input_ids"], out.past_key_values, int((ids == base.processor.image_token_id).sum())
-    )
+    return VideoPrefix(prefix["input_ids"], out.cache, int((ids == base.processor.image_token_id).sum()))
 
 
 @torch.inference_mode()
@@ -205,5 +203,5 @@ def answer_from_prefix(
         max_new_tokens,
         input_ids=ids,
         attention_mask=torch.ones_like(ids),
-        past_key_values=cache,
+        cache=cache,
     )

@@ -13,7 +13,7 @@ from f2l.config import parse_config
 from f2l.data import Example, read_manifest, world_manifest
 from f2l.distributed import init_distributed, rank
 from f2l.pipeline import Frames2LoRA
-from f2l.results import Study, provenance
+from f2l.results import Study, StudyConfigError, provenance
 
 
 @dataclass
@@ -68,10 +68,15 @@ def study_main(
     name: str, config_cls: type, run: Callable[..., xr.Dataset], argv: Sequence[str] | None, description: str
 ) -> int:
     """The body of every ``python -m analyses.<name>``: join torchrun's group when launched by it, parse the
-    study's config, run (or resume) it, and on rank 0 draw its figures beside the ``.nc`` and ``.md``."""
+    study's config, run (or resume) it, and on rank 0 draw its figures beside the ``.nc`` and ``.md``.
+    Partial results of another config are a one-line error (what differs, and the two ways out), not a
+    traceback."""
     init_distributed()
     cfg = parse_config(config_cls, argv, prog=f"python -m analyses.{name}", description=description)
-    ds = run(cfg)
+    try:
+        ds = run(cfg)
+    except StudyConfigError as e:
+        raise SystemExit(f"python -m analyses.{name}: {e}") from None
     if rank() == 0:
         from analyses.figures import save_study_figures  # plotting libraries load only here
 

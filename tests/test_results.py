@@ -145,3 +145,26 @@ def test_two_torchrun_ranks_give_the_same_dataset_as_one(tmp_path: Path) -> None
     got = read_netcdf(tmp_path / "two" / "demo.nc")
     for name in ("score", "prediction", "clip"):
         xr.testing.assert_identical(got[name], expected[name])
+
+
+def test_a_study_command_on_results_of_another_config_exits_with_one_line(tmp_path: Path) -> None:
+    """``study_main`` turns the refusal into the command's error message: what differs and how out."""
+    from dataclasses import dataclass
+
+    from analyses.common import study_main
+
+    @dataclass
+    class DemoConfig:
+        out: str = str(tmp_path)
+        frames: int = 8
+
+    def run(cfg: DemoConfig) -> xr.Dataset:
+        return Study(cfg.out, "demo", config={"frames": cfg.frames}).run(UNITS[:1], unit_dataset)
+
+    run(DemoConfig())
+    with pytest.raises(SystemExit) as stop:
+        study_main("demo", DemoConfig, run, ["--frames", "16"], "demo")
+    message = str(stop.value.code)
+    assert (
+        message.startswith("python -m analyses.demo: ") and "['frames']" in message and "--fresh" in message
+    )

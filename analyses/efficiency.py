@@ -66,7 +66,7 @@ import xarray as xr
 
 from analyses.common import StudyConfig, study_examples, study_main
 from f2l.adapter import Adapter, merged_adapter, use_adapter
-from f2l.answer import Answer, answer, answer_from_prefix, prefill_video
+from f2l.answer import Answer, answer, answer_from_prefix, prefill_video, synchronize
 from f2l.chat import answer_suffix, prompt_text
 from f2l.distributed import rank
 from f2l.encode import internalization_inputs
@@ -97,19 +97,14 @@ def frame_counts(cfg: EfficiencyConfig) -> tuple[int, ...]:
     return tuple(cfg.frames) if cfg.frames else FULL_FRAMES if cfg.full else DEFAULT_FRAMES
 
 
-def _sync(device: torch.device | str) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed(fn: Callable[[], object], device) -> Callable[[], float]:
     """``fn`` as a measurement: its wall time in seconds, the device synchronised on both sides."""
 
     def measure() -> float:
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         return time.perf_counter() - start
 
     return measure
@@ -215,12 +210,12 @@ def measure_peak(fn: Callable[[], object], device: torch.device | str) -> int:
     """Peak memory (bytes) that ``fn`` adds: CUDA allocator statistics, or resident-set growth on CPU."""
     if torch.device(device).type == "cuda":
         gc.collect()
-        torch.cuda.synchronize()
+        synchronize(device)
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
         with torch.inference_mode():
             fn()
-        torch.cuda.synchronize()
+        synchronize(device)
         return int(torch.cuda.max_memory_allocated() - before)
     _release_freed_memory()
     with torch.inference_mode():

@@ -52,7 +52,10 @@ class _FirstTokenClock(BaseStreamer):
             self.first_token_at = time.perf_counter()
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device | str) -> None:
+    """Wait for ``device``'s queued work (CUDA runs asynchronously: a wall clock read before this would
+    stop while the GPU still computes); nothing to wait for on the CPU."""
+    device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -76,11 +79,11 @@ def answer(
 
 def _timed_generate(base: Base, input_tokens: dict[str, int], max_new_tokens: int, **inputs) -> Answer:
     """One greedy ``generate`` with its time to first token and total time."""
-    _sync(base.device)
+    synchronize(base.device)
     start = time.perf_counter()
     clock = _FirstTokenClock(start)
     out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=clock)
-    _sync(base.device)
+    synchronize(base.device)
     total = time.perf_counter() - start
     prompt_len = inputs["input_ids"].shape[1]
     return Answer(

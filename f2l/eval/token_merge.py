@@ -56,7 +56,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, _sync, _timed_generate
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, _timed_generate, synchronize
 from f2l.chat import count_tokens, model_inputs, prompt_text
 from f2l.models import Base
 from f2l.video import Frames
@@ -239,10 +239,10 @@ def answer_token_merged(
     include the vision tower and the merging, as ``direct``'s include the vision tower."""
     text = prompt_text(base.processor, question, with_video=True)
     inputs = model_inputs(base.processor, [text], [frames], device=base.device)
-    _sync(base.device)
+    synchronize(base.device)
     start = time.perf_counter()
     merged = merge_visual_tokens(base, inputs, factor)
-    _sync(base.device)
+    synchronize(base.device)
     prepare = time.perf_counter() - start
     ids, mask = merged.inputs["input_ids"][0], merged.inputs["attention_mask"][0]
     out = _timed_generate(base, count_tokens(base.processor, ids, mask), max_new_tokens, **merged.inputs)

@@ -3,6 +3,7 @@
 ``install_lora`` replaces each target ``nn.Linear`` of the text model's layers by a ``LoRALinear``
 that holds the original layer as ``.base`` (the vision tower and connector are never touched).
 A wrapper with no factors returns exactly ``base(x)``; ``use_adapter`` sets every wrapper's factors
+(``attach_adapter``, which also serves code holding the wrappers directly, such as the probes' bridge)
 for the duration of a ``with`` block and always clears them, so the adapter's state lives in the
 modules that use it and nowhere else.
 

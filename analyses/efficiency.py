@@ -17,6 +17,9 @@ every method measured once per round (``interleaved_rounds``), so drift during t
 - peak memory of each query and of each preprocessing step (CUDA: ``max_memory_allocated`` over the call;
   CPU: the peak resident-set growth of the call in a fresh process per measurement, since a process's
   allocator keeps freed memory and would hide the next measurement's peak);
+- once per run, the batched unmerged mode: ``--clips`` questions answered in one ``generate``, row ``i``
+  under clip ``i``'s own adapter, against the base answering the same batch with no adapter (TTFT, rounds
+  interleaved, the ratio paired within each round);
 - once per run: a distillation training step (encode + hypernetwork + adapted student forward/backward)
   against the student forward/backward alone with a fixed adapter (teacher targets are cached, so the
   teacher costs nothing per step).
@@ -47,8 +50,10 @@ Dataset schema (``efficiency.nc``):
 - ``peak_memory_bytes(frames, method)`` bytes: peak memory of one query (NaN with ``--no-memory``).
 - ``preprocess_peak_memory_bytes(frames, method)`` bytes: peak memory of the preprocessing step.
 - ``token_reduction(frames)``: direct input tokens / f2l input tokens.
-- scalar coord ``clip``; attrs: provenance, ``question``, and the training measure ``train_step_s``,
-  ``student_fwd_bwd_s`` (s, medians) and ``train_step_vs_student`` (their ratio).
+- scalar coord ``clip``; attrs: provenance, ``question``, the batched measure ``batch_size``,
+  ``batch_ttft_f2l_s`` and ``batch_ttft_no_video_s`` (s, medians), ``batch_f2l_vs_no_video`` (median of
+  the per-round ratios) with its range ``batch_f2l_vs_no_video_min`` / ``_max``, and the training measure
+  ``train_step_s``, ``student_fwd_bwd_s`` (s, medians) and ``train_step_vs_student`` (their ratio).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -66,8 +72,8 @@ import xarray as xr
 
 from analyses.common import StudyConfig, study_examples, study_main
 from f2l.adapter import Adapter, merged_adapter, use_adapter
-from f2l.answer import Answer, answer, answer_from_prefix, prefill_video, synchronize
-from f2l.chat import answer_suffix, prompt_text
+from f2l.answer import Answer, answer, answer_from_prefix, prefill_video, synchronize, timed_generate
+from f2l.chat import answer_suffix, model_inputs, prompt_text
 from f2l.distributed import rank
 from f2l.encode import internalization_inputs
 from f2l.pipeline import Frames2LoRA
@@ -82,7 +88,7 @@ FULL_FRAMES = (12, 64, 256, 1024)
 
 @dataclass
 class EfficiencyConfig(StudyConfig):
-    clips: int = 4  # the first is timed at every frame count; all of them form the training-step batch
+    clips: int = 4  # the first is timed at every frame count; all of them form the batches (query, training)
     frames: tuple[int, ...] | None = None  # default 12 64 256; --full adds 1024
     max_new_tokens: int = 1  # tokens generated per timed query: TTFT needs only the first
     question: str = "what color is the background?"
@@ -383,6 +389,39 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
 # --------------------------------------------------------------------------- training step
 
 
+def batched_overhead(
+    pipeline: Frames2LoRA, clips: list[Frames], question: str, max_new_tokens: int, warmup: int, repeats: int
+) -> dict[str, float]:
+    """TTFT of one batch of ``len(clips)`` questions with row ``i`` under clip ``i``'s adapter (the batched
+    unmerged mode: every wrapper multiplies each row by its own factors) against the base answering the
+    same batch with no adapter; applying the adapters is outside the TTFT, as for a single query."""
+    base = pipeline.base
+    with torch.inference_mode():
+        adapters = pipeline.internalize_batch(clips)
+    texts = [prompt_text(base.processor, question, with_video=False)] * len(clips)
+    inputs = model_inputs(base.processor, texts, None, device=base.device)
+
+    def query(adapter: Adapter | None) -> Callable[[], float]:
+        def measure() -> float:
+            with nullcontext() if adapter is None else use_adapter(base.model, adapter):
+                return timed_generate(base, {}, max_new_tokens, **inputs).ttft_s
+
+        return measure
+
+    with torch.inference_mode():
+        rounds = interleaved_rounds({"f2l": query(adapters), "no_video": query(None)}, warmup, repeats)
+    ratio = np.array(rounds["f2l"]) / np.array(rounds["no_video"])
+    t = _medians(rounds)
+    return {
+        "batch_size": len(clips),
+        "batch_ttft_f2l_s": t["f2l"],
+        "batch_ttft_no_video_s": t["no_video"],
+        "batch_f2l_vs_no_video": float(np.median(ratio)),
+        "batch_f2l_vs_no_video_min": float(ratio.min()),
+        "batch_f2l_vs_no_video_max": float(ratio.max()),
+    }
+
+
 def training_overhead(pipeline: Frames2LoRA, clips: list[Frames], question: str, warmup: int, repeats: int):
     """Median seconds of a distillation step (encode + hypernetwork + adapted student forward/backward)
     and of the student forward/backward alone under a fixed adapter, on ``clips`` with 2 prompts each."""
@@ -509,6 +548,14 @@ def summarize(ds: xr.Dataset) -> str:
         markdown_table(overhead_per_round(ds)),
         markdown_table(storage),
     ]
+    if "batch_f2l_vs_no_video" in attrs:
+        lines.append(
+            f"Batched unmerged: {attrs['batch_size']} questions in one batch, row i under clip i's own "
+            f"adapter, TTFT {attrs['batch_ttft_f2l_s'] * 1e3:.1f} ms vs "
+            f"{attrs['batch_ttft_no_video_s'] * 1e3:.1f} ms with no adapter: "
+            f"{_ratio(attrs['batch_f2l_vs_no_video'], 1)} paired per round (median; "
+            f"{_ratio(attrs['batch_f2l_vs_no_video_min'], 1)}-{_ratio(attrs['batch_f2l_vs_no_video_max'], 1)}).\n"
+        )
     if "train_step_vs_student" in attrs:
         lines.append(
             f"Training step (encode + hypernetwork + student fwd/bwd) {attrs['train_step_s'] * 1e3:.0f} ms vs "
@@ -527,9 +574,13 @@ def run(cfg: EfficiencyConfig) -> xr.Dataset:
     frames = frame_counts(cfg)
     examples = study_examples(cfg.manifest, cfg.split, cfg.clips, cfg.train_frames)
     overhead = {}
-    if cfg.training and rank() == 0:
+    if rank() == 0:
         clips = [pipeline.example_frames(e, cfg.train_frames) for e in examples]
-        overhead = training_overhead(pipeline, clips, cfg.question, cfg.warmup, cfg.repeats)
+        overhead = batched_overhead(
+            pipeline, clips, cfg.question, cfg.max_new_tokens, cfg.warmup, cfg.repeats
+        )
+        if cfg.training:
+            overhead |= training_overhead(pipeline, clips, cfg.question, cfg.warmup, cfg.repeats)
     config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh")} | {"frames": list(frames)}
     attrs = provenance(
         pipeline,

@@ -61,7 +61,7 @@ import xarray as xr
 
 from analyses.common import StudyConfig, study_examples, study_main
 from f2l.adapter import Adapter
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, _timed_generate
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, timed_generate
 from f2l.chat import count_tokens, model_inputs, prompt_text, video_metadata
 from f2l.data import Example, clip_prompts
 from f2l.encode import INTERNALIZE_PROMPT
@@ -166,7 +166,7 @@ def answer_direct(base, clip: Frames, question: str, *, tiling: bool, max_new_to
     """The ``direct`` answer with the video in context, its frames laid out by ``video_inputs``."""
     inputs = video_inputs(base, question, clip, tiling=tiling)
     tokens = count_tokens(base.processor, inputs["input_ids"][0], inputs["attention_mask"][0])
-    return _timed_generate(base, tokens, max_new_tokens, **inputs)
+    return timed_generate(base, tokens, max_new_tokens, **inputs)
 
 
 @torch.inference_mode()

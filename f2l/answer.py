@@ -74,10 +74,10 @@ def answer(
     text = prompt_text(base.processor, question, with_video=video is not None)
     inputs = model_inputs(base.processor, [text], None if video is None else [video], device=base.device)
     tokens = count_tokens(base.processor, inputs["input_ids"][0], inputs["attention_mask"][0])
-    return _timed_generate(base, tokens, max_new_tokens, **inputs)
+    return timed_generate(base, tokens, max_new_tokens, **inputs)
 
 
-def _timed_generate(base: Base, input_tokens: dict[str, int], max_new_tokens: int, **inputs) -> Answer:
+def timed_generate(base: Base, input_tokens: dict[str, int], max_new_tokens: int, **inputs) -> Answer:
     """One greedy ``generate`` with its time to first token and total time."""
     synchronize(base.device)
     start = time.perf_counter()
@@ -200,7 +200,7 @@ def answer_from_prefix(
     ids = torch.cat([prefix.input_ids, tail_ids], dim=1)
     tokens = {"visual": 0, "text": int(tail_ids.shape[1]), "cached": int(prefix.input_ids.shape[1])}
     cache = copy.deepcopy(prefix.cache)  # generation appends to it; the prefix is reused by the next question
-    return _timed_generate(
+    return timed_generate(
         base,
         tokens,
         max_new_tokens,

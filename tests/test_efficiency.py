@@ -8,6 +8,8 @@ import pytest
 from analyses import efficiency
 from analyses.common import study_examples
 from analyses.efficiency import EfficiencyConfig, measure_peak, peak_memories
+from f2l.answer import timed_generate
+from f2l.data import world_manifest
 from f2l.results import read_netcdf
 
 FRAMES = [4, 8]
@@ -112,6 +114,9 @@ def test_efficiency_end_to_end(efficiency_run, tiny_pipeline):
         assert np.isnan(at("apply_s", method)).all()
     assert np.isnan(ds["peak_memory_bytes"].values).all()  # --no-memory
 
+    a = ds.attrs
+    assert a["batch_size"] == 2 and a["batch_ttft_f2l_s"] > 0 and a["batch_ttft_no_video_s"] > 0
+    assert a["batch_f2l_vs_no_video_min"] <= a["batch_f2l_vs_no_video"] <= a["batch_f2l_vs_no_video_max"]
     assert ds.attrs["train_step_s"] > 0 and ds.attrs["student_fwd_bwd_s"] > 0
     assert ds.attrs["train_step_vs_student"] == pytest.approx(
         ds.attrs["train_step_s"] / ds.attrs["student_fwd_bwd_s"]
@@ -120,9 +125,29 @@ def test_efficiency_end_to_end(efficiency_run, tiny_pipeline):
     f2l = at("input_tokens", "f2l")
     for i, frames in enumerate(FRAMES):
         assert f"\n| {frames} | {direct[i]:,.0f} / {f2l[i]:,.0f} | {direct[i] / f2l[i]:,.0f}x |" in md
-    assert "Training step" in md
+    assert "Training step" in md and "Batched unmerged: 2 questions in one batch" in md
     methods = list(ds["method"].values)
     merged = rounds.values[0, methods.index("f2l_merged")] / rounds.values[0, methods.index("no_video")]
     assert not np.allclose(merged, 1.0)  # two different timings, never exactly equal
     apply_ms = " / ".join(f"{at('apply_s', m)[0] * 1e3:,.2f}" for m in ("f2l", "f2l_merged"))
     assert f"({merged.min():.2f}x-{merged.max():.2f}x) | {apply_ms} |\n" in md
+
+
+def test_batched_overhead_answers_each_row_under_its_own_adapter(tiny_pipeline, monkeypatch):
+    """The batched measure times the mode it names: during the f2l query every wrapper holds one adapter
+    per row (not one shared one), during the base's query none; and both answer the same batch."""
+    from f2l.adapter import lora_modules
+
+    seen = []
+
+    def spy(base, tokens, max_new_tokens, **inputs):
+        w = next(iter(lora_modules(base.model).values()), None)
+        f = None if w is None else w.factors
+        seen.append((inputs["input_ids"].shape[0], None if f is None else (f.b_scaled.shape[0], f.shared)))
+        return timed_generate(base, tokens, max_new_tokens, **inputs)
+
+    monkeypatch.setattr(efficiency, "timed_generate", spy)
+    clips = [tiny_pipeline.example_frames(e, 2) for e in world_manifest("val", 3, frames=2)]
+    out = efficiency.batched_overhead(tiny_pipeline, clips, "how many objects?", 1, warmup=0, repeats=2)
+    assert sorted(seen, key=str) == sorted([(3, (3, False))] * 2 + [(3, None)] * 2, key=str)
+    assert out["batch_size"] == 3 and out["batch_ttft_f2l_s"] > 0 and out["batch_ttft_no_video_s"] > 0

@@ -56,7 +56,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, _timed_generate, synchronize
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, synchronize, timed_generate
 from f2l.chat import count_tokens, model_inputs, prompt_text
 from f2l.models import Base
 from f2l.video import Frames
@@ -245,5 +245,5 @@ def answer_token_merged(
     synchronize(base.device)
     prepare = time.perf_counter() - start
     ids, mask = merged.inputs["input_ids"][0], merged.inputs["attention_mask"][0]
-    out = _timed_generate(base, count_tokens(base.processor, ids, mask), max_new_tokens, **merged.inputs)
+    out = timed_generate(base, count_tokens(base.processor, ids, mask), max_new_tokens, **merged.inputs)
     return replace(out, ttft_s=out.ttft_s + prepare, total_s=out.total_s + prepare)

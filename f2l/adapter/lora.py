@@ -149,8 +149,10 @@ class LoRALinear(nn.Module):
             b = b.expand(x.shape[0], -1, -1)
         # [N, T, d_in] @ [(N,) d_in, r] -> [N, T, r], then y += [N, T, r] @ [N, r, d_out] in place (one
         # GEMM accumulating into y, no copy of y; the base matmul's backward does not need y): never
-        # forms the d_out x d_in update.
-        return y.baddbmm_(x @ f.a_t, b)
+        # forms the d_out x d_in update. One adapter per row calls ``bmm`` itself: ``matmul`` would
+        # dispatch an expand, two reshapes and a view around the same kernel.
+        a_t = f.a_t
+        return y.baddbmm_(torch.bmm(x, a_t) if a_t.dim() == 3 else x @ a_t, b)
 
     @torch.no_grad()
     def merge(self, a: Tensor, b: Tensor, scaling: float | Tensor = 1.0) -> None:

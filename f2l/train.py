@@ -330,6 +330,26 @@ def adapter_from_factors(factors, cfg: HypernetConfig, provenance) -> Adapter:
     return Adapter(factors=factors, scaling=cfg.scaling, provenance=provenance)
 
 
+def student_loss(
+    model, base: Base, batch: dict, hn_cfg: HypernetConfig, cfg: TrainConfig, device
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One step's forward: the hypernetwork (``model``, DDP-wrapped or not) writes an adapter per clip
+    of ``batch`` (a ``StepBatches`` item), each student row answers under its clip's adapter with no
+    visual token, and ``distillation_loss`` scores it. Nothing here reads a value back to the host, so
+    the GPU never waits on Python within a step (``tests/test_train.py`` checks the f2l code for it)."""
+    encode = {k: v.to(device, non_blocking=True) for k, v in batch["encode"].items()}
+    factors = model(base, encode)
+    index = batch["row_clip"].to(device, non_blocking=True)
+    rows = {m: (a.index_select(0, index), b.index_select(0, index)) for m, (a, b) in factors.items()}
+    adapter = adapter_from_factors(rows, hn_cfg, [{"video_id": v} for v in batch["video_ids"]])
+    with use_adapter(base.model, adapter):
+        logits = base.model(
+            input_ids=batch["input_ids"].to(device, non_blocking=True),
+            attention_mask=batch["attention_mask"].to(device, non_blocking=True),
+        ).logits
+    return distillation_loss(logits, batch["target_pos"], batch["targets"], cfg)
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     warmup = max(int(cfg.warmup * cfg.steps), 1)
     if step < warmup:
@@ -490,19 +510,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         assert batch["step"] == step
         for group in opt.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, cfg)
-        encode = {k: v.to(device, non_blocking=True) for k, v in batch["encode"].items()}
-        row_targets, target_pos = batch["targets"], batch["target_pos"]
         with autocast:
-            factors = model(base, encode)
-            index = batch["row_clip"].to(device, non_blocking=True)
-            rows = {m: (a.index_select(0, index), b.index_select(0, index)) for m, (a, b) in factors.items()}
-            adapter = adapter_from_factors(rows, hn_cfg, [{"video_id": v} for v in batch["video_ids"]])
-            with use_adapter(base.model, adapter):
-                logits = base.model(
-                    input_ids=batch["input_ids"].to(device, non_blocking=True),
-                    attention_mask=batch["attention_mask"].to(device, non_blocking=True),
-                ).logits
-            loss, stats = distillation_loss(logits, target_pos, row_targets, cfg)
+            loss, stats = student_loss(model, base, batch, hn_cfg, cfg, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         # after backward the gradients are all-reduced, so grad_norm is the same number on every rank:

@@ -179,3 +179,64 @@ def test_dataloader_workers_prepare_the_same_steps(tmp_path, random_tiny_dir):
         train(parse_config([*args, "--workers", str(workers)]))
     a, b = final_weights(tmp_path / "w0"), final_weights(tmp_path / "w2")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_training_step_reads_nothing_back_to_the_host_in_f2l_code():
+    """On a GPU a host sync stalls the step; CUDA's sync checker needs a GPU, so this catches the forms
+    Python code can take (``item``, ``tolist``, ``bool``/``int``/``float`` of a tensor, ``cpu``, ``numpy``,
+    ``nonzero``) and asserts none of them is called from f2l during a real step's forward, backward and
+    clipping. The ones transformers makes itself (mask checks, SmolVLM's image split) are allowed."""
+    import traceback
+    from pathlib import Path
+
+    import f2l
+    from f2l.data import clip_prompts, world_manifest
+    from f2l.pipeline import Frames2LoRA
+    from f2l.train import StepBatches, student_loss
+
+    pipeline = Frames2LoRA.from_pretrained("tiny", device="cpu")
+    base, hypernet = pipeline.base, pipeline.hypernet
+    cfg = TrainConfig(batch_clips=2, frames=3, prompts_per_clip=2)
+    pool = world_manifest("train", 4, frames=3)
+    g = torch.Generator().manual_seed(0)
+    targets = {
+        (e.id, o.prompt): TeacherTarget(
+            tokens=torch.randint(5, 100, (3,), generator=g),
+            topk_ids=torch.randint(5, 100, (3, 4), generator=g),
+            topk_logprobs=torch.randn(3, 4, generator=g).log_softmax(-1),
+        )
+        for e in pool
+        for o in clip_prompts(e, cfg.qa_per_type)
+    }
+    size = base.model.config.vision_config.image_size
+    batch = StepBatches(cfg, base, pool, targets, 0, size, 0, 1)[0]
+    package = str(Path(f2l.__file__).parent)
+    torch_dir = str(Path(torch.__file__).parent)
+    syncs: list[str] = []
+    patched = ("item", "tolist", "__bool__", "__int__", "__float__", "cpu", "numpy", "nonzero")
+    originals = {name: getattr(torch.Tensor, name) for name in patched}
+
+    def spy(name):
+        def call(*args, **kwargs):
+            caller = next(f for f in reversed(traceback.extract_stack()[:-1]) if torch_dir not in f.filename)
+            if caller.filename.startswith(package):
+                syncs.append(f"{name} at {caller.filename}:{caller.lineno}: {caller.line}")
+            return originals[name](*args, **kwargs)
+
+        return call
+
+    hypernet.train().requires_grad_(True)  # loaded for inference: frozen
+    try:
+        for name in patched:
+            setattr(torch.Tensor, name, spy(name))
+        loss, stats = student_loss(hypernet, base, batch, hypernet.config, cfg, "cpu")
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(hypernet.parameters(), 1.0)
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+        hypernet.eval().requires_grad_(False)
+        hypernet.zero_grad(set_to_none=True)
+    assert syncs == []
+    assert torch.isfinite(loss) and loss > 0 and set(stats) == {"ce", "kl"}
+    assert grad_norm > 0  # the step reached the hypernetwork

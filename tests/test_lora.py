@@ -280,3 +280,16 @@ def test_attach_converts_once_per_module_and_matches_setting_each_layer():
     with pytest.raises(ValueError, match=r"modifies \['q_proj'\], which are not wrapped"):
         attach_adapter(wrappers, Adapter({"q_proj": (torch.zeros(3, 4, 12), torch.zeros(3, 4, 10))}))
     assert not any(w.has_factors for w in layers)
+
+
+def test_attach_follows_each_layer_to_its_device():
+    """A model dispatched over devices (``device_map``) holds layers apart; each wrapper must get its
+    factors on its own layer's device (the meta device stands in for a second one here)."""
+    layers = [LoRALinear(nn.Linear(12, 10)), LoRALinear(nn.Linear(12, 10, device="meta"))]
+    wrappers = {(i, "o_proj"): w for i, w in enumerate(layers)}
+    adapter = Adapter({"o_proj": (torch.randn(2, 4, 12), torch.randn(2, 4, 10))}, scaling=0.5)
+    attach_adapter(wrappers, adapter)
+    for wrapper in layers:
+        f = wrapper.factors
+        assert {t.device for t in (f.a, f.b, f.a_t, f.b_scaled)} == {wrapper.base.weight.device}
+    assert layers[1](torch.zeros(1, 3, 12, device="meta")).shape == (1, 3, 10)

@@ -307,11 +307,16 @@ def attach_adapter(wrappers: Mapping[tuple[int, str], LoRALinear], adapter: Adap
         name: _serving_stacks(a, b, adapter.scaling, wrappers[(0, name)])
         for name, (a, b) in adapter.factors.items()
     }
+    # Stacks are made on layer 0's device; a model dispatched over several devices gets each layer's moved.
+    spread = len({w.base.weight.device for w in wrappers.values()}) > 1
     touched: list[LoRALinear] = []
     for name, st in stacks.items():
         per_layer = zip(st.a.unbind(0), st.b.unbind(0), st.a_t.unbind(0), st.b_scaled.unbind(0), strict=True)
         for layer, (a, b, a_t, b_scaled) in enumerate(per_layer):
             wrapper = wrappers[(layer, name)]
+            if spread:
+                device = wrapper.base.weight.device
+                a, b, a_t, b_scaled = (t.to(device) for t in (a, b, a_t, b_scaled))
             wrapper.hold(LoRAFactors(a, b, st.scaling, a_t, b_scaled, st.shared))
             touched.append(wrapper)
     return touched

@@ -307,8 +307,10 @@ def attach_adapter(wrappers: Mapping[tuple[int, str], LoRALinear], adapter: Adap
         name: _serving_stacks(a, b, adapter.scaling, wrappers[(0, name)])
         for name, (a, b) in adapter.factors.items()
     }
-    # Stacks are made on layer 0's device; a model dispatched over several devices gets each layer's moved.
-    spread = len({w.base.weight.device for w in wrappers.values()}) > 1
+    # Stacks are made on layer 0's device; a model dispatched over several devices (whole decoder layers
+    # each, as ``device_map`` places them) gets each layer's moved.
+    first = adapter.modules[0]
+    spread = len({wrappers[(layer, first)].base.weight.device for layer in range(layers)}) > 1
     touched: list[LoRALinear] = []
     for name, st in stacks.items():
         per_layer = zip(st.a.unbind(0), st.b.unbind(0), st.a_t.unbind(0), st.b_scaled.unbind(0), strict=True)

@@ -475,8 +475,9 @@ def _mib(n: float) -> str:
 
 
 def overhead_per_round(ds: xr.Dataset) -> list[dict]:
-    """Rows of ``f2l / no_video`` and ``f2l_merged / no_video`` TTFT ratios taken within each round, and
-    the time to apply and remove each kind of adapter (``apply_s``)."""
+    """Rows of ``f2l / no_video`` and ``f2l_merged / no_video`` TTFT ratios taken within each round, the
+    time to apply and remove each kind of adapter (``apply_s``), and what one unmerged question costs
+    with applying included (medians: apply + TTFT over the base's TTFT)."""
     rounds = ds["ttft_rounds_s"]
     rows = []
     for f in ds["frames"].values:
@@ -491,6 +492,11 @@ def overhead_per_round(ds: xr.Dataset) -> list[dict]:
             apply = ds["apply_s"].sel(frames=f)
             row["apply + remove ms (unmerged / merged)"] = " / ".join(
                 f"{float(apply.sel({'method': m})) * 1e3:,.2f}" for m in ("f2l", "f2l_merged")
+            )
+            ttft = ds["ttft_s"].sel(frames=f)
+            row["unmerged query with apply / no_video"] = _ratio(
+                float(apply.sel({"method": "f2l"}) + ttft.sel({"method": "f2l"})),
+                float(ttft.sel({"method": "no_video"})),
             )
         rows.append(row)
     return rows
@@ -543,7 +549,7 @@ def summarize(ds: xr.Dataset) -> str:
         "The adapter's query overhead paired within each round, median (range over rounds): merged "
         "serving does the base's work exactly, so its spread is the measurement's noise. Applying the "
         "adapter and removing it again is paid per query outside the TTFT (merging, once per adapter "
-        "when it serves many questions).",
+        "when it serves many questions); the last column adds it back for one unmerged question.",
         "",
         markdown_table(overhead_per_round(ds)),
         markdown_table(storage),

@@ -154,6 +154,12 @@ STUDIES = [
                 "tokens",
             ),
             (
+                "The batched unmerged mode, measured once per run: one `generate` over `batch_size` "
+                "questions, row i under clip i's own adapter, against the base on the same batch (TTFT s; "
+                "the ratio is the median of the per-round ratios, with its range):",
+                'keys = [k for k in ds.attrs if k.startswith("batch_")]\n{k: ds.attrs[k] for k in keys}',
+            ),
+            (
                 "The training-step measure of the same run (s), if it was taken:",
                 'keys = ("train_step_s", "student_fwd_bwd_s", "train_step_vs_student")\n'
                 "{k: ds.attrs[k] for k in keys if k in ds.attrs}",

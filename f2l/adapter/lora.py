@@ -50,7 +50,7 @@ class LoRAFactors:
 
     a: Tensor  # A, [r, d_in] or [N, r, d_in]
     b: Tensor  # B, [r, d_out] or [N, r, d_out]
-    scaling: float | Tensor  # a float, or [N, 1, 1] per row
+    scaling: float | Tensor  # a float, a 0-d tensor, or [N] per row (already in b_scaled)
     a_t: Tensor  # A^T, [d_in, r] or [N, d_in, r]
     b_scaled: Tensor  # scaling * B, [1 or N, r, d_out]
     shared: bool  # one adapter for every row of any batch (else one per row)

@@ -4,6 +4,9 @@ One clip (the first of ``--split`` or ``--manifest``) is sampled at each frame c
 answers the same question about it. All numbers come from the same run, so their ratios hold whatever the
 machine's speed; each time is the median of ``--repeats`` timed rounds after ``--warmup`` untimed ones,
 every method measured once per round (``interleaved_rounds``), so drift during the run falls on all alike.
+The text-only queries (``f2l``, ``f2l_merged``, ``no_video``) take a few milliseconds, and the adapter's
+overhead is a ratio of two of them close to 1: they go on for ``--overhead-rounds`` rounds among
+themselves, since a handful of rounds cannot tell 1.1x from the noise.
 
 - query TTFT (time to the first answer token, input preparation excluded) of ``direct`` (the video in
   context), ``f2l`` (adapter only, batched LoRA wrappers), ``f2l_merged`` (the adapter folded into the
@@ -33,10 +36,11 @@ measure is taken anew by each invocation (a few seconds) unless ``--no-training`
 Dataset schema (``efficiency.nc``):
 
 - dims ``frames`` (frames sampled from the clip), ``method`` (direct, f2l, f2l_merged, kv_cache, no_video),
-  ``round`` (timed rounds, 0..repeats-1).
-- ``ttft_s(frames, method)`` s: median query time to first token.
+  ``round`` (timed rounds, 0..max(repeats, overhead_rounds)-1).
+- ``ttft_s(frames, method)`` s: median query time to first token over its rounds.
 - ``ttft_rounds_s(frames, method, round)`` s: each round's time to first token (every method once a
-  round), for ratios paired within a round and for the spread.
+  round), for ratios paired within a round and for the spread; rounds past ``--repeats`` time only the
+  text-only queries (NaN for ``direct`` and ``kv_cache``).
 - ``apply_s(frames, method)`` s: median time to put the adapter on the base for a query and take it off
   again, outside the TTFT (f2l: setting every wrapper's factors; f2l_merged: merging and unmerging the
   weights); NaN for the methods with no adapter.
@@ -60,7 +64,6 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-import statistics
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -82,6 +85,8 @@ from f2l.video import Frames
 
 METHODS = ("direct", "f2l", "f2l_merged", "kv_cache", "no_video")
 PREPROCESSING = {"f2l": "internalize", "f2l_merged": "internalize", "kv_cache": "prefill"}
+# The queries with no video in context: a few ms each, so they get --overhead-rounds rounds, not --repeats.
+TEXT_ONLY = ("f2l", "f2l_merged", "no_video")
 DEFAULT_FRAMES = (12, 64, 256)
 FULL_FRAMES = (12, 64, 256, 1024)
 
@@ -94,6 +99,7 @@ class EfficiencyConfig(StudyConfig):
     question: str = "what color is the background?"
     warmup: int = 1
     repeats: int = 3
+    overhead_rounds: int = 30  # rounds for the text-only queries (TEXT_ONLY), whose ratios are the overhead
     memory: bool = True  # peak memory (on CPU one fresh process per measurement: the slow part)
     training: bool = True  # the training-step measure
     train_frames: int = 8
@@ -139,7 +145,8 @@ def interleaved_rounds(
 
 
 def _medians(rounds: dict[str, list[float]]) -> dict[str, float]:
-    return {name: statistics.median(v) for name, v in rounds.items()}
+    """Each measurement's median over the rounds it was timed in (NaN marks a round it sat out)."""
+    return {name: float(np.nanmedian(v)) for name, v in rounds.items()}
 
 
 def median_times(fns: dict[str, Callable[[], object]], device, warmup: int, repeats: int) -> dict[str, float]:
@@ -304,7 +311,8 @@ _VARIABLES: dict[str, dict[str, str]] = {
     "ttft_rounds_s": {
         "units": "s",
         "description": "query time to the first answer token in each timed round (every method once a "
-        "round): ratios within a round pair measurements taken moments apart",
+        "round; past --repeats only the text-only queries, NaN for the others): ratios within a round "
+        "pair measurements taken moments apart",
     },
 }
 # Variables that are not one number per (frames, method).
@@ -354,6 +362,10 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
         pre_s = median_times(preprocessing, device, warmup, repeats)
         apply_s = median_times(applying, device, warmup, repeats)
         ttft_rounds = interleaved_rounds({m: ttft(m) for m in METHODS}, warmup, repeats)
+        extra = max(cfg.overhead_rounds - repeats, 0)
+        more = interleaved_rounds({m: ttft(m) for m in TEXT_ONLY}, 0, extra)
+        for method in METHODS:
+            ttft_rounds[method] += more.get(method, [np.nan] * extra)
     ttft_s = _medians(ttft_rounds)
     for i, method in enumerate(METHODS):
         row["ttft_s"][i] = ttft_s[method]
@@ -380,7 +392,7 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
     )
     ds["token_reduction"] = ("frames", [tokens["direct"] / tokens["f2l"]])
     ds["ttft_rounds_s"] = (("frames", "method", "round"), np.array([[ttft_rounds[m] for m in METHODS]]))
-    ds = ds.assign_coords(round=np.arange(repeats))
+    ds = ds.assign_coords(round=np.arange(repeats + extra))
     for name, attrs in _VARIABLES.items():
         ds[name].attrs.update(attrs)
     return ds
@@ -542,7 +554,8 @@ def summarize(ds: xr.Dataset) -> str:
         f"# Efficiency ({attrs.get('base_model', '?')}, {attrs.get('device', '?')}, clip {ds['clip'].item()})",
         "",
         f"Question: {attrs.get('question', '')!r}. Medians of {attrs.get('repeats', '?')} rounds after "
-        f"{attrs.get('warmup', '?')} warm-up, each round timing every method once; every ratio is taken "
+        f"{attrs.get('warmup', '?')} warm-up, each round timing every method once (the text-only queries "
+        f"f2l, f2l_merged and no_video: {attrs.get('overhead_rounds', '?')} rounds); every ratio is taken "
         "within this run.",
         "",
         markdown_table(timing),
@@ -582,9 +595,8 @@ def run(cfg: EfficiencyConfig) -> xr.Dataset:
     overhead = {}
     if rank() == 0:
         clips = [pipeline.example_frames(e, cfg.train_frames) for e in examples]
-        overhead = batched_overhead(
-            pipeline, clips, cfg.question, cfg.max_new_tokens, cfg.warmup, cfg.repeats
-        )
+        rounds = max(cfg.overhead_rounds, cfg.repeats)
+        overhead = batched_overhead(pipeline, clips, cfg.question, cfg.max_new_tokens, cfg.warmup, rounds)
         if cfg.training:
             overhead |= training_overhead(pipeline, clips, cfg.question, cfg.warmup, cfg.repeats)
     config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh")} | {"frames": list(frames)}
@@ -596,6 +608,7 @@ def run(cfg: EfficiencyConfig) -> xr.Dataset:
         question=cfg.question,
         warmup=cfg.warmup,
         repeats=cfg.repeats,
+        overhead_rounds=max(cfg.overhead_rounds, cfg.repeats),
         **overhead,
     )
     study = Study(cfg.out, "efficiency", config=config, attrs=attrs, dim="frames", fresh=cfg.fresh)

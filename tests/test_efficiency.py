@@ -63,6 +63,7 @@ def tiny_pipeline():
 def efficiency_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("efficiency")
     args = ["--out", str(out), "--frames", *map(str, FRAMES), "--warmup", "0", "--repeats", "2"]
+    args += ["--overhead-rounds", "4"]
     assert efficiency.main([*args, "--no-memory", "--clips", "2", "--train-frames", "2"]) == 0
     return out, read_netcdf(out / "efficiency.nc")
 
@@ -102,8 +103,12 @@ def test_efficiency_end_to_end(efficiency_run, tiny_pipeline):
 
     assert (ds["ttft_s"].values > 0).all()
     rounds = ds["ttft_rounds_s"]
-    assert rounds.dims == ("frames", "method", "round") and list(ds["round"].values) == [0, 1]
-    np.testing.assert_allclose(ds["ttft_s"].values, rounds.median("round").values)
+    assert rounds.dims == ("frames", "method", "round") and list(ds["round"].values) == [0, 1, 2, 3]
+    for method in ("direct", "kv_cache"):  # timed in the first --repeats rounds only
+        timed_in = ~np.isnan(rounds.sel({"method": method}).values)
+        assert timed_in[:, :2].all() and not timed_in[:, 2:].any()
+    assert not np.isnan(rounds.sel({"method": list(efficiency.TEXT_ONLY)}).values).any()
+    np.testing.assert_allclose(ds["ttft_s"].values, rounds.median("round").values)  # skips the NaN
     for method in ("f2l", "f2l_merged", "kv_cache"):
         assert (at("preprocess_s", method) > 0).all()
     np.testing.assert_array_equal(at("preprocess_s", "f2l"), at("preprocess_s", "f2l_merged"))

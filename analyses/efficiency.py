@@ -398,7 +398,7 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
     return ds
 
 
-# --------------------------------------------------------------------------- training step
+# --------------------------------------------------------------------------- batched queries
 
 
 def batched_overhead(
@@ -432,6 +432,9 @@ def batched_overhead(
         "batch_f2l_vs_no_video_min": float(ratio.min()),
         "batch_f2l_vs_no_video_max": float(ratio.max()),
     }
+
+
+# --------------------------------------------------------------------------- training step
 
 
 def training_overhead(pipeline: Frames2LoRA, clips: list[Frames], question: str, warmup: int, repeats: int):
@@ -592,10 +595,9 @@ def run(cfg: EfficiencyConfig) -> xr.Dataset:
     pipeline = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
     frames = frame_counts(cfg)
     examples = study_examples(cfg.manifest, cfg.split, cfg.clips, cfg.train_frames)
-    overhead = {}
+    overhead, rounds = {}, max(cfg.overhead_rounds, cfg.repeats)
     if rank() == 0:
         clips = [pipeline.example_frames(e, cfg.train_frames) for e in examples]
-        rounds = max(cfg.overhead_rounds, cfg.repeats)
         overhead = batched_overhead(pipeline, clips, cfg.question, cfg.max_new_tokens, cfg.warmup, rounds)
         if cfg.training:
             overhead |= training_overhead(pipeline, clips, cfg.question, cfg.warmup, cfg.repeats)
@@ -608,7 +610,7 @@ def run(cfg: EfficiencyConfig) -> xr.Dataset:
         question=cfg.question,
         warmup=cfg.warmup,
         repeats=cfg.repeats,
-        overhead_rounds=max(cfg.overhead_rounds, cfg.repeats),
+        overhead_rounds=rounds,
         **overhead,
     )
     study = Study(cfg.out, "efficiency", config=config, attrs=attrs, dim="frames", fresh=cfg.fresh)

@@ -41,7 +41,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from f2l.adapter import Adapter, LoRALinear, attach_adapter, install_lora, text_model_of, use_adapter
+from f2l.adapter import Adapter, LoRALinear, attached, install_lora, text_model_of, use_adapter
 
 BACKENDS = ("nnsight", "transformer_lens")
 
@@ -185,9 +185,5 @@ def _factors_on(wrappers: dict[tuple[int, str], LoRALinear], adapter: Adapter) -
     """``use_adapter`` for wrappers held directly: set every layer's factors, clear them on exit."""
     if adapter.batch_size is not None:
         raise ValueError("the bridge applies one adapter to every row; index a batched adapter first")
-    touched = attach_adapter(wrappers, adapter)
-    try:
+    with attached(wrappers, adapter):
         yield
-    finally:
-        for wrapper in touched:
-            wrapper.clear_factors()

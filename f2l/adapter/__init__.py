@@ -7,6 +7,7 @@ from f2l.adapter.adapter import TARGET_MODULES, Adapter, FactoredSVD, compose, s
 from f2l.adapter.lora import (
     LoRALinear,
     attach_adapter,
+    attached,
     install_lora,
     lora_modules,
     merge_adapter,
@@ -24,6 +25,7 @@ __all__ = [
     "FactoredSVD",
     "LoRALinear",
     "attach_adapter",
+    "attached",
     "compose",
     "export_peft",
     "install_lora",

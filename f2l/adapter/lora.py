@@ -3,7 +3,7 @@
 ``install_lora`` replaces each target ``nn.Linear`` of the text model's layers by a ``LoRALinear``
 that holds the original layer as ``.base`` (the vision tower and connector are never touched).
 A wrapper with no factors returns exactly ``base(x)``; ``use_adapter`` sets every wrapper's factors
-(``attach_adapter``, which also serves code holding the wrappers directly, such as the probes' bridge)
+(``attached``, which also serves code holding the wrappers directly, such as the probes' bridge)
 for the duration of a ``with`` block and always clears them, so the adapter's state lives in the
 modules that use it and nowhere else.
 
@@ -240,11 +240,9 @@ def uninstall_lora(model) -> int:
     return len(wrappers)
 
 
-def _check_fits(model, adapter: Adapter) -> int:
-    n_layers = len(text_model_of(model).layers)
-    if adapter.num_layers != n_layers:
-        raise ValueError(f"The adapter covers {adapter.num_layers} layers; the text model has {n_layers}.")
-    return n_layers
+def _check_layers(adapter: Adapter, layers: int) -> None:
+    if adapter.num_layers != layers:
+        raise ValueError(f"The adapter covers {adapter.num_layers} layers; the text model has {layers}.")
 
 
 class _Stacks(NamedTuple):
@@ -295,8 +293,7 @@ def attach_adapter(wrappers: Mapping[tuple[int, str], LoRALinear], adapter: Adap
     count.
     """
     layers = len({layer for layer, _ in wrappers})
-    if adapter.num_layers != layers:
-        raise ValueError(f"The adapter covers {adapter.num_layers} layers; the text model has {layers}.")
+    _check_layers(adapter, layers)
     busy = [key for key, w in wrappers.items() if w.has_factors]
     if busy:
         raise RuntimeError(f"An adapter is already in use (e.g. at {busy[0]}); nesting is not supported.")
@@ -324,6 +321,18 @@ def attach_adapter(wrappers: Mapping[tuple[int, str], LoRALinear], adapter: Adap
     return touched
 
 
+@contextmanager
+def attached(wrappers: Mapping[tuple[int, str], LoRALinear], adapter: Adapter) -> Iterator[None]:
+    """``attach_adapter`` for the duration of a ``with`` block; the factors are cleared on exit, also when
+    the block raises."""
+    touched = attach_adapter(wrappers, adapter)
+    try:
+        yield
+    finally:
+        for wrapper in touched:
+            wrapper.clear_factors()
+
+
 # -------------------------------------------------------------------------------- applying adapters
 @contextmanager
 def use_adapter(model, adapter: Adapter) -> Iterator:
@@ -334,12 +343,8 @@ def use_adapter(model, adapter: Adapter) -> Iterator:
     values computed with them). They are cleared on exit, also when the block raises. Wrappers are
     installed on first use.
     """
-    touched = attach_adapter(install_lora(model, adapter.modules), adapter)
-    try:
+    with attached(install_lora(model, adapter.modules), adapter):
         yield model
-    finally:
-        for wrapper in touched:
-            wrapper.clear_factors()
 
 
 def merge_adapter(model, adapter: Adapter) -> None:
@@ -348,7 +353,7 @@ def merge_adapter(model, adapter: Adapter) -> None:
         if adapter.batch_size != 1:
             raise ValueError(f"Only one adapter can be merged; this one is a batch of {adapter.batch_size}.")
         adapter = adapter[0]
-    _check_fits(model, adapter)
+    _check_layers(adapter, len(text_model_of(model).layers))
     wrappers = install_lora(model, adapter.modules)
     if any(w.merged for w in wrappers.values()):
         raise RuntimeError("An adapter is already merged into this model; unmerge it first.")

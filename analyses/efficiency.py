@@ -444,12 +444,12 @@ def training_overhead(pipeline: Frames2LoRA, clips: list[Frames], question: str,
     texts = [prompt_text(base.processor, question, with_video=False) + answer_suffix(base.processor, "grey.")]
     student = base.tokenizer(texts * 2 * len(clips), return_tensors="pt").to(device)
     index = torch.arange(len(clips), device=device).repeat_interleave(2)
-    scaling = hypernet.config.scaling
+    encode = internalization_inputs(base, clips, hypernet.context)
 
     def full_step():
-        factors = hypernet(base, internalization_inputs(base, clips))
+        factors = hypernet(base, encode)
         rows = {m: (a[index], b[index]) for m, (a, b) in factors.items()}
-        with use_adapter(base.model, Adapter(rows, scaling=scaling)):
+        with use_adapter(base.model, hypernet.to_adapter(rows)):
             base.model(**student).logits.float().logsumexp(-1).mean().backward()
         hypernet.zero_grad()
 
@@ -460,7 +460,7 @@ def training_overhead(pipeline: Frames2LoRA, clips: list[Frames], question: str,
     }
 
     def student_step():
-        with use_adapter(base.model, Adapter(fixed_rows, scaling=scaling)):
+        with use_adapter(base.model, Adapter(fixed_rows, scaling=fixed.scaling)):
             base.model(**student).logits.float().logsumexp(-1).mean().backward()
 
     hypernet.train()

@@ -64,7 +64,6 @@ from f2l.adapter import Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, timed_generate
 from f2l.chat import count_tokens, model_inputs, prompt_text, video_metadata
 from f2l.data import Example, clip_prompts
-from f2l.encode import INTERNALIZE_PROMPT
 from f2l.eval.metrics import normalize_answer, token_f1
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
@@ -151,10 +150,10 @@ def tiled_video_inputs(processor, text: str, clip: Frames):
     )
 
 
-def video_inputs(base, question: str, clip: Frames, *, tiling: bool):
+def video_inputs(base, question: str, clip: Frames, *, tiling: bool, generation_prompt: bool = True):
     """Model inputs for [video + question]: tiled (``tiled_video_inputs``) when a frame exceeds one tile
     and ``tiling`` is on, else SmolVLM's video path (``f2l.chat.model_inputs``)."""
-    text = prompt_text(base.processor, question, with_video=True)
+    text = prompt_text(base.processor, question, with_video=True, generation_prompt=generation_prompt)
     tile = base.processor.image_processor.max_image_size["longest_edge"]
     if tiling and max(clip.pixels.shape[1:3]) > tile:
         return tiled_video_inputs(base.processor, text, clip).to(base.device)
@@ -172,17 +171,12 @@ def answer_direct(base, clip: Frames, question: str, *, tiling: bool, max_new_to
 @torch.inference_mode()
 def internalize(pipeline: Frames2LoRA, clip: Frames, *, tiling: bool) -> Adapter:
     """The adapter of ``clip``, the base reading its frames as ``video_inputs`` lays them out."""
-    inputs = video_inputs(pipeline.base, INTERNALIZE_PROMPT, clip, tiling=tiling)
+    context = pipeline.hypernet.context
+    inputs = video_inputs(
+        pipeline.base, context.prompt, clip, tiling=tiling, generation_prompt=context.generation_prompt
+    )
     factors = pipeline.hypernet(pipeline.base, inputs)
-    provenance = {
-        "base": pipeline.base.name,
-        "hypernet": pipeline.hypernet_id,
-        "video_id": clip.source,
-        "frames": len(clip.timestamps),
-        "resolution": [int(clip.pixels.shape[1]), int(clip.pixels.shape[2])],
-        "tiling": tiling,
-    }
-    return Adapter(factors=factors, scaling=pipeline.hypernet.config.scaling, provenance=[provenance])[0]
+    return pipeline.hypernet.to_adapter(factors, [{**pipeline.provenance(clip), "tiling": tiling}])[0]
 
 
 # --------------------------------------------------------------------------- one clip

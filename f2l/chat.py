@@ -25,9 +25,12 @@ def user_messages(question: str, with_video: bool) -> list[dict]:
     return [{"role": "user", "content": content}]
 
 
-def prompt_text(processor, question: str, *, with_video: bool) -> str:
-    """The chat text up to and including ``Assistant:``, where generation starts."""
-    return processor.apply_chat_template(user_messages(question, with_video), add_generation_prompt=True)
+def prompt_text(processor, question: str, *, with_video: bool, generation_prompt: bool = True) -> str:
+    """The chat text up to and including ``Assistant:``, where generation starts (up to the end of the
+    user's turn with ``generation_prompt=False``, as the authors' hypernetworks read their context)."""
+    return processor.apply_chat_template(
+        user_messages(question, with_video), add_generation_prompt=generation_prompt
+    )
 
 
 def answer_suffix(processor, answer: str) -> str:

@@ -15,7 +15,7 @@ model runs, so the tower's activations do not grow with the clip either.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -30,6 +30,22 @@ INTERNALIZE_PROMPT = "Watch the video and remember everything in it."
 # encoding frames in chunks changes no number; it bounds the tower's activations (at the SmolVLM2
 # 500M shape, 26.7 GiB for 1,024 frames in one call) to a chunk's.
 VISION_CHUNK_FRAMES = 64
+
+
+@dataclass(frozen=True)
+class ContextFormat:
+    """How a hypernetwork's context is laid out and sampled: the prompt read with the video, whether the
+    chat text ends with the assistant cue, and the frame sampling used when a video file is read for it
+    (``fps`` frames a second, at most ``max_frames`` spread uniformly; ``None``: the caller's choice).
+    A hypernetwork carries its own in its config, so a checkpoint reads videos the way it was trained."""
+
+    prompt: str = INTERNALIZE_PROMPT
+    generation_prompt: bool = True
+    max_frames: int | None = None
+    fps: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -49,16 +65,17 @@ class _StopForward(Exception):
 def internalization_inputs(
     base: Base,
     videos: Sequence[Frames],
-    prompt: str = INTERNALIZE_PROMPT,
+    context: ContextFormat = ContextFormat(),
     *,
     token_merge: int | None = None,
 ):
-    """Model inputs for [video + internalization prompt], one row per video, left-padded.
+    """Model inputs for [video + internalization prompt], one row per video, left-padded, laid out as
+    ``context`` says.
 
     ``token_merge``: merge the visual tokens that many-fold first (``f2l.eval.token_merge``); the
     inputs then carry ``inputs_embeds``.
     """
-    text = prompt_text(base.processor, prompt, with_video=True)
+    text = prompt_text(base.processor, context.prompt, with_video=True, generation_prompt=context.generation_prompt)
     inputs = model_inputs(base.processor, [text] * len(videos), list(videos), device=base.device)
     if token_merge is None:
         return inputs

@@ -23,7 +23,7 @@ import torch
 from f2l.adapter import Adapter, merged_adapter, use_adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, answer
 from f2l.encode import internalization_inputs
-from f2l.hypernet import HypernetConfig, PerceiverHypernet
+from f2l.hypernet import Hypernet, load_hypernet, module_shapes_of, read_kind_config
 from f2l.models import CHECKPOINTS_DIR, Base, load_base
 from f2l.video import Frames, load_video
 
@@ -67,7 +67,7 @@ def package_hypernet(
     return out_dir
 
 
-def check_compatible(c: HypernetConfig, base: Base) -> None:
+def check_compatible(c, base: Base) -> None:
     """Refuse a base whose width, depth, target shapes or weights differ from the hypernetwork's."""
     text = base.model.config.text_config
     problems = []
@@ -76,8 +76,8 @@ def check_compatible(c: HypernetConfig, base: Base) -> None:
     if text.num_hidden_layers != c.num_layers:
         problems.append(f"{text.num_hidden_layers} layers != {c.num_layers}")
     if not problems:
-        shapes = HypernetConfig.for_base(base, c.base_id, targets=c.targets).module_shapes
-        if shapes != c.module_shapes:
+        shapes = module_shapes_of(base, c.targets)
+        if shapes != dict(c.module_shapes):
             problems.append(f"target module shapes {shapes} != {c.module_shapes}")
     digest = base.digest
     if "@" in c.base_id and c.base_id.rsplit("@", 1)[1] != digest:
@@ -99,7 +99,7 @@ def frames_digest(frames: Frames) -> str:
 class Frames2LoRA:
     """A frozen base VLM and the hypernetwork that writes its adapters."""
 
-    def __init__(self, base: Base, hypernet: PerceiverHypernet, hypernet_id: str, cache_size: int = 64):
+    def __init__(self, base: Base, hypernet: Hypernet, hypernet_id: str, cache_size: int = 64):
         check_compatible(hypernet.config, base)
         self.base, self.hypernet, self.hypernet_id = base, hypernet.eval(), hypernet_id
         self._cache: OrderedDict[tuple, Adapter] = OrderedDict()
@@ -121,16 +121,23 @@ class Frames2LoRA:
                 base or meta.get("train_config", {}).get("base") or meta["config"]["base_id"].split("@")[0]
             )
             base = load_base(base_name, device=device)
-        check_compatible(HypernetConfig.from_dict(meta["config"]), base)  # before any weight is read
-        hypernet = PerceiverHypernet.load(path, device=base.device)
+        check_compatible(read_kind_config(path)[1], base)  # before any weight is read
+        hypernet = load_hypernet(path, device=base.device)
         digest = hashlib.sha256((path / "hypernet.safetensors").read_bytes()).hexdigest()[:16]
         return cls(base, hypernet, hypernet_id=f"{path.name}@{digest}")
 
-    @staticmethod
-    def _frames(video, frames: int | None) -> Frames:
-        if isinstance(video, Frames) and frames is None:
+    def sample_video(self, video, frames: int | None = None) -> Frames:
+        """``video`` sampled at ``frames`` frames; by default a ``Frames`` as it is, and a file or array the
+        way the hypernetwork's context format samples (all frames when it says nothing)."""
+        if frames is not None:
+            return load_video(video, num_frames=frames)
+        if isinstance(video, Frames):
             return video
-        return load_video(video, num_frames=frames)
+        context = self.hypernet.context
+        clip = load_video(video, fps=context.fps)
+        if context.max_frames is not None and len(clip.timestamps) > context.max_frames:
+            clip = load_video(clip, num_frames=context.max_frames)
+        return clip
 
     def example_frames(self, example, frames: int | None = None, size: int | None = None) -> Frames:
         """A manifest example's frames as this base sees them: world clips render at ``size`` (default: the
@@ -156,7 +163,7 @@ class Frames2LoRA:
         each, and compose the segment adapters along the rank (``Adapter.compose``).
         ``token_merge``: internalize from the visual tokens merged that many-fold (``f2l.eval.token_merge``).
         """
-        clip = self._frames(video, frames)
+        clip = self.sample_video(video, frames)
         key = (frames_digest(clip), chunk_frames, token_merge)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -170,7 +177,8 @@ class Frames2LoRA:
                 Frames(clip.pixels[i : i + chunk_frames], clip.timestamps[i : i + chunk_frames], clip.source)
                 for i in range(0, len(clip.timestamps), chunk_frames)
             ]
-            adapter = Adapter.compose(*self.internalize_batch(segments, token_merge=token_merge).unbind())
+            factors = self.hypernet(self.base, self._inputs(segments, token_merge))
+            adapter = self.hypernet.compose_segments(factors, self.provenance(clip, token_merge))
         self._cache[key] = adapter
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -180,20 +188,22 @@ class Frames2LoRA:
     def internalize_batch(self, clips: list[Frames], token_merge: int | None = None) -> Adapter:
         """A batched adapter, one sample per clip, from one forward pass of base + hypernetwork
         (over the visual tokens merged ``token_merge``-fold when given)."""
-        inputs = internalization_inputs(self.base, clips, token_merge=token_merge)
-        factors = self.hypernet(self.base, inputs)
-        provenance = [
-            {
-                "base": self.base.name,
-                "hypernet": self.hypernet_id,
-                "video_id": c.source,
-                "frames": len(c.timestamps),
-                "resolution": [int(c.pixels.shape[1]), int(c.pixels.shape[2])],
-                **({} if token_merge is None else {"token_merge": token_merge}),
-            }
-            for c in clips
-        ]
-        return Adapter(factors=factors, scaling=self.hypernet.config.scaling, provenance=provenance)
+        factors = self.hypernet(self.base, self._inputs(clips, token_merge))
+        return self.hypernet.to_adapter(factors, [self.provenance(c, token_merge) for c in clips])
+
+    def _inputs(self, clips: list[Frames], token_merge: int | None):
+        return internalization_inputs(self.base, clips, self.hypernet.context, token_merge=token_merge)
+
+    def provenance(self, clip: Frames, token_merge: int | None = None) -> dict:
+        """What an adapter of ``clip`` records of how it was made."""
+        return {
+            "base": self.base.name,
+            "hypernet": self.hypernet_id,
+            "video_id": clip.source,
+            "frames": len(clip.timestamps),
+            "resolution": [int(clip.pixels.shape[1]), int(clip.pixels.shape[2])],
+            **({} if token_merge is None else {"token_merge": token_merge}),
+        }
 
     def generate(
         self,
@@ -214,4 +224,4 @@ class Frames2LoRA:
 
     def answer_direct(self, video, question: str, *, frames: int | None = None, **kwargs) -> Answer:
         """The baseline: the same base with the video in context."""
-        return answer(self.base, self._frames(video, frames), question, **kwargs)
+        return answer(self.base, self.sample_video(video, frames), question, **kwargs)

@@ -40,7 +40,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from f2l.adapter import Adapter, install_lora, use_adapter
+from f2l.adapter import install_lora, use_adapter
 from f2l.chat import model_inputs, prompt_text
 from f2l.config import parse_config as _parse_config
 from f2l.data import Example, clip_prompts, load_frames, read_manifest, world_manifest
@@ -49,7 +49,7 @@ from f2l.distributed import rank as dist_rank
 from f2l.encode import INTERNALIZE_PROMPT
 from f2l.eval.harness import answer_clip
 from f2l.eval.metrics import score_answers
-from f2l.hypernet import HypernetConfig, PerceiverHypernet
+from f2l.hypernet import Hypernet, HypernetConfig, PerceiverHypernet
 from f2l.io import atomic_write_json, load_optimizer_state, save_optimizer_state
 from f2l.models import Base, load_base
 from f2l.pipeline import Frames2LoRA
@@ -326,14 +326,10 @@ def distillation_loss(
     return torch.stack(rows).mean(), stats
 
 
-def adapter_from_factors(factors, cfg: HypernetConfig, provenance) -> Adapter:
-    return Adapter(factors=factors, scaling=cfg.scaling, provenance=provenance)
-
-
 def student_loss(
-    model, base: Base, batch: dict, hn_cfg: HypernetConfig, cfg: TrainConfig, device
+    model, base: Base, batch: dict, hypernet: Hypernet, cfg: TrainConfig, device
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One step's forward: the hypernetwork (``model``, DDP-wrapped or not) writes an adapter per clip
+    """One step's forward: the hypernetwork (``model``, DDP-wrapped or not; ``hypernet`` unwrapped) writes an adapter per clip
     of ``batch`` (a ``StepBatches`` item), each student row answers under its clip's adapter with no
     visual token, and ``distillation_loss`` scores it. Nothing here reads a value back to the host, so
     the GPU never waits on Python within a step (``tests/test_train.py`` checks the f2l code for it)."""
@@ -341,7 +337,7 @@ def student_loss(
     factors = model(base, encode)
     index = batch["row_clip"].to(device, non_blocking=True)
     rows = {m: (a.index_select(0, index), b.index_select(0, index)) for m, (a, b) in factors.items()}
-    adapter = adapter_from_factors(rows, hn_cfg, [{"video_id": v} for v in batch["video_ids"]])
+    adapter = hypernet.to_adapter(rows, [{"video_id": v} for v in batch["video_ids"]])
     with use_adapter(base.model, adapter):
         logits = base.model(
             input_ids=batch["input_ids"].to(device, non_blocking=True),
@@ -364,7 +360,7 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 def save_checkpoint(
     run_dir: Path,
     step: int,
-    hypernet: PerceiverHypernet,
+    hypernet: Hypernet,
     opt: torch.optim.Optimizer,
     cfg: TrainConfig,
     keep_last: int,
@@ -390,8 +386,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, hypernet: PerceiverHypernet, opt: torch.optim.Optimizer) -> int:
-    loaded = PerceiverHypernet.load(path, device=next(hypernet.parameters()).device)
+def load_checkpoint(path: Path, hypernet: Hypernet, opt: torch.optim.Optimizer) -> int:
+    loaded = type(hypernet).load(path, device=next(hypernet.parameters()).device)
     hypernet.load_state_dict(loaded.state_dict())
     load_optimizer_state(path, opt)
     return int(json.loads((path / "trainer_state.json").read_text())["step"])
@@ -406,7 +402,7 @@ def _jsonable(obj):
 
 @torch.inference_mode()
 def evaluate(
-    base: Base, hypernet: PerceiverHypernet, examples: list[Example], cfg: TrainConfig, frame_size: int
+    base: Base, hypernet: Hypernet, examples: list[Example], cfg: TrainConfig, frame_size: int
 ) -> dict[str, float]:
     """Held-out token-F1 against the references for the adapter alone (``f2l``), the video in context
     (``direct``) and the question alone (``no_video``), plus f2l's agreement with direct; answered by
@@ -511,7 +507,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         for group in opt.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, cfg)
         with autocast:
-            loss, stats = student_loss(model, base, batch, hn_cfg, cfg, device)
+            loss, stats = student_loss(model, base, batch, hypernet, cfg, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         # after backward the gradients are all-reduced, so grad_norm is the same number on every rank:

@@ -11,6 +11,13 @@ from f2l.hypernet import HypernetConfig, PerceiverHypernet
 from f2l.world import render_clip
 
 
+def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> None:
+    """Equal up to float32 summation order: batched and one-at-a-time kernels add the same terms in
+    another order on each CPU, so the tolerance is relative to the tensor's largest entry, not fixed."""
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * scale)
+
+
 @pytest.fixture(scope="module")
 def clips():
     return [render_clip(1_010_000 + i, num_frames=n, size=64).frames for i, n in enumerate((4, 9))]
@@ -140,8 +147,8 @@ def test_factors_written_for_all_layers_at_once_equal_layer_by_layer(random_base
         for layer in range(len(states)):
             alone = net.write_factors(latents[:, layer : layer + 1], torch.tensor([layer]))
             for m, (a, b) in alone.items():
-                torch.testing.assert_close(a[:, 0], together[m][0][:, layer], rtol=1e-5, atol=1e-6)
-                torch.testing.assert_close(b[:, 0], together[m][1][:, layer], rtol=1e-5, atol=1e-6)
+                assert_close_scaled(a[:, 0], together[m][0][:, layer])
+                assert_close_scaled(b[:, 0], together[m][1][:, layer])
                 assert b.abs().max() > 0
     assert not torch.equal(together["q_proj"][0][:, 0], together["q_proj"][0][:, 1])  # layers differ
 
@@ -166,8 +173,8 @@ def test_layers_read_together_equal_layers_read_one_at_a_time(random_base, clips
             net.read_layers([states[0], states[2]])
     for grouped in (in_pairs, all_at_once):
         for m, (a, b) in one_by_one.items():
-            torch.testing.assert_close(grouped[m][0], a, rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(grouped[m][1], b, rtol=1e-5, atol=1e-6)
+            assert_close_scaled(grouped[m][0], a)
+            assert_close_scaled(grouped[m][1], b)
     assert one_by_one["down_proj"][1].abs().max() > 0
 
     def grads(group_bytes: int) -> dict[str, torch.Tensor]:  # training reads through the same path
@@ -180,7 +187,7 @@ def test_layers_read_together_equal_layers_read_one_at_a_time(random_base, clips
     alone, together = grads(0), grads(len(states) * layer_bytes + 1)
     assert alone.keys() == together.keys() and "in_proj.weight" in alone
     for k, g in alone.items():
-        torch.testing.assert_close(together[k], g, rtol=1e-4, atol=1e-6)
+        assert_close_scaled(together[k], g, rel=1e-4)
 
 
 def test_long_clips_are_encoded_in_frame_chunks_with_the_same_states(random_base, clips, monkeypatch):

@@ -68,8 +68,9 @@ def test_one_chunk_is_the_whole_clip_adapter(pipeline, answers, clip):
     frames = clip[1]
     whole, chunked = pipeline.internalize(frames), pipeline.internalize(frames, chunk_frames=8)
     for module in whole.modules:
+        whole_dw = whole.delta_weight(module, 2).numpy()
         np.testing.assert_allclose(
-            chunked.delta_weight(module, 2).numpy(), whole.delta_weight(module, 2).numpy(), atol=1e-6
+            chunked.delta_weight(module, 2).numpy(), whole_dw, atol=1e-5 * np.abs(whole_dw).max()
         )
 
 

@@ -229,7 +229,7 @@ def test_a_training_step_reads_nothing_back_to_the_host_in_f2l_code():
     try:
         for name in patched:
             setattr(torch.Tensor, name, spy(name))
-        loss, stats = student_loss(hypernet, base, batch, hypernet.config, cfg, "cpu")
+        loss, stats = student_loss(hypernet, base, batch, hypernet, cfg, "cpu")
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(hypernet.parameters(), 1.0)
     finally:

@@ -38,26 +38,17 @@ starts as the base model (as LoRA does); A heads start random, so gradients reac
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from f2l.adapter.adapter import TARGET_MODULES
-from f2l.encode import LayerStates, stream_hidden_states
-
-# How many bytes of streamed hidden states the hypernetwork may hold before reading them together: a
-# short clip is read in a few batches of layers (8 layers of a 12-frame clip at the SmolVLM2 500M shape,
-# 2 MiB each, instead of 32 launch-bound reads), a long one a layer at a time (163 MiB a layer at 1,024
-# frames). Reading a group briefly takes about 8x its bytes (the held states, their concatenation, float32
-# copies, the projected tokens): at 64 MiB that lifted a 12-frame clip's peak to 1.8x a KV prefill's on an
-# H100; at 16 MiB it stays under the prefill's own peak.
-READ_GROUP_BYTES = 16 * 2**20
+from f2l.adapter import TARGET_MODULES, Adapter
+from f2l.encode import ContextFormat, LayerStates
+from f2l.hypernet.interface import Factors, Hypernet, module_shapes_of
 
 
 @dataclass
@@ -76,6 +67,7 @@ class HypernetConfig:
     self_blocks: int = 2
     ref_tokens: int = 256  # the token count at which length-scaled attention is plain softmax
     targets: tuple[str, ...] = field(default=TARGET_MODULES)
+    context: ContextFormat = field(default_factory=ContextFormat)
 
     @property
     def scaling(self) -> float:
@@ -85,6 +77,7 @@ class HypernetConfig:
         d = asdict(self)
         d["module_shapes"] = {k: list(v) for k, v in self.module_shapes.items()}
         d["targets"] = list(self.targets)
+        d["context"] = self.context.to_dict()
         return d
 
     @classmethod
@@ -92,6 +85,7 @@ class HypernetConfig:
         d = dict(d)
         d["module_shapes"] = {k: tuple(v) for k, v in d["module_shapes"].items()}
         d["targets"] = tuple(d.get("targets", TARGET_MODULES))
+        d["context"] = ContextFormat(**d.get("context", {}))
         return cls(**d)
 
     @classmethod
@@ -99,14 +93,7 @@ class HypernetConfig:
         cls, base, base_id: str, targets: tuple[str, ...] = TARGET_MODULES, **kwargs
     ) -> HypernetConfig:
         """Read layer count, width and the target modules' shapes off a loaded base."""
-        layer = base.text_model.layers[0]
-        linears = {
-            name.rsplit(".", 1)[-1]: m for name, m in layer.named_modules() if hasattr(m, "in_features")
-        }
-        missing = [t for t in targets if t not in linears]
-        if missing:
-            raise ValueError(f"target modules {missing} not found in the base's decoder layer")
-        shapes = {t: (linears[t].in_features, linears[t].out_features) for t in targets}
+        shapes = module_shapes_of(base, targets)
         text_config = base.model.config.text_config
         return cls(
             base_id=base_id,
@@ -173,8 +160,11 @@ class Block(nn.Module):
         return x + self.mlp(self.norm_mlp(x))
 
 
-class PerceiverHypernet(nn.Module):
+class PerceiverHypernet(Hypernet):
     """Reads one layer's hidden states and writes that layer's LoRA factors for every target module."""
+
+    kind = "f2l"
+    config_class = HypernetConfig
 
     def __init__(self, config: HypernetConfig):
         super().__init__()
@@ -217,18 +207,14 @@ class PerceiverHypernet(nn.Module):
         hidden = torch.cat([s.hidden for s in group]) if len(group) > 1 else group[0].hidden
         hidden = F.rms_norm(hidden.to(dtype), (c.d_model,))  # layers differ wildly in scale
         tokens = self.in_proj(hidden)
-        first = group[0].layer
-        if [s.layer for s in group] != list(range(first, first + len(group))):
-            raise ValueError(f"a group is consecutive layers; got {[s.layer for s in group]}")
+        first = self.check_group(group)
         embed = self.layer_embed.weight[first : first + len(group)]  # a slice: no host-to-device copy
         latents = (self.latents[None] + embed[:, None]).repeat_interleave(n, 0)  # (len(group) * N, M, w)
         mask = group[0].mask.repeat(len(group), 1)  # one forward pass: every layer has the same mask
         read = self.read(latents, context=tokens, mask=mask)
         return read.view(len(group), n, *read.shape[1:]).transpose(0, 1)
 
-    def write_factors(
-        self, latents: torch.Tensor, layers: torch.Tensor
-    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def write_factors(self, latents: torch.Tensor, layers: torch.Tensor) -> Factors:
         """Factors from the read latents of layers ``layers`` (``(N, L, num_latents, width)``):
         ``{module: (A (N, L, r, d_in), B (N, L, r, d_out))}``.
 
@@ -256,52 +242,9 @@ class PerceiverHypernet(nn.Module):
             for i, m in enumerate(c.targets)
         }
 
-    def forward(
-        self, base, inputs, group_bytes: int = READ_GROUP_BYTES
-    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Stream the frozen base over ``inputs``, reading layers' states as they arrive, then write every
-        layer's factors: ``{module: (A (N, L, r, d_in), B (N, L, r, d_out))}``. Gradients reach only the
-        hypernetwork.
+    def to_adapter(self, factors: Factors, provenance: Any = None) -> Adapter:
+        return Adapter(factors=factors, scaling=self.config.scaling, provenance=provenance or {})
 
-        States are held until the held layers reach ``group_bytes`` (or the last layer arrives), then
-        read together (``read_layers``): a short clip is read in a few batches, a long clip (whose single
-        layer exceeds the budget) one layer at a time, so the states held are one layer's or
-        ``group_bytes``, whichever is larger (and briefly about 8x that while a group is read)."""
-        read: list[torch.Tensor] = []
-        held: list[LayerStates] = []
-        last = self.config.num_layers - 1
-
-        def consume(states: LayerStates) -> None:
-            held.append(states)
-            if states.layer < last and sum(s.hidden.nbytes for s in held) < group_bytes:
-                return
-            with torch.enable_grad() if self.training else contextlib.nullcontext():
-                read.append(self.read_layers(held))
-            held.clear()
-
-        stream_hidden_states(base, inputs, consume)  # layers 0..L-1, in order
-        latents = torch.cat(read, 1)
-        # arange on the device, not a tensor from a host list: no host-device copy in a training step
-        return self.write_factors(latents, torch.arange(latents.shape[1], device=latents.device))
-
-    # -- persistence: safetensors + JSON, never pickle -------------------------------------------------
-
-    def save(self, directory: str | Path, extra: dict | None = None) -> Path:
-        from f2l.io import atomic_save_safetensors, atomic_write_json
-
-        directory = Path(directory)
-        atomic_save_safetensors(directory / "hypernet.safetensors", self.state_dict())
-        atomic_write_json(
-            directory / "hypernet_config.json", {"config": self.config.to_dict(), **(extra or {})}
-        )
-        return directory
-
-    @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> PerceiverHypernet:
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        meta = json.loads((directory / "hypernet_config.json").read_text())
-        model = cls(HypernetConfig.from_dict(meta["config"]))
-        model.load_state_dict(load_file(directory / "hypernet.safetensors", device=str(device)))
-        return model.to(device)
+    def compose_segments(self, factors: Factors, provenance) -> Adapter:
+        """The segments' adapters summed in rank space (``Adapter.compose``: concatenation along r)."""
+        return Adapter.compose(*self.to_adapter(factors).unbind())._replace(provenance=provenance)

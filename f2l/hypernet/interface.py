@@ -1,0 +1,140 @@
+"""What every hypernetwork kind is: layer states in, an ``Adapter`` out.
+
+A kind reads the states of the frozen base's decoder layers (``read_layers``, run while the base
+streams, on groups of consecutive layers) and writes the generated LoRA factors of every layer from
+what it read (``write_factors``); ``to_adapter`` turns generated factors into the adapter applied to the
+model (scaling, and for the authors' design a static rank block), and ``compose_segments`` composes the
+factors of a video's consecutive segments into one adapter, each kind by its own rule. Streaming,
+persistence and the one loader (``f2l.hypernet.load_hypernet``) are shared, so the pipeline, training,
+evaluation and probes never ask which kind they hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from f2l.adapter import Adapter
+from f2l.encode import ContextFormat, LayerStates, stream_hidden_states
+
+Factors = dict[str, tuple[Tensor, Tensor]]  # module -> (A (N, L, r, d_in), B (N, L, r, d_out))
+
+# How many bytes of streamed hidden states a hypernetwork may hold before reading them together: a short
+# clip is read in a few batches of layers (8 layers of a 12-frame clip at the SmolVLM2 500M shape, 2 MiB
+# each, instead of 32 launch-bound reads), a long one a layer at a time (163 MiB a layer at 1,024
+# frames). Reading a group briefly takes about 8x its bytes (the held states, their concatenation, float32
+# copies, the projected tokens), so the budget stays small enough not to lift a short clip's peak memory
+# over the KV prefill's.
+READ_GROUP_BYTES = 16 * 2**20
+
+CONFIG_FILE, WEIGHTS_FILE = "hypernet_config.json", "hypernet.safetensors"
+
+
+def module_shapes_of(base, targets: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``{module: (d_in, d_out)}`` of the named projections in the base's decoder layers."""
+    layer = base.text_model.layers[0]
+    linears = {name.rsplit(".", 1)[-1]: m for name, m in layer.named_modules() if hasattr(m, "in_features")}
+    missing = [t for t in targets if t not in linears]
+    if missing:
+        raise ValueError(f"target modules {missing} not found in the base's decoder layer")
+    return {t: (linears[t].in_features, linears[t].out_features) for t in targets}
+
+
+class Hypernet(nn.Module):
+    """The interface of every kind; subclasses set ``kind`` and ``config_class`` and implement the four
+    methods that differ. ``config`` has ``base_id``, ``d_model``, ``num_layers``, ``module_shapes``,
+    ``targets``, ``context`` (a ``ContextFormat``), ``to_dict`` and ``from_dict``."""
+
+    kind: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def read_layers(self, group: list[LayerStates]) -> Tensor:
+        """What the kind keeps of each layer in ``group`` (consecutive layers): ``(N, len(group), ...)``."""
+        raise NotImplementedError
+
+    def write_factors(self, read: Tensor, layers: Tensor) -> Factors:
+        """The generated factors of layers ``layers`` from their ``read_layers`` output."""
+        raise NotImplementedError
+
+    def to_adapter(self, factors: Factors, provenance: Any = None) -> Adapter:
+        """The batched adapter applied to the model for generated ``factors`` (one sample a row)."""
+        raise NotImplementedError
+
+    def compose_segments(self, factors: Factors, provenance: Mapping[str, Any]) -> Adapter:
+        """One adapter for a video from the generated factors of its consecutive segments (rows, in order)."""
+        raise NotImplementedError
+
+    # -- shared --------------------------------------------------------------------------------------
+    @staticmethod
+    def check_group(group: list[LayerStates]) -> int:
+        """The first layer of a group of consecutive layers (anything else is a caller's error)."""
+        first = group[0].layer
+        if [s.layer for s in group] != list(range(first, first + len(group))):
+            raise ValueError(f"a group is consecutive layers; got {[s.layer for s in group]}")
+        return first
+
+    def factors_from_states(self, states: list[LayerStates]) -> Factors:
+        """Generated factors from every layer's states at once (no base needed: tests, probes)."""
+        read = self.read_layers(states)
+        return self.write_factors(read, torch.arange(read.shape[1], device=read.device))
+
+    def adapter_from_states(self, states: list[LayerStates], provenance: Any = None) -> Adapter:
+        """The applied adapter (factors and scaling) from every layer's states."""
+        return self.to_adapter(self.factors_from_states(states), provenance)
+
+    def forward(self, base, inputs, group_bytes: int = READ_GROUP_BYTES) -> Factors:
+        """Stream the frozen base over ``inputs``, reading layers' states as they arrive, then write every
+        layer's generated factors. Gradients reach only the hypernetwork.
+
+        States are held until the held layers reach ``group_bytes`` (or the last layer arrives), then
+        read together: a short clip is read in a few batches, a long clip (whose single layer exceeds
+        the budget) one layer at a time, so the states held are one layer's or ``group_bytes``,
+        whichever is larger."""
+        read: list[Tensor] = []
+        held: list[LayerStates] = []
+        last = self.config.num_layers - 1
+
+        def consume(states: LayerStates) -> None:
+            held.append(states)
+            if states.layer < last and sum(s.hidden.nbytes for s in held) < group_bytes:
+                return
+            with torch.enable_grad() if self.training else contextlib.nullcontext():
+                read.append(self.read_layers(held))
+            held.clear()
+
+        stream_hidden_states(base, inputs, consume)  # layers 0..L-1, in order
+        latents = torch.cat(read, 1)
+        # arange on the device, not a tensor from a host list: no host-device copy in a training step
+        return self.write_factors(latents, torch.arange(latents.shape[1], device=latents.device))
+
+    @property
+    def context(self) -> ContextFormat:
+        return self.config.context
+
+    # -- persistence: safetensors + JSON, never pickle ----------------------------------------------
+    def save(self, directory: str | Path, extra: dict | None = None) -> Path:
+        from f2l.io import atomic_save_safetensors, atomic_write_json
+
+        directory = Path(directory)
+        atomic_save_safetensors(directory / WEIGHTS_FILE, self.state_dict())
+        meta = {"kind": self.kind, "config": self.config.to_dict(), **(extra or {})}
+        atomic_write_json(directory / CONFIG_FILE, meta)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> Hypernet:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        meta = json.loads((directory / CONFIG_FILE).read_text())
+        if meta.get("kind", "f2l") != cls.kind:
+            raise ValueError(f"{directory} holds a {meta.get('kind')!r} hypernetwork, not {cls.kind!r}")
+        model = cls(cls.config_class.from_dict(meta["config"]))
+        model.load_state_dict(load_file(directory / WEIGHTS_FILE, device=str(device)))
+        return model.to(device)

@@ -101,7 +101,7 @@ def test_a_clip_in_a_padded_batch_gets_the_adapter_it_gets_alone(random_base, hy
 def test_length_scaled_attention_keeps_a_salient_token_visible_as_length_grows():
     """Among T keys with one clearly salient key, plain softmax attention to it decays ~1/T; with
     length-scaled logits (x log T / log T_ref) a key whose margin exceeds log T_ref keeps its weight."""
-    from f2l.hypernet import LengthScaledAttention
+    from f2l.hypernet.perceiver import LengthScaledAttention
 
     def weight_on_salient(length_scaled: bool, t: int) -> float:
         attn = LengthScaledAttention(8, 1, ref_tokens=16, length_scaled=length_scaled)
@@ -186,8 +186,11 @@ def test_layers_read_together_equal_layers_read_one_at_a_time(random_base, clips
     net.train()
     alone, together = grads(0), grads(len(states) * layer_bytes + 1)
     assert alone.keys() == together.keys() and "in_proj.weight" in alone
+    # one scale for every gradient: some (the key biases', which softmax ignores) are zero up to rounding
+    # noise of the size of the others' terms, so a per-tensor scale would compare noise with noise
+    scale = max(float(g.abs().max()) for g in alone.values())
     for k, g in alone.items():
-        assert_close_scaled(together[k], g, rel=1e-4)
+        torch.testing.assert_close(together[k], g, rtol=1e-4, atol=1e-5 * scale, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_long_clips_are_encoded_in_frame_chunks_with_the_same_states(random_base, clips, monkeypatch):

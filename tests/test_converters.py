@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +11,17 @@ import pytest
 
 from f2l.data.__main__ import main
 from f2l.data.converters import (
+    FINEVIDEO_PROMPTS,
     AnnotationError,
     VideoFinder,
     convert_activitynet,
+    convert_finevideo,
     convert_nextqa,
     convert_vdc,
     temporal_paragraph,
 )
-from f2l.data.manifest import QAItem, read_manifest
+from f2l.data.manifest import QAItem, iter_prompts, read_manifest
+from f2l.data.official import write_official_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -281,4 +285,170 @@ def test_cli_world_and_help(tmp_path: Path) -> None:
         [sys.executable, "-m", "f2l.data", "convert", "--help"], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 0
-    assert "--keep-missing" in result.stdout and "{activitynet,nextqa,vdc}" in result.stdout
+    assert "--keep-missing" in result.stdout and "{activitynet,finevideo,nextqa,vdc}" in result.stdout
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{seconds % 60:06.3f}"
+
+
+def _scene(start: float, end: float, **fields) -> dict:
+    return {"timestamps": {"start_timestamp": _clock(start), "end_timestamp": _clock(end)}, **fields}
+
+
+def _write_finevideo(folder: Path, stem: str, scenes: list, description: str) -> None:
+    """One FineVideo sample as the dataset ships it: <stem>.json metadata next to <stem>.mp4."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"youtube_title": stem, "content_metadata": {"description": description, "scenes": scenes}}
+    (folder / f"{stem}.json").write_text(json.dumps(meta))
+    _touch(folder / f"{stem}.mp4")
+
+
+def test_finevideo_span_captions_and_bounds(tmp_path: Path) -> None:
+    acts = [{"description": "A man enters"}, {"description": " He sits  down."}, {"description": "He waves"}]
+    scenes = [
+        _scene(0, 5.5, activities=acts, title="Arrival"),
+        _scene(5.5, 12, title="Kitchen talk", activities=[]),
+        _scene(12, 20, mood={"description": "Calm"}),
+        {"timestamps": {"start_timestamp": "20s", "end_timestamp": "00:00:30.000"}, "title": "Bad clock"},
+    ]
+    _write_finevideo(tmp_path / "fv", "vid", scenes, description="a cooking show")
+    _write_finevideo(tmp_path / "fv" / "sub", "empty", [], description="no scenes")
+    expected = {  # id -> (caption, start, end, scenes): every usable span of the video
+        "finevideo-vid-s00": ("A man enters. He sits down.", 0.0, 5.5, [0]),
+        "finevideo-vid-s01": ("Kitchen talk.", 5.5, 12.0, [1]),
+        "finevideo-vid-s02": ("The scene mood is calm.", 12.0, 20.0, [2]),
+        "finevideo-vid-a00w2": ("A man enters. He sits down. He waves.", 0.0, 12.0, [0, 1]),
+        "finevideo-vid-a01w2": ("Kitchen talk.", 5.5, 20.0, [1, 2]),  # no activities: the titles
+        "finevideo-vid-a00w3": ("A man enters. He sits down. He waves.", 0.0, 20.0, [0, 1, 2]),
+        "finevideo-vid-full": ("a cooking show.", None, None, [0, 1, 2, 3]),
+    }
+    drawn = []
+    for total in (5, 4):  # 5: the 3 scenes and 2 of the 3 adjacent runs; 4: 2, 1 and the whole video
+        with pytest.warns(UserWarning, match="1 of 2 metadata files have no scenes"):
+            examples = convert_finevideo(tmp_path / "fv", tmp_path / "fv", split="train", total=total)
+        assert len(examples) == total
+        drawn += examples
+    assert {"finevideo-vid-s00", "finevideo-vid-s01", "finevideo-vid-s02", "finevideo-vid-full"} <= {
+        e.id for e in drawn
+    }
+    for e in drawn:
+        kind = e.meta["span_type"]
+        caption, start, end, covered = expected[e.id]
+        assert e.captions == {kind: caption} and e.meta["scenes"] == covered
+        assert (e.video.start, e.video.end, e.duration) == (start, end, None if end is None else end - start)
+        assert e.source == "finevideo" and e.split == "train"
+        assert e.video_path() == tmp_path / "fv" / "vid.mp4"
+        (row,) = iter_prompts([e])
+        assert (row.kind, row.label, row.reference) == ("caption", kind, caption)
+        assert row.prompt == e.caption_prompts[kind] and row.prompt in FINEVIDEO_PROMPTS[kind]
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(AnnotationError, match="need 60 scene spans; the videos give 3"),
+    ):
+        convert_finevideo(tmp_path / "fv", tmp_path / "fv", total=100)
+
+
+def _finevideo_corpus(folder: Path, n_videos: int, n_scenes: int) -> dict[str, list[tuple[float, float]]]:
+    """``n_videos`` videos of ``n_scenes`` back-to-back scenes of random lengths; returns their bounds."""
+    rng = random.Random(0)
+    bounds = {}
+    for v in range(n_videos):
+        edges = [0.0]
+        for _ in range(n_scenes):
+            edges.append(round(edges[-1] + rng.uniform(2, 30), 3))
+        spans = list(zip(edges, edges[1:], strict=False))
+        scenes = [
+            _scene(a, b, activities=[{"description": f"event {v}.{i}"}]) for i, (a, b) in enumerate(spans)
+        ]
+        _write_finevideo(folder, f"v{v:04d}", scenes, description=f"video {v}")
+        bounds[f"v{v:04d}"] = spans
+    return bounds
+
+
+def test_finevideo_mix_is_official_and_seeded(tmp_path: Path) -> None:
+    bounds = _finevideo_corpus(tmp_path / "fv", n_videos=200, n_scenes=5)  # pools 1000 / 1400 / 200
+    examples = convert_finevideo(tmp_path / "fv", tmp_path / "fv", total=1000, seed=7)
+    kinds = [e.meta["span_type"] for e in examples]
+    assert (kinds.count("scene"), kinds.count("adjacent"), kinds.count("full")) == (600, 300, 100)
+    assert len({e.id for e in examples}) == 1000  # drawn without replacement
+    assert kinds != sorted(kinds, key=["scene", "adjacent", "full"].index)  # shuffled, not in blocks
+
+    again = convert_finevideo(tmp_path / "fv", tmp_path / "fv", total=1000, seed=7)
+    assert [e.id for e in again] == [e.id for e in examples]
+    other = convert_finevideo(tmp_path / "fv", tmp_path / "fv", total=1000, seed=8)
+    assert [e.id for e in other] != [e.id for e in examples]
+    assert sorted(e.meta["span_type"] for e in other) == sorted(kinds)
+
+    for e in examples:
+        scenes = bounds[e.meta["video_id"]]
+        covered = e.meta["scenes"]
+        if e.meta["span_type"] == "full":
+            assert (e.video.start, e.video.end, covered) == (None, None, [0, 1, 2, 3, 4])
+            continue
+        assert len(covered) in ((1,) if e.meta["span_type"] == "scene" else (2, 3))
+        assert covered == list(range(covered[0], covered[-1] + 1))  # adjacent scenes
+        # aligned to scene boundaries, inside the video
+        assert (e.video.start, e.video.end) == (scenes[covered[0]][0], scenes[covered[-1]][1])
+        assert 0.0 <= e.video.start < e.video.end <= scenes[-1][1]
+
+    every = convert_finevideo(tmp_path / "fv", tmp_path / "fv")  # the most the pools allow: 1000 / 0.6
+    kinds = [e.meta["span_type"] for e in every]
+    counts = (len(every), kinds.count("scene"), kinds.count("adjacent"), kinds.count("full"))
+    assert counts == (1666, 1000, 500, 166)
+
+
+def test_finevideo_missing_videos_leave_before_the_draw(tmp_path: Path) -> None:
+    _finevideo_corpus(tmp_path / "fv", n_videos=10, n_scenes=3)  # 7 spans a video
+    for stem in ("v0003", "v0007"):
+        (tmp_path / "fv" / f"{stem}.mp4").unlink()
+    with pytest.warns(UserWarning, match="finevideo: 14 of 70 videos not found"):
+        examples = convert_finevideo(tmp_path / "fv", tmp_path / "fv", total=10)
+    kinds = [e.meta["span_type"] for e in examples]
+    assert (kinds.count("scene"), kinds.count("adjacent"), kinds.count("full")) == (6, 3, 1)
+    assert not {"v0003", "v0007"} & {e.meta["video_id"] for e in examples}
+    kept = convert_finevideo(tmp_path / "fv", tmp_path / "fv", keep_missing=True)
+    assert {e.meta["video_id"] for e in kept if e.meta.get("video_missing")} <= {"v0003", "v0007"}
+
+
+def test_cli_convert_finevideo_and_check_official(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FRAMES2LORA_DATA_ROOT", raising=False)
+    monkeypatch.delenv("VIDEO2LORA_DATA_ROOT", raising=False)
+    _finevideo_corpus(tmp_path / "fv", n_videos=20, n_scenes=4)
+    argv = [
+        "convert",
+        "finevideo",
+        "fv",
+        "--videos",
+        "fv",
+        "--split",
+        "train",
+        "--total",
+        "20",
+        "--seed",
+        "3",
+    ]
+    assert main([*argv, "--out", "a.jsonl"]) == 0
+    assert main([*argv, "--out", "b.jsonl"]) == 0
+    assert "wrote 20 examples to a.jsonl" in capsys.readouterr().out
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    examples = read_manifest("a.jsonl")
+    assert [e.meta["span_type"] for e in examples].count("scene") == 12
+    assert all(e.video_path().is_file() and e.split == "train" for e in examples)
+    assert main(["convert", "nextqa", "x.csv", "--videos", "fv", "--out", "c.jsonl", "--seed", "1"]) == 2
+    assert "apply to finevideo only" in capsys.readouterr().err
+
+    write_official_manifest(tmp_path / "official.jsonl", examples, data_root=tmp_path)
+    assert main(["check", "official.jsonl"]) == 1
+    assert "official.jsonl:1: relative video_path 'fv/" in capsys.readouterr().err
+    assert main(["check", "official.jsonl", "--data-root", str(tmp_path)]) == 0
+    report = capsys.readouterr().out
+    assert "20 examples" in report and "(0 not found)" in report
+    back = read_manifest("official.jsonl", data_root=tmp_path)  # video, span and prompts survive
+    assert [(b.id, b.video, b.split, b.source) for b in back] == [
+        (f"{e.id}-{e.meta['span_type']}", e.video, e.split, e.source) for e in examples
+    ]
+    assert [(r.prompt, r.reference) for r in iter_prompts(back)] == [
+        (r.prompt, r.reference) for r in iter_prompts(examples)
+    ]

@@ -21,12 +21,15 @@ def _build_parser() -> argparse.ArgumentParser:
     conv = sub.add_parser(
         "convert",
         help="convert a public annotation file to a manifest",
-        description="Convert ActivityNet Captions JSON, NExT-QA CSV or VDC JSON/JSONL to a JSONL manifest. "
+        description="Convert ActivityNet Captions JSON, NExT-QA CSV, VDC JSON/JSONL or FineVideo metadata "
+        "(a folder of per-video JSON files) to a JSONL manifest. "
         "Videos are looked up as VIDEOS/<video_id>.{mp4,mkv,webm,avi,mov} (then anywhere below VIDEOS); "
-        "examples whose video is missing are skipped and counted unless --keep-missing is given.",
+        "examples whose video is missing are skipped and counted unless --keep-missing is given. "
+        "FineVideo becomes scene / 2-3 adjacent scene / whole-video spans drawn 60/30/10 as the official "
+        "stage-1 manifests are.",
     )
     conv.add_argument("format", choices=sorted(CONVERTERS), help="annotation format")
-    conv.add_argument("annotation", help="annotation file")
+    conv.add_argument("annotation", help="annotation file (finevideo: a folder of per-video JSON files)")
     conv.add_argument("--videos", required=True, help="folder holding the videos")
     conv.add_argument("--out", required=True, help="manifest to write (.jsonl)")
     conv.add_argument("--split", default=None, help="split name stored on every example (e.g. val)")
@@ -39,6 +42,10 @@ def _build_parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "--per-segment", action="store_true", help="activitynet only: one example per captioned event"
     )
+    conv.add_argument("--seed", type=int, default=None, help="finevideo only: seed of the span draw (42)")
+    conv.add_argument(
+        "--total", type=int, default=None, help="finevideo only: spans to draw (default: all the mix allows)"
+    )
 
     world = sub.add_parser("world", help="write a manifest of procedural world clips")
     world.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -47,8 +54,15 @@ def _build_parser() -> argparse.ArgumentParser:
     world.add_argument("--offset", type=int, default=0, help="skip this many seeds of the split first")
     world.add_argument("--out", required=True, help="manifest to write (.jsonl)")
 
-    check = sub.add_parser("check", help="validate manifests and print a summary")
+    check = sub.add_parser(
+        "check", help="validate manifests (f2l or official Frames2LoRA) and print a summary"
+    )
     check.add_argument("manifests", nargs="+", help="manifest files")
+    check.add_argument(
+        "--data-root",
+        default=None,
+        help="official manifests: folder of relative video paths (default: $FRAMES2LORA_DATA_ROOT)",
+    )
     return parser
 
 
@@ -59,6 +73,14 @@ def _convert(args: argparse.Namespace) -> int:
             print("--per-segment applies to activitynet only", file=sys.stderr)
             return 2
         kwargs["per_segment"] = True
+    if args.format == "finevideo":
+        # missing videos must leave before the span draw, or dropping them afterwards would skew the mix
+        kwargs.update(keep_missing=args.keep_missing, total=args.total)
+        if args.seed is not None:
+            kwargs["seed"] = args.seed
+    elif args.seed is not None or args.total is not None:
+        print("--seed and --total apply to finevideo only", file=sys.stderr)
+        return 2
     try:
         examples = CONVERTERS[args.format](args.annotation, args.videos, **kwargs)
     except (AnnotationError, OSError) as e:
@@ -79,7 +101,7 @@ def _check(args: argparse.Namespace) -> int:
     status = 0
     for path in args.manifests:
         try:
-            examples = read_manifest(path)
+            examples = read_manifest(path, data_root=args.data_root)
         except (ManifestError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             status = 1

@@ -1,6 +1,6 @@
 """Converters from public annotation files to manifest examples.
 
-Each converter reads one annotation file, finds each video under ``videos_dir`` and returns
+Each converter reads one annotation file (FineVideo: a folder of per-video files), finds each video under ``videos_dir`` and returns
 ``list[Example]``. Videos are looked up as ``videos_dir/<video_id>.<ext>`` for the common
 extensions (mp4, mkv, webm, avi, mov), then anywhere below ``videos_dir`` by file stem (NExT-QA, for
 one, ships its videos in numbered sub-folders). Stored paths are ``videos_dir`` joined with the
@@ -16,11 +16,14 @@ annotations can be converted before the videos are downloaded.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import math
 import os
+import random
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,17 @@ VDC_CAPTION_KEYS: dict[str, str] = {
     "main_object_caption": "main_object",
     "camera_caption": "camera",
 }
+
+
+#: FineVideo's span mix of the official stage-1 manifests: one scene, 2-3 adjacent scenes, the whole video.
+FINEVIDEO_MIX: dict[str, float] = {"scene": 0.6, "adjacent": 0.3, "full": 0.1}
+#: The official instructions per span type; each span is asked one, picked by a hash of its id.
+FINEVIDEO_PROMPTS: dict[str, tuple[str, ...]] = {
+    "scene": ("Describe what is happening in this scene.", "Write a short summary of this scene."),
+    "adjacent": ("Summarize this video segment.", "Describe the sequence of events in this segment."),
+    "full": ("Summarize this video in 1-3 sentences.",),
+}
+FINEVIDEO_WINDOWS = (2, 3)  # scenes per adjacent span
 
 
 class AnnotationError(ValueError):
@@ -400,4 +414,165 @@ def convert_vdc(
     return _drop_missing(examples, keep_missing, "vdc", finder.videos_dir)
 
 
-CONVERTERS = {"activitynet": convert_activitynet, "nextqa": convert_nextqa, "vdc": convert_vdc}
+def _clock_seconds(value: Any) -> float | None:
+    """FineVideo's "HH:MM:SS(.fff)" in seconds; None for anything else."""
+    parts = str(value or "").strip().split(":")
+    if len(parts) != 3:
+        return None
+    try:
+        seconds = int(parts[0]) * 3600 + int(parts[1]) * 60 + float(parts[2])
+    except ValueError:
+        return None
+    return round(seconds, 6) if math.isfinite(seconds) else None  # no float noise on millisecond stamps
+
+
+def _scene_bounds(scene: Any) -> tuple[float, float] | None:
+    stamps = scene.get("timestamps") if isinstance(scene, dict) else None
+    if not isinstance(stamps, dict):
+        return None
+    start, end = _clock_seconds(stamps.get("start_timestamp")), _clock_seconds(stamps.get("end_timestamp"))
+    return (start, end) if start is not None and end is not None and end > start else None
+
+
+def _scene_text(scene: Any, key: str) -> str:
+    return _sentence(str(scene.get(key) or "")) if isinstance(scene, dict) else ""
+
+
+def _activities(scene: Any) -> list[str]:
+    items = scene.get("activities") if isinstance(scene, dict) else None
+    texts = (_sentence(str(a.get("description") or "")) for a in items or [] if isinstance(a, dict))
+    return [t for t in texts if t]
+
+
+def _scene_caption(scene: dict) -> str:
+    """Its first two activities; else its title; else its mood."""
+    activities = _activities(scene)
+    if activities:
+        return " ".join(activities[:2])
+    mood = str((scene.get("mood") or {}).get("description") or "").strip()
+    return _scene_text(scene, "title") or (_sentence(f"The scene mood is {mood.lower()}") if mood else "")
+
+
+def _finevideo_spans(
+    content: dict[str, Any],
+) -> Iterator[tuple[str, str, tuple[float, float] | None, list[int], str]]:
+    """(type, key, (start, end) or None for the whole video, scenes covered, caption) of each usable span."""
+    scenes = content["scenes"]
+    for i, scene in enumerate(scenes):
+        bounds = _scene_bounds(scene)
+        caption = _scene_caption(scene) if bounds else ""
+        if caption:
+            yield "scene", f"s{i:02d}", bounds, [i], caption
+    for size in FINEVIDEO_WINDOWS:
+        for i in range(len(scenes) - size + 1):
+            window = scenes[i : i + size]
+            first, last = _scene_bounds(window[0]), _scene_bounds(window[-1])
+            if not (first and last and last[1] > first[0]):
+                continue
+            activities = [a for scene in window for a in _activities(scene)]
+            titles = [t for t in (_scene_text(scene, "title") for scene in window) if t]
+            caption = " ".join(activities[:4]) if activities else " ".join(titles[:3])
+            if caption:
+                yield "adjacent", f"a{i:02d}w{size}", (first[0], last[1]), list(range(i, i + size)), caption
+    caption = _sentence(str(content.get("description") or ""))
+    if caption:
+        yield "full", "full", None, list(range(len(scenes))), caption
+
+
+def _draw_mix(pools: dict[str, list[Example]], total: int | None, seed: int, where: Path) -> list[Example]:
+    """``total`` spans at ``FINEVIDEO_MIX`` (None: the most the pools give), drawn without replacement."""
+    if total is None:
+        total = min(math.floor(len(pools[kind]) / share) for kind, share in FINEVIDEO_MIX.items())
+    *rounded, last = FINEVIDEO_MIX
+    counts = {kind: round(total * FINEVIDEO_MIX[kind]) for kind in rounded}
+    counts[last] = total - sum(counts.values())
+    for kind, count in counts.items():
+        if count > len(pools[kind]):
+            raise AnnotationError(
+                f"{where}: {total} spans at the 60/30/10 mix need {count} {kind} spans; "
+                f"the videos give {len(pools[kind])}"
+            )
+    rng = random.Random(seed)
+    drawn = [example for kind, count in counts.items() for example in rng.sample(pools[kind], count)]
+    rng.shuffle(drawn)
+    return drawn
+
+
+def convert_finevideo(
+    annotation: str | os.PathLike,
+    videos_dir: str | os.PathLike,
+    *,
+    split: str | None = None,
+    keep_missing: bool = False,
+    frames: int | None = None,
+    total: int | None = None,
+    seed: int = 42,
+) -> list[Example]:
+    """FineVideo metadata -> caption examples of video spans, drawn in the official stage-1 mix.
+
+    ``annotation`` is one video's FineVideo metadata JSON or a folder of them (searched recursively, in
+    sorted order); the video is the file stem under ``videos_dir``. Files without scenes
+    (``content_metadata.scenes``) are skipped with a warning. The spans of all videos are pooled by type:
+    "scene", one scene with valid "HH:MM:SS.fff" timestamps, captioned by its first two activity
+    descriptions (else its title, else its mood); "adjacent", 2 or 3 consecutive scenes from the first's
+    start to the last's end, captioned by their first four activities (else three titles); "full", the
+    whole video, captioned by ``content_metadata.description``. ``total`` spans (None: the most the pools
+    allow) are drawn at ``FINEVIDEO_MIX`` as the official builder does: round(total * share) scenes and
+    adjacent runs, the rest whole videos, sampled without replacement by ``random.Random(seed)``, then
+    shuffled. Missing videos leave the pools first (unless ``keep_missing``), so the mix holds.
+
+    Each example: id ``finevideo-<stem>-<s03 | a02w3 | full>``, the span as the video's start/end (none
+    for the whole video), one caption whose category is the span type, asked with one of
+    ``FINEVIDEO_PROMPTS`` picked by a hash of the id; meta: video_id, span_type, the scenes covered.
+    """
+    annotation, finder = Path(annotation), VideoFinder(videos_dir)
+    files = sorted(annotation.rglob("*.json")) if annotation.is_dir() else [annotation]
+    candidates: list[Example] = []
+    unusable = 0
+    for file in files:
+        record = _load_json(file)
+        content = record.get("content_metadata") if isinstance(record, dict) else None
+        if (
+            not isinstance(content, dict)
+            or not isinstance(content.get("scenes"), list)
+            or not content["scenes"]
+        ):
+            unusable += 1
+            continue
+        for kind, key, bounds, scenes, caption in _finevideo_spans(content):
+            example_id = f"finevideo-{file.stem}-{key}"
+            prompts = FINEVIDEO_PROMPTS[kind]
+            prompt = prompts[hashlib.sha256(example_id.encode()).digest()[0] % len(prompts)]
+            video, found = _video(finder, [file.stem], *(bounds or (None, None)))
+            meta = {"video_id": file.stem, "span_type": kind, "scenes": scenes}
+            candidates.append(
+                Example(
+                    id=example_id,
+                    source="finevideo",
+                    video=video,
+                    frames=frames,
+                    split=split,
+                    duration=None if bounds is None else bounds[1] - bounds[0],
+                    captions={kind: caption},
+                    caption_prompts={kind: prompt},
+                    meta=_with_missing_flag(meta, found),
+                    root=finder.anchor,
+                )
+            )
+    if unusable:
+        warnings.warn(
+            f"finevideo: {unusable} of {len(files)} metadata files have no scenes; skipped", stacklevel=2
+        )
+    candidates = _drop_missing(candidates, keep_missing, "finevideo", finder.videos_dir)
+    pools: dict[str, list[Example]] = {kind: [] for kind in FINEVIDEO_MIX}
+    for example in candidates:
+        pools[example.meta["span_type"]].append(example)
+    return _draw_mix(pools, total, seed, annotation)
+
+
+CONVERTERS = {
+    "activitynet": convert_activitynet,
+    "finevideo": convert_finevideo,
+    "nextqa": convert_nextqa,
+    "vdc": convert_vdc,
+}

@@ -13,12 +13,18 @@ same file from the new manifest's directory. An example with ``root=None`` (buil
 anchored anywhere: its path is written as is, i.e. taken as relative to the manifest it goes into.
 The converters anchor their examples at the working directory, where their ``videos_dir`` is.
 
+A caption is asked with its category's instruction from ``CAPTION_PROMPTS`` unless the record's
+``caption_prompts`` names its own (datasets whose captions were written for a particular instruction).
+
+The authors' official JSONL manifests (one row per prompt: ``video_path``, ``prompt``, ``target_text``)
+are read by the same ``read_manifest``/``iter_manifest``, detected per file; see ``f2l.data.official``.
+
 Record layout::
 
     {"id": "world-1010003", "source": "world",
      "video": {"world_seed": 1010003} | {"path": "clips/a.mp4", "start": null, "end": null},
      "frames": 12 | null, "fps": null, "split": "test" | null, "duration": 8.0 | null,
-     "captions": {"short": "...", ...},
+     "captions": {"short": "...", ...}, "caption_prompts": {"short": "..."} | {},
      "qa": [{"id": "q0", "question": "...", "answer": "...", "type": "attribute", "choices": null}],
      "meta": {...}}
 """
@@ -49,7 +55,19 @@ CAPTION_PROMPTS: dict[str, str] = {
     "dense": "Describe the events in the video.",
 }
 
-RECORD_KEYS = ("id", "source", "video", "frames", "fps", "split", "duration", "captions", "qa", "meta")
+RECORD_KEYS = (
+    "id",
+    "source",
+    "video",
+    "frames",
+    "fps",
+    "split",
+    "duration",
+    "captions",
+    "caption_prompts",
+    "qa",
+    "meta",
+)
 REQUIRED_KEYS = ("id", "source", "video")
 QA_KEYS = ("id", "question", "answer", "type", "choices")
 DEFAULT_WORLD_FRAMES = 8
@@ -132,6 +150,7 @@ class Example:
     split: str | None = None
     duration: float | None = None
     captions: dict[str, str] = field(default_factory=dict)
+    caption_prompts: dict[str, str] = field(default_factory=dict)
     qa: tuple[QAItem, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
     root: str | None = field(default=None, compare=False, repr=False)
@@ -163,6 +182,7 @@ class Example:
             "split": self.split,
             "duration": self.duration,
             "captions": dict(self.captions),
+            "caption_prompts": dict(self.caption_prompts),
             "qa": [q.to_dict() for q in self.qa],
             "meta": self.meta,
         }
@@ -272,6 +292,16 @@ def _parse_record(record: Any, root: str | None) -> Example:
         isinstance(k, str) and k and isinstance(v, str) for k, v in captions.items()
     ):
         raise ManifestError(f"'captions' must map category names to strings, got {captions!r}")
+    caption_prompts = record.get("caption_prompts") or {}
+    if not isinstance(caption_prompts, dict) or not all(
+        isinstance(v, str) and v for v in caption_prompts.values()
+    ):
+        raise ManifestError(
+            f"'caption_prompts' must map categories to non-empty strings, got {caption_prompts!r}"
+        )
+    stray = sorted(set(caption_prompts) - set(captions))
+    if stray:
+        raise ManifestError(f"'caption_prompts' names categories without a caption: {stray}")
     qa = _parse_qa(record.get("qa") or [])
     meta = record.get("meta") or {}
     if not isinstance(meta, dict):
@@ -285,6 +315,7 @@ def _parse_record(record: Any, root: str | None) -> Example:
         split=split,
         duration=duration,
         captions=dict(captions),
+        caption_prompts=dict(caption_prompts),
         qa=qa,
         meta=meta,
         root=root,
@@ -294,9 +325,32 @@ def _parse_record(record: Any, root: str | None) -> Example:
 # --------------------------------------------------------------------------- reading and writing
 
 
-def iter_manifest(path: str | os.PathLike) -> Iterator[Example]:
-    """Stream examples from a JSONL manifest; blank lines are skipped, ids must be unique in the file."""
+def _is_official(path: Path) -> bool:
+    """Whether the file's first record is an official Frames2LoRA row (``video_path``, no ``video``)."""
+    with path.open(encoding="utf-8") as f:
+        first = next((line for line in f if line.strip()), "")
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return False  # reported, with its line, by the f2l reader
+    return isinstance(record, dict) and "video_path" in record and "video" not in record
+
+
+def iter_manifest(
+    path: str | os.PathLike, *, data_root: str | os.PathLike | None = None
+) -> Iterator[Example]:
+    """Stream examples from a JSONL manifest; blank lines are skipped, ids must be unique in the file.
+
+    A file whose first record is an official Frames2LoRA row is read by
+    ``f2l.data.official.iter_official_manifest`` (whole, its rows grouped by video), with ``data_root``
+    for its relative video paths; f2l manifests ignore ``data_root``.
+    """
     path = Path(path)
+    if _is_official(path):
+        from f2l.data.official import iter_official_manifest
+
+        yield from iter_official_manifest(path, data_root=data_root)
+        return
     root = str(path.resolve().parent)
     seen: dict[str, int] = {}
     with path.open(encoding="utf-8") as f:
@@ -319,9 +373,9 @@ def iter_manifest(path: str | os.PathLike) -> Iterator[Example]:
             yield example
 
 
-def read_manifest(path: str | os.PathLike) -> list[Example]:
-    """All examples of a JSONL manifest, validated (see ``iter_manifest``)."""
-    return list(iter_manifest(path))
+def read_manifest(path: str | os.PathLike, *, data_root: str | os.PathLike | None = None) -> list[Example]:
+    """All examples of a JSONL manifest, f2l's or the official one, validated (see ``iter_manifest``)."""
+    return list(iter_manifest(path, data_root=data_root))
 
 
 def _rebased_path(example: Example, out_dir: Path) -> Example:
@@ -485,6 +539,7 @@ def iter_prompts(
 ) -> Iterator[Prompt]:
     """Flatten examples into prompt rows: per example, its captions (in stored order) then its QA.
 
+    A caption is asked with the example's own ``caption_prompts`` entry, else ``prompts[category]``.
     ``categories`` / ``qa_types`` keep only those caption categories / QA types.
     """
     bad = sorted(set(kinds) - {"caption", "qa"})
@@ -494,9 +549,8 @@ def iter_prompts(
         if "caption" in kinds:
             for category, text in example.captions.items():
                 if categories is None or category in categories:
-                    yield Prompt(
-                        example, "caption", category, caption_prompt(category, prompts), text, category
-                    )
+                    instruction = example.caption_prompts.get(category) or caption_prompt(category, prompts)
+                    yield Prompt(example, "caption", category, instruction, text, category)
         if "qa" in kinds:
             for item in example.qa:
                 if qa_types is None or item.type in qa_types:

@@ -2,8 +2,8 @@
 the top-k log-probabilities at every answer position are what the student (base + adapter, no
 video) is distilled toward.
 
-Targets are cached on disk, in shards, keyed by (base checkpoint digest, clip id, frame count, frame
-size, prompt), so a training run, its restarts and later runs never regenerate them. Each shard is a
+Targets are cached on disk, in shards, under the base checkpoint's digest, top-k and answer length,
+keyed by (clip id, frame count, frame size, prompt), so a training run, its restarts and later runs never regenerate them. Each shard is a
 safetensors file of concatenated tensors plus a JSON index, both written atomically; an interrupted
 fill loses at most the shard being built.
 """
@@ -50,9 +50,9 @@ class TeacherRequest:
 class TeacherCache:
     """Sharded on-disk cache of teacher targets for one base checkpoint."""
 
-    def __init__(self, root: str | Path, base_digest: str, top_k: int):
-        self.root = Path(root) / f"teacher-{base_digest}-k{top_k}"
-        self.base_digest, self.top_k = base_digest, top_k
+    def __init__(self, root: str | Path, base_digest: str, top_k: int, max_new_tokens: int = 48):
+        self.root = Path(root) / f"teacher-{base_digest}-k{top_k}-n{max_new_tokens}"
+        self.base_digest, self.top_k, self.max_new_tokens = base_digest, top_k, max_new_tokens
         self.root.mkdir(parents=True, exist_ok=True)
         self._index: dict[str, tuple[str, int, int]] = {}  # key -> (shard, start, length)
         self._shards: dict[str, dict[str, torch.Tensor]] = {}
@@ -132,11 +132,11 @@ def teacher_targets(
     cache: TeacherCache,
     *,
     batch_size: int = 32,
-    max_new_tokens: int = 48,
     shard_size: int = 2048,
     progress: bool = True,
 ) -> list[TeacherTarget]:
-    """Targets for ``requests``, generating (and caching) only the missing ones."""
+    """Targets for ``requests``, generating (and caching) only the missing ones, up to the cache's
+    ``max_new_tokens`` each."""
     keys = [r.key(cache.base_digest) for r in requests]
     missing = list({k: r for k, r in zip(keys, requests, strict=True) if k not in cache}.items())
     pending: dict[str, TeacherTarget] = {}
@@ -145,7 +145,9 @@ def teacher_targets(
     missing.sort(key=lambda kr: kr[1].prompt)
     for i in range(0, len(missing), batch_size):
         chunk = missing[i : i + batch_size]
-        made = generate_targets(base, [r for _, r in chunk], top_k=cache.top_k, max_new_tokens=max_new_tokens)
+        made = generate_targets(
+            base, [r for _, r in chunk], top_k=cache.top_k, max_new_tokens=cache.max_new_tokens
+        )
         pending.update({k: t for (k, _), t in zip(chunk, made, strict=True)})
         bar.update(len(chunk))
         if len(pending) >= shard_size:

@@ -46,10 +46,17 @@ from f2l.config import parse_config as _parse_config
 from f2l.data import Example, clip_prompts, load_frames, read_manifest, world_manifest
 from f2l.distributed import init_distributed, world_size
 from f2l.distributed import rank as dist_rank
-from f2l.encode import INTERNALIZE_PROMPT
+from f2l.encode import ContextFormat
 from f2l.eval.harness import answer_clip
 from f2l.eval.metrics import score_answers
-from f2l.hypernet import Hypernet, HypernetConfig, PerceiverHypernet
+from f2l.hypernet import (
+    Hypernet,
+    HypernetConfig,
+    OfficialConfig,
+    OfficialHypernet,
+    PerceiverHypernet,
+    module_shapes_of,
+)
 from f2l.io import atomic_write_json, load_optimizer_state, save_optimizer_state
 from f2l.models import Base, load_base
 from f2l.pipeline import Frames2LoRA
@@ -71,19 +78,24 @@ class TrainConfig:
     frame_size: int | None = None  # None: the base's own frame size
     prompts_per_clip: int = 2
     qa_per_type: int = 1  # teacher prompts per clip: every caption category + this many QA per type
-    # hypernetwork
+    # hypernetwork: kind "f2l" (f2l.hypernet.perceiver) or "official" (the authors' design,
+    # f2l.hypernet.official: width = latent size, latents = latent queries, blocks = cross-attention
+    # blocks, alpha = lora_alpha used as is; heads and self_blocks are f2l's only)
+    kind: str = "f2l"
     rank: int = 8
     alpha: float = 8.0
     width: int = 128
     latents: int = 16
     heads: int = 4
     self_blocks: int = 1
+    blocks: int = 9
     targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     # distillation
     kl_weight: float = 1.0
     ce_weight: float = 1.0
     top_k: int = 16
     targets_from: str = "teacher"  # or "ground_truth": the reference captions/answers instead
+    teacher_base: str | None = None  # the base that writes teacher targets (default: the student's)
     max_new_tokens: int = 48
     teacher_cache: str = "runs/teacher-cache"
     # optimisation
@@ -93,6 +105,7 @@ class TrainConfig:
     warmup: float = 0.05  # fraction of steps
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
+    betas: tuple[float, ...] = (0.9, 0.95)
     grad_clip: float = 1.0
     # bookkeeping
     log_every: int = 1  # steps between host syncs (logging, the non-finite check); >1 on GPU
@@ -164,6 +177,60 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+# The authors' released recipe (Frames2LoRA, stage 1): their hypernetwork on down_proj, r = 16 with
+# lora_alpha = 2 r^1.5, CE on greedy 64-token text of SmolVLM2-2.2B (no KL), AdamW lr 1e-4 with default
+# betas, weight decay 0.01, 3% warm-up, cosine to 0, clip 1.0, bf16, global batch 64, 1,000 steps, 12 frames.
+_PAPER_RECIPE: dict[str, Any] = {
+    "kind": "official",
+    "targets": ("down_proj",),
+    "rank": 16,
+    "alpha": 2 * 16**1.5,
+    "kl_weight": 0.0,
+    "ce_weight": 1.0,
+    "max_new_tokens": 64,
+    "lr": 1e-4,
+    "betas": (0.9, 0.999),
+    "weight_decay": 0.01,
+    "warmup": 0.03,
+    "min_lr_ratio": 0.0,
+    "grad_clip": 1.0,
+}
+PRESETS.update(
+    {
+        f"paper-{size}": {
+            **_PAPER_RECIPE,
+            "base": f"smolvlm2-{size}",
+            "teacher_base": "smolvlm2-2.2b",
+            "out": f"runs/paper-{size}",
+            "width": 512,
+            "latents": 8,
+            "blocks": 9,
+            "frames": 12,
+            "batch_clips": 64,
+            "prompts_per_clip": 1,
+            "steps": 1000,
+            "train_clips": 64000,
+            "bf16": True,
+            "workers": 8,
+            "log_every": 10,
+            "eval_every": 250,
+            "save_every": 100,
+        }
+        for size in ("500m", "2.2b")
+    }
+)
+# The same recipe on the tiny world, on a CPU: the official design sized down to the tiny base (latent 64,
+# 8 queries, 2 blocks: 1.5M parameters, a 6 MB file), the tiny base as its own teacher (the world has no
+# larger one), and the batch and step budget of the `tiny` preset so that the two designs train for
+# comparable time.
+PRESETS["paper-tiny"] = {
+    **_PAPER_RECIPE,
+    "out": "runs/paper-tiny",
+    "width": 64,
+    "latents": 8,
+    "blocks": 2,
+}
+
 
 # ------------------------------------------------------------------------------------------ set-up
 
@@ -183,7 +250,8 @@ def load_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
 
 
 def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_size: int) -> dict:
-    """Targets for every (clip, prompt) of the pool, keyed by (example id, prompt)."""
+    """Targets for every (clip, prompt) of the pool, keyed by (example id, prompt), written by
+    ``cfg.teacher_base`` when set (it must share the student's tokenizer: targets are token ids)."""
     pairs = [
         (e, p, ref)
         for e in examples
@@ -199,7 +267,12 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_s
         }
     if cfg.targets_from != "teacher":
         raise ValueError(f"targets_from must be 'teacher' or 'ground_truth', not {cfg.targets_from!r}")
-    cache = TeacherCache(cfg.teacher_cache, base.digest, cfg.top_k)
+    if cfg.teacher_base not in (None, cfg.base):
+        teacher = load_base(cfg.teacher_base, device=base.device)
+        if teacher.tokenizer.get_vocab() != base.tokenizer.get_vocab():
+            raise ValueError(f"teacher {cfg.teacher_base} and student {cfg.base} tokenize differently")
+        base = teacher
+    cache = TeacherCache(cfg.teacher_cache, base.digest, cfg.top_k, cfg.max_new_tokens)
     frames = {}
     requests = []
     for e, p, _ in pairs:
@@ -208,10 +281,10 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_s
         requests.append(TeacherRequest(e.id, p, frames[e.id]))
     # rank 0 fills the cache; the others wait and read it
     if dist_rank() == 0:
-        teacher_targets(base, requests, cache, max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)
+        teacher_targets(base, requests, cache, progress=cfg.progress)
     if dist.is_initialized():
         dist.barrier()
-        cache = TeacherCache(cfg.teacher_cache, base.digest, cfg.top_k)
+        cache = TeacherCache(cfg.teacher_cache, base.digest, cfg.top_k, cfg.max_new_tokens)
     return {
         (e.id, p): cache.get(r.key(cache.base_digest)) for (e, p, _), r in zip(pairs, requests, strict=True)
     }
@@ -247,10 +320,12 @@ class StepBatches(torch.utils.data.Dataset):
         frame_size: int,
         rank: int,
         world: int,
+        context: ContextFormat,
     ):
         self.cfg, self.processor, self.tokenizer = cfg, base.processor, base.tokenizer
         self.pool, self.targets, self.start = pool, targets, start
         self.frame_size, self.rank, self.world = frame_size, rank, world
+        self.context = context
 
     def __len__(self) -> int:
         return max(self.cfg.steps - self.start, 0)
@@ -269,7 +344,10 @@ class StepBatches(torch.utils.data.Dataset):
                 row_targets.append(self.targets[(e.id, options[k].prompt)])
                 row_clip.append(j)
         input_ids, attention, target_pos = student_batch(self.tokenizer, self.processor, prompts, row_targets)
-        text = prompt_text(self.processor, INTERNALIZE_PROMPT, with_video=True)
+        context = self.context
+        text = prompt_text(
+            self.processor, context.prompt, with_video=True, generation_prompt=context.generation_prompt
+        )
         return {
             "step": step,
             "encode": dict(model_inputs(self.processor, [text] * len(frames), frames)),
@@ -430,6 +508,41 @@ def evaluate(
 # ------------------------------------------------------------------------------------------ the loop
 
 
+def build_hypernet(cfg: TrainConfig, base: Base) -> Hypernet:
+    """A fresh hypernetwork of ``cfg.kind`` shaped for ``base``."""
+    base_id = f"{cfg.base}@{base.digest}"
+    if cfg.kind == "f2l":
+        return PerceiverHypernet(
+            HypernetConfig.for_base(
+                base,
+                base_id=base_id,
+                targets=tuple(cfg.targets),
+                rank=cfg.rank,
+                alpha=cfg.alpha,
+                width=cfg.width,
+                num_latents=cfg.latents,
+                num_heads=cfg.heads,
+                self_blocks=cfg.self_blocks,
+            )
+        )
+    if cfg.kind == "official":
+        text = base.model.config.text_config
+        return OfficialHypernet(
+            OfficialConfig(
+                base_id=base_id,
+                d_model=text.hidden_size,
+                num_layers=text.num_hidden_layers,
+                module_shapes=module_shapes_of(base, cfg.targets),
+                rank=cfg.rank,
+                lora_alpha=cfg.alpha,
+                latent=cfg.width,
+                n_latent_queries=cfg.latents,
+                num_blocks=cfg.blocks,
+            )
+        )
+    raise ValueError(f"kind must be 'f2l' or 'official', not {cfg.kind!r}")
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     init_distributed()
     rank, world = dist_rank(), world_size()
@@ -444,25 +557,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     targets = build_targets(base, cfg, pool, frame_size)
 
     torch.manual_seed(cfg.seed)
-    hn_cfg = HypernetConfig.for_base(
-        base,
-        base_id=f"{cfg.base}@{base.digest}",
-        targets=tuple(cfg.targets),
-        rank=cfg.rank,
-        alpha=cfg.alpha,
-        width=cfg.width,
-        num_latents=cfg.latents,
-        num_heads=cfg.heads,
-        self_blocks=cfg.self_blocks,
-    )
-    hypernet = PerceiverHypernet(hn_cfg).to(device).train()
+    hypernet = build_hypernet(cfg, base).to(device).train()
     model = hypernet
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             hypernet, device_ids=[torch.cuda.current_device()] if torch.cuda.is_available() else None
         )
     opt = torch.optim.AdamW(
-        hypernet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
+        hypernet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas)
     )
     start = 0
     resume_from = latest_checkpoint(run_dir)
@@ -497,7 +599,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     )
     last_time, last_logged = time.time(), start
     loader = torch.utils.data.DataLoader(
-        StepBatches(cfg, base, pool, targets, start, frame_size, rank, world),
+        StepBatches(cfg, base, pool, targets, start, frame_size, rank, world, hypernet.context),
         batch_size=None,  # every item is already one step's batch
         num_workers=cfg.workers,
         pin_memory=str(device).startswith("cuda"),

@@ -54,6 +54,8 @@ Dataset schema (``efficiency.nc``):
 - ``peak_memory_bytes(frames, method)`` bytes: peak memory of one query (NaN with ``--no-memory``).
 - ``preprocess_peak_memory_bytes(frames, method)`` bytes: peak memory of the preprocessing step.
 - ``token_reduction(frames)``: direct input tokens / f2l input tokens.
+- ``internalize_s(frames, hypernet)`` s: median internalization time of ``--hypernet`` and of each of
+  ``--compare-hypernets`` (same base, clip and rounds), coords ``hypernet_kind`` and ``hypernet_parameters``.
 - scalar coord ``clip``; attrs: provenance, ``question``, the batched measure ``batch_size``,
   ``batch_ttft_f2l_s`` and ``batch_ttft_no_video_s`` (s, medians), ``batch_f2l_vs_no_video`` (median of
   the per-round ratios) with its range ``batch_f2l_vs_no_video_min`` / ``_max``, and the training measure
@@ -65,7 +67,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
@@ -103,6 +105,8 @@ class EfficiencyConfig(StudyConfig):
     memory: bool = True  # peak memory (on CPU one fresh process per measurement: the slow part)
     training: bool = True  # the training-step measure
     train_frames: int = 8
+    # other hypernetworks of the same base (any kind), whose internalization is timed beside --hypernet's
+    compare_hypernets: tuple[str, ...] = ()
 
 
 def frame_counts(cfg: EfficiencyConfig) -> tuple[int, ...]:
@@ -319,8 +323,11 @@ _VARIABLES: dict[str, dict[str, str]] = {
 _NOT_PER_METHOD = ("token_reduction", "ttft_rounds_s")
 
 
-def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames: int) -> xr.Dataset:
-    """Every variable of the schema at one frame count (one ``Study`` unit)."""
+def measure_frames(
+    pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames: int, others: Sequence[Frames2LoRA] = ()
+) -> xr.Dataset:
+    """Every variable of the schema at one frame count (one ``Study`` unit); ``others`` are pipelines of
+    the same base whose internalization is timed in the same rounds as ``pipeline``'s."""
     base, device = pipeline.base, pipeline.base.device
     q, n, warmup, repeats = cfg.question, cfg.max_new_tokens, cfg.warmup, cfg.repeats
     clip = pipeline.example_frames(example, frames)
@@ -337,6 +344,10 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
     preprocessing = {
         "internalize": lambda: pipeline.internalize_batch([clip]),
         "prefill": lambda: prefill_video(base, clip),
+    }
+    by_hypernet = {f"internalize:{i}": other for i, other in enumerate(others, 1)}
+    timed_pre = preprocessing | {
+        name: (lambda other=other: other.internalize_batch([clip])) for name, other in by_hypernet.items()
     }
     model = base.model
 
@@ -359,7 +370,7 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
         return measure
 
     with torch.inference_mode():
-        pre_s = median_times(preprocessing, device, warmup, repeats)
+        pre_s = median_times(timed_pre, device, warmup, repeats)
         apply_s = median_times(applying, device, warmup, repeats)
         ttft_rounds = interleaved_rounds({m: ttft(m) for m in METHODS}, warmup, repeats)
         extra = max(cfg.overhead_rounds - repeats, 0)
@@ -395,7 +406,23 @@ def measure_frames(pipeline: Frames2LoRA, cfg: EfficiencyConfig, example, frames
     ds = ds.assign_coords(round=np.arange(repeats + extra))
     for name, attrs in _VARIABLES.items():
         ds[name].attrs.update(attrs)
-    return ds
+    hypernets = [pipeline, *others]
+    ds["internalize_s"] = (
+        ("frames", "hypernet"),
+        [[pre_s["internalize"], *(pre_s[name] for name in by_hypernet)]],
+        {
+            "units": "s",
+            "description": "median internalization time of each hypernetwork, same clip and rounds",
+        },
+    )
+    return ds.assign_coords(
+        hypernet=[p.hypernet_id for p in hypernets],
+        hypernet_kind=("hypernet", [p.hypernet.kind for p in hypernets]),
+        hypernet_parameters=(
+            "hypernet",
+            [sum(t.numel() for t in p.hypernet.parameters()) for p in hypernets],
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- batched queries
@@ -517,6 +544,24 @@ def overhead_per_round(ds: xr.Dataset) -> list[dict]:
     return rows
 
 
+def internalize_table(ds: xr.Dataset) -> str:
+    """Each hypernetwork's internalization time per frame count, and its ratio to the first's."""
+    first = ds["internalize_s"].isel(hypernet=0)
+    rows = []
+    for h in ds["hypernet"].values:
+        t = ds["internalize_s"].sel(hypernet=h)
+        row = {
+            "hypernet": f"{h} ({ds['hypernet_kind'].sel(hypernet=h).item()}, "
+            f"{int(ds['hypernet_parameters'].sel(hypernet=h)):,} parameters)"
+        }
+        for f in ds["frames"].values:
+            row[f"{int(f)} frames"] = (
+                f"{float(t.sel(frames=f)):.3f} s ({_ratio(t.sel(frames=f), first.sel(frames=f))})"
+            )
+        rows.append(row)
+    return markdown_table(rows)
+
+
 def summarize(ds: xr.Dataset) -> str:
     """Markdown tables: ratios within this run, per frame count, then storage and memory."""
     timing, storage = [], []
@@ -570,6 +615,8 @@ def summarize(ds: xr.Dataset) -> str:
         markdown_table(overhead_per_round(ds)),
         markdown_table(storage),
     ]
+    if "internalize_s" in ds and ds.sizes.get("hypernet", 1) > 1:
+        lines += ["Internalization by hypernetwork (same clip, same rounds):", "", internalize_table(ds)]
     if "batch_f2l_vs_no_video" in attrs:
         lines.append(
             f"Batched unmerged: {attrs['batch_size']} questions in one batch, row i under clip i's own "
@@ -615,7 +662,10 @@ def run(cfg: EfficiencyConfig) -> xr.Dataset:
     )
     study = Study(cfg.out, "efficiency", config=config, attrs=attrs, dim="frames", fresh=cfg.fresh)
     units = [str(f) for f in frames]
-    study.run(units, lambda unit: measure_frames(pipeline, cfg, examples[0], int(unit)), desc="frame counts")
+    others = [Frames2LoRA.from_pretrained(h, base=pipeline.base) for h in cfg.compare_hypernets]
+    study.run(
+        units, lambda unit: measure_frames(pipeline, cfg, examples[0], int(unit), others), desc="frame counts"
+    )
     return study.finish(units, summary=summarize)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,10 +11,12 @@ from analyses import efficiency
 from analyses.common import study_examples
 from analyses.efficiency import EfficiencyConfig, measure_peak, peak_memories
 from f2l.answer import timed_generate
+from f2l.convert import convert_official
 from f2l.data import world_manifest
 from f2l.results import read_netcdf
 
 FRAMES = [4, 8]
+OFFICIAL_FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
 
 
 def test_measure_peak_sees_a_transient_allocation():
@@ -64,6 +68,8 @@ def efficiency_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("efficiency")
     args = ["--out", str(out), "--frames", *map(str, FRAMES), "--warmup", "0", "--repeats", "2"]
     args += ["--overhead-rounds", "4"]
+    official = convert_official(OFFICIAL_FIXTURE, out / "official-hypernet", base="tiny")
+    args += ["--compare-hypernets", str(official)]
     assert efficiency.main([*args, "--no-memory", "--clips", "2", "--train-frames", "2"]) == 0
     return out, read_netcdf(out / "efficiency.nc")
 
@@ -157,3 +163,17 @@ def test_batched_overhead_answers_each_row_under_its_own_adapter(tiny_pipeline, 
     out = efficiency.batched_overhead(tiny_pipeline, clips, "how many objects?", 1, warmup=0, repeats=2)
     assert sorted(seen, key=str) == sorted([(3, (3, False))] * 2 + [(3, None)] * 2, key=str)
     assert out["batch_size"] == 3 and out["batch_ttft_f2l_s"] > 0 and out["batch_ttft_no_video_s"] > 0
+
+
+def test_internalization_is_timed_for_every_hypernetwork_side_by_side(efficiency_run):
+    """``--compare-hypernets``: each hypernetwork's internalization on the same clip, in the same rounds;
+    the first is ``--hypernet`` itself, whose time is the f2l method's preprocessing."""
+    out, ds = efficiency_run
+    assert list(ds["hypernet_kind"].values) == ["f2l", "official"]
+    assert list(ds["hypernet_parameters"].values) == [937_732, 1_494_272]
+    t = ds["internalize_s"]
+    assert t.dims == ("frames", "hypernet") and bool((t > 0).all())
+    np.testing.assert_array_equal(t.isel(hypernet=0).values, ds["preprocess_s"].sel({"method": "f2l"}).values)
+    assert bool((t.sel(frames=8) > t.sel(frames=4)).all())  # more frames, more states to read
+    summary = (out / "efficiency.md").read_text()
+    assert "Internalization by hypernetwork" in summary and "(official, 1,494,272 parameters)" in summary

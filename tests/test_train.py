@@ -96,6 +96,64 @@ def test_short_run_lowers_the_loss_and_writes_its_artifacts(tmp_path, random_tin
     assert (ship / "train_log.jsonl").read_text() == (out / "log.jsonl").read_text()
 
 
+def test_paper_presets_hold_the_released_recipe():
+    for size in ("500m", "2.2b"):
+        cfg = parse_config(["--preset", f"paper-{size}"])
+        assert (cfg.kind, cfg.targets, cfg.rank, cfg.alpha) == ("official", ("down_proj",), 16, 128.0)
+        assert (cfg.base, cfg.teacher_base) == (f"smolvlm2-{size}", "smolvlm2-2.2b")
+        assert (cfg.kl_weight, cfg.ce_weight, cfg.max_new_tokens, cfg.lr, cfg.betas) == (
+            0,
+            1,
+            64,
+            1e-4,
+            (0.9, 0.999),
+        )
+        assert (cfg.warmup, cfg.min_lr_ratio, cfg.weight_decay, cfg.grad_clip) == (0.03, 0.0, 0.01, 1.0)
+        assert (cfg.batch_clips * cfg.prompts_per_clip, cfg.steps, cfg.frames, cfg.bf16) == (
+            64,
+            1000,
+            12,
+            True,
+        )
+        assert (cfg.width, cfg.latents, cfg.blocks) == (512, 8, 9)
+    tiny = parse_config(["--preset", "paper-tiny"])
+    assert (tiny.kind, tiny.base, tiny.teacher_base, tiny.width, tiny.blocks) == (
+        "official",
+        "tiny",
+        None,
+        64,
+        2,
+    )
+
+
+def test_official_kind_trains_reads_its_own_context_and_resumes_as_its_kind(tmp_path, random_tiny_dir):
+    """The official design through the same loop: CE only, its internalization prompt (no assistant
+    cue) in every step's encoder inputs, and checkpoints that load back as the official kind."""
+    from f2l.data import clip_prompts
+    from f2l.hypernet import OfficialHypernet, load_hypernet
+    from f2l.models import load_base
+    from f2l.train import StepBatches, build_hypernet, load_examples
+
+    out = tmp_path / "official"
+    args = [*small_args(random_tiny_dir, out, tmp_path / "cache", 4), "--preset", "paper-tiny"]
+    args += ["--width", "16", "--latents", "2", "--blocks", "1", "--rank", "2", "--alpha", "5.6568"]
+    cfg = parse_config(args)
+    train(cfg)
+    hypernet = load_hypernet(sorted((out / "checkpoints").glob("step-*"))[-1])
+    assert isinstance(hypernet, OfficialHypernet) and hypernet.config.rank == 2
+    assert hypernet.config.module_shapes.keys() == {"down_proj"}
+    log = [__import__("json").loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all("kl" not in r and r["ce"] == pytest.approx(r["loss"]) for r in log)  # CE only
+
+    base = load_base(random_tiny_dir)
+    pool, _ = load_examples(cfg)
+    fresh = build_hypernet(cfg, base)
+    targets = {(e.id, p.prompt): TeacherTarget(torch.tensor([5, 6])) for e in pool for p in clip_prompts(e, 1)}
+    batches = StepBatches(cfg, base, pool, targets, 0, 64, 0, 1, fresh.context)
+    text = base.tokenizer.decode(batches[0]["encode"]["input_ids"][0])
+    assert "Internalize this video for later captioning." in text and "Assistant:" not in text
+
+
 def _run(args: list[str], env_extra: dict | None = None, module: list[str] | None = None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
     return subprocess.Popen(
@@ -209,7 +267,7 @@ def test_a_training_step_reads_nothing_back_to_the_host_in_f2l_code():
         for o in clip_prompts(e, cfg.qa_per_type)
     }
     size = base.model.config.vision_config.image_size
-    batch = StepBatches(cfg, base, pool, targets, 0, size, 0, 1)[0]
+    batch = StepBatches(cfg, base, pool, targets, 0, size, 0, 1, hypernet.context)[0]
     package = str(Path(f2l.__file__).parent)
     torch_dir = str(Path(torch.__file__).parent)
     syncs: list[str] = []

@@ -10,6 +10,7 @@ hypernetwork) reuses the adapter instead of re-encoding the video.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -133,20 +134,28 @@ class Frames2LoRA:
             return load_video(video, num_frames=frames)
         if isinstance(video, Frames):
             return video
-        context = self.hypernet.context
-        clip = load_video(video, fps=context.fps)
-        if context.max_frames is not None and len(clip.timestamps) > context.max_frames:
-            clip = load_video(clip, num_frames=context.max_frames)
-        return clip
+        return self._at_most_max_frames(load_video(video, fps=self.hypernet.context.fps))
+
+    def _at_most_max_frames(self, clip: Frames) -> Frames:
+        cap = self.hypernet.context.max_frames
+        return clip if cap is None or len(clip.timestamps) <= cap else load_video(clip, num_frames=cap)
 
     def example_frames(self, example, frames: int | None = None, size: int | None = None) -> Frames:
         """A manifest example's frames as this base sees them: world clips render at ``size`` (default: the
-        base's own frame size), video files decode at their native size (the processor resizes them)."""
+        base's own frame size), video files decode at their native size (the processor resizes them). With
+        no frame count from the caller or the example, a video file is sampled the way the hypernetwork's
+        context format says (``sample_video``)."""
         from f2l.data import load_frames
 
-        if size is None and example.is_world:
-            size = self.base.model.config.vision_config.image_size
-        return load_frames(example, num_frames=frames, size=size)
+        if example.is_world:
+            return load_frames(
+                example, num_frames=frames, size=size or self.base.model.config.vision_config.image_size
+            )
+        if frames is not None or example.frames is not None:
+            return load_frames(example, num_frames=frames, size=size)
+        if example.fps is None and self.hypernet.context.fps is not None:
+            example = dataclasses.replace(example, fps=self.hypernet.context.fps)
+        return self._at_most_max_frames(load_frames(example, size=size))
 
     @torch.inference_mode()
     def internalize(

@@ -196,3 +196,38 @@ def test_tiny_base_under_the_converted_adapter_follows_the_official_formula_and_
     scale = float(formula_logits.abs().max())
     torch.testing.assert_close(our_logits, formula_logits, rtol=0, atol=1e-5 * scale)
     torch.testing.assert_close(peft_logits, formula_logits, rtol=0, atol=1e-5 * scale)
+
+
+def test_manifest_videos_are_sampled_the_official_way_unless_the_caller_says(official_pipeline, tmp_path):
+    from f2l.data import Example, VideoRef
+    from f2l.video import write_video
+
+    pixels = np.zeros((60, 32, 32, 3), np.uint8)
+    write_video(tmp_path / "clip.mp4", pixels, fps=2.0)  # 30 s: 30 frames at 1 fps, capped to 12
+    example = Example("clip", "files", VideoRef.file(str(tmp_path / "clip.mp4")))
+    assert len(official_pipeline.example_frames(example).timestamps) == 12
+    assert len(official_pipeline.example_frames(example, frames=5).timestamps) == 5
+
+
+def test_the_chunked_path_composes_segments_the_official_way(official_pipeline):
+    """``internalize(chunk_frames=)`` on an official-kind hypernetwork: the segments' generated ranks in
+    order, then the static bias once, as composed from the segments' layer states directly."""
+    from f2l.encode import collect_hidden_states
+    from f2l.video import Frames
+
+    clip = render_clip(1_010_001, num_frames=8, size=64).frames
+    composed = official_pipeline.internalize(clip, chunk_frames=4)
+    hypernet, r = official_pipeline.hypernet, official_pipeline.hypernet.config.rank
+    segments = [Frames(clip.pixels[i : i + 4], clip.timestamps[i : i + 4], clip.source) for i in (0, 4)]
+    with torch.no_grad():
+        states = collect_hidden_states(
+            official_pipeline.base, internalization_inputs(official_pipeline.base, segments, hypernet.context)
+        )
+        a, b = hypernet.factors_from_states(states)["down_proj"]
+    assert composed.rank == 3 * r and composed.provenance["static_rank_slots"] == [2 * r, 3 * r]
+    got_a, got_b = composed.factors["down_proj"]
+    for i in range(2):
+        torch.testing.assert_close(got_a[:, i * r : (i + 1) * r], a[i], rtol=0, atol=1e-5)
+        torch.testing.assert_close(got_b[:, i * r : (i + 1) * r], b[i], rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_a[:, 2 * r :], hypernet.bias_A["down_proj"].detach(), rtol=0, atol=0)
+    assert not torch.allclose(a[0], a[1])  # the two segments wrote different factors

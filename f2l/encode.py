@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 import torch
 
 from f2l.chat import model_inputs, prompt_text
-from f2l.eval.token_merge import merge_visual_tokens
 from f2l.models import Base
 from f2l.video import Frames
 
@@ -66,20 +65,13 @@ def internalization_inputs(
     base: Base,
     videos: Sequence[Frames],
     context: ContextFormat = ContextFormat(),
-    *,
-    token_merge: int | None = None,
 ):
     """Model inputs for [video + internalization prompt], one row per video, left-padded, laid out as
-    ``context`` says.
-
-    ``token_merge``: merge the visual tokens that many-fold first (``f2l.eval.token_merge``); the
-    inputs then carry ``inputs_embeds``.
-    """
-    text = prompt_text(base.processor, context.prompt, with_video=True, generation_prompt=context.generation_prompt)
-    inputs = model_inputs(base.processor, [text] * len(videos), list(videos), device=base.device)
-    if token_merge is None:
-        return inputs
-    return merge_visual_tokens(base, inputs, token_merge).inputs
+    ``context`` says."""
+    text = prompt_text(
+        base.processor, context.prompt, with_video=True, generation_prompt=context.generation_prompt
+    )
+    return model_inputs(base.processor, [text] * len(videos), list(videos), device=base.device)
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ import os
 import shutil
 from collections import OrderedDict
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -29,6 +30,14 @@ from f2l.models import CHECKPOINTS_DIR, Base, load_base
 from f2l.video import Frames, load_video
 
 SHIPPED_HYPERNETS = {"tiny": "tiny-hypernet"}
+
+
+class InputsTransform(Protocol):
+    """A change to the encoder's inputs before internalization (hashable: adapters are cached under it)."""
+
+    def __call__(self, base: Base, inputs): ...
+
+    def provenance(self) -> dict: ...
 
 
 class HypernetMismatchError(ValueError):
@@ -164,21 +173,22 @@ class Frames2LoRA:
         *,
         frames: int | None = None,
         chunk_frames: int | None = None,
-        token_merge: int | None = None,
+        transform: InputsTransform | None = None,
     ) -> Adapter:
         """One adapter for ``video`` (a path, an array, or ``Frames``), sampled at ``frames`` frames.
 
         ``chunk_frames``: split the frames into non-overlapping segments of that many frames, internalize
         each, and compose the segment adapters along the rank (``Adapter.compose``).
-        ``token_merge``: internalize from the visual tokens merged that many-fold (``f2l.eval.token_merge``).
+        ``transform``: applied to the encoder inputs before the base reads them (a baseline's change to
+        the context, such as ``f2l.eval.token_merge.TokenMerge``); part of the cache key and provenance.
         """
         clip = self.sample_video(video, frames)
-        key = (frames_digest(clip), chunk_frames, token_merge)
+        key = (frames_digest(clip), chunk_frames, transform)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         if chunk_frames is None:
-            adapter = self.internalize_batch([clip], token_merge=token_merge)[0]
+            adapter = self.internalize_batch([clip], transform=transform)[0]
         else:
             if chunk_frames < 1:
                 raise ValueError(f"chunk_frames must be >= 1, not {chunk_frames}")
@@ -186,24 +196,25 @@ class Frames2LoRA:
                 Frames(clip.pixels[i : i + chunk_frames], clip.timestamps[i : i + chunk_frames], clip.source)
                 for i in range(0, len(clip.timestamps), chunk_frames)
             ]
-            factors = self.hypernet(self.base, self._inputs(segments, token_merge))
-            adapter = self.hypernet.compose_segments(factors, self.provenance(clip, token_merge))
+            factors = self.hypernet(self.base, self._inputs(segments, transform))
+            adapter = self.hypernet.compose_segments(factors, self.provenance(clip, transform))
         self._cache[key] = adapter
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return adapter
 
     @torch.inference_mode()
-    def internalize_batch(self, clips: list[Frames], token_merge: int | None = None) -> Adapter:
+    def internalize_batch(self, clips: list[Frames], transform: InputsTransform | None = None) -> Adapter:
         """A batched adapter, one sample per clip, from one forward pass of base + hypernetwork
         (over the visual tokens merged ``token_merge``-fold when given)."""
-        factors = self.hypernet(self.base, self._inputs(clips, token_merge))
-        return self.hypernet.to_adapter(factors, [self.provenance(c, token_merge) for c in clips])
+        factors = self.hypernet(self.base, self._inputs(clips, transform))
+        return self.hypernet.to_adapter(factors, [self.provenance(c, transform) for c in clips])
 
-    def _inputs(self, clips: list[Frames], token_merge: int | None):
-        return internalization_inputs(self.base, clips, self.hypernet.context, token_merge=token_merge)
+    def _inputs(self, clips: list[Frames], transform: InputsTransform | None):
+        inputs = internalization_inputs(self.base, clips, self.hypernet.context)
+        return inputs if transform is None else transform(self.base, inputs)
 
-    def provenance(self, clip: Frames, token_merge: int | None = None) -> dict:
+    def provenance(self, clip: Frames, transform: InputsTransform | None = None) -> dict:
         """What an adapter of ``clip`` records of how it was made."""
         return {
             "base": self.base.name,
@@ -211,7 +222,7 @@ class Frames2LoRA:
             "video_id": clip.source,
             "frames": len(clip.timestamps),
             "resolution": [int(clip.pixels.shape[1]), int(clip.pixels.shape[2])],
-            **({} if token_merge is None else {"token_merge": token_merge}),
+            **({} if transform is None else transform.provenance()),
         }
 
     def generate(

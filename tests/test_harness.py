@@ -16,6 +16,7 @@ from f2l.eval.harness import (
     is_closed,
     score_predictions,
 )
+from f2l.eval.token_merge import TokenMerge
 
 MAX_NEW = 16
 #: A cross-section of the clip's prompts (captions are the slow ones to generate).
@@ -105,7 +106,7 @@ def test_token_merging_by_one_changes_nothing_and_by_four_changes_answers(pipeli
     assert texts(merged["token_merge"]) != texts(answers["direct"])
     adapted = answer_clip(pipeline, frames, questions[:2], ("f2l_token_merge",), max_new_tokens=MAX_NEW)
     assert all(p.text for p in adapted["f2l_token_merge"])
-    assert pipeline.internalize(frames, token_merge=4).provenance["token_merge"] == 4
+    assert pipeline.internalize(frames, transform=TokenMerge(4)).provenance["token_merge"] == 4
 
 
 def test_methods_and_arguments_are_checked(pipeline, clip):

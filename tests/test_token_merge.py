@@ -1,5 +1,5 @@
 """The token_merge baseline: FrameFusion-style merging of visual tokens before the language model, alone
-(``answer_token_merged``) and under f2l (``internalize(token_merge=)``)."""
+(``answer_token_merged``) and under f2l (``internalize(transform=TokenMerge(k))``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from f2l.answer import answer, generate_answers, generate_with_adapters
 from f2l.chat import model_inputs, prompt_text
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.eval.metrics import token_f1
-from f2l.eval.token_merge import answer_token_merged, fuse_tokens, merge_visual_tokens, token_budget
+from f2l.eval.token_merge import (
+    TokenMerge,
+    answer_token_merged,
+    fuse_tokens,
+    merge_visual_tokens,
+    token_budget,
+)
 from f2l.pipeline import Frames2LoRA
 
 
@@ -164,10 +170,10 @@ def test_internalizing_merged_tokens_gives_a_close_but_different_adapter(f2l, he
     # adapter now leans on finer token detail).
     clips = [frames for frames, _ in held_out[::2]]
     plain = [f2l.internalize(c) for c in clips]
-    merged = [f2l.internalize(c, token_merge=4) for c in clips]
-    assert f2l.internalize(clips[0], token_merge=4) is merged[0]  # cached under its own key
+    merged = [f2l.internalize(c, transform=TokenMerge(4)) for c in clips]
+    assert f2l.internalize(clips[0], transform=TokenMerge(4)) is merged[0]  # cached under its own key
     assert merged[0].provenance["token_merge"] == 4 and "token_merge" not in plain[0].provenance
-    assert _relative_delta(f2l.internalize(clips[0], token_merge=1), plain[0]) < 1e-4
+    assert _relative_delta(f2l.internalize(clips[0], transform=TokenMerge(1)), plain[0]) < 1e-4
     deltas = [_relative_delta(m, p) for m, p in zip(merged, plain, strict=True)]
     assert all(0.03 < d < 0.8 for d in deltas), deltas
     questions = [p.prompt for _, p in held_out]

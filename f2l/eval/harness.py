@@ -43,7 +43,7 @@ from f2l.answer import (
 )
 from f2l.data import Prompt
 from f2l.eval.metrics import normalize_answer, score_answers
-from f2l.eval.token_merge import DEFAULT_FACTOR, answer_token_merged
+from f2l.eval.token_merge import DEFAULT_FACTOR, TokenMerge, answer_token_merged
 from f2l.video import Frames
 
 METHODS: tuple[str, ...] = (
@@ -196,7 +196,7 @@ def answer_clip(
         elif method == "f2l_chunked":
             out[method] = with_adapter(pipeline.internalize(frames, chunk_frames=chunk_frames))
         elif method == "f2l_token_merge":
-            out[method] = with_adapter(pipeline.internalize(frames, token_merge=merge_factor))
+            out[method] = with_adapter(pipeline.internalize(frames, transform=TokenMerge(merge_factor)))
         elif method == "kv_cache":
             out[method] = one_by_one(partial(answer_from_prefix, base, prefill_video(base, frames), **gen))
         elif method == "token_merge":

@@ -178,6 +178,20 @@ def _run_lengths(flags: torch.Tensor) -> list[int]:
 
 
 @torch.no_grad()
+@dataclass(frozen=True)
+class TokenMerge:
+    """Merging as a transform of the encoder's inputs (``Frames2LoRA.internalize(transform=)``): the
+    adapter is internalized from the visual tokens merged ``factor``-fold."""
+
+    factor: int = DEFAULT_FACTOR
+
+    def __call__(self, base: Base, inputs):
+        return merge_visual_tokens(base, inputs, self.factor).inputs
+
+    def provenance(self) -> dict:
+        return {"token_merge": self.factor}
+
+
 def merge_visual_tokens(base: Base, inputs, factor: int = DEFAULT_FACTOR) -> MergedInputs:
     """Encode the frames of ``inputs`` (``model_inputs`` with videos), merge each row's visual tokens down to
     ``ceil(n / factor)`` and return the reduced model inputs (``generate(**merged.inputs)`` takes them)."""

@@ -1,10 +1,11 @@
 """Which layers carry the internalized video? Remove one layer's generated LoRA at a time and re-score.
 
 For each clip, the hypernetwork's adapter is made once; each text-model layer's LoRA is then zeroed (in
-all its modules, only its attention projections, or only its MLP projections), every prompt of the clip
-(each caption category and one question of each QA type) is re-answered with zero visual tokens, and
-the signed effect ``score - full_score`` is recorded: negative = the layer helps. The two ends anchor the
-scale: nothing removed (f2l) and everything removed (the base with no video).
+all its modules, only its attention projections, or only its MLP projections: by default every group
+holding some of the adapter's modules, so a ``down_proj``-only adapter has no attention group), every
+prompt of the clip (each caption category and one question of each QA type) is re-answered with zero
+visual tokens, and the signed effect ``score - full_score`` is recorded: negative = the layer helps. The
+two ends anchor the scale: nothing removed (f2l) and everything removed (the base with no video).
 
     python -m analyses.layer_removal                        # shipped tiny checkpoints, 48 test clips
     python -m analyses.layer_removal --full --out results   # the complete sweep (100 clips)
@@ -16,9 +17,11 @@ and figures. Interrupted runs resume where they stopped (one part file per clip)
 Dataset schema (``layer_removal.nc``; see ``probes.layer_removal``):
 
 - dims ``example_id`` (``"<clip>/<item_id>"``: one prompt of one clip), ``layer``, ``module_group``
-  ("all", "attention", "mlp"), and ``failure`` (clips whose computation raised).
+  (of "all", "attention", "mlp", those holding some of the adapter's modules), and ``failure`` (clips
+  whose computation raised).
 - coords ``clip``, ``benchmark`` (caption category or QA type), ``kind`` ("caption" | "qa") on
-  ``example_id``; scalar ``metric``.
+  ``example_id``; ``group_modules(module_group)`` (the adapter's modules each group held); scalar
+  ``metric``.
 - ``score(example_id, layer, module_group)`` and ``effect = score - full_score``, in units of the metric
   (token-F1 by default); ``full_score(example_id)`` (f2l), ``none_score(example_id)`` (base, no video);
   ``prediction(example_id, layer, module_group)``, ``full_prediction``, ``none_prediction`` and
@@ -29,15 +32,17 @@ Dataset schema (``layer_removal.nc``; see ``probes.layer_removal``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import xarray as xr
 
 from analyses.common import StudyConfig, open_probe_study, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.hypernet import read_kind_config
+from f2l.pipeline import resolve_hypernet
 from f2l.results import markdown_table
-from probes.layer_removal import layer_removal
+from probes.layer_removal import adapter_groups, layer_removal
 
 NAME = "layer_removal"
 
@@ -51,7 +56,7 @@ class LayerRemovalConfig(StudyConfig):
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     qa_per_type: int = 1
     metric: str = "token_f1"
-    module_groups: tuple[str, ...] = ("all", "attention", "mlp")
+    module_groups: tuple[str, ...] | None = None  # default: every group holding the adapter's modules
     batch_size: int = 32
 
 
@@ -82,6 +87,10 @@ def summary(ds: xr.Dataset) -> str:
         {"variant": "difference", metric: float((ds["none_score"] - ds["full_score"]).mean())},
     ]
     lines.append(markdown_table(ends))
+    if "group_modules" in ds.coords:
+        held = zip(ds["module_group"].values, ds["group_modules"].values, strict=True)
+        groups = "; ".join(f"{g}: {m}" for g, m in held)
+        lines.append(f"Module groups (the adapter's modules in each): {groups}.\n")
     rows = [
         {"layer": int(layer)}
         | {g: _mean_se(ds["effect"].sel(layer=layer, module_group=g)) for g in ds["module_group"].values}
@@ -106,6 +115,10 @@ def summary(ds: xr.Dataset) -> str:
 
 def run(cfg: LayerRemovalConfig) -> xr.Dataset:
     """Run (or resume) the study and return the merged dataset (also written to ``<out>/layer_removal.nc``)."""
+    # the groups, resolved from the hypernetwork's targets before anything loads: a group holding none of
+    # its modules is one error now (not a failure per clip), and the config records the groups measured
+    targets = read_kind_config(resolve_hypernet(cfg.hypernet))[1].targets
+    cfg = replace(cfg, module_groups=tuple(adapter_groups(targets, cfg.module_groups)))
     f2l, examples, study = open_probe_study(cfg, NAME, metric=cfg.metric)
 
     def one_clip(clip_id: str) -> xr.Dataset:

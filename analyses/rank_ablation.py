@@ -7,15 +7,18 @@ separately, one direction at a time is removed, either the singular direction it
 a random rank-one edit of the same Frobenius norm in the update's row space (control "random"; exactly
 what is removed, and why it is a fair control, is in ``probes.rank_ablation``). Every prompt of the clip
 (each caption category and one question of each QA type) is re-answered with zero visual tokens and
-re-scored.
+re-scored. For an adapter with a static rank block (the "official" kind: a learned, video-independent
+bias block after the generated rank), the directions are those of the full applied update, static
+block included, and two more variants tell the blocks apart: only the generated slots kept (the static
+block removed) and only the static slots kept (the video-independent adapter).
 
     python -m analyses.rank_ablation                        # shipped tiny checkpoints, 4 test clips
     python -m analyses.rank_ablation --full --out results   # the complete sweep (100 clips)
     torchrun --nproc-per-node 4 -m analyses.rank_ablation --full   # clips sharded across ranks
 
 Writes ``<out>/rank_ablation.nc``, ``<out>/rank_ablation.md`` (mean score per k; mean drop per removed
-direction, svd against random; energy per direction) and figures. Interrupted runs resume where they
-stopped (one part file per clip).
+direction, svd against random; energy per direction; generated against static slots when the adapter has
+them) and figures. Interrupted runs resume where they stopped (one part file per clip).
 
 Dataset schema (``rank_ablation.nc``; see ``probes.rank_ablation``):
 
@@ -28,6 +31,8 @@ Dataset schema (``rank_ablation.nc``; see ``probes.rank_ablation``):
   in units of the metric (token-F1 by default); ``singular_values(example_id, layer, module, direction)``
   (units of the base weights); ``topk_prediction``, ``remove_prediction``, ``full_prediction`` and
   ``reference`` (strings); ``failed_unit(failure)``, ``error(failure)``.
+- only for adapters with static rank slots: dim ``slots`` ("generated", "static": the slots kept), coord
+  ``rank_slots(slots)``, ``slot_score(example_id, slots)`` and ``slot_prediction(example_id, slots)``.
 - attrs: provenance (package version, git revision, base model, hypernetwork, seed, command, time) and
   the study's config.
 """
@@ -113,6 +118,28 @@ def summary(ds: xr.Dataset) -> str:
         "share of ||dW||_F^2 per layer and module:\n"
     )
     lines.append(markdown_table(rows))
+    if "slot_score" in ds:
+        labels = {
+            "generated": "generated only (static block removed)",
+            "static": "static only (generated block removed: video-independent)",
+        }
+        ranges = (
+            ds["rank_slots"] if "rank_slots" in ds.coords else xr.full_like(ds["slots"], "", dtype=object)
+        )
+        rows = [
+            {
+                "slots kept": labels.get(str(name), str(name)),
+                "rank slots": str(ranges.sel(slots=name).values),
+                metric: _mean_se(ds["slot_score"].sel(slots=name), sign=""),
+                "- full": _mean_se(ds["slot_score"].sel(slots=name) - full),
+            }
+            for name in ds["slots"].values
+        ]
+        lines.append(
+            "Generated against static rank slots (the singular directions above are of the full applied "
+            "dW, static block included):\n"
+        )
+        lines.append(markdown_table(rows))
     return "\n".join(lines)
 
 

@@ -6,16 +6,23 @@ re-scored. The signed effect ``score - full_score`` says what removing that laye
 the layer helps. The two ends are measured too: nothing removed (the f2l answer) and everything removed
 (the base answering with no video, exactly: zero factors add exactly nothing).
 
+Only groups that hold some of the adapter's modules are measured (a group the adapter has no module in
+would remove nothing): by default every such group, so an adapter of ``down_proj`` alone (the "official"
+kind) has "all" and "mlp" (both holding just ``down_proj``) and no "attention"; asking for a group with
+none of the adapter's modules is an error. Each group's ``group_modules`` coordinate names the modules
+it actually held. Groups holding the same modules are answered once and share the numbers.
+
 All variants of a clip are answered in one batched generate loop in which each row carries its own
 adapter (``probes.scoring.score_variants``).
 
 Dataset schema (``layer_removal.nc``):
 
 - dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``layer`` (text-model layer
-  index), ``module_group`` ("all", "attention", "mlp"; attention = q, k, v, o projections, mlp = gate,
-  up, down).
+  index), ``module_group`` (of "all", "attention", "mlp", those the adapter has modules in; attention =
+  q, k, v, o projections, mlp = gate, up, down).
 - coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type), ``kind(example_id)``
-  ("caption" | "qa"), and the scalar ``metric`` (the score's metric name).
+  ("caption" | "qa"), ``group_modules(module_group)`` (the adapter's modules in the group, comma-separated),
+  and the scalar ``metric`` (the score's metric name).
 - ``score(example_id, layer, module_group)``: the metric with that layer's group removed.
 - ``effect(example_id, layer, module_group)``: ``score - full_score`` (negative = the layer helps).
 - ``full_score(example_id)``: nothing removed (f2l); ``none_score(example_id)``: everything removed (the
@@ -26,7 +33,7 @@ Dataset schema (``layer_removal.nc``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import xarray as xr
@@ -43,12 +50,36 @@ MODULE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _check_known(groups: Iterable[str]) -> None:
+    unknown = sorted(set(groups) - set(MODULE_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown module groups {unknown}; choose from {list(MODULE_GROUPS)}")
+
+
+def adapter_groups(modules: Iterable[str], groups: Sequence[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """``{group: the adapter's modules in it}`` for ``groups`` (default: every group holding one of
+    ``modules``, in ``MODULE_GROUPS`` order). A requested group holding none of ``modules`` is an error."""
+    modules = set(modules)
+    if groups is not None:
+        _check_known(groups)
+        if not groups:
+            raise ValueError("no module groups requested")
+    held = {g: tuple(m for m in MODULE_GROUPS[g] if m in modules) for g in (groups or MODULE_GROUPS)}
+    if groups is None:
+        return {g: ms for g, ms in held.items() if ms}
+    empty = [g for g, ms in held.items() if not ms]
+    if empty:
+        raise ValueError(f"module groups {empty} hold none of the adapter's modules {sorted(modules)}")
+    return held
+
+
 def remove_layer(adapter: Adapter, layer: int, group: str = "all") -> Adapter:
-    """``adapter`` with the LoRA of ``layer`` zeroed in the modules of ``group`` (the rest untouched)."""
-    modules = [m for m in MODULE_GROUPS[group] if m in adapter.modules]
+    """``adapter`` with the LoRA of ``layer`` zeroed in the modules of ``group`` (the rest untouched); a
+    group holding none of the adapter's modules is an error (it would remove nothing)."""
+    modules = adapter_groups(adapter.modules, [group])[group]
     if set(modules) == set(adapter.modules):
         return adapter.drop_layers([layer])
-    removed = adapter.select_modules(modules).drop_layers([layer]).factors if modules else {}
+    removed = adapter.select_modules(modules).drop_layers([layer]).factors
     return Adapter(
         factors={**adapter.factors, **removed}, scaling=adapter.scaling, provenance=adapter.provenance
     )
@@ -59,7 +90,7 @@ def layer_removal(
     examples: Sequence[Example],
     *,
     frames: int = 8,
-    module_groups: Sequence[str] = ("all", "attention", "mlp"),
+    module_groups: Sequence[str] | None = None,
     qa_per_type: int = 1,
     metric: str = "token_f1",
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
@@ -67,22 +98,24 @@ def layer_removal(
 ) -> xr.Dataset:
     """The layer-removal dataset (schema in the module docstring) of ``examples``, each internalized
     from ``frames`` frames (world clips rendered at the base's frame size) and asked its
-    ``clip_prompts(example, qa_per_type)``."""
-    unknown = sorted(set(module_groups) - set(MODULE_GROUPS))
-    if unknown:
-        raise ValueError(f"unknown module groups {unknown}; choose from {list(MODULE_GROUPS)}")
+    ``clip_prompts(example, qa_per_type)``; ``module_groups`` default to every group holding some of the
+    adapter's modules."""
+    if module_groups is not None:
+        _check_known(module_groups)
+        module_groups = list(module_groups)
     if not examples:
         raise ValueError("layer_removal needs at least one example")
     parts = [
-        _one_clip(pipeline, e, frames, list(module_groups), qa_per_type, metric, max_new_tokens, batch_size)
+        _one_clip(pipeline, e, frames, module_groups, qa_per_type, metric, max_new_tokens, batch_size)
         for e in examples
     ]
     out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
     out = out.assign_coords(metric=metric)
     out["layer"].attrs["description"] = "text-model decoder layer whose LoRA is removed"
     out["module_group"].attrs["description"] = "; ".join(
-        f"{g}: {', '.join(MODULE_GROUPS[g])}" for g in module_groups
+        f"{g}: {m}" for g, m in zip(out["module_group"].values, out["group_modules"].values, strict=True)
     )
+    out["group_modules"].attrs["description"] = "the adapter's modules in the group (those removed)"
     out.attrs.update(
         probe="layer_removal",
         metric=metric,
@@ -97,7 +130,7 @@ def _one_clip(
     pipeline,
     example: Example,
     frames: int,
-    groups: list[str],
+    groups: list[str] | None,
     qa_per_type: int,
     metric: str,
     max_new_tokens: int,
@@ -105,18 +138,23 @@ def _one_clip(
 ) -> xr.Dataset:
     """One clip's rows: every variant of its adapter answered on every prompt in one batched loop."""
     adapter = pipeline.internalize(pipeline.example_frames(example, frames))
+    held = adapter_groups(adapter.modules, groups)
     layers = range(adapter.num_layers)
     prompts = clip_prompts(example, qa_per_type)
+    # groups holding the same modules (e.g. "all" and "mlp" of a down_proj adapter) share one variant
+    distinct = list(dict.fromkeys(held.values()))
+    group_of = {ms: g for g, ms in held.items()}  # a group removing exactly those modules
     variants = [adapter, adapter.drop_layers(layers)]
-    variants += [remove_layer(adapter, layer, g) for layer in layers for g in groups]
+    variants += [remove_layer(adapter, layer, group_of[ms]) for layer in layers for ms in distinct]
     scores, answers = score_variants(
         pipeline, variants, prompts, metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size
     )
     full, none = scores[0], scores[1]
     cube = ("example_id", "layer", "module_group")
-    shape = (len(layers), len(groups), len(prompts))  # variants 2.. are ordered layer-major, then group
-    removed = scores[2:].reshape(shape).transpose(2, 0, 1)
-    predicted = np.array(answers[2:], dtype=object).reshape(shape).transpose(2, 0, 1).astype(str)
+    shape = (len(layers), len(distinct), len(prompts))  # variants 2..: layer-major, then module set
+    pick = [distinct.index(ms) for ms in held.values()]
+    removed = scores[2:].reshape(shape)[:, pick].transpose(2, 0, 1)
+    predicted = np.array(answers[2:], dtype=object).reshape(shape)[:, pick].transpose(2, 0, 1).astype(str)
     units = f"{metric}, 0 to 1"
     row = "example_id"
     return xr.Dataset(
@@ -141,7 +179,8 @@ def _one_clip(
         coords={
             "example_id": [f"{example.id}/{p.item_id}" for p in prompts],
             "layer": list(layers),
-            "module_group": groups,
+            "module_group": list(held),
+            "group_modules": ("module_group", [", ".join(ms) for ms in held.values()]),
             "clip": (row, [example.id] * len(prompts)),
             "benchmark": (row, [p.label for p in prompts]),
             "kind": (row, [p.kind for p in prompts]),

@@ -24,6 +24,16 @@ singular direction. What is not matched is the energy left behind: the singular 
 the top singular one leaves ``||dW||_F^2 - s_0^2``, by Eckart-Young). When ``s_i = 0`` both edits change
 nothing. Every variant is built in float64 and cast back to the adapter's dtype.
 
+**Generated against static rank slots.** An adapter whose provenance has ``static_rank_slots: [start,
+stop]`` (the "official" kind: its applied adapter is the generated rank followed by a learned,
+video-independent bias block in those slots) is answered twice more: keeping only the generated slots
+(the static block removed: exactly the adapter of the generated factors alone) and keeping only the
+static slots (the generated block removed: the video-independent adapter, the same for every clip). An
+adapter without static slots (the "f2l" kind) gets no such variants and its dataset no ``slots`` entries.
+The SVD parts above are always of the full applied ``dW``, static block included: ``r`` is the applied
+rank (``2 x`` the generated rank for the official kind), and a singular direction in general mixes
+generated and static slots.
+
 All variants of a clip are answered in one batched generate loop in which each row carries its own
 adapter (``probes.scoring.score_variants``).
 
@@ -42,6 +52,9 @@ Dataset schema (``rank_ablation.nc``):
   prompts).
 - ``topk_prediction(example_id, k)``, ``remove_prediction(example_id, direction, control)``,
   ``full_prediction(example_id)``, ``reference(example_id)``: the answers and reference texts.
+- only for adapters with static slots: dim ``slots`` ("generated", "static": the rank slots kept), coord
+  ``rank_slots(slots)`` (their indices along the applied rank, e.g. "0-15"), ``slot_score(example_id,
+  slots)`` and ``slot_prediction(example_id, slots)``.
 """
 
 from __future__ import annotations
@@ -59,6 +72,52 @@ from f2l.data import Example, clip_prompts
 from probes.scoring import score_variants
 
 CONTROLS = ("svd", "random")
+SLOTS = ("generated", "static")  # the rank slots kept: the static block removed, or the generated block
+
+
+def slot_indices(adapter: Adapter) -> dict[str, list[int]] | None:
+    """``{"generated": [...], "static": [...]}``: the applied rank's slots of each block, from the
+    provenance's ``static_rank_slots: [start, stop]``; ``None`` for an adapter without static slots."""
+    marked = adapter.provenance.get("static_rank_slots") if isinstance(adapter.provenance, dict) else None
+    if marked is None:
+        return None
+    start, stop = (int(i) for i in marked)
+    if not 0 <= start < stop <= adapter.rank:
+        raise ValueError(
+            f"static_rank_slots {list(marked)} do not lie in the adapter's rank 0..{adapter.rank}"
+        )
+    static = list(range(start, stop))
+    return {"generated": [i for i in range(adapter.rank) if i not in static], "static": static}
+
+
+def keep_slots(adapter: Adapter, slots: Sequence[int]) -> Adapter:
+    """``adapter`` with only the rank slots ``slots`` (rows of every ``A`` and ``B``), the rest removed; its
+    provenance no longer marks static slots (they moved)."""
+    index = torch.as_tensor(list(slots), dtype=torch.long, device=adapter.device)
+
+    def unmarked(p: dict) -> dict:
+        return {k: v for k, v in p.items() if k != "static_rank_slots"}
+
+    prov = adapter.provenance
+    provenance = unmarked(prov) if isinstance(prov, dict) else [unmarked(p) for p in prov]
+    return Adapter(
+        factors={
+            m: (a.index_select(-2, index), b.index_select(-2, index)) for m, (a, b) in adapter.factors.items()
+        },
+        scaling=adapter.scaling,
+        provenance=provenance,
+    )
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
 
 
 def topk_variants(adapter: Adapter, ks: Sequence[int]) -> list[Adapter]:
@@ -123,8 +182,19 @@ def rank_ablation(
     ]
     out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
     out = out.assign_coords(metric=metric)
-    out["k"].attrs["description"] = "singular directions kept in every layer and module (0 = none: the base)"
-    out["direction"].attrs["description"] = "singular direction removed (0 = the largest)"
+    out["k"].attrs["description"] = (
+        "singular directions of the full applied dW (any static rank block included) kept in every layer "
+        "and module (0 = none: the base)"
+    )
+    out["direction"].attrs["description"] = (
+        "singular direction of the full applied dW removed (0 = the largest)"
+    )
+    if "slots" in out.dims:
+        out["slots"].attrs["description"] = (
+            "rank slots kept: generated (the static bias block removed) or static (the generated block "
+            "removed: the learned video-independent adapter)"
+        )
+        out["rank_slots"].attrs["description"] = "the kept slots' indices along the applied adapter's rank"
     out["control"].attrs["description"] = (
         "svd: the singular direction removed; random: a random rank-one edit of the same Frobenius norm "
         "in the update's row space"
@@ -163,6 +233,9 @@ def _one_clip(
     variants = [adapter, *topk_variants(adapter, ks)]
     variants += [remove_svd_direction(adapter, i) for i in directions]
     variants += [remove_random_direction(adapter, i, generator) for i in directions]
+    slots = slot_indices(adapter)
+    if slots is not None:
+        variants += [keep_slots(adapter, slots[name]) for name in SLOTS]
     prompts = clip_prompts(example, qa_per_type)
     scores, answers = score_variants(
         pipeline, variants, prompts, metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size
@@ -171,6 +244,7 @@ def _one_clip(
     n_k, n_d = len(ks), len(directions)
     topk = slice(1, 1 + n_k)
     removed = slice(1 + n_k, 1 + n_k + len(CONTROLS) * n_d)
+    kept = slice(removed.stop, None)  # the slot variants, when there are any
     # removal variants are ordered control-major, then direction: [control, direction, prompt] -> prompt first
     remove_scores = scores[removed].reshape(len(CONTROLS), n_d, -1).transpose(2, 1, 0)
     remove_texts = texts[removed].reshape(len(CONTROLS), n_d, -1).transpose(2, 1, 0)
@@ -178,7 +252,7 @@ def _one_clip(
     row = "example_id"
     units = f"{metric}, 0 to 1"
     n = len(prompts)
-    return xr.Dataset(
+    out = xr.Dataset(
         {
             "topk_score": (
                 (row, "k"),
@@ -221,3 +295,21 @@ def _one_clip(
             "kind": (row, [p.kind for p in prompts]),
         },
     )
+    if slots is None:
+        return out
+    out = out.assign_coords(slots=list(SLOTS), rank_slots=("slots", [_ranges(slots[name]) for name in SLOTS]))
+    out["slot_score"] = (
+        (row, "slots"),
+        scores[kept].T,
+        {
+            "units": units,
+            "description": "score keeping only these rank slots: generated = the static block removed, "
+            "static = the generated block removed (the video-independent adapter)",
+        },
+    )
+    out["slot_prediction"] = (
+        (row, "slots"),
+        texts[kept].T,
+        {"description": "answer keeping only these slots"},
+    )
+    return out

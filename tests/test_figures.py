@@ -456,6 +456,16 @@ def test_layer_removal_bars_are_mean_effects_and_norms_panel_is_optional():
     assert "Frobenius" in both.axes[1].get_ylabel()
 
 
+def test_layer_removal_labels_a_group_by_the_modules_it_held():
+    ds = layer_removal_dataset(n_clips=2, groups=("all", "mlp"))
+    ds = ds.assign_coords(group_modules=("module_group", ["down_proj", "down_proj"]))
+    fig = figures.layer_removal_effects(ds)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["all (down)", "mlp (down)"]  # not "MLP (gate, up, down)": only down_proj was there
+    heat = figures.effects_by_benchmark(ds.sel(module_group=["mlp"]))  # no "all": the first group is drawn
+    assert heat.axes[0].get_title() == "module group: mlp (down)"
+
+
 def test_effects_by_benchmark_is_a_heatmap_of_mean_effects():
     ds = layer_removal_dataset(n_clips=2)
     fig = figures.effects_by_benchmark(ds, module_group="mlp")
@@ -491,6 +501,22 @@ def test_rank_ablation_shows_the_random_control():
     fig = figures.rank_ablation_curves(rank_ablation_dataset())
     legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert any("random" in t for t in legend) and any("singular" in t for t in legend)
+    assert not any("slots" in t.get_text() for t in fig.axes[0].get_legend().get_texts())  # no static block
+
+
+def test_rank_ablation_marks_generated_and_static_slots_when_the_adapter_has_them():
+    ds = rank_ablation_dataset(rank=32)
+    n = ds.sizes["example_id"]
+    ds = ds.assign_coords(slots=["generated", "static"], rank_slots=("slots", ["0-15", "16-31"]))
+    ds["slot_score"] = (("example_id", "slots"), np.stack([np.full(n, 0.55), np.full(n, 0.125)], axis=1))
+    fig = figures.rank_ablation_curves(ds)
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "generated slots only (static block removed)" in legend
+    assert "static slots only (video-independent)" in legend
+    flat = [line.get_ydata()[0] for line in ax.get_lines() if len(set(line.get_ydata())) == 1]
+    assert any(np.isclose(y, 0.55) for y in flat) and any(np.isclose(y, 0.125) for y in flat)
+    assert len(ax.get_xticks()) <= 17  # 33 values of k, thinned to readable ticks
 
 
 # ---- awkward datasets ----------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
 """Layer removal: the two ends (everything removed = the base without video, nothing removed = f2l),
-the batched per-layer variants against answering each variant alone, and the study command end to end
+the batched per-layer variants against answering each variant alone, only the module groups the adapter
+has (a down_proj-only "official" adapter has no attention group), and the study command end to end
 (numbers, Markdown, resume) on the shipped tiny checkpoints."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,15 +16,17 @@ import xarray as xr
 from f2l.adapter import Adapter, use_adapter
 from f2l.answer import generate_answers
 from f2l.chat import model_inputs, prompt_text
+from f2l.convert import convert_official
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.eval.metrics import score_answers
 from f2l.hypernet import HypernetConfig, PerceiverHypernet
 from f2l.models import load_base
 from f2l.pipeline import Frames2LoRA
 from f2l.results import read_netcdf
-from probes.layer_removal import MODULE_GROUPS, layer_removal, remove_layer
+from probes.layer_removal import MODULE_GROUPS, adapter_groups, layer_removal, remove_layer
 
 TOKENS = 6  # a few greedy tokens tell variants apart on a random model and keep the test fast
+OFFICIAL = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -67,6 +73,11 @@ def test_dataset_layout(probed, examples, random_f2l):
     assert list(probed["clip"].values) == [p.example.id for p in prompts]
     assert list(probed["benchmark"].values) == [p.label for p in prompts]
     assert list(probed["module_group"].values) == ["all", "attention", "mlp"]
+    assert list(probed["group_modules"].values) == [
+        "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
+        "q_proj, k_proj, v_proj, o_proj",
+        "gate_proj, up_proj, down_proj",
+    ]
     assert str(probed["metric"].values) == "token_f1"
     for name in ("score", "effect", "full_score", "none_score"):
         assert "units" in probed[name].attrs and not probed[name].isnull().any()
@@ -150,6 +161,73 @@ def test_remove_layer_zeroes_exactly_that_layer_and_group(random_f2l, examples):
                 assert torch.equal(got, want) and want.abs().max() > 0
     with pytest.raises(ValueError, match="unknown module groups"):
         layer_removal(random_f2l, examples[:1], module_groups=("all", "norms"))
+    down_only = adapter.select_modules(["down_proj"])
+    with pytest.raises(ValueError, match="hold none of the adapter's modules"):
+        remove_layer(down_only, 2, "attention")  # it would remove nothing
+    edited = remove_layer(down_only, 2, "mlp").factors["down_proj"]
+    assert not edited[0][2].any() and not edited[1][2].any()
+    assert torch.equal(edited[0][1], down_only.factors["down_proj"][0][1])
+
+
+def test_adapter_groups_are_the_groups_holding_the_adapters_modules():
+    assert adapter_groups(MODULE_GROUPS["all"]) == MODULE_GROUPS
+    assert adapter_groups(["down_proj"]) == {"all": ("down_proj",), "mlp": ("down_proj",)}
+    assert adapter_groups(["q_proj", "up_proj"]) == {
+        "all": ("q_proj", "up_proj"),
+        "attention": ("q_proj",),
+        "mlp": ("up_proj",),
+    }
+    assert adapter_groups(["down_proj"], ["mlp"]) == {"mlp": ("down_proj",)}
+    with pytest.raises(
+        ValueError, match=r"\['attention'\] hold none of the adapter's modules \['down_proj'\]"
+    ):
+        adapter_groups(["down_proj"], ["mlp", "attention"])
+    with pytest.raises(ValueError, match="unknown module groups"):
+        adapter_groups(["down_proj"], ["norms"])
+
+
+@pytest.fixture(scope="module")
+def official_dir(tmp_path_factory) -> Path:
+    """The official fixture converted for the shipped tiny base (random weights: garbage answers, real
+    wiring): its adapters are down_proj only, rank 2r with a static block."""
+    return convert_official(OFFICIAL, tmp_path_factory.mktemp("official") / "tiny-official", base="tiny")
+
+
+def test_down_proj_only_adapter_has_no_attention_group(official_dir, examples):
+    official = Frames2LoRA.from_pretrained(official_dir, device="cpu")
+    example = examples[0]
+    adapter = adapter_of(official, example)
+    assert adapter.modules == ("down_proj",)
+    ds = layer_removal(official, [example], max_new_tokens=TOKENS, batch_size=48)
+    assert list(ds["module_group"].values) == ["all", "mlp"]  # no attention group: it would remove nothing
+    assert list(ds["group_modules"].values) == ["down_proj", "down_proj"]
+    assert ds["module_group"].attrs["description"] == "all: down_proj; mlp: down_proj"
+    # both groups hold the same module, so they are the same measurement
+    for name in ("prediction", "score"):
+        np.testing.assert_array_equal(
+            ds[name].sel(module_group="all").values, ds[name].sel(module_group="mlp").values
+        )
+
+    questions = [p.prompt for p in clip_prompts(example)]
+    assert list(ds["full_prediction"].values) == alone(official, adapter, questions)
+    changed = 0
+    for layer in (0, adapter.num_layers - 1):
+        answers = alone(official, adapter.drop_layers([layer]), questions)
+        assert list(ds["prediction"].sel(layer=layer, module_group="mlp").values) == answers, layer
+        changed += sum(a != f for a, f in zip(answers, ds["full_prediction"].values, strict=True))
+    assert changed > 0  # removing a layer of the official adapter changes answers: the check has teeth
+    with pytest.raises(ValueError, match=r"\['attention'\] hold none"):
+        layer_removal(official, [example], module_groups=("attention",), max_new_tokens=TOKENS)
+
+
+def test_study_refuses_a_group_the_adapter_lacks_before_any_clip(official_dir, tmp_path):
+    import analyses.layer_removal as study
+
+    out = tmp_path / "results"
+    argv = ["--out", str(out), "--hypernet", str(official_dir), "--clips", "1", "--device", "cpu"]
+    with pytest.raises(ValueError, match=r"\['attention'\] hold none"):
+        study.main([*argv, "--module-groups", "attention"])
+    assert not (out / "layer_removal.nc").exists() and not list(out.rglob("*.nc"))  # no clip was run
 
 
 def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
@@ -165,6 +243,8 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     assert list(ds["layer"].values) == [0, 1, 2, 3]
     assert sorted(set(ds["clip"].values)) == sorted(e.id for e in examples)
     assert ds.attrs["base_model"].startswith("tiny@") and ds.attrs["hypernet"].startswith("tiny-hypernet@")
+    # the default groups are resolved from the hypernetwork's modules (all seven) and recorded
+    assert json.loads(ds.attrs["config"])["module_groups"] == ["all", "attention", "mlp"]
 
     # the two ends, computed independently of the probe
     f2l = Frames2LoRA.from_pretrained("tiny", device="cpu")

@@ -1,9 +1,12 @@
 """Rank-direction ablation: top-k truncation's two ends (k = r is the adapter, k = 0 the base), single
 removals that add back up to the update, the random control's edit size against a dense computation,
-the probe's batched answers against each variant answered alone, and the study command end to end on the
-shipped tiny checkpoints."""
+the probe's batched answers against each variant answered alone, generated against static rank slots
+for an "official" adapter (and none for an f2l one), and the study command end to end on the shipped
+tiny checkpoints."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +17,9 @@ from f2l.adapter import TARGET_MODULES, Adapter, text_model_of, use_adapter
 from f2l.adapter.lora import SUBLAYER
 from f2l.answer import generate_answers
 from f2l.chat import model_inputs, prompt_text
+from f2l.convert import convert_official
 from f2l.data import clip_prompts, load_frames, world_manifest
+from f2l.encode import internalization_inputs
 from f2l.eval.metrics import score_answers
 from f2l.hypernet import HypernetConfig, PerceiverHypernet
 from f2l.models import load_base
@@ -22,14 +27,17 @@ from f2l.pipeline import Frames2LoRA
 from f2l.results import read_netcdf
 from probes.rank_ablation import (
     clip_generator,
+    keep_slots,
     rank_ablation,
     remove_random_direction,
     remove_svd_direction,
+    slot_indices,
     topk_variants,
 )
 
 RANK = 4
 TOKENS = 6  # a few greedy tokens tell variants apart on a random model and keep the test fast
+OFFICIAL = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -167,6 +175,8 @@ def test_probe_answers_every_variant_as_if_alone(random_f2l):
         "module": len(TARGET_MODULES),
     }
     assert list(ds["k"].values) == list(range(r + 1)) and list(ds["control"].values) == ["svd", "random"]
+    assert slot_indices(adapter) is None  # an f2l adapter has no static slots ...
+    assert not {"slot_score", "slot_prediction", "slots", "rank_slots"} & set(ds.variables)  # ... nor entries
     assert list(ds["example_id"].values) == [f"{example.id}/{p.item_id}" for p in prompts]
     assert list(ds["benchmark"].values) == [p.label for p in prompts] and ds.attrs["seed"] == 7
 
@@ -237,6 +247,7 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
 
     summary = (out / "rank_ablation.md").read_text()
     assert "| k | token_f1 | - full |" in summary and "| direction | energy % | drop (svd) |" in summary
+    assert "static" not in summary  # the f2l kind has no static rank slots
     assert f"| 0 | {float(ds['topk_score'].sel(k=0).mean()):.3f} ± nan |" in summary
     sv = ds["singular_values"].isel(example_id=0)
     energy = float((100 * sv**2 / (sv**2).sum("direction")).sel(direction=0).mean())
@@ -251,3 +262,78 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     xr.testing.assert_equal(
         read_netcdf(out / "rank_ablation.nc").drop_dims("failure"), ds.drop_dims("failure")
     )
+
+
+def test_keep_slots_splits_the_update_into_its_blocks(adapter):
+    marked = Adapter(adapter.factors, scaling=adapter.scaling, provenance={"static_rank_slots": [3, 4]})
+    slots = slot_indices(marked)
+    assert slots == {"generated": [0, 1, 2], "static": [3]}
+    generated, static = (keep_slots(marked, slots[name]) for name in ("generated", "static"))
+    assert (generated.rank, static.rank) == (3, 1) and "static_rank_slots" not in generated.provenance
+    for m in ("q_proj", "down_proj"):
+        torch.testing.assert_close(dense(generated, m, 1) + dense(static, m, 1), dense(marked, m, 1))
+        a, b = marked.factors[m]
+        torch.testing.assert_close(
+            dense(generated, m, 1), adapter.scaling * (b[1, :3].T.double() @ a[1, :3].double())
+        )
+    with pytest.raises(ValueError, match="static_rank_slots"):
+        slot_indices(Adapter(adapter.factors, provenance={"static_rank_slots": [3, 9]}))
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory) -> Frames2LoRA:
+    """The official fixture converted for the shipped tiny base (random weights: garbage answers, real
+    wiring): its adapters are down_proj only, the generated rank r then a static block of rank r."""
+    path = convert_official(OFFICIAL, tmp_path_factory.mktemp("official") / "tiny-official", base="tiny")
+    pipeline = Frames2LoRA.from_pretrained(path, device="cpu")
+    with torch.no_grad():  # the fixture's static block is ~100x smaller than its generated one: scaled up so
+        for b in pipeline.hypernet.bias_B.values():  # that removing either block changes answers
+            b.mul_(100.0)
+    return pipeline
+
+
+def test_official_adapter_tells_generated_from_static_slots(official):
+    import analyses.rank_ablation as study
+
+    example = world_manifest("test", 1)[0]
+    hypernet = official.hypernet
+    r = hypernet.config.rank
+    ds = rank_ablation(official, [example], ks=[0, 2 * r], max_new_tokens=TOKENS, batch_size=64)
+    clip = official.example_frames(example, 8)
+    applied = official.internalize(clip)
+    assert applied.rank == 2 * r and applied.provenance["static_rank_slots"] == [r, 2 * r]
+    assert list(ds["slots"].values) == ["generated", "static"]
+    assert list(ds["rank_slots"].values) == [f"0-{r - 1}", f"{r}-{2 * r - 1}"]
+    # the SVD parts are of the full applied dW, static block included
+    assert ds.sizes["direction"] == 2 * r and list(ds["module"].values) == ["down_proj"]
+    np.testing.assert_allclose(
+        ds["singular_values"].values[0, :, 0], applied.to(torch.float64).svd()["down_proj"].S.numpy()
+    )
+
+    # independent routes to the two blocks: the hypernetwork's generated factors alone, its bias alone
+    with torch.inference_mode():
+        factors = hypernet(official.base, internalization_inputs(official.base, [clip], hypernet.context))
+    scaling = hypernet.config.scaling
+    generated = Adapter({m: (a[0], b[0]) for m, (a, b) in factors.items()}, scaling=scaling)
+    static = Adapter(
+        {m: (hypernet.bias_A[m].detach(), hypernet.bias_B[m].detach()) for m in factors}, scaling
+    )
+    prompts = clip_prompts(example)
+    questions, refs = [p.prompt for p in prompts], [p.reference for p in prompts]
+
+    def alone(variant: Adapter) -> list[str]:
+        return [official.generate(variant, q, max_new_tokens=TOKENS).text for q in questions]
+
+    answers = {"full": alone(applied), "generated": alone(generated), "static": alone(static)}
+    assert list(ds["full_prediction"].values) == answers["full"]
+    for name in ("generated", "static"):
+        assert list(ds["slot_prediction"].sel(slots=name).values) == answers[name], name
+        np.testing.assert_array_equal(
+            ds["slot_score"].sel(slots=name).values, score_answers("token_f1", answers[name], refs)
+        )
+    assert answers["generated"] != answers["full"] and answers["static"] != answers["full"]  # teeth
+
+    summary = study.summary(ds)
+    mean = float(ds["slot_score"].sel(slots="static").mean())
+    row = f"| static only (generated block removed: video-independent) | {r}-{2 * r - 1} | {mean:.3f} ± nan |"
+    assert row in summary and "| generated only (static block removed) | 0-" in summary

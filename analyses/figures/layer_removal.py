@@ -2,9 +2,10 @@
 internalized video, next to how large each layer's update is.
 
 Left, the signed effect of zeroing one layer's generated LoRA (score without the layer minus the full
-f2l score; below zero = the layer helps), per module group. Right, ||dW||_F of the same layers and
-groups, so that a reader can see whether the layers that matter are the layers the hypernetwork writes
-most into.
+f2l score; below zero = the layer helps), per module group the adapter has modules in (a group holding
+fewer modules than its name says, e.g. "mlp" of a ``down_proj``-only adapter, is labelled with those it
+held). Right, ||dW||_F of the same layers and groups, so that a reader can see whether the layers that
+matter are the layers the hypernetwork writes most into.
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ from analyses.figures.style import (
     palette,
     zero_line,
 )
+from probes.layer_removal import MODULE_GROUPS
+
+
+def group_label(ds: xr.Dataset, group: str) -> str:
+    """The legend label of a module group: its usual label, or, when the dataset's ``group_modules``
+    says the adapter held fewer modules than the group's full set, the group with the modules it held."""
+    label = GROUP_LABELS.get(group, group)
+    if "group_modules" not in ds.coords or group not in ds["module_group"].values:
+        return label
+    held = str(ds["group_modules"].sel(module_group=group).values).split(", ")
+    if group in MODULE_GROUPS and tuple(held) == MODULE_GROUPS[group]:
+        return label
+    return f"{group} ({', '.join(m.removesuffix('_proj') for m in held)})"
 
 
 @figure("effect", title="Removing one layer's adapter: effect on the score, and the update's size")
@@ -120,7 +134,7 @@ def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike 
         ax_norm.set_xlabel("text-model layer")
         ax_norm.set_ylabel(r"$\|\Delta W\|_F$ of the layer's group (Frobenius norm)")
         ax_norm.set_title("size of the generated update")
-    handles = [Patch(color=colors[g], label=GROUP_LABELS.get(g, g)) for g in groups]
+    handles = [Patch(color=colors[g], label=group_label(ds, g)) for g in groups]
     figure_legend(fig, handles, ncol=len(groups), title="module group")
     return fig
 
@@ -128,10 +142,14 @@ def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike 
 @figure("effect", title="Removing one layer's adapter, per benchmark")
 def effects_by_benchmark(ds: xr.Dataset, module_group: str = "all") -> Figure:
     """A heatmap of the mean signed effect per benchmark (rows) and layer (columns), for one module
-    group: which layers matter for which kind of prompt. Red = removing the layer lowers the score (it helps)."""
-    effect = (
-        ds["effect"].sel(module_group=module_group) if "module_group" in ds["effect"].dims else ds["effect"]
-    )
+    group (the dataset's first group when it lacks ``module_group``): which layers matter for which kind
+    of prompt. Red = removing the layer lowers the score (it helps)."""
+    if "module_group" in ds["effect"].dims:
+        if module_group not in ds["module_group"].values:
+            module_group = str(ds["module_group"].values[0])
+        effect = ds["effect"].sel(module_group=module_group)
+    else:
+        effect = ds["effect"]
     df = frame(effect, "effect")
     fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.42 * max(df["benchmark"].nunique() if len(df) else 1, 2)))
     if df.empty:
@@ -155,6 +173,6 @@ def effects_by_benchmark(ds: xr.Dataset, module_group: str = "all") -> Figure:
     )
     ax.set_xlabel("text-model layer whose LoRA is zeroed")
     ax.set_ylabel("benchmark (caption category or QA type)")
-    ax.set_title(f"module group: {GROUP_LABELS.get(module_group, module_group)}")
+    ax.set_title(f"module group: {group_label(ds, module_group)}")
     ax.tick_params(axis="y", labelrotation=0)
     return fig

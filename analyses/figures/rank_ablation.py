@@ -1,5 +1,7 @@
 """Figure of ``rank_ablation.nc``: how many singular directions of the generated update carry the
 video, and does removing a particular direction matter more than removing a random one of equal energy?
+For an adapter with a static rank block (``slot_score``), the top-k panel also marks the score with only
+the generated slots kept and with only the static (video-independent) slots kept.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from analyses.figures.style import (
     CONTROL_COLORS,
     CONTROL_LABELS,
     METHOD_COLORS,
+    PALETTE,
     figure,
     frame,
     integer_ticks,
@@ -27,6 +30,32 @@ from analyses.figures.style import (
 )
 
 _FULL = {"color": "0.3", "linestyle": "--", "linewidth": 1.2}
+_SLOTS = {
+    "generated": ("generated slots only (static block removed)", {"color": PALETTE[2], "linestyle": "-."}),
+    "static": ("static slots only (video-independent)", {"color": PALETTE[4], "linestyle": ":"}),
+}
+
+
+def _thinned(values, most: int = 17) -> list[int]:
+    """Every n-th of ``values`` so that at most ``most`` ticks label an axis (an applied rank of 32 is
+    unreadable tick by tick)."""
+    values = sorted(int(v) for v in values)
+    step = -(-len(values) // most)
+    return values[::step]
+
+
+def _slot_lines(ax, ds: xr.Dataset) -> list[Line2D]:
+    """Horizontal lines at the mean score of each kept block of rank slots; their legend handles."""
+    if "slot_score" not in ds:
+        return []
+    handles = []
+    for name in ds["slots"].values:
+        label, style = _SLOTS.get(str(name), (str(name), {"color": "0.5", "linestyle": ":"}))
+        score = ds["slot_score"].sel(slots=name)
+        if score.notnull().any():
+            ax.axhline(float(score.mean()), linewidth=1.4, **style)
+            handles.append(Line2D([], [], label=label, linewidth=1.4, **style))
+    return handles
 
 
 def _full_line(ax, ds: xr.Dataset) -> None:
@@ -59,8 +88,9 @@ def rank_ablation_curves(ds: xr.Dataset) -> Figure:
             **CI95,
             ax=ax,
         )
-        integer_ticks(ax, ds["k"].values)
+        integer_ticks(ax, _thinned(ds["k"].values))
     _full_line(ax, ds)
+    slot_handles = _slot_lines(ax, ds)
     ax.set_title("keep only the top-k singular directions")
     ax.set_xlabel("directions kept, k (0 = no adapter)")
     ax.set_ylabel(score)
@@ -87,7 +117,7 @@ def rank_ablation_curves(ds: xr.Dataset) -> Figure:
                 ax=ax,
                 legend=False,
             )
-            integer_ticks(ax, ds["direction"].values)
+            integer_ticks(ax, _thinned(ds["direction"].values))
         _full_line(ax, ds)
         ax.legend(
             handles=[
@@ -110,7 +140,9 @@ def rank_ablation_curves(ds: xr.Dataset) -> Figure:
     ax.set_xlabel("direction removed (0 = largest singular value)")
     ax.set_ylabel(score)
     axes[0].legend(
-        handles=[Line2D([], [], label="full adapter (k = r)", **_FULL)], loc="lower right", fontsize=9
+        handles=[Line2D([], [], label="full adapter (k = r)", **_FULL), *slot_handles],
+        loc="lower right",
+        fontsize=9,
     )
     score_limits(axes[0], metric)  # the two score panels share their y axis
 
@@ -130,6 +162,9 @@ def rank_ablation_curves(ds: xr.Dataset) -> Figure:
                 **CI95,
                 ax=ax,
             )
+            shown = set(_thinned(range(len(ax.get_xticklabels()))))
+            for i, label in enumerate(ax.get_xticklabels()):
+                label.set_visible(i in shown)
         ax.set_title("energy per singular direction")
         ax.set_xlabel("singular direction (0 = largest)")
         ax.set_ylabel(r"share of $\|\Delta W\|_F^2$ (%, per layer and module)")

@@ -423,11 +423,12 @@ OVERVIEW = [
         "The studies repeat steps 3 and 4 over many clips: see the other notebooks."
     ),
     new_code_cell(
+        'hypernet = "tiny"  # a shipped name (tiny, paper-tiny) or a hypernetwork directory, of any kind\n'
         "world_seed = 1010000  # a held-out (test split) clip\n"
         "num_frames = 8\n"
         "n_prompts = 11  # how many of the clip's prompts to answer three ways (11: all of them)\n"
         "max_new_tokens = 64  # the longest answer, in tokens\n"
-        'module_groups = ("all", "attention", "mlp")  # what the layer-removal probe zeroes, per layer',
+        "module_groups = None  # what the layer-removal probe zeroes per layer (None: every group the adapter has)",
         metadata={"tags": ["parameters"]},
     ),
     new_markdown_cell("## 1. The clip"),
@@ -440,7 +441,7 @@ OVERVIEW = [
         "from f2l.pipeline import Frames2LoRA\n"
         "from f2l.world import captions, render_clip\n\n"
         "torch.manual_seed(0)\n"
-        'f2l = Frames2LoRA.from_pretrained("tiny")\n'
+        "f2l = Frames2LoRA.from_pretrained(hypernet)\n"
         "size = f2l.base.model.config.vision_config.image_size  # the base's frame size (64 px for tiny)\n"
         "clip = render_clip(world_seed, num_frames=num_frames, size=size)\n"
         "frames = clip.frames\n"

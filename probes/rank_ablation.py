@@ -78,35 +78,10 @@ SLOTS = ("generated", "static")  # the rank slots kept: the static block removed
 def slot_indices(adapter: Adapter) -> dict[str, list[int]] | None:
     """``{"generated": [...], "static": [...]}``: the applied rank's slots of each block, from the
     provenance's ``static_rank_slots: [start, stop]``; ``None`` for an adapter without static slots."""
-    marked = adapter.provenance.get("static_rank_slots") if isinstance(adapter.provenance, dict) else None
-    if marked is None:
+    static = adapter.static_slots
+    if static is None:
         return None
-    start, stop = (int(i) for i in marked)
-    if not 0 <= start < stop <= adapter.rank:
-        raise ValueError(
-            f"static_rank_slots {list(marked)} do not lie in the adapter's rank 0..{adapter.rank}"
-        )
-    static = list(range(start, stop))
-    return {"generated": [i for i in range(adapter.rank) if i not in static], "static": static}
-
-
-def keep_slots(adapter: Adapter, slots: Sequence[int]) -> Adapter:
-    """``adapter`` with only the rank slots ``slots`` (rows of every ``A`` and ``B``), the rest removed; its
-    provenance no longer marks static slots (they moved)."""
-    index = torch.as_tensor(list(slots), dtype=torch.long, device=adapter.device)
-
-    def unmarked(p: dict) -> dict:
-        return {k: v for k, v in p.items() if k != "static_rank_slots"}
-
-    prov = adapter.provenance
-    provenance = unmarked(prov) if isinstance(prov, dict) else [unmarked(p) for p in prov]
-    return Adapter(
-        factors={
-            m: (a.index_select(-2, index), b.index_select(-2, index)) for m, (a, b) in adapter.factors.items()
-        },
-        scaling=adapter.scaling,
-        provenance=provenance,
-    )
+    return {"generated": [i for i in range(adapter.rank) if i not in static], "static": list(static)}
 
 
 def _ranges(indices: Sequence[int]) -> str:
@@ -235,7 +210,7 @@ def _one_clip(
     variants += [remove_random_direction(adapter, i, generator) for i in directions]
     slots = slot_indices(adapter)
     if slots is not None:
-        variants += [keep_slots(adapter, slots[name]) for name in SLOTS]
+        variants += [adapter.keep_rank_slots(slots[name]) for name in SLOTS]
     prompts = clip_prompts(example, qa_per_type)
     scores, answers = score_variants(
         pipeline, variants, prompts, metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size

@@ -210,3 +210,16 @@ def test_factors_keep_gradients_through_rank_operations():
     assert x.grad is not None and x.grad[1:].abs().sum() > 0 and torch.count_nonzero(x.grad[0]) == 0
     assert not g.detach().factors["q_proj"][0].requires_grad
     assert set(TARGET_MODULES) >= set(g.modules)
+
+
+def test_static_slots_are_read_kept_and_dropped_where_the_rank_is_rebuilt():
+    marked = make(rank=4, static_rank_slots=[2, 4])
+    assert marked.static_slots == range(2, 4) and make(rank=4).static_slots is None
+    generated, static = marked.keep_rank_slots([0, 1]), marked.keep_rank_slots([2, 3])
+    for m in marked.modules:  # the two blocks add up to the whole update
+        torch.testing.assert_close(dense(generated, m) + dense(static, m), dense(marked, m))
+    assert generated.static_slots is None and generated.provenance["video_id"] == "v0"
+    assert compose(marked, marked).static_slots is None  # the marks of the parts no longer hold
+    assert marked.truncate_rank(2).static_slots is None
+    with pytest.raises(ValueError, match="do not lie in the adapter's rank"):
+        _ = make(rank=4, static_rank_slots=[2, 6]).static_slots

@@ -27,7 +27,6 @@ from f2l.pipeline import Frames2LoRA
 from f2l.results import read_netcdf
 from probes.rank_ablation import (
     clip_generator,
-    keep_slots,
     rank_ablation,
     remove_random_direction,
     remove_svd_direction,
@@ -268,7 +267,7 @@ def test_keep_slots_splits_the_update_into_its_blocks(adapter):
     marked = Adapter(adapter.factors, scaling=adapter.scaling, provenance={"static_rank_slots": [3, 4]})
     slots = slot_indices(marked)
     assert slots == {"generated": [0, 1, 2], "static": [3]}
-    generated, static = (keep_slots(marked, slots[name]) for name in ("generated", "static"))
+    generated, static = (marked.keep_rank_slots(slots[name]) for name in ("generated", "static"))
     assert (generated.rank, static.rank) == (3, 1) and "static_rank_slots" not in generated.provenance
     for m in ("q_proj", "down_proj"):
         torch.testing.assert_close(dense(generated, m, 1) + dense(static, m, 1), dense(marked, m, 1))

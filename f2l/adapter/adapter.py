@@ -42,6 +42,11 @@ FORMAT = "f2l.adapter/1"  # written into saved files; bump when the layout chang
 
 Scaling = float | Tensor
 
+# Provenance key naming the rank slots ``[start, stop)`` that a hypernetwork writes independently of the
+# video (the official kind's static bias block). It describes slot positions, so operations that rebuild
+# the rank (composition, SVD truncation and ablation) drop it.
+STATIC_SLOTS = "static_rank_slots"
+
 
 class FactoredSVD(NamedTuple):
     """``delta_W = U @ diag(S) @ V^T`` for every layer (and sample), never formed densely.
@@ -295,6 +300,26 @@ class Adapter:
         return mask
 
     # --------------------------------------------------------------------------------- rank space
+    @property
+    def static_slots(self) -> range | None:
+        """The rank slots written independently of the video (``STATIC_SLOTS`` in a single adapter's
+        provenance, checked against the rank), or ``None``."""
+        marked = self.provenance.get(STATIC_SLOTS) if isinstance(self.provenance, Mapping) else None
+        if marked is None:
+            return None
+        start, stop = (int(i) for i in marked)
+        if not 0 <= start < stop <= self.rank:
+            raise ValueError(f"{STATIC_SLOTS} {list(marked)} do not lie in the adapter's rank 0..{self.rank}")
+        return range(start, stop)
+
+    def keep_rank_slots(self, slots: Iterable[int]) -> Adapter:
+        """Only the rank slots ``slots`` (rows of every ``A`` and ``B``); the slot marks no longer hold."""
+        index = torch.as_tensor(list(slots), dtype=torch.long, device=self.device)
+        factors = {
+            m: (a.index_select(-2, index), b.index_select(-2, index)) for m, (a, b) in self.factors.items()
+        }
+        return self._replace(factors=factors, provenance=_without_slot_marks(self.provenance))
+
     def svd(self) -> dict[str, FactoredSVD]:
         """Per module, the SVD of every layer's ``delta_W``, computed through the ``r x r`` core.
 
@@ -358,7 +383,7 @@ class Adapter:
             a = v[..., :rank].transpose(-1, -2)
             b = s[..., :rank, None] * u[..., :rank].transpose(-1, -2)
             factors[m] = (_pad_rank(a, rank), _pad_rank(b, rank))
-        return self._replace(factors=factors, scaling=1.0)
+        return self._replace(factors=factors, scaling=1.0, provenance=_without_slot_marks(self.provenance))
 
     # ------------------------------------------------------------------------------- dense access
     def delta_weight(self, module: str, layer: int) -> Tensor:
@@ -466,10 +491,18 @@ def _aligned(adapters: Sequence[Adapter]) -> dict[str, list[tuple[Tensor, Tensor
     return out
 
 
+def _without_slot_marks(provenance):
+    """A provenance dict (or a sequence of them) without ``STATIC_SLOTS``."""
+    if isinstance(provenance, Mapping):
+        return {k: v for k, v in provenance.items() if k != STATIC_SLOTS}
+    return [_without_slot_marks(p) for p in provenance]
+
+
 def _compose_provenance(adapters: Sequence[Adapter], weights: Sequence[float]):
     """``composed_from`` lists the parts; keys on which every part agrees (e.g. the base) are kept."""
 
     def merge(parts: list[dict]) -> dict:
+        parts = _without_slot_marks(parts)
         shared = {k: v for k, v in parts[0].items() if all(k in p and p[k] == v for p in parts[1:])}
         return {**shared, "composed_from": parts, "weights": [float(w) for w in weights]}
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from f2l.adapter import Adapter
+from f2l.adapter.adapter import STATIC_SLOTS
 from f2l.encode import ContextFormat, LayerStates
 from f2l.hypernet.interface import Factors, Hypernet
 
@@ -295,7 +296,7 @@ class OfficialHypernet(Hypernet):
 
     def _static(self, provenance, segments: int):
         """Provenance saying which rank slots are the video-independent bias (the last ``rank``)."""
-        mark = {"static_rank_slots": [segments * self.config.rank, (segments + 1) * self.config.rank]}
+        mark = {STATIC_SLOTS: [segments * self.config.rank, (segments + 1) * self.config.rank]}
         if isinstance(provenance, dict):
             return {**provenance, **mark}
         return [{**p, **mark} for p in provenance]

@@ -177,7 +177,6 @@ def _run_lengths(flags: torch.Tensor) -> list[int]:
     return ((step == -1).nonzero() - (step == 1).nonzero()).flatten().tolist()
 
 
-@torch.no_grad()
 @dataclass(frozen=True)
 class TokenMerge:
     """Merging as a transform of the encoder's inputs (``Frames2LoRA.internalize(transform=)``): the
@@ -192,6 +191,7 @@ class TokenMerge:
         return {"token_merge": self.factor}
 
 
+@torch.no_grad()
 def merge_visual_tokens(base: Base, inputs, factor: int = DEFAULT_FACTOR) -> MergedInputs:
     """Encode the frames of ``inputs`` (``model_inputs`` with videos), merge each row's visual tokens down to
     ``ceil(n / factor)`` and return the reduced model inputs (``generate(**merged.inputs)`` takes them)."""

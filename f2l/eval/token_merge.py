@@ -1,50 +1,21 @@
 """The ``token_merge`` baseline: FrameFusion-style visual token reduction before the language model.
 
-A video reaches SmolVLM as one block of ``image_seq_len`` ``<image>`` placeholders per frame (each
-block wrapped in ``<fake_token_around_image><global-img>...<fake_token_around_image>`` after a
-``Frame from MM:SS:`` line); the connector's outputs replace the placeholders one for one. Much of a
-video repeats from frame to frame, so most of those tokens say again what the previous frame said.
-FrameFusion (Fu et al. 2024, arXiv 2501.01986) exploits that: it compares every visual token with
-the token at the same patch position in the previous frame, merges the pairs whose cosine similarity
-is high (a run of merged tokens becomes its members' mean, kept at the run's earliest position), and
-prunes the least attended tokens if it is still over its budget.
+A video reaches SmolVLM as one block of ``<image>`` placeholders per frame, much of it repeating the
+previous frame. For a reduction ``factor`` (budget ``ceil(n_visual / factor)`` per video) this module
+merges, on the connector's outputs and before the language model:
 
-What this module does, for a reduction ``factor`` (budget ``ceil(n_visual / factor)`` per video):
+1. **Temporally** (FrameFusion's step, Fu et al. 2024, arXiv 2501.01986): pairs of tokens at the same
+   position in consecutive frames, most similar first, until the budget is met. A fixed budget (not
+   FrameFusion's threshold) keeps the baseline's token count a controlled variable.
+2. **Spatially**, if still over budget (fewer frames than the factor): the most similar neighbouring
+   tokens of one frame, in Kruskal order. This replaces FrameFusion's attention-based pruning, which
+   would need the language model inside the reduction.
 
-1. **Temporal merging (FrameFusion's step).** Candidate pairs are (frame ``t``, position ``p``) and
-   (frame ``t + 1``, position ``p``) for every pair of consecutive frames with the same token count.
-   Their cosine similarities are computed once, on the connector outputs, and the most similar pairs
-   are merged, best first, until the budget is met or the pairs run out. FrameFusion uses a
-   similarity threshold and a cost model to pick how many; a fixed budget makes the baseline's
-   token count a controlled variable, so we take the top pairs instead. The pairs at one position
-   form a chain through time, so every merged pair removes exactly one token and the budget is hit
-   exactly whenever there are enough pairs (with 4 or more frames at factor 4).
-2. **Spatial merging (replaces FrameFusion's importance pruning).** If the budget is still not met
-   (fewer frames than the factor, or a single image), the most similar spatially adjacent tokens of
-   one frame (right and down neighbours on the square token grid; previous/next when a frame's tokens
-   do not form a square) are merged, best first, skipping pairs already in one group (Kruskal order),
-   until the budget is met. FrameFusion prunes by the attention the language model pays to each
-   token, which needs the language model's first layers inside the reduction; merging keeps every
-   token's content in some mean and runs entirely before the language model, as the reduction this
-   baseline stands for (``token_merge``: merge by similarity, then hand the language model fewer
-   tokens).
-
-Every group of tokens becomes the plain mean of its original tokens: the same as averaging partial
-merges weighted by how many tokens each already represents. It sits in the placeholder of the group's
-earliest token; the other placeholders are removed from ``input_ids`` and ``attention_mask``, and every
-text token (intro, frame timestamps, image wrappers, question) stays. Similarities are computed once
-on the unmerged tokens and ties are broken by sequence order, so the result is deterministic and does
-not depend on merge order.
-
-Every remaining token keeps its original position (``position_ids``), as in FrameFusion, which gathers
-the kept tokens' rotary embeddings: the language model sees each token where it was, with gaps where
-merged tokens were. Re-numbering the shortened sequence instead shifts every later token, a layout the
-model never saw in training; on the shipped tiny base that alone dropped token-F1 below the no-video
-floor (0.40 against 0.47 on 8 test clips; 0.58 with the original positions, direct 0.62).
-
-The reduced sequence reaches the model as ``inputs_embeds`` (text embeddings with the merged features
-scattered into the remaining ``<image>`` positions) next to the reduced ``input_ids``, which
-``generate`` uses for the prompt part of its output, and ``position_ids``.
+A merged group becomes the plain mean of its original tokens, placed at its earliest token; every text
+token stays. Similarities are computed once, ties broken by position, so the result is deterministic.
+Every kept token keeps its original position (``position_ids``), as FrameFusion does: renumbering the
+shortened sequence is a layout the model never saw (README, "token merging"). The reduced sequence
+reaches the model as ``inputs_embeds`` beside the reduced ``input_ids`` and the ``position_ids``.
 """
 
 from __future__ import annotations

@@ -9,11 +9,12 @@ from typing import ClassVar
 import torch
 import xarray as xr
 
+from f2l.cli import entry_point
 from f2l.config import parse_config
 from f2l.data import Example, read_manifest, world_manifest
 from f2l.distributed import init_distributed, rank
 from f2l.pipeline import Frames2LoRA
-from f2l.results import Study, StudyConfigError, provenance
+from f2l.results import Study, provenance
 
 
 @dataclass
@@ -69,17 +70,19 @@ def study_main(
 ) -> int:
     """The body of every ``python -m analyses.<name>``: join torchrun's group when launched by it, parse the
     study's config, run (or resume) it, and on rank 0 draw its figures beside the ``.nc`` and ``.md``.
-    Partial results of another config are a one-line error (what differs, and the two ways out), not a
-    traceback."""
-    init_distributed()
-    cfg = parse_config(config_cls, argv, prog=f"python -m analyses.{name}", description=description)
-    try:
-        ds = run(cfg)
-    except StudyConfigError as e:
-        raise SystemExit(f"python -m analyses.{name}: {e}") from None
-    if rank() == 0:
-        from analyses.figures import save_study_figures  # plotting libraries load only here
+    A user's mistake (partial results of another config, a missing manifest...) ends in one line
+    (``f2l.cli``)."""
 
-        figures = save_study_figures(name, ds, cfg.out)
-        print(f"wrote {cfg.out}/{name}.nc and {cfg.out}/{name}.md" + "".join(f", {p}" for p in figures))
-    return 0
+    @entry_point(interrupted="interrupted; rerun the same command to resume")
+    def main(argv: list[str]) -> int:
+        init_distributed()
+        cfg = parse_config(config_cls, argv, prog=f"python -m analyses.{name}", description=description)
+        ds = run(cfg)
+        if rank() == 0:
+            from analyses.figures import save_study_figures  # plotting libraries load only here
+
+            figures = save_study_figures(name, ds, cfg.out)
+            print(f"wrote {cfg.out}/{name}.nc and {cfg.out}/{name}.md" + "".join(f", {p}" for p in figures))
+        return 0
+
+    return main(argv)

@@ -16,24 +16,18 @@ import sys
 import time
 
 from f2l.answer import answer
+from f2l.cli import add_debug_flag, entry_point, non_negative_int, positive_int
 from f2l.models import BASE_NAMES
 from f2l.pipeline import Frames2LoRA
-from f2l.video import Frames, load_video
+from f2l.video import load_video
 
 
-def load_clip(args: argparse.Namespace, frame_size: int) -> Frames:
-    if args.world_seed is not None:
-        from f2l.world import render_clip
-
-        return render_clip(args.world_seed, num_frames=args.frames, size=args.size or frame_size).frames
-    return load_video(args.video, num_frames=args.frames)
-
-
-def main(argv: list[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m f2l.ask", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", help="path of a video file (any container/codec PyAV decodes)")
-    source.add_argument("--world-seed", type=int, help="a clip of the embedded world, by seed")
+    source.add_argument("--world-seed", type=non_negative_int, help="a clip of the embedded world, by seed")
     parser.add_argument("--question", required=True)
     parser.add_argument(
         "--hypernet", default="tiny", help="a trained hypernetwork directory, or 'tiny' (shipped)"
@@ -41,18 +35,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--base", help=f"override the hypernetwork's base: {', '.join(BASE_NAMES)}, a Hub id or a dir"
     )
-    parser.add_argument("--frames", type=int, default=8, help="frames sampled uniformly over the clip")
-    parser.add_argument("--size", type=int, default=None, help="world clips: rendered side in pixels")
     parser.add_argument(
-        "--chunk-frames", type=int, default=None, help="internalize segments of this many frames and compose"
+        "--frames", type=positive_int, default=8, help="frames sampled uniformly over the clip"
     )
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--size", type=positive_int, default=None, help="world clips: rendered side in pixels"
+    )
+    parser.add_argument(
+        "--chunk-frames",
+        type=positive_int,
+        default=None,
+        help="internalize segments of this many frames and compose",
+    )
+    parser.add_argument("--max-new-tokens", type=positive_int, default=64)
     parser.add_argument("--device", default=None)
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
 
+    frames = load_video(args.video, num_frames=args.frames) if args.video else None  # before the model loads
     f2l = Frames2LoRA.from_pretrained(args.hypernet, base=args.base, device=args.device)
     base = f2l.base
-    frames = load_clip(args, base.model.config.vision_config.image_size)
+    if frames is None:
+        from f2l.world import render_clip
+
+        size = args.size or base.model.config.vision_config.image_size
+        frames = render_clip(args.world_seed, num_frames=args.frames, size=size).frames
     start = time.perf_counter()
     adapter = f2l.internalize(frames, chunk_frames=args.chunk_frames)
     internalize_s = time.perf_counter() - start

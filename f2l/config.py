@@ -13,6 +13,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from f2l.cli import add_debug_flag
+
 _SCALARS = {"int": int, "float": float, "str": str}
 
 
@@ -58,7 +60,9 @@ def parse_config(
             continue
         kind, many = _kind(annotation)
         parser.add_argument(flag, type=kind, nargs="+" if many else None, default=None, help=helptext)
+    add_debug_flag(parser)  # read by f2l.cli.entry_point, not a field
     args = vars(parser.parse_args(argv))
+    del args["debug"]
     values: dict[str, Any] = {}
     if presets is not None:
         preset = args.get("preset") or default_preset

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from f2l.cli import add_debug_flag, entry_point
 from f2l.hypernet.official import OFFICIAL_CONTEXT, OfficialConfig, OfficialHypernet
 
 
@@ -178,7 +179,8 @@ def convert_official(checkpoint: str | Path, out: str | Path, *, base: str | Non
     return model.save(out, extra={"train_config": {"base": config.base_id}, "converted_from": source})
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m f2l.convert", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="format", required=True)
     official = sub.add_parser("official", help="a released Frames2LoRA .pt hypernetwork")
@@ -187,15 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     official.add_argument(
         "--base", help="record this base instead of the checkpoint's (a shipped name, Hub id or directory)"
     )
-    official.add_argument("--debug", action="store_true", help="show the traceback on errors")
+    add_debug_flag(official)
     args = parser.parse_args(argv)
-    try:
-        out = convert_official(args.checkpoint, args.out, base=args.base)
-    except ConversionError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    out = convert_official(args.checkpoint, args.out, base=args.base)
     print(f"wrote {out} (official kind; load with Frames2LoRA.from_pretrained({str(out)!r}))")
     return 0
 

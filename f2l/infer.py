@@ -45,10 +45,11 @@ from tqdm.auto import tqdm
 from f2l.adapter import Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, generate_answers, generate_with_adapters
 from f2l.chat import count_tokens, model_inputs, prompt_text
-from f2l.data import Example, ManifestError, Prompt, clip_prompts, iter_prompts, read_manifest
+from f2l.cli import UsageError, add_debug_flag, entry_point, positive_int
+from f2l.data import Example, Prompt, clip_prompts, iter_prompts, read_manifest
 from f2l.io import atomic_write_text
 from f2l.models import BASE_NAMES
-from f2l.pipeline import Frames2LoRA, HypernetMismatchError, resolve_hypernet
+from f2l.pipeline import Frames2LoRA, resolve_hypernet
 from f2l.video import Frames, VideoDecodeError
 
 PROG = "python -m f2l.infer"
@@ -69,10 +70,6 @@ ROW_FIELDS = (
     "run",
     "error",
 )
-
-
-class UsageError(Exception):
-    """A mistake on the command line or in its files: reported in one line, exit status 2."""
 
 
 @dataclass(frozen=True)
@@ -124,13 +121,6 @@ class Reply(NamedTuple):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not the usage block
         raise UsageError(message)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
-    return value
 
 
 def parse_config(argv: Sequence[str] | None = None) -> InferConfig:
@@ -197,7 +187,7 @@ def parse_config(argv: Sequence[str] | None = None) -> InferConfig:
     )
     p.add_argument("--limit", type=positive_int, help="answer at most this many of the prompts still to do")
     p.add_argument("--fresh", action="store_true", help="discard an existing --out instead of resuming it")
-    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    add_debug_flag(p)
     return InferConfig(**vars(p.parse_args(argv)))
 
 
@@ -483,22 +473,9 @@ def run(cfg: InferConfig) -> int:
     return 1 if failed else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        cfg = parse_config(argv)
-    except UsageError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    try:
-        return run(cfg)
-    except (UsageError, ManifestError, FileNotFoundError, HypernetMismatchError) as e:
-        if cfg.debug:
-            raise
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+@entry_point(interrupted="interrupted; rerun the same command to resume")
+def main(argv: list[str]) -> int:
+    return run(parse_config(argv))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from f2l.adapter import install_lora, use_adapter
 from f2l.chat import model_inputs, prompt_text
+from f2l.cli import entry_point
 from f2l.config import parse_config as _parse_config
 from f2l.data import Example, clip_prompts, load_frames, read_manifest, world_manifest
 from f2l.distributed import init_distributed, world_size
@@ -699,5 +700,11 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     )
 
 
+@entry_point
+def main(argv: list[str]) -> int:
+    train(parse_config(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    train(parse_config())
+    sys.exit(main())

@@ -264,7 +264,7 @@ def test_cli_convert_end_to_end(anet: tuple[Path, Path], tmp_path: Path, capsys,
         main(["convert", "nextqa", str(ann), "--videos", "videos", "--out", "x.jsonl", "--per-segment"]) == 2
     )
     assert (
-        main(["convert", "vdc", str(tmp_path / "absent.json"), "--videos", "videos", "--out", "y.jsonl"]) == 1
+        main(["convert", "vdc", str(tmp_path / "absent.json"), "--videos", "videos", "--out", "y.jsonl"]) == 2
     )
 
     assert main(["check", str(out)]) == 0

@@ -219,7 +219,7 @@ def test_usage_mistakes_end_in_one_line_and_status_2(tmp_path, manifest, argv, c
     values = {"m": manifest, "out": tmp_path / "p.jsonl", "tmp": tmp_path, "bad": bad}
     assert infer.main([a.format(**values) for a in argv]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("python -m f2l.infer: error: "), err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -239,7 +239,4 @@ def test_help_documents_every_flag_and_the_module_runs(tmp_path, capsys):
         capture_output=True,
         text=True,
     )
-    assert (
-        done.returncode == 2
-        and done.stderr == f"python -m f2l.infer: error: no manifest at {tmp_path}/nope.jsonl\n"
-    )
+    assert done.returncode == 2 and done.stderr == f"error: no manifest at {tmp_path}/nope.jsonl\n"

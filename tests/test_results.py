@@ -147,7 +147,9 @@ def test_two_torchrun_ranks_give_the_same_dataset_as_one(tmp_path: Path) -> None
         xr.testing.assert_identical(got[name], expected[name])
 
 
-def test_a_study_command_on_results_of_another_config_exits_with_one_line(tmp_path: Path) -> None:
+def test_a_study_command_on_results_of_another_config_exits_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """``study_main`` turns the refusal into the command's error message: what differs and how out."""
     from dataclasses import dataclass
 
@@ -162,9 +164,7 @@ def test_a_study_command_on_results_of_another_config_exits_with_one_line(tmp_pa
         return Study(cfg.out, "demo", config={"frames": cfg.frames}).run(UNITS[:1], unit_dataset)
 
     run(DemoConfig())
-    with pytest.raises(SystemExit) as stop:
-        study_main("demo", DemoConfig, run, ["--frames", "16"], "demo")
-    message = str(stop.value.code)
-    assert (
-        message.startswith("python -m analyses.demo: ") and "['frames']" in message and "--fresh" in message
-    )
+    capsys.readouterr()
+    assert study_main("demo", DemoConfig, run, ["--frames", "16"], "demo") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "['frames']" in err and "--fresh" in err

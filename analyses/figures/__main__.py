@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from analyses.figures import FIGURES, render_study  # noqa: E402
+from f2l.cli import entry_point  # noqa: E402
 from f2l.config import parse_config  # noqa: E402
 
 
@@ -29,7 +30,8 @@ class FiguresConfig:
     svg: bool = False
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     cfg = parse_config(
         FiguresConfig, argv, prog="python -m analyses.figures", description=__doc__.split("\n\n")[0]
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from collections.abc import Sequence
 
-from f2l.data.converters import CONVERTERS, AnnotationError
+from f2l.cli import UsageError, add_debug_flag, entry_point, non_negative_int, one_line, positive_int
+from f2l.data.converters import CONVERTERS
 from f2l.data.manifest import ManifestError, read_manifest, world_manifest, write_manifest
+from f2l.world.splits import SPLITS
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def _build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--videos", required=True, help="folder holding the videos")
     conv.add_argument("--out", required=True, help="manifest to write (.jsonl)")
     conv.add_argument("--split", default=None, help="split name stored on every example (e.g. val)")
-    conv.add_argument("--frames", type=int, default=None, help="frame count stored on every example")
+    conv.add_argument("--frames", type=positive_int, default=None, help="frame count stored on every example")
     conv.add_argument(
         "--keep-missing",
         action="store_true",
@@ -42,16 +43,23 @@ def _build_parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "--per-segment", action="store_true", help="activitynet only: one example per captioned event"
     )
-    conv.add_argument("--seed", type=int, default=None, help="finevideo only: seed of the span draw (42)")
     conv.add_argument(
-        "--total", type=int, default=None, help="finevideo only: spans to draw (default: all the mix allows)"
+        "--seed", type=non_negative_int, default=None, help="finevideo only: seed of the span draw (42)"
+    )
+    conv.add_argument(
+        "--total",
+        type=positive_int,
+        default=None,
+        help="finevideo only: spans to draw (default: all the mix allows)",
     )
 
     world = sub.add_parser("world", help="write a manifest of procedural world clips")
     world.add_argument("--split", default="test", choices=("train", "val", "test"))
-    world.add_argument("--n", type=int, default=100, help="number of clips")
-    world.add_argument("--frames", type=int, default=8, help="frames per clip")
-    world.add_argument("--offset", type=int, default=0, help="skip this many seeds of the split first")
+    world.add_argument("--n", type=non_negative_int, default=100, help="number of clips")
+    world.add_argument("--frames", type=positive_int, default=8, help="frames per clip")
+    world.add_argument(
+        "--offset", type=non_negative_int, default=0, help="skip this many seeds of the split first"
+    )
     world.add_argument("--out", required=True, help="manifest to write (.jsonl)")
 
     check = sub.add_parser(
@@ -63,6 +71,8 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="official manifests: folder of relative video paths (default: $FRAMES2LORA_DATA_ROOT)",
     )
+    for command_parser in (conv, world, check):
+        add_debug_flag(command_parser)
     return parser
 
 
@@ -70,8 +80,7 @@ def _convert(args: argparse.Namespace) -> int:
     kwargs = {"split": args.split, "frames": args.frames, "keep_missing": True}
     if args.per_segment:
         if args.format != "activitynet":
-            print("--per-segment applies to activitynet only", file=sys.stderr)
-            return 2
+            raise UsageError("--per-segment applies to activitynet only")
         kwargs["per_segment"] = True
     if args.format == "finevideo":
         # missing videos must leave before the span draw, or dropping them afterwards would skew the mix
@@ -79,13 +88,8 @@ def _convert(args: argparse.Namespace) -> int:
         if args.seed is not None:
             kwargs["seed"] = args.seed
     elif args.seed is not None or args.total is not None:
-        print("--seed and --total apply to finevideo only", file=sys.stderr)
-        return 2
-    try:
-        examples = CONVERTERS[args.format](args.annotation, args.videos, **kwargs)
-    except (AnnotationError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise UsageError("--seed and --total apply to finevideo only")
+    examples = CONVERTERS[args.format](args.annotation, args.videos, **kwargs)
     missing = sum(1 for e in examples if e.meta.get("video_missing"))
     if not args.keep_missing:
         examples = [e for e in examples if not e.meta.get("video_missing")]
@@ -103,7 +107,7 @@ def _check(args: argparse.Namespace) -> int:
         try:
             examples = read_manifest(path, data_root=args.data_root)
         except (ManifestError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {one_line(e)}", file=sys.stderr)
             status = 1
             continue
         files = [e for e in examples if not e.is_world]
@@ -117,11 +121,16 @@ def _check(args: argparse.Namespace) -> int:
     return status
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "convert":
         return _convert(args)
     if args.command == "world":
+        if args.offset + args.n > len(SPLITS[args.split]):
+            raise UsageError(
+                f"the {args.split} split has {len(SPLITS[args.split])} seeds; --offset + --n exceeds it"
+            )
         examples = world_manifest(args.split, args.n, frames=args.frames, offset=args.offset)
         write_manifest(args.out, examples)
         print(f"wrote {len(examples)} examples to {args.out}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from f2l.cli import add_debug_flag, entry_point, non_negative_int
 from f2l.models.tiny import TinyPreset, build_config, build_untrained, save_checkpoint, train_tokenizer
 
 REAL_VOCAB = 49_280  # SmolVLM2's tokenizer (SmolLM2's 49,152 + the image/video special tokens)
@@ -81,12 +82,14 @@ def build_shape(name: str, out: str | Path, dtype: str = "bfloat16", seed: int =
     return save_checkpoint(model, processor, out)
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m f2l.models.shapes", description=__doc__.split("\n\n")[0])
     parser.add_argument("shape", choices=sorted(SHAPES))
     parser.add_argument("--out", required=True, help="checkpoint directory to write")
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     path = build_shape(args.shape, args.out, args.dtype, args.seed)
     print(f"wrote the untrained {args.shape} shape to {path}")

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from f2l.cli import entry_point
 from f2l.config import parse_config
 from f2l.io import atomic_write_json
 from f2l.models import load_base
@@ -182,5 +183,11 @@ def parse_args(argv: list[str] | None = None) -> ProbeConfig:
     )
 
 
+@entry_point
+def main(argv: list[str]) -> int:
+    run(parse_args(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    run(parse_args())
+    sys.exit(main())

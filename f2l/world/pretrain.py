@@ -37,6 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from f2l.chat import answer_suffix, model_inputs, prompt_text
+from f2l.cli import entry_point
 from f2l.config import parse_config
 from f2l.data import CAPTION_PROMPTS, Example, iter_prompts, load_frames, world_example
 from f2l.eval.metrics import token_f1
@@ -425,5 +426,11 @@ def parse_args(argv: list[str] | None = None) -> PretrainConfig:
     )
 
 
+@entry_point
+def main(argv: list[str]) -> int:
+    pretrain(parse_args(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    pretrain(parse_args())
+    sys.exit(main())

@@ -23,6 +23,7 @@ import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from f2l.cli import entry_point
 from f2l.config import parse_config
 from f2l.io import atomic_directory, atomic_write_json
 from f2l.models import CHECKPOINTS_DIR
@@ -147,5 +148,11 @@ def parse_args(argv: list[str] | None = None) -> RecipeConfig:
     )
 
 
+@entry_point
+def main(argv: list[str]) -> int:
+    build(parse_args(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    build(parse_args())
+    sys.exit(main())

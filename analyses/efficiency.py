@@ -59,12 +59,14 @@ Dataset schema (``efficiency.nc``):
 - scalar coord ``clip``; attrs: provenance, ``question``, the batched measure ``batch_size``,
   ``batch_ttft_f2l_s`` and ``batch_ttft_no_video_s`` (s, medians), ``batch_f2l_vs_no_video`` (median of
   the per-round ratios) with its range ``batch_f2l_vs_no_video_min`` / ``_max``, and the training measure
-  ``train_step_s``, ``student_fwd_bwd_s`` (s, medians) and ``train_step_vs_student`` (their ratio).
+  ``train_step_s``, ``student_fwd_bwd_s`` (s, medians) and ``train_step_vs_student`` (their ratio); with
+  ``--compare-hypernets``, ``train_step_by_hypernet_s`` (s, in the order of the ``hypernet`` coordinate).
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
@@ -464,21 +466,33 @@ def batched_overhead(
 # --------------------------------------------------------------------------- training step
 
 
-def training_overhead(pipeline: Frames2LoRA, clips: list[Frames], question: str, warmup: int, repeats: int):
+def training_overhead(
+    pipeline: Frames2LoRA,
+    clips: list[Frames],
+    question: str,
+    warmup: int,
+    repeats: int,
+    others: Sequence[Frames2LoRA] = (),
+):
     """Median seconds of a distillation step (encode + hypernetwork + adapted student forward/backward)
-    and of the student forward/backward alone under a fixed adapter, on ``clips`` with 2 prompts each."""
-    base, hypernet, device = pipeline.base, pipeline.hypernet, pipeline.base.device
+    and of the student forward/backward alone under a fixed adapter, on ``clips`` with 2 prompts each;
+    with ``others`` (pipelines of the same base), each one's distillation step too, in the same rounds."""
+    base, device = pipeline.base, pipeline.base.device
     texts = [prompt_text(base.processor, question, with_video=False) + answer_suffix(base.processor, "grey.")]
     student = base.tokenizer(texts * 2 * len(clips), return_tensors="pt").to(device)
     index = torch.arange(len(clips), device=device).repeat_interleave(2)
-    encode = internalization_inputs(base, clips, hypernet.context)
 
-    def full_step():
-        factors = hypernet(base, encode)
-        rows = {m: (a[index], b[index]) for m, (a, b) in factors.items()}
-        with use_adapter(base.model, hypernet.to_adapter(rows)):
-            base.model(**student).logits.float().logsumexp(-1).mean().backward()
-        hypernet.zero_grad()
+    def full_step(hypernet):
+        encode = internalization_inputs(base, clips, hypernet.context)
+
+        def step():
+            factors = hypernet(base, encode)
+            rows = {m: (a[index], b[index]) for m, (a, b) in factors.items()}
+            with use_adapter(base.model, hypernet.to_adapter(rows)):
+                base.model(**student).logits.float().logsumexp(-1).mean().backward()
+            hypernet.zero_grad()
+
+        return step
 
     fixed = pipeline.internalize_batch(clips)
     fixed_rows = {
@@ -490,18 +504,24 @@ def training_overhead(pipeline: Frames2LoRA, clips: list[Frames], question: str,
         with use_adapter(base.model, Adapter(fixed_rows, scaling=fixed.scaling)):
             base.model(**student).logits.float().logsumexp(-1).mean().backward()
 
-    hypernet.train()
+    hypernets = [p.hypernet for p in (pipeline, *others)]
+    steps = {"student": student_step} | {f"full:{i}": full_step(h) for i, h in enumerate(hypernets)}
+    for h in hypernets:
+        h.train()
     try:
         with torch.enable_grad():
-            t = median_times({"full": full_step, "student": student_step}, device, warmup, repeats)
-            t_full, t_student = t["full"], t["student"]
+            t = median_times(steps, device, warmup, repeats)
     finally:
-        hypernet.eval()
-    return {
-        "train_step_s": t_full,
-        "student_fwd_bwd_s": t_student,
-        "train_step_vs_student": t_full / t_student,
+        for h in hypernets:
+            h.eval()
+    out = {
+        "train_step_s": t["full:0"],
+        "student_fwd_bwd_s": t["student"],
+        "train_step_vs_student": t["full:0"] / t["student"],
     }
+    if others:  # aligned with the dataset's hypernet coordinate
+        out["train_step_by_hypernet_s"] = [t[f"full:{i}"] for i in range(len(hypernets))]
+    return out
 
 
 # --------------------------------------------------------------------------- summary
@@ -545,10 +565,12 @@ def overhead_per_round(ds: xr.Dataset) -> list[dict]:
 
 
 def internalize_table(ds: xr.Dataset) -> str:
-    """Each hypernetwork's internalization time per frame count, and its ratio to the first's."""
+    """Each hypernetwork's internalization time per frame count (and its training step, when measured),
+    with its ratio to the first's."""
     first = ds["internalize_s"].isel(hypernet=0)
+    steps = json.loads(ds.attrs.get("train_step_by_hypernet_s", "null"))  # provenance stores lists as JSON
     rows = []
-    for h in ds["hypernet"].values:
+    for i, h in enumerate(ds["hypernet"].values):
         t = ds["internalize_s"].sel(hypernet=h)
         row = {
             "hypernet": f"{h} ({ds['hypernet_kind'].sel(hypernet=h).item()}, "
@@ -558,6 +580,8 @@ def internalize_table(ds: xr.Dataset) -> str:
             row[f"{int(f)} frames"] = (
                 f"{float(t.sel(frames=f)):.3f} s ({_ratio(t.sel(frames=f), first.sel(frames=f))})"
             )
+        if steps is not None:
+            row["training step"] = f"{steps[i] * 1e3:.0f} ms ({_ratio(steps[i], steps[0])})"
         rows.append(row)
     return markdown_table(rows)
 
@@ -643,11 +667,12 @@ def run(cfg: EfficiencyConfig) -> xr.Dataset:
     frames = frame_counts(cfg)
     examples = study_examples(cfg.manifest, cfg.split, cfg.clips, cfg.train_frames)
     overhead, rounds = {}, max(cfg.overhead_rounds, cfg.repeats)
+    others = [Frames2LoRA.from_pretrained(h, base=pipeline.base) for h in cfg.compare_hypernets]
     if rank() == 0:
         clips = [pipeline.example_frames(e, cfg.train_frames) for e in examples]
         overhead = batched_overhead(pipeline, clips, cfg.question, cfg.max_new_tokens, cfg.warmup, rounds)
         if cfg.training:
-            overhead |= training_overhead(pipeline, clips, cfg.question, cfg.warmup, cfg.repeats)
+            overhead |= training_overhead(pipeline, clips, cfg.question, cfg.warmup, cfg.repeats, others)
     config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh")} | {"frames": list(frames)}
     attrs = provenance(
         pipeline,
@@ -662,7 +687,6 @@ def run(cfg: EfficiencyConfig) -> xr.Dataset:
     )
     study = Study(cfg.out, "efficiency", config=config, attrs=attrs, dim="frames", fresh=cfg.fresh)
     units = [str(f) for f in frames]
-    others = [Frames2LoRA.from_pretrained(h, base=pipeline.base) for h in cfg.compare_hypernets]
     study.run(
         units, lambda unit: measure_frames(pipeline, cfg, examples[0], int(unit), others), desc="frame counts"
     )

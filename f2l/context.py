@@ -17,6 +17,7 @@ from itertools import groupby
 import torch
 import transformers
 
+from f2l.cli import add_debug_flag, entry_point, non_negative_int, positive_int
 from f2l.encode import internalization_inputs
 from f2l.pipeline import Frames2LoRA
 
@@ -56,14 +57,18 @@ def describe_context(pipeline: Frames2LoRA, clip) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m f2l.context", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", help="a video file")
-    source.add_argument("--world-seed", type=int, help="a clip of the embedded world, by seed")
+    source.add_argument("--world-seed", type=non_negative_int, help="a clip of the embedded world, by seed")
     parser.add_argument("--hypernet", default="tiny", help="a hypernetwork directory, or a shipped name")
     parser.add_argument("--base", help="override the hypernetwork's base")
-    parser.add_argument("--frames", type=int, help="frames to sample (default: the hypernetwork's format)")
+    parser.add_argument(
+        "--frames", type=positive_int, help="frames to sample (default: the hypernetwork's format)"
+    )
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     pipeline = Frames2LoRA.from_pretrained(args.hypernet, base=args.base, device="cpu")
     if args.world_seed is not None:

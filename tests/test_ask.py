@@ -29,3 +29,29 @@ def test_ask_composes_segment_adapters(capsys):
                  "--chunk-frames", "4"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "rank 16 x 4 layers" in out  # two rank-8 segment adapters concatenated along r
+
+
+def test_ask_with_an_official_kind_hypernetwork(tmp_path, capsys):
+    """The authors' design, converted from the official fixture: a rank-2r adapter on down_proj, and
+    composed segments at rank (n + 1) r (the static block once)."""
+    from pathlib import Path
+
+    from f2l.convert import convert_official
+
+    fixture = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
+    official = str(convert_official(fixture, tmp_path / "official", base="tiny"))
+    args = [
+        "--hypernet",
+        official,
+        "--world-seed",
+        "1010000",
+        "--question",
+        "what color is it?",
+        "--frames",
+        "4",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "rank 32 x 4 layers" in out and out.count(" 0 visual") == 2
+    assert main([*args, "--chunk-frames", "2"]) == 0
+    assert "rank 48 x 4 layers" in capsys.readouterr().out

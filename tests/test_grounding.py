@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from f2l.world import CAMERAS, COLORS, MOTIONS, qa, sample_truth
-from f2l.world.grounding import (
+from f2l.basetrain.grounding import (
     COLOR_CLASSES,
     EVENT_COLORS,
     EVENT_KINDS,
@@ -16,8 +15,9 @@ from f2l.world.grounding import (
     TemporalHeads,
     cell_targets,
 )
+from f2l.basetrain.pretrain import PretrainConfig, _lr_at, turn_loss
+from f2l.world import CAMERAS, COLORS, MOTIONS, qa, sample_truth
 from f2l.world.language import NUMBER_WORDS
-from f2l.world.pretrain import PretrainConfig, _lr_at, turn_loss
 
 FRAMES, SIZE, GRID = 8, 64, 4
 
@@ -139,8 +139,8 @@ def test_turn_loss_weighs_a_one_word_answer_like_a_caption():
 def test_a_focus_stage_drills_one_qa_type_and_leaves_other_stages_unchanged():
     """``--focus-qa direction --focus-share s`` makes about s of the turns direction QA; at share 0 the
     turns (and the random stream) are exactly those of a config without the field."""
+    from f2l.basetrain.pretrain import _sample_turn
     from f2l.data import world_example
-    from f2l.world.pretrain import _sample_turn
 
     examples = [world_example(seed, frames=4) for seed in range(40)]
     directions = {(q.question, q.answer) for e in examples for q in e.qa if q.type == "direction"}

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from f2l.world.linear_probes import ProbeConfig, fit_probe, run
+from probes.linear_probes import ProbeConfig, fit_probe, run
 
 
 def test_probe_reads_a_linear_label_and_not_a_random_one():

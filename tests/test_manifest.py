@@ -226,11 +226,11 @@ def test_load_frames_world_shapes_and_overrides() -> None:
 def test_load_frames_file_passes_span_and_resolved_path(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import f2l.video
+    import f2l.data.manifest
 
     calls = []
     monkeypatch.setattr(
-        f2l.video, "load_video", lambda path, **kw: calls.append((path, kw)) or "frames", raising=False
+        f2l.data.manifest, "load_video", lambda path, **kw: calls.append((path, kw)) or "frames"
     )
     ex = _file_example(root=str(tmp_path))
     assert load_frames(ex, size=384) == "frames"

@@ -8,9 +8,9 @@ import json
 import pytest
 from transformers import AutoModelForImageTextToText
 
-import f2l.world.recipe as recipe
-from f2l.world.pretrain import PretrainConfig
-from f2l.world.recipe import RECIPES, RecipeConfig, build, command, stage_configs
+import f2l.basetrain.recipe as recipe
+from f2l.basetrain.pretrain import PretrainConfig
+from f2l.basetrain.recipe import RECIPES, RecipeConfig, build, command, stage_configs
 
 SMALL = {
     "batch_size": 2,
@@ -32,7 +32,7 @@ def test_stages_chain_and_their_commands_rebuild_them(tmp_path):
     assert len({s.out for s in stages}) == len(stages)
     line = command(stages[1])
     assert f"--init-from {stages[0].out}" in line and "--lr 0.0005" in line and "--threads" not in line
-    assert command(PretrainConfig()) == "python -m f2l.world.pretrain"
+    assert command(PretrainConfig()) == "python -m f2l.basetrain.pretrain"
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from f2l.world.pretrain import PretrainConfig, eval_rows, evaluate, pretrain
+from f2l.basetrain.pretrain import PretrainConfig, eval_rows, evaluate, pretrain
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,7 @@ def test_pretrain_script_builds_a_loadable_checkpoint(tmp_path):
 def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch):
     """A run interrupted after its step-2 snapshot and started again ends with exactly the weights of an
     uninterrupted run (temporal heads and the per-turn loss on, so every saved part is exercised)."""
-    import f2l.world.pretrain as pretrain_module
+    import f2l.basetrain.pretrain as pretrain_module
 
     def config(name: str) -> PretrainConfig:
         return PretrainConfig(

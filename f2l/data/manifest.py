@@ -37,12 +37,11 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+from f2l import world
 from f2l.io import atomic_write_text
-
-if TYPE_CHECKING:
-    from f2l.video import Frames
+from f2l.video import Frames, load_video
 
 #: The instruction that asks for each caption category. The one place these strings live.
 CAPTION_PROMPTS: dict[str, str] = {
@@ -437,15 +436,11 @@ def load_frames(
     """
     count = num_frames if num_frames is not None else example.frames
     if example.is_world:
-        from f2l.world import render_clip
-
-        return render_clip(
+        return world.render_clip(
             example.video.world_seed,
             num_frames=count or DEFAULT_WORLD_FRAMES,
             size=size or DEFAULT_WORLD_SIZE,
         ).frames
-    from f2l.video import load_video
-
     sampling: dict[str, Any] = {"num_frames": count} if count is not None else {"fps": example.fps}
     return load_video(
         example.video_path(root),
@@ -461,8 +456,6 @@ def load_frames(
 
 def world_example(seed: int, *, split: str | None = None, frames: int = DEFAULT_WORLD_FRAMES) -> Example:
     """The manifest record of one world clip: its captions and QA come from the clip's ground truth."""
-    from f2l import world
-
     truth = world.sample_truth(seed)
     qa_items = tuple(
         QAItem(
@@ -492,9 +485,9 @@ def world_manifest(
     split: str, n: int, *, frames: int = DEFAULT_WORLD_FRAMES, offset: int = 0
 ) -> list[Example]:
     """``n`` examples of a fixed world split (seeds from ``f2l.world.split_seeds``), ids ``world-<seed>``."""
-    from f2l.world import split_seeds
-
-    return [world_example(seed, split=split, frames=frames) for seed in split_seeds(split, n, offset=offset)]
+    return [
+        world_example(seed, split=split, frames=frames) for seed in world.split_seeds(split, n, offset=offset)
+    ]
 
 
 # --------------------------------------------------------------------------- prompts

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from f2l.cli import add_debug_flag, entry_point, non_negative_int
 from f2l.models.tiny import TinyPreset, build_config, build_untrained, save_checkpoint, train_tokenizer
+from f2l.world import split_seeds, world_text_corpus
 
 REAL_VOCAB = 49_280  # SmolVLM2's tokenizer (SmolLM2's 49,152 + the image/video special tokens)
 MAX_POSITIONS = 131_072  # 1,024 frames in context: 85k tokens at 500M (64 a frame), 103k at 2.2B (81)
@@ -63,8 +64,6 @@ SHAPES = {
 
 
 def _corpus():
-    from f2l.world import split_seeds, world_text_corpus
-
     return world_text_corpus(split_seeds("train", 200))
 
 

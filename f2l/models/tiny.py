@@ -4,7 +4,7 @@ It is built here from nothing (a byte-level BPE tokenizer trained on the world's
 config, the SmolVLM image/video processor configs and the SmolVLM2 chat template) and saved as an
 ordinary Hugging Face checkpoint directory, so ``AutoModelForImageTextToText`` and ``AutoProcessor``
 load it exactly like ``HuggingFaceTB/SmolVLM2-500M-Video-Instruct``, and video goes through the
-same processor path. ``f2l.world.pretrain`` trains it; the trained result ships in
+same processor path. ``f2l.basetrain.pretrain`` trains it; the trained result ships in
 ``f2l/checkpoints/<preset>/``.
 """
 

@@ -1,12 +1,12 @@
 """The recipe of a shipped base: the pretraining stages, in order, that build it from nothing.
 
-    python -m f2l.world.recipe                         # rebuild f2l/checkpoints/tiny (~65 min on 2 cores)
-    python -m f2l.world.recipe --work runs/recipe --out /tmp/tiny
+    python -m f2l.basetrain.recipe                     # rebuild f2l/checkpoints/tiny (~65 min on 2 cores)
+    python -m f2l.basetrain.recipe --work runs/recipe --out /tmp/tiny
 
 A from-scratch VLM this small does not reach the shipped base in one run: the first stage learns to
 see at a high learning rate, later ones refine at a low one with fresh auxiliary heads (a trained
 base jolted by a high rate loses its colour binding within 50 steps; README, "The shipped tiny
-SmolVLM2"). Each stage is one ``f2l.world.pretrain`` run written to ``<work>/<preset>-stage<i>`` and
+SmolVLM2"). Each stage is one ``f2l.basetrain.pretrain`` run written to ``<work>/<preset>-stage<i>`` and
 continuing the stage before. A stage whose directory already holds a finished checkpoint of the same
 settings is not run again, and an interrupted stage resumes from its own snapshot, so the same command
 picks a rebuild up wherever it stopped (a stage after one that was trained again is trained again
@@ -23,14 +23,14 @@ import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from f2l.basetrain.pretrain import PretrainConfig, pretrain
 from f2l.cli import entry_point
 from f2l.config import parse_config
 from f2l.io import atomic_directory, atomic_write_json
 from f2l.models import CHECKPOINTS_DIR
-from f2l.world.pretrain import PretrainConfig, pretrain
 
 # Stage settings beyond PretrainConfig's defaults (the first stage is the plain `python -m
-# f2l.world.pretrain`); `out` and `init_from` are the recipe's to set.
+# f2l.basetrain.pretrain`); `out` and `init_from` are the recipe's to set.
 RECIPES: dict[str, tuple[dict, ...]] = {
     "tiny": (
         {},
@@ -75,14 +75,14 @@ def stage_configs(cfg: RecipeConfig, stages: tuple[dict, ...]) -> list[PretrainC
 
 
 def command(stage: PretrainConfig) -> str:
-    """The ``python -m f2l.world.pretrain`` line that runs this stage on its own."""
+    """The ``python -m f2l.basetrain.pretrain`` line that runs this stage on its own."""
     default = PretrainConfig()
     flags = [
         f"--{f.name.replace('_', '-')} {getattr(stage, f.name)}"
         for f in fields(PretrainConfig)
         if f.name not in ("threads", "fresh") and getattr(stage, f.name) != getattr(default, f.name)
     ]
-    return " ".join(["python -m f2l.world.pretrain", *flags])
+    return " ".join(["python -m f2l.basetrain.pretrain", *flags])
 
 
 def _same_settings(stage: PretrainConfig, scores: dict) -> bool:
@@ -103,9 +103,9 @@ def build(cfg: RecipeConfig, stages: tuple[dict, ...] | None = None) -> dict:
         summary = json.loads(scores_path.read_text()) if scores_path.is_file() else None
         if summary and _same_settings(stage, summary) and not trained:
             # (a stage after a retrained one starts from new weights: it reruns too)
-            print(f"f2l.world.recipe: stage {i} already finished in {stage.out_dir}", file=sys.stderr)
+            print(f"f2l.basetrain.recipe: stage {i} already finished in {stage.out_dir}", file=sys.stderr)
         else:
-            print(f"f2l.world.recipe: stage {i}/{len(configs)}: {command(stage)}", file=sys.stderr)
+            print(f"f2l.basetrain.recipe: stage {i}/{len(configs)}: {command(stage)}", file=sys.stderr)
             summary = pretrain(stage)
             trained = True
         records.append(
@@ -124,7 +124,7 @@ def build(cfg: RecipeConfig, stages: tuple[dict, ...] | None = None) -> dict:
         )
     final = configs[-1].out_dir  # `summary` is the last stage's
     summary.update(
-        recipe={"command": f"python -m f2l.world.recipe --preset {cfg.preset}", **asdict(cfg)},
+        recipe={"command": f"python -m f2l.basetrain.recipe --preset {cfg.preset}", **asdict(cfg)},
         stages=records,
         train_seconds=sum(r["train_seconds"] for r in records),
     )
@@ -134,7 +134,7 @@ def build(cfg: RecipeConfig, stages: tuple[dict, ...] | None = None) -> dict:
             shutil.copyfile(stage.out_dir / "pretrain_log.jsonl", tmp / record["log"])
         atomic_write_json(tmp / "pretrain_scores.json", summary)
     print(
-        f"f2l.world.recipe: {len(records)} stages, test token-F1 direct "
+        f"f2l.basetrain.recipe: {len(records)} stages, test token-F1 direct "
         f"{summary['test']['direct']['token_f1']:.3f}, no-video {summary['test']['no_video']['token_f1']:.3f}"
         f" -> {cfg.out_dir}",
         file=sys.stderr,
@@ -144,7 +144,7 @@ def build(cfg: RecipeConfig, stages: tuple[dict, ...] | None = None) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> RecipeConfig:
     return parse_config(
-        RecipeConfig, argv, prog="python -m f2l.world.recipe", description=__doc__.split("\n\n")[0]
+        RecipeConfig, argv, prog="python -m f2l.basetrain.recipe", description=__doc__.split("\n\n")[0]
     )
 
 

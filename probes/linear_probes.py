@@ -1,7 +1,7 @@
 """What a base's visual tokens hold: linear probes on the world's ground truth, layer by layer.
 
-    python -m f2l.world.linear_probes                     # the shipped tiny base (~1 min on 2 cores)
-    python -m f2l.world.linear_probes --base runs/recipe/tiny-stage1 --out probes.json
+    python -m probes.linear_probes                        # the shipped tiny base (~1 min on 2 cores)
+    python -m probes.linear_probes --base runs/recipe/tiny-stage1 --out probes.json
 
 Before a base can say which way an object moves it has to know where each visual token sits in the
 frame and compare that across frames. This measures both: a softmax-regression probe, fitted on half
@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from f2l.basetrain.pretrain import PretrainConfig, training_batch
 from f2l.cli import entry_point
 from f2l.config import parse_config
 from f2l.io import atomic_write_json
 from f2l.models import load_base
-from f2l.world.pretrain import PretrainConfig, training_batch
 
 
 @dataclass
@@ -179,7 +179,7 @@ def run(cfg: ProbeConfig) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> ProbeConfig:
     return parse_config(
-        ProbeConfig, argv, prog="python -m f2l.world.linear_probes", description=__doc__.split("\n\n")[0]
+        ProbeConfig, argv, prog="python -m probes.linear_probes", description=__doc__.split("\n\n")[0]
     )
 
 

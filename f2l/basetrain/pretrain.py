@@ -1,12 +1,12 @@
 """Build and train a tiny SmolVLM2 from scratch on the world, with the video in context.
 
-    python -m f2l.world.pretrain                          # a `tiny` base (2,400 steps, ~45 min on 2 cores)
-    python -m f2l.world.pretrain --init-from DIR --steps 1000 --lr 5e-4 --warmup 30 --head-warmup 100
-    python -m f2l.world.pretrain --preset small           # the second, larger scale (not shipped yet)
-    python -m f2l.world.recipe                            # every stage of the shipped base, in order
+    python -m f2l.basetrain.pretrain                      # a `tiny` base (2,400 steps, ~45 min on 2 cores)
+    python -m f2l.basetrain.pretrain --init-from DIR --steps 1000 --lr 5e-4 --warmup 30 --head-warmup 100
+    python -m f2l.basetrain.pretrain --preset small       # the second, larger scale (not shipped yet)
+    python -m f2l.basetrain.recipe                        # every stage of the shipped base, in order
 
 The base learns to caption clips in the paper's categories and to answer the world's questions
-with the video in context. An auxiliary grounding loss on its visual tokens (``f2l.world.grounding``)
+with the video in context. An auxiliary grounding loss on its visual tokens (``f2l.basetrain.grounding``)
 gets it past the "answer from the prior" plateau of from-scratch VLM training, where it otherwise
 sits for thousands of steps. A second auxiliary loss on the text model's states at the visual tokens
 (``--temporal-weight``) targets what only the frame sequence shows (how objects and the camera move,
@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from f2l.answer import generate_answers
+from f2l.basetrain.grounding import GroundingHeads, TemporalHeads, cell_targets
 from f2l.chat import answer_suffix, model_inputs, prompt_text
 from f2l.cli import entry_point
 from f2l.config import parse_config
@@ -51,7 +53,6 @@ from f2l.io import (
 from f2l.models import CHECKPOINTS_DIR, Base
 from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
 from f2l.world import CAPTION_CATEGORIES, QA_TYPES, SPLITS, sample_truth, split_seeds, world_text_corpus
-from f2l.world.grounding import GroundingHeads, TemporalHeads, cell_targets
 
 
 @dataclass
@@ -66,7 +67,7 @@ class PretrainConfig:
     weight_decay: float = 0.01
     min_frames: int = 4
     max_frames: int = 10
-    grounding_weight: float = 1.0  # auxiliary cell-content loss on the visual tokens (f2l.world.grounding)
+    grounding_weight: float = 1.0  # auxiliary cell-content loss on visual tokens (f2l.basetrain.grounding)
     temporal_weight: float = 1.0  # auxiliary motion/count/event loss on the text model's visual-token states
     temporal_layer: int = 2  # ... read at this hidden state (0: embeddings, i: after decoder layer i)
     caption_share: float = 0.5  # the rest are QA turns
@@ -183,8 +184,6 @@ def eval_rows(split: str, n_clips: int, frames: int, offset: int = 0):
 @torch.inference_mode()
 def evaluate(base: Base, rows, frame_size: int, max_new_tokens: int, batch_size: int = 32) -> dict:
     """Token-F1 of greedy answers with the video in context (``direct``) and without (``no_video``)."""
-    from f2l.answer import generate_answers
-
     base.model.eval()
     questions = [r.prompt for r in rows]
     videos = [load_frames(r.example, size=frame_size) for r in rows]
@@ -305,7 +304,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     base = Base(model=model, processor=processor, name=f"f2l-{cfg.preset}", path=cfg.out_dir)
     n_params = sum(p.numel() for p in model.parameters())
     print(
-        f"f2l.world.pretrain: preset {cfg.preset}, {n_params / 1e6:.2f}M parameters, "
+        f"f2l.basetrain.pretrain: preset {cfg.preset}, {n_params / 1e6:.2f}M parameters, "
         f"vocab {len(processor.tokenizer)}, {cfg.steps} steps -> {cfg.out_dir}",
         file=sys.stderr,
     )
@@ -422,7 +421,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> PretrainConfig:
     return parse_config(
-        PretrainConfig, argv, prog="python -m f2l.world.pretrain", description=__doc__.split("\n\n")[0]
+        PretrainConfig, argv, prog="python -m f2l.basetrain.pretrain", description=__doc__.split("\n\n")[0]
     )
 
 

@@ -180,7 +180,7 @@ def contrasts_of(methods) -> list[str]:
     return [f"{m} - {REFERENCE}" for m in METHODS if m in set(methods) and m != REFERENCE]
 
 
-def _per_clip(ds: xr.Dataset, metric: str) -> pd.DataFrame:
+def per_clip_scores(ds: xr.Dataset, metric: str) -> pd.DataFrame:
     """Clip-level means per (benchmark, clip) and method: rows (benchmark, clip), columns methods."""
     frame = ds["score"].sel(metric=metric).to_pandas()
     frame.index = pd.MultiIndex.from_arrays(
@@ -205,7 +205,7 @@ def add_statistics(
     verdict = np.full((len(contrasts), len(suites), len(metrics)), NOT_TESTED, dtype=object)
     means = np.full((len(suites), len(methods), len(metrics)), np.nan)
     for k, metric in enumerate(metrics):
-        clips = _per_clip(ds, metric)
+        clips = per_clip_scores(ds, metric)
         for s, suite in enumerate(suites):
             means[s, :, k] = clips.loc[suite].mean().reindex(methods).values
         for c, contrast in enumerate(contrasts):

@@ -187,7 +187,7 @@ def test_statistics_are_holm_adjusted_across_suites():
 
     ds = _synthetic(-0.03, -0.04)
     stats = benchmark.add_statistics(ds, margin=0.05).sel(contrast="f2l - direct", metric="token_f1")
-    clips = benchmark._per_clip(ds, "token_f1")
+    clips = benchmark.per_clip_scores(ds, "token_f1")
     raw = [
         compare_paired(clips.loc[s, "f2l"].values, clips.loc[s, "direct"].values, margin=0.05).p_equivalent
         for s in ("same", "worse")

@@ -1,0 +1,102 @@
+"""Two hypernetworks on the same benchmark: per suite, the paired difference of their adapter-only scores.
+
+    python -m analyses.benchmark --clips 100 --out runs/bench-a --hypernet A
+    python -m analyses.benchmark --clips 100 --out runs/bench-b --hypernet B
+    python -m analyses.compare_hypernets runs/bench-a/benchmark.nc runs/bench-b/benchmark.nc
+
+Both runs must hold the same clips and prompts (the same base, split and settings): clips are the unit of
+replication, so each clip's scores on a suite are averaged before the paired test, as in
+``analyses.benchmark``. Per suite: both means, ``B - A`` with its bootstrap interval, and the verdict of
+``f2l.eval.stats.compare_family`` (Holm across suites) at ``--margin``; ``direct`` of each run is shown
+beside them (equal when the base is).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from analyses.benchmark import per_clip_scores
+from f2l.cli import UsageError, add_debug_flag, entry_point
+from f2l.eval.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, compare_family
+from f2l.results import markdown_table, read_netcdf
+
+
+def compare_runs(
+    a,
+    b,
+    *,
+    method: str = "f2l",
+    metric: str = "token_f1",
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = DEFAULT_ALPHA,
+) -> pd.DataFrame:
+    """One row per suite: both runs' mean ``method`` score, direct's, and ``b - a`` paired by clip."""
+    if sorted(map(str, a["example_id"].values)) != sorted(map(str, b["example_id"].values)):
+        raise UsageError("the two runs hold different prompts: compare runs of the same clips and settings")
+    clips_a, clips_b = per_clip_scores(a, metric), per_clip_scores(b, metric)
+    suites = list(dict.fromkeys(clips_a.index.get_level_values("benchmark")))
+    pairs = {}
+    for suite in suites:
+        joined = pd.concat(
+            [clips_b.loc[suite, method], clips_a.loc[suite, method]], axis=1, keys=["b", "a"]
+        ).dropna()
+        if len(joined) >= 2:
+            pairs[suite] = (joined["b"].values, joined["a"].values)
+    family = compare_family(pairs, margin=margin, alpha=alpha)
+    rows = []
+    for suite in suites:
+        row = {
+            "suite": suite,
+            "direct": clips_a.loc[suite, "direct"].mean() if "direct" in clips_a else float("nan"),
+            "A": clips_a.loc[suite, method].mean(),
+            "B": clips_b.loc[suite, method].mean(),
+        }
+        if suite in family:
+            c = family[suite]
+            row |= {"B - A": c.mean_diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "verdict": c.verdict}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@entry_point
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m analyses.compare_hypernets", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("a", type=Path, help="benchmark.nc of hypernetwork A (the reference)")
+    parser.add_argument("b", type=Path, help="benchmark.nc of hypernetwork B")
+    parser.add_argument("--method", default="f2l", help="the method compared (default: f2l)")
+    parser.add_argument("--metric", default="token_f1")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    a, b = read_netcdf(args.a), read_netcdf(args.b)
+    table = compare_runs(a, b, method=args.method, metric=args.metric, margin=args.margin, alpha=args.alpha)
+    level = f"{1 - 2 * args.alpha:.0%}"
+    print(
+        f"A = {a.attrs.get('hypernet')}, B = {b.attrs.get('hypernet')}; {args.metric} of {args.method}, "
+        f"B - A paired by clip, {level} interval, margin {args.margin}, Holm across suites\n"
+    )
+    rows = [
+        {
+            k: (
+                f"{v:+.3f}"
+                if k in ("B - A", "ci_low", "ci_high")
+                else f"{v:.3f}"
+                if isinstance(v, float)
+                else v
+            )
+            for k, v in r.items()
+        }
+        for r in table.to_dict("records")
+    ]
+    print(markdown_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

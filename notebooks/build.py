@@ -358,6 +358,63 @@ STUDIES = [
             ),
         ],
     ),
+    StudyNotebook(
+        study="patching",
+        title="Activation patching: where the video's effect is carried, where the adapter's, and what it misses",
+        about=(
+            "Every prompt runs three ways on the same question tokens: `direct` (the video in context), "
+            "`f2l` (the adapter, no visual tokens) and `base` (neither). One activation at a time (a "
+            "layer's `resid_pre`, `attn_out` or `mlp_out`, at the question and answer positions aligned "
+            "from the end of the prompt) is copied from a source run into a target run, and the study "
+            "records the share of the gap in the log-probability of the source's greedy answer (summed over "
+            "its tokens, teacher-forced) that the patch restores: `(logp_patched - logp_target) / "
+            "(logp_source - logp_target)`, left NaN where the gap is under `min_effect` nats. Directions: "
+            "direct -> base (where the video's effect is carried), f2l -> base (where the adapter's is) "
+            "and direct -> f2l (what the adapter still misses). The last layer position is the final "
+            "residual stream, which restores exactly 1."
+        ),
+        config="PatchingConfig",
+        small="clips=2",
+        duration="under a minute",
+        figures=[
+            (
+                "**Restored fraction per layer and site**, one panel per direction (mean across the "
+                "examples whose gap passes the threshold, 95% bootstrap interval). 0: the site carries "
+                "none of the difference at these positions; 1: all of it. The direct run's visual tokens "
+                "are never patched, so in direct -> base a site restores only what reached the question "
+                "and answer positions by that point.",
+                "fig = figures.patching_restored(ds)",
+            ),
+            (
+                "**The gap itself**, `logp_source - logp_target` per example: the grey band is where "
+                "`restored` is left NaN. A direction whose gaps sit in the band measures little.",
+                "fig = figures.patching_effects(ds)",
+            ),
+        ],
+        explore=[
+            (
+                "Mean restored fraction per layer (rows) and site (columns), per direction:",
+                'restored = ds["restored"].mean("example_id", skipna=True)\n'
+                'for direction in restored["direction"].values:\n'
+                '    display(Markdown(f"**{direction}**"), restored.sel(direction=direction).to_pandas().round(3))',
+            ),
+            (
+                "The log-probabilities behind one direction, per example, largest gap first (filter on "
+                "`effect` to choose another threshold than the study's):",
+                'direction = "f2l->base"\n'
+                'columns = ["benchmark", "logp_source", "logp_target", "effect", "answer_tokens"]\n'
+                "table = ds[columns[1:]].sel(direction=direction).to_dataframe()[columns]\n"
+                'table.sort_values("effect", ascending=False).round(3)',
+            ),
+            (
+                "The answers every direction scores (the direct and f2l runs' greedy answers) next to the "
+                "reference:",
+                'answers = ds["prediction"].to_pandas()\n'
+                'answers["reference"] = ds["reference"].to_pandas()\n'
+                "answers",
+            ),
+        ],
+    ),
 ]
 
 

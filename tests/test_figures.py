@@ -307,6 +307,40 @@ def logit_attribution_dataset(
     return _finish(ds)
 
 
+def patching_dataset(n_clips: int = 3, layers: int = 4, seed: int = 0, min_effect: float = 0.5) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    coords = _prompt_coords(n_clips)
+    n = len(coords["example_id"])
+    directions = ["direct->base", "f2l->base", "direct->f2l"]
+    target = rng.normal(-5, 1, (n, 3))
+    effect = np.abs(rng.normal(2, 1.5, (n, 3))) * np.array([1, 1, -0.3])
+    share = rng.uniform(-0.2, 1.0, (n, layers + 1, 3, 3))
+    share[:, -1, 0] = 1.0  # the final residual restores everything
+    share[:, -1, 1:] = np.nan  # no sublayers after the last layer
+    share[:, 0, 0] = 0.0  # the embeddings nothing
+    patched = target[:, None, None, :] + share * effect[:, None, None, :]
+    restored = np.where(np.abs(effect)[:, None, None, :] < min_effect, np.nan, share)
+    ds = xr.Dataset(
+        {
+            "restored": (("example_id", "layer", "site", "direction"), restored),
+            "logp_patched": (("example_id", "layer", "site", "direction"), patched),
+            "logp_source": (("example_id", "direction"), target + effect),
+            "logp_target": (("example_id", "direction"), target),
+            "effect": (("example_id", "direction"), effect),
+        },
+        coords=coords
+        | {
+            "layer": list(range(layers + 1)),
+            "site": ["resid_pre", "attn_out", "mlp_out"],
+            "direction": directions,
+            "source": ("direction", ["direct", "f2l", "direct"]),
+            "target": ("direction", ["base", "base", "f2l"]),
+        },
+    )
+    ds.attrs["min_effect"] = min_effect
+    return _finish(ds)
+
+
 DATASETS = {
     "benchmark": benchmark_dataset,
     "efficiency": efficiency_dataset,
@@ -316,6 +350,7 @@ DATASETS = {
     "delta_norms": delta_norms_dataset,
     "rank_ablation": rank_ablation_dataset,
     "logit_attribution": logit_attribution_dataset,
+    "patching": patching_dataset,
 }
 
 MAIN_VARIABLE = {
@@ -327,6 +362,7 @@ MAIN_VARIABLE = {
     "delta_norms": "fro_norm",
     "rank_ablation": "topk_score",
     "logit_attribution": "dla",
+    "patching": "restored",
 }
 ALL_FIGURES = [(study, fn) for study, fns in FIGURES.items() for fn in fns]
 IDS = [f"{study}-{fn.__name__}" for study, fn in ALL_FIGURES]
@@ -366,6 +402,7 @@ def test_every_study_has_figures_and_a_dataset_factory():
             "delta_norms",
             "rank_ablation",
             "logit_attribution",
+            "patching",
         }
     )
 
@@ -495,6 +532,27 @@ def test_dla_is_on_a_symlog_axis_and_averages_answer_tokens_only():
     assert ax.get_yscale() == "symlog"
     resid = ds["dla"].sel(component="resid").mean("position", skipna=True).mean("example_id").values
     assert any(len(y) == len(resid) and np.allclose(y, resid) for y in _line_ys(ax))
+
+
+def test_patching_draws_each_sites_mean_restored_per_direction_and_the_threshold():
+    ds = patching_dataset()
+    fig = figures.patching_restored(ds)
+    axes = _cartesian_axes(fig)
+    assert [ax.get_title().split(":")[0] for ax in axes] == ["direct -> base", "f2l -> base", "direct -> f2l"]
+    for ax, direction in zip(axes, ds["direction"].values, strict=True):
+        assert [t.get_text() for t in ax.get_xticklabels()][-1] == "final"
+        mean = ds["restored"].sel(direction=direction).mean("example_id", skipna=True)
+        ys = _line_ys(ax)
+        assert any(len(y) == 5 and np.allclose(y, mean.sel(site="resid_pre").values) for y in ys)
+        mlp = mean.sel(site="mlp_out").values[:-1]  # no sublayer point at the final residual
+        assert any(len(y) == 4 and np.allclose(y, mlp) for y in ys)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[0].startswith("resid_pre") and len(legend) == 3
+    fig = figures.patching_effects(ds)
+    (ax,) = _cartesian_axes(fig)
+    assert "0.5 nats" in ax.get_title()
+    points = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if isinstance(c, PathCollection)])
+    np.testing.assert_allclose(np.sort(points), np.sort(ds["effect"].values.ravel()))
 
 
 def test_rank_ablation_shows_the_random_control():

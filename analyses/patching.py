@@ -1,0 +1,164 @@
+"""Where is the video's effect carried, where the adapter's, and what does the adapter still miss?
+Activation patching between the direct, f2l and base runs of the same question.
+
+For each clip the hypernetwork's adapter is made once, and every prompt of the clip (each caption category
+and one question of each QA type) runs three ways on the same question tokens: ``direct`` (the video in
+context), ``f2l`` (the adapter, no visual tokens) and ``base`` (neither). One activation at a time (a
+layer's ``resid_pre``, ``attn_out`` or ``mlp_out``, at the question and answer positions, aligned from
+the end of the prompt) is copied from a source run into a target run, and the study records how much of
+the gap in the log-probability of the source's greedy answer that one patch closes, for direct -> base,
+f2l -> base and direct -> f2l; see ``probes.patching`` for the definitions.
+
+    python -m analyses.patching                          # shipped tiny checkpoints, 8 test clips (~1 min)
+    python -m analyses.patching --full --out results     # the complete sweep (100 clips)
+    python -m analyses.patching --directions 'f2l->base'  # one direction only
+    torchrun --nproc-per-node 4 -m analyses.patching --full   # clips sharded across ranks
+
+Writes ``<out>/patching.nc``, ``<out>/patching.md`` (mean restored fraction per direction, layer and
+site, and the log-probability gaps) and figures. Interrupted runs resume where they stopped (one part
+file per clip).
+
+Dataset schema (``patching.nc``; see ``probes.patching``):
+
+- dims ``example_id`` (``"<clip>/<item_id>"``: one prompt of one clip), ``layer`` (0 .. L: the decoder
+  layers, then the final residual stream), ``site`` ("resid_pre", "attn_out", "mlp_out"), ``direction``
+  ("direct->base", "f2l->base", "direct->f2l"), ``run`` ("direct", "f2l"), and ``failure``.
+- coords ``clip``, ``benchmark`` (caption category or QA type), ``kind`` ("caption" | "qa"), ``prompt``
+  (the question) on ``example_id``; ``source`` and ``target`` on ``direction``.
+- ``restored(example_id, layer, site, direction)``: ``(logp_patched - logp_target) / (logp_source -
+  logp_target)``, NaN where ``|effect| < min_effect`` nats (attrs) and for the sublayers at layer L;
+  ``logp_patched(example_id, layer, site, direction)``, ``logp_source``, ``logp_target`` and ``effect =
+  logp_source - logp_target`` (``example_id, direction``), in nats: the summed log-probability of the
+  source's greedy answer (with its stop token); ``answer_tokens(example_id, direction)``,
+  ``question_tokens(example_id)``; ``prediction(example_id, run)``, ``reference``;
+  ``failed_unit(failure)``, ``error(failure)``.
+- attrs: provenance (package version, git revision, base model, hypernetwork, seed, command, time), the
+  definitions (``logp``, ``restored_definition``, ``min_effect``), the backend, and the study's config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from analyses.common import StudyConfig, open_probe_study, study_main
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.results import markdown_table
+from probes.hooks import NNsightCapture
+from probes.patching import DIRECTIONS, MIN_EFFECT, patching
+
+NAME = "patching"
+
+
+@dataclass
+class PatchingConfig(StudyConfig):
+    """Settings of the activation-patching study (every field is a command-line flag)."""
+
+    clips: int = 8
+    frames: int = 8
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    qa_per_type: int = 1
+    prompts_per_clip: int | None = None  # default: every prompt of the clip
+    directions: tuple[str, ...] = tuple(DIRECTIONS)
+    min_effect: float = MIN_EFFECT  # nats: restored is NaN where |logp_source - logp_target| is under it
+    batch_size: int = 32
+
+
+def clip_means(da: xr.DataArray) -> xr.DataArray:
+    """Each clip's mean over its examples (NaN skipped): the prompts of one clip share an adapter and a
+    video, so clips, not prompts, are the independent replicates."""
+    return da.groupby("clip").mean("example_id", skipna=True)
+
+
+def _mean_se(da: xr.DataArray, fmt: str = "+.3f") -> str:
+    """Mean ± standard error across clips of each clip's mean."""
+    clips = clip_means(da)
+    values = clips.values[np.isfinite(clips.values)]
+    if values.size == 0:
+        return "n/a"
+    se = float(values.std(ddof=1)) / np.sqrt(values.size) if values.size > 1 else float("nan")
+    return f"{float(values.mean()):{fmt}} ± {se:.3f}"
+
+
+def summary(ds: xr.Dataset) -> str:
+    """Markdown: the log-probability gaps per direction, then the mean restored fraction per layer and
+    site of each direction."""
+    lines = ["# Activation patching: direct, f2l and base runs\n"]
+    failures = ds.sizes.get("failure", 0)
+    if "restored" not in ds:
+        return "\n".join([*lines, f"No clip finished; {failures} failed.\n"])
+    n_clips = len(np.unique(ds["clip"].values))
+    min_effect = float(ds.attrs.get("min_effect", MIN_EFFECT))
+    last = int(ds["layer"].values[-1])
+    lines.append(
+        f"{n_clips} clips, {ds.sizes['example_id']} prompts, {failures} failed clips. `logp`: "
+        f"{ds.attrs.get('logp', '')}. `restored` = {ds.attrs.get('restored_definition', '')}, NaN where "
+        f"|effect| < {min_effect:g} nats; values are means over each clip's prompts, then mean ± standard "
+        f"error across clips. Layer {last} is the final residual stream (before the final norm).\n"
+    )
+    rows = []
+    for direction in ds["direction"].values:
+        effect = ds["effect"].sel(direction=direction)
+        rows.append(
+            {
+                "direction": str(direction),
+                "logp source": _mean_se(ds["logp_source"].sel(direction=direction)),
+                "logp target": _mean_se(ds["logp_target"].sel(direction=direction)),
+                "effect (nats)": _mean_se(effect),
+                f"examples with abs(effect) >= {min_effect:g}": (
+                    f"{int((abs(effect) >= min_effect).sum())} / {effect.size}"
+                ),
+            }
+        )
+    lines.append("The gap each direction measures (the source's answer, source vs target run):\n")
+    lines.append(markdown_table(rows))
+    for direction in ds["direction"].values:
+        source, target = (str(ds[c].sel(direction=direction).values) for c in ("source", "target"))
+        restored = ds["restored"].sel(direction=direction)
+        table = [
+            {"layer": int(layer)}
+            | {str(s): _mean_se(restored.sel(layer=layer, site=s)) for s in ds["site"].values}
+            for layer in ds["layer"].values
+        ]
+        lines.append(f"## {direction}: {source} activation patched into the {target} run\n")
+        lines.append(markdown_table(table))
+    return "\n".join(lines)
+
+
+def run(cfg: PatchingConfig) -> xr.Dataset:
+    """Run (or resume) the study and return the merged dataset (also written to ``<out>/patching.nc``)."""
+    unknown = sorted(set(cfg.directions) - set(DIRECTIONS))
+    if unknown or not cfg.directions:
+        raise ValueError(f"unknown directions {unknown or '(none)'}; choose from {list(DIRECTIONS)}")
+    f2l, examples, study = open_probe_study(cfg, NAME)
+    capture = None
+
+    def one_clip(clip_id: str) -> xr.Dataset:
+        nonlocal capture
+        if capture is None:  # built at the first pending clip: a resumed run that has nothing to do skips it
+            capture = NNsightCapture(f2l.base.model)
+        return patching(
+            f2l,
+            [examples[clip_id]],
+            frames=cfg.frames,
+            qa_per_type=cfg.qa_per_type,
+            prompts_per_clip=cfg.prompts_per_clip,
+            directions=cfg.directions,
+            min_effect=cfg.min_effect,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size,
+            capture=capture,
+        )
+
+    study.run(list(examples), one_clip, desc="patching")
+    return study.finish(list(examples), summary=summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return study_main(NAME, PatchingConfig, run, argv, __doc__.split("\n\n")[0])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,584 @@
+"""Activation patching between three runs of the same question: where is the video's effect carried, where
+the adapter's, and what does the adapter still miss?
+
+For every prompt of a clip, three runs of the base VLM share the question's tokens:
+
+    direct   the video in context (its visual tokens before the question), no adapter
+    f2l      the clip's adapter (``pipeline.internalize``), no visual tokens
+    base     neither
+
+A **direction** ``source -> target`` copies one activation of the source run into the target run and
+measures how much of the gap between them that one activation closes:
+
+    direct -> base   where the video's effect is carried
+    f2l -> base      where the adapter's effect is carried
+    direct -> f2l    what the adapter still misses
+
+**The answer.** Each direction scores the *source* run's greedy answer, teacher-forced after the prompt in
+all three runs: its tokens and, when the source stopped within ``max_new_tokens``, the stop token it
+ended with (end of utterance), so that an answer's probability includes where it ends and an empty answer
+still has one token. ``logp`` is the **sum** over those tokens of their log-probabilities (natural log,
+nats, computed in float64 from the model's logits): the log-probability of the whole answer, not a mean
+per token.
+
+**Positions.** The direct run's prompt holds the video and is longer. What follows the video is the
+same tokens in every run (the question, the end of the user's turn and the ``Assistant:`` cue) but for,
+at most, the question's first token: the text-only prompt ``User: what ...`` merges the space into
+`` what`` while the direct prompt's ``\\n\\nwhat`` (after the video's outro) keeps ``what`` alone (a
+capitalised first word, ``Describe``, is one token apart from its space either way). The aligned span is
+the longest common suffix of the direct and the text-only prompts' token ids, so it holds the whole
+question, or all of it but such a first token, which is then neither aligned nor patched; an
+``AssertionError`` is raised if the prompts differ anywhere else after the video. The f2l and base runs
+share one prompt. The patched positions are that span and the answer after it: ``K`` question-span
+tokens plus the ``A`` answer tokens, the same ``K + A`` token ids in every run (asserted), aligned from
+the end of the sequence (position ``n_run - K + j`` of each run for ``j = 0 .. K + A - 1``). Every site
+is patched at all of them at once; the chat tokens before the span (and the video) are never patched.
+The last answer token is patched too, for uniformity, though it predicts nothing that is scored.
+
+**Sites**, in the TransformerLens naming of ``probes.hooks``, per text-model decoder layer ``l``:
+
+    resid_pre  the layer's input (the residual stream before the layer; layer 0: the token embeddings)
+    attn_out   the attention sublayer's output, before it is added to the residual stream
+    mlp_out    the MLP sublayer's output, likewise
+
+and one more residual cut: ``resid_pre`` at layer ``L`` (one past the last layer) is the final residual
+stream, the last layer's output before the final norm (``resid_post_{L-1} = resid_pre_L``), which only
+the norm and the unembedding read, position by position. ``attn_out`` and ``mlp_out`` at layer ``L`` do
+not exist (NaN). Patching the source's activation at one site into the target replaces the target's
+value there, at the aligned positions; everything downstream is recomputed by the target run (under
+the target's adapter, or none).
+
+**Restored fraction**:
+
+    restored = (logp_patched - logp_target) / (logp_source - logp_target)
+
+0 when the patch changes nothing, 1 when it makes the target score the source's answer as the source
+does; it can leave [0, 1] either way. ``effect = logp_source - logp_target`` is the gap; where
+``|effect| < min_effect`` (default ``MIN_EFFECT`` = 0.5 nats, i.e. the answer is within a factor of
+e^0.5 ~ 1.65 as likely in both runs) the fraction is mostly noise and ``restored`` is NaN;
+``logp_patched``, ``logp_source`` and ``logp_target`` are stored for every example so that a reader
+can apply another threshold.
+
+Identities (tested on a random tiny SmolVLM, in every direction): patching nothing restores 0; patching
+every site at once (the embeddings and every layer's ``attn_out`` and ``mlp_out``: the residual stream at
+the aligned positions becomes the source's) restores 1; patching the final residual (``resid_pre`` at
+layer ``L``) gives exactly the source's ``logp``; patching a run into itself changes nothing; and
+``resid_pre`` at layer 0 restores 0 (the same tokens embed the same way in every run).
+
+The activations are read and written through nnsight (``probes.hooks.NNsightCapture``'s instrumented
+model; the adapter is applied with ``use_adapter`` around the trace), all patch variants of one target in
+one batched forward (one row per site). Nothing assumes which modules an adapter
+has: an official-kind adapter (``down_proj`` only) patches the same sites.
+
+Dataset schema (``patching.nc``):
+
+- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``layer`` (0 .. L: the decoder
+  layers, then the final residual), ``site`` ("resid_pre", "attn_out", "mlp_out"), ``direction``
+  ("direct->base", "f2l->base", "direct->f2l"), ``run`` ("direct", "f2l").
+- coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type),
+  ``kind(example_id)`` ("caption" | "qa"), ``prompt(example_id)`` (the question asked);
+  ``source(direction)`` and ``target(direction)`` (run names).
+- ``restored(example_id, layer, site, direction)``: the restored fraction (NaN where ``|effect|`` is
+  under ``min_effect``, and at layer ``L`` for ``attn_out`` and ``mlp_out``).
+- ``logp_patched(example_id, layer, site, direction)``, ``logp_source(example_id, direction)``,
+  ``logp_target(example_id, direction)``: nats, the summed log-probability of the source's answer;
+  ``effect(example_id, direction) = logp_source - logp_target``.
+- ``answer_tokens(example_id, direction)``: tokens scored (the source's answer, with its stop token);
+  ``question_tokens(example_id)``: ``K``, the aligned tokens before the answer.
+- ``prediction(example_id, run)``: the greedy answers of the direct and f2l runs (text);
+  ``reference(example_id)``.
+- attrs: ``logp``, ``restored_definition``, ``min_effect``, ``backend``, ``frames``, ``qa_per_type``,
+  ``max_new_tokens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+from f2l.adapter import Adapter, text_model_of, use_adapter
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.chat import model_inputs, prompt_text
+from f2l.data import Example, clip_prompts
+from f2l.models import Base
+from f2l.video import Frames
+from probes.hooks import NNsightCapture
+
+SITES = ("resid_pre", "attn_out", "mlp_out")
+RUNS = ("direct", "f2l")  # the runs whose greedy answers are scored (every direction's source)
+DIRECTIONS: dict[str, tuple[str, str]] = {
+    "direct->base": ("direct", "base"),
+    "f2l->base": ("f2l", "base"),
+    "direct->f2l": ("direct", "f2l"),
+}
+MIN_EFFECT = 0.5  # nats: under this |logp_source - logp_target|, restored is NaN
+LOGP = (
+    "sum over the source run's greedy answer tokens (with its stop token when it stopped) of their "
+    "teacher-forced log-probabilities, in nats"
+)
+RESTORED = "(logp_patched - logp_target) / (logp_source - logp_target)"
+
+Site = tuple[int, str]  # (layer, site name); layer L with "resid_pre" is the final residual
+
+
+@dataclass(frozen=True)
+class Run:
+    """One teacher-forced run, a single row: ``prompt + answer`` (and the video's pixels for direct), under
+    ``adapter`` or none. The aligned span is ``span`` tokens from ``start``: the question span, then the
+    ``answer`` scored tokens, which end the row."""
+
+    name: str
+    inputs: Mapping[str, Tensor]
+    adapter: Adapter | None
+    start: int
+    span: int
+    answer: int
+
+    @property
+    def ids(self) -> Tensor:
+        return self.inputs["input_ids"][0]
+
+    @property
+    def positions(self) -> Tensor:
+        """The aligned positions, ``[span]``."""
+        return torch.arange(self.start, self.start + self.span, device=self.ids.device)
+
+    @property
+    def predicting(self) -> Tensor:
+        """The positions whose logits predict the answer's tokens, ``[answer]``."""
+        first = self.start + self.span - self.answer - 1
+        return torch.arange(first, first + self.answer, device=self.ids.device)
+
+    @property
+    def answer_ids(self) -> Tensor:
+        return self.ids[self.start + self.span - self.answer :]
+
+
+@dataclass(frozen=True)
+class Sites:
+    """A run's activations at its aligned positions: ``resid_pre[L + 1, S, d]`` (index ``L``: the final
+    residual), ``attn_out[L, S, d]``, ``mlp_out[L, S, d]``; and the run's ``logp`` of its answer."""
+
+    resid_pre: Tensor
+    attn_out: Tensor
+    mlp_out: Tensor
+    logp: float
+
+    @property
+    def num_layers(self) -> int:
+        return self.attn_out.shape[0]
+
+    def at(self, site: Site) -> Tensor:
+        layer, name = site
+        return getattr(self, name)[layer]
+
+
+def every_site(num_layers: int) -> list[Site]:
+    """Every site one at a time: ``(l, s)`` for each layer and ``SITES`` entry, then the final residual."""
+    return [(layer, s) for layer in range(num_layers) for s in SITES] + [(num_layers, "resid_pre")]
+
+
+def question_span(
+    tokenizer, direct_ids: Sequence[int], text_ids: Sequence[int], question: str, tail: str
+) -> int:
+    """``K``: the length of the longest common suffix of the direct and text-only prompts' ids. ``tail`` is
+    the text-only prompt's text from the question on (question, end of turn, ``Assistant:``); the common
+    suffix must hold all of its tokens but, at most, the first (an ``AssertionError`` otherwise)."""
+    k = 0
+    while k < min(len(direct_ids), len(text_ids)) and direct_ids[-1 - k] == text_ids[-1 - k]:
+        k += 1
+    tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
+    shared = tokenizer.decode(list(text_ids[len(text_ids) - k :])) if k else ""
+    assert list(text_ids[len(text_ids) - len(tail_ids) + 1 :]) == tail_ids[1:] and k >= len(tail_ids) - 1, (
+        f"what follows the video differs between the prompts with and without it beyond the question's first "
+        f"token: they share {shared!r}, not {tail!r} ({question!r})"
+    )
+    return k
+
+
+def prompt_ids(base: Base, question: str, video: Frames | None) -> dict[str, Tensor]:
+    """One row of model inputs for the prompt of ``question`` (with ``video`` in context, or not)."""
+    text = prompt_text(base.processor, question, with_video=video is not None)
+    return dict(model_inputs(base.processor, [text], None if video is None else [video], device=base.device))
+
+
+def make_runs(
+    base: Base,
+    question: str,
+    answer_ids: Sequence[int],
+    video: Frames,
+    adapter: Adapter,
+    *,
+    prompts: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None,
+) -> dict[str, Run]:
+    """The three runs of ``question`` with ``answer_ids`` teacher-forced after the prompt. ``prompts``: the
+    direct and text-only ``prompt_ids`` of ``question``, when already made."""
+    if not answer_ids:
+        raise ValueError("an answer to score needs at least one token")
+    direct, text = prompts or (prompt_ids(base, question, video), prompt_ids(base, question, None))
+    full = prompt_text(base.processor, question, with_video=False)
+    tail = full[full.rindex(question) :]
+    k = question_span(
+        base.tokenizer, direct["input_ids"][0].tolist(), text["input_ids"][0].tolist(), question, tail
+    )
+    answer = torch.tensor([list(answer_ids)], dtype=torch.long, device=base.device)
+
+    def run(name: str, prompt: dict[str, Tensor], adapter: Adapter | None) -> Run:
+        inputs = dict(prompt)
+        inputs["input_ids"] = torch.cat([prompt["input_ids"], answer], 1)
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        n = prompt["input_ids"].shape[1]
+        return Run(name, inputs, adapter, start=n - k, span=k + len(answer_ids), answer=len(answer_ids))
+
+    runs = {
+        "direct": run("direct", direct, None),
+        "f2l": run("f2l", text, adapter),
+        "base": run("base", text, None),
+    }
+    spans = {name: r.ids[r.positions].tolist() for name, r in runs.items()}
+    assert spans["direct"] == spans["f2l"] == spans["base"], "the aligned tokens differ between the runs"
+    return runs
+
+
+def _text_model(capture: NNsightCapture):
+    text = capture.traced
+    for name in capture.path:
+        text = getattr(text, name)
+    return text
+
+
+def _answer_logp(logits: Tensor, answer_ids: Tensor) -> Tensor:
+    """``[B]``: the summed log-probability of ``answer_ids[A]`` from ``logits[B, A, V]``, in float64."""
+    logp = torch.log_softmax(logits.to(torch.float64), -1)
+    return logp.gather(-1, answer_ids[None, :, None].expand(logp.shape[0], -1, 1)).squeeze(-1).sum(-1)
+
+
+@torch.no_grad()
+def read_sites(capture: NNsightCapture, run: Run) -> Sites:
+    """Every site's activation at ``run``'s aligned positions, and its answer's ``logp``."""
+    text = _text_model(capture)
+    pos = run.positions
+    pre: list[Tensor] = []
+    attn: list[Tensor] = []
+    mlp: list[Tensor] = []
+    saved: dict[str, Tensor] = {}
+    applied = use_adapter(capture.model, run.adapter) if run.adapter is not None else nullcontext()
+    with applied, capture.traced.trace(**run.inputs):
+        for layer in text.layers:  # in execution order, as nnsight requires
+            pre.append(layer.input[0, pos].save())
+            attn.append(layer.self_attn.output[0][0, pos].save())
+            mlp.append(layer.mlp.output[0, pos].save())
+        saved["final"] = text.norm.input[0, pos].save()
+        saved["logits"] = capture.traced.output.logits[:, run.predicting].save()
+    return Sites(
+        torch.stack([*pre, saved["final"]]),
+        torch.stack(attn),
+        torch.stack(mlp),
+        float(_answer_logp(saved["logits"], run.answer_ids)[0]),
+    )
+
+
+@torch.no_grad()
+def patched_logp(
+    capture: NNsightCapture,
+    target: Run,
+    source: Sites,
+    patches: Sequence[Sequence[Site]],
+    *,
+    batch_size: int = 32,
+) -> Tensor:
+    """``[len(patches)]`` float64: the target's ``logp`` with each set of sites in ``patches`` (an empty
+    set: nothing) replaced by the source's activations at the aligned positions, all sites of a set in
+    the same forward. Rows of ``batch_size`` sets at a time run as one batch of copies of the target."""
+    unknown = {s for sites in patches for _, s in sites} - set(SITES)
+    if unknown:
+        raise ValueError(f"unknown sites {sorted(unknown)}; choose from {SITES}")
+    layers = source.num_layers
+    outside = [site for sites in patches for site in sites if not 0 <= site[0] <= layers]
+    outside += [site for sites in patches for site in sites if site[0] == layers and site[1] != "resid_pre"]
+    if outside:
+        raise ValueError(f"no such sites {sorted(set(outside))} in a model of {layers} layers")
+    if source.resid_pre.shape[1] != target.span:
+        raise ValueError(
+            f"the source has {source.resid_pre.shape[1]} aligned tokens, the target {target.span}"
+        )
+    out = [
+        _patched_batch(capture, target, source, patches[i : i + batch_size])
+        for i in range(0, len(patches), batch_size)
+    ]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def _patched_batch(capture: NNsightCapture, target: Run, source: Sites, patches: Sequence[Sequence[Site]]):
+    text = _text_model(capture)
+    pos = target.positions
+    rows: dict[Site, Tensor] = {}
+    for row, sites in enumerate(patches):
+        for site in sites:
+            rows.setdefault(site, [])
+            rows[site].append(row)
+    rows = {site: torch.tensor(r, device=pos.device) for site, r in rows.items()}
+
+    def patch(proxy, site: Site) -> None:
+        if site in rows:
+            r = rows[site]
+            proxy[r[:, None], pos[None, :]] = source.at(site)[None].expand(len(r), -1, -1).to(proxy.dtype)
+
+    inputs = {k: v.expand(len(patches), *v.shape[1:]).contiguous() for k, v in target.inputs.items()}
+    saved: dict[str, Tensor] = {}
+    applied = use_adapter(capture.model, target.adapter) if target.adapter is not None else nullcontext()
+    with applied, capture.traced.trace(**inputs):
+        for index, layer in enumerate(text.layers):  # in execution order, as nnsight requires
+            if (index, "resid_pre") in rows:
+                patch(layer.input, (index, "resid_pre"))
+            if (index, "attn_out") in rows:
+                patch(layer.self_attn.output[0], (index, "attn_out"))
+            if (index, "mlp_out") in rows:
+                patch(layer.mlp.output, (index, "mlp_out"))
+        if (source.num_layers, "resid_pre") in rows:
+            patch(text.norm.input, (source.num_layers, "resid_pre"))
+        saved["logits"] = capture.traced.output.logits[:, target.predicting].save()
+    return _answer_logp(saved["logits"], target.answer_ids)
+
+
+def restored_fraction(patched, source, target, min_effect: float = MIN_EFFECT):
+    """``(patched - target) / (source - target)``; NaN where ``|source - target| < min_effect``."""
+    effect = np.asarray(source, dtype=np.float64) - np.asarray(target, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = (np.asarray(patched, dtype=np.float64) - target) / effect
+    return np.where(np.abs(effect) < min_effect, np.nan, fraction)
+
+
+@torch.no_grad()
+def greedy_answer_ids(
+    base: Base,
+    questions: Sequence[str],
+    *,
+    video: Frames | None = None,
+    adapter: Adapter | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = 16,
+) -> list[list[int]]:
+    """Greedy answer tokens to each question, with ``video`` in context and/or under ``adapter`` (or
+    neither), each ending with the stop token it generated (none when it ran to ``max_new_tokens``)."""
+    config = base.model.generation_config
+    eos = config.eos_token_id
+    stop = {*([eos] if isinstance(eos, int) else list(eos or [])), config.pad_token_id}
+    answers: list[list[int]] = []
+    applied = use_adapter(base.model, adapter) if adapter is not None else nullcontext()
+    with applied:
+        for i in range(0, len(questions), batch_size):
+            chunk = questions[i : i + batch_size]
+            texts = [prompt_text(base.processor, q, with_video=video is not None) for q in chunk]
+            videos = None if video is None else [video] * len(chunk)
+            inputs = model_inputs(base.processor, texts, videos, device=base.device)
+            out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            for row in out[:, inputs["input_ids"].shape[1] :].tolist():
+                ends = [j for j, token in enumerate(row) if token in stop]
+                answers.append(row[: ends[0] + 1] if ends else row)
+    return answers
+
+
+def patch_prompt(
+    capture: NNsightCapture,
+    runs_by_answer: Mapping[str, Mapping[str, Run]],
+    directions: Sequence[str],
+    *,
+    batch_size: int = 32,
+) -> dict[str, dict]:
+    """Every direction's numbers for one prompt: ``runs_by_answer[source]`` are the three runs scoring the
+    source run's answer. Returns ``{direction: {"source", "target", "patched", "answer_tokens"}}``, the
+    patched ``logp`` in ``every_site`` order."""
+    sites: dict[tuple[str, str], Sites] = {}
+    results = {}
+    for direction in directions:
+        source, target = DIRECTIONS[direction]
+        runs = runs_by_answer[source]
+        for name in (source, target):
+            if (source, name) not in sites:
+                sites[source, name] = read_sites(capture, runs[name])
+        src, tgt = sites[source, source], sites[source, target]
+        order = every_site(src.num_layers)
+        logp = patched_logp(capture, runs[target], src, [[s] for s in order], batch_size=batch_size)
+        results[direction] = {
+            "source": src.logp,
+            "target": tgt.logp,
+            "patched": logp.numpy(),
+            "answer_tokens": runs[target].answer,
+        }
+    return results
+
+
+def patching(
+    pipeline,
+    examples: Sequence[Example],
+    *,
+    frames: int = 8,
+    qa_per_type: int = 1,
+    prompts_per_clip: int | None = None,
+    directions: Sequence[str] = tuple(DIRECTIONS),
+    min_effect: float = MIN_EFFECT,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = 32,
+    capture: NNsightCapture | None = None,
+) -> xr.Dataset:
+    """The activation-patching dataset (schema in the module docstring) of ``examples``, each internalized
+    from ``frames`` frames (world clips at the base's frame size) and asked its ``clip_prompts(example,
+    qa_per_type)`` (the first ``prompts_per_clip`` of them when given). ``directions``: keys of
+    ``DIRECTIONS``. ``capture``: an ``NNsightCapture`` of ``pipeline.base.model`` to reuse across calls."""
+    if not examples:
+        raise ValueError("patching needs at least one example")
+    unknown = sorted(set(directions) - set(DIRECTIONS))
+    if unknown or not directions:
+        raise ValueError(f"unknown directions {unknown or '(none)'}; choose from {list(DIRECTIONS)}")
+    if capture is None:
+        capture = NNsightCapture(pipeline.base.model)
+    parts = [
+        _one_clip(
+            pipeline, e, frames, qa_per_type, prompts_per_clip, list(directions), min_effect,
+            max_new_tokens, batch_size, capture,
+        )
+        for e in examples
+    ]  # fmt: skip
+    out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
+    out["layer"].attrs["description"] = (
+        "text-model decoder layer; the last index is the final residual stream (resid_pre only)"
+    )
+    out["site"].attrs["description"] = (
+        "resid_pre: the layer's input; attn_out / mlp_out: its sublayers' outputs, at the aligned positions"
+    )
+    out["direction"].attrs["description"] = "source -> target: whose activation is patched into which run"
+    out.attrs.update(
+        probe="patching",
+        logp=LOGP,
+        restored_definition=RESTORED,
+        min_effect=min_effect,
+        backend=capture.backend,
+        frames=frames,
+        qa_per_type=qa_per_type,
+        max_new_tokens=max_new_tokens,
+    )
+    if prompts_per_clip is not None:
+        out.attrs["prompts_per_clip"] = prompts_per_clip
+    return out
+
+
+def _one_clip(
+    pipeline,
+    example: Example,
+    frames: int,
+    qa_per_type: int,
+    prompts_per_clip: int | None,
+    directions: list[str],
+    min_effect: float,
+    max_new_tokens: int,
+    batch_size: int,
+    capture: NNsightCapture,
+) -> xr.Dataset:
+    """One clip's rows: the adapter and the greedy answers, then every direction of every prompt."""
+    base = pipeline.base
+    video = pipeline.example_frames(example, frames)
+    adapter = pipeline.internalize(video)
+    prompts = clip_prompts(example, qa_per_type)[:prompts_per_clip]
+    questions = [p.prompt for p in prompts]
+    needed = sorted({DIRECTIONS[d][0] for d in directions}, key=RUNS.index)
+    answers = {
+        run: greedy_answer_ids(
+            base,
+            questions,
+            video=video if run == "direct" else None,
+            adapter=adapter if run == "f2l" else None,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+        )
+        for run in needed
+    }
+    layers = len(text_model_of(base.model).layers)
+    n, sites = len(prompts), every_site(layers)
+    patched = np.full((n, layers + 1, len(SITES), len(directions)), np.nan)
+    source = np.full((n, len(directions)), np.nan)
+    target = np.full((n, len(directions)), np.nan)
+    scored = np.zeros((n, len(directions)), dtype=np.int64)
+    k_tokens = np.zeros(n, dtype=np.int64)
+    index = [(layer, SITES.index(s)) for layer, s in sites]
+    for i, question in enumerate(questions):
+        prompt = (prompt_ids(base, question, video), prompt_ids(base, question, None))
+        runs = {
+            run: make_runs(base, question, answers[run][i], video, adapter, prompts=prompt) for run in needed
+        }
+        first = runs[needed[0]]["base"]
+        k_tokens[i] = first.span - first.answer
+        result = patch_prompt(capture, runs, directions, batch_size=batch_size)
+        for j, direction in enumerate(directions):
+            r = result[direction]
+            source[i, j], target[i, j], scored[i, j] = r["source"], r["target"], r["answer_tokens"]
+            for (layer, s), value in zip(index, r["patched"], strict=True):
+                patched[i, layer, s, j] = value
+    restored = restored_fraction(patched, source[:, None, None, :], target[:, None, None, :], min_effect)
+    row, cube, pair = "example_id", ("example_id", "layer", "site", "direction"), ("example_id", "direction")
+    nats = "nats"
+    data = {
+        "restored": (
+            cube,
+            restored,
+            {
+                "units": "fraction",
+                "description": f"{RESTORED}; NaN where |effect| < {min_effect:g} nats",
+            },
+        ),
+        "logp_patched": (
+            cube,
+            patched,
+            {"units": nats, "description": f"target run with the site patched: {LOGP}"},
+        ),
+        "logp_source": (pair, source, {"units": nats, "description": f"source run: {LOGP}"}),
+        "logp_target": (pair, target, {"units": nats, "description": f"target run: {LOGP}"}),
+        "effect": (pair, source - target, {"units": nats, "description": "logp_source - logp_target"}),
+        "answer_tokens": (
+            pair,
+            scored,
+            {"units": "tokens", "description": "the source's answer tokens scored (with its stop token)"},
+        ),
+        "question_tokens": (
+            row,
+            k_tokens,
+            {"units": "tokens", "description": "aligned tokens before the answer (the question span)"},
+        ),
+        "prediction": (
+            (row, "run"),
+            np.array(
+                [
+                    [
+                        base.tokenizer.decode(answers[run][i], skip_special_tokens=True).strip()
+                        for run in needed
+                    ]
+                    for i in range(n)
+                ],
+                dtype=str,
+            ).reshape(n, len(needed)),
+            {"description": "greedy answer of the run (the answer every direction from it scores)"},
+        ),
+        "reference": (row, np.array([p.reference for p in prompts], dtype=str), {"description": "reference"}),
+    }
+    return xr.Dataset(
+        data,
+        coords={
+            row: [f"{example.id}/{p.item_id}" for p in prompts],
+            "layer": np.arange(layers + 1),
+            "site": list(SITES),
+            "direction": list(directions),
+            "run": needed,
+            "source": ("direction", [DIRECTIONS[d][0] for d in directions]),
+            "target": ("direction", [DIRECTIONS[d][1] for d in directions]),
+            "clip": (row, [example.id] * n),
+            "benchmark": (row, [p.label for p in prompts]),
+            "kind": (row, [p.kind for p in prompts]),
+            "prompt": (row, questions),
+        },
+    )

@@ -1,0 +1,314 @@
+"""Activation patching: the identities on a random tiny SmolVLM (float64) in every direction (nothing
+patched restores 0, every site at once restores 1, the final residual gives the source's logp, a run
+patched into itself is unchanged, the embeddings restore 0), the alignment of the question tokens across
+runs of different lengths, the greedy answers and their teacher forcing, the dataset on a random base,
+an official-kind hypernetwork, and the study command end to end on the shipped tiny checkpoints."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from test_lora import random_adapter
+
+from f2l.adapter import text_model_of, use_adapter
+from f2l.data import clip_prompts, world_manifest
+from f2l.models import load_base
+from f2l.results import read_netcdf
+from f2l.video import Frames
+from probes.hooks import NNsightCapture
+from probes.patching import (
+    DIRECTIONS,
+    SITES,
+    greedy_answer_ids,
+    make_runs,
+    patched_logp,
+    patching,
+    question_span,
+    read_sites,
+    restored_fraction,
+)
+
+# a capitalised and a lower-case question: "User: what" merges the space into " what", the video's
+# "\n\nwhat" does not, so the second shares all but its first token
+QUESTIONS = ["Describe the video in one sentence.", "how many squares are there?"]
+ANSWERS = [[300, 17, 421, 88, 49], [12, 500, 501]]  # teacher-forced: any tokens will do
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def random_frames(n: int = 2, size: int = 64, seed: int = 0) -> Frames:
+    rng = np.random.default_rng(seed)
+    return Frames(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), np.arange(n, dtype=float))
+
+
+@pytest.fixture(scope="module")
+def base64(random_tiny_dir):
+    """A private float64 copy of the random tiny base, so that the identities hold to float64 precision."""
+    base = load_base(random_tiny_dir, device="cpu")
+    base.model.double()
+    return base
+
+
+@pytest.fixture(scope="module")
+def adapter64(base64):
+    return random_adapter(base64.model).to(torch.float64)
+
+
+@pytest.fixture(scope="module")
+def video(base64):
+    return random_frames(size=base64.model.config.vision_config.image_size)
+
+
+@pytest.fixture(scope="module")
+def capture(base64):
+    return NNsightCapture(base64.model)
+
+
+@pytest.fixture(scope="module")
+def runs(base64, video, adapter64):
+    return [make_runs(base64, q, a, video, adapter64) for q, a in zip(QUESTIONS, ANSWERS, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def sites(capture, runs):
+    return [{name: read_sites(capture, run) for name, run in by_name.items()} for by_name in runs]
+
+
+def every_sublayer(layers: int) -> list[tuple[int, str]]:
+    """The embeddings and every layer's attention and MLP outputs: together they make the residual stream."""
+    return [(0, "resid_pre")] + [(layer, s) for layer in range(layers) for s in ("attn_out", "mlp_out")]
+
+
+def test_the_runs_share_the_question_and_answer_tokens_aligned_from_the_end(base64, runs):
+    tokenizer = base64.tokenizer
+    for by_name, question, answer in zip(runs, QUESTIONS, ANSWERS, strict=True):
+        direct, f2l, base = by_name["direct"], by_name["f2l"], by_name["base"]
+        assert direct.ids.shape[0] > base.ids.shape[0] + 50  # the visual tokens
+        assert torch.equal(f2l.ids, base.ids) and "pixel_values" in direct.inputs
+        assert f2l.adapter is not None and base.adapter is None and direct.adapter is None
+        spans = [r.ids[r.positions].tolist() for r in (direct, f2l, base)]
+        assert spans[0] == spans[1] == spans[2]
+        for r in (direct, f2l, base):  # the span ends the row; the answer ends the span
+            assert int(r.positions[-1]) == r.ids.shape[0] - 1
+            assert r.answer_ids.tolist() == answer
+            assert r.ids[r.predicting + 1].tolist() == answer
+        text = tokenizer.decode(spans[0][: base.span - base.answer])
+        assert text.endswith("<end_of_utterance>\nAssistant:")
+        assert question.split(" ", 1)[1] in text
+        # all of the question's tokens, or all but a first one merged with the space before it
+        tail = tokenizer(f"{question}<end_of_utterance>\nAssistant:", add_special_tokens=False)["input_ids"]
+        assert base.span - base.answer in (len(tail), len(tail) - 1)
+
+
+def test_prompts_that_differ_inside_the_question_are_refused(base64):
+    tail = "how many squares are there?<end_of_utterance>\nAssistant:"
+    tail_ids = base64.tokenizer(tail, add_special_tokens=False)["input_ids"]
+    text = [1, 2, 3, *tail_ids]
+    assert question_span(base64.tokenizer, [9, 9, *tail_ids[1:]], text, "how many", tail) == len(tail_ids) - 1
+    broken = [9, 9, *tail_ids[1:3], 7, *tail_ids[4:]]
+    with pytest.raises(AssertionError, match="differs"):
+        question_span(base64.tokenizer, broken, text, "how many", tail)
+
+
+@pytest.mark.parametrize("direction", list(DIRECTIONS))
+def test_identities_of_patching_in_every_direction(capture, runs, sites, direction):
+    source, target = DIRECTIONS[direction]
+    for i in range(len(QUESTIONS)):
+        src, tgt = sites[i][source], sites[i][target]
+        # (the fixture teacher-forces one fixed answer in all three runs, standing in for the source's)
+        layers = src.num_layers
+        gap = src.logp - tgt.logp
+        assert abs(gap) > 1e-2, "the runs must differ for the identities to mean anything"
+        final = (layers, "resid_pre")
+        logp = patched_logp(
+            capture,
+            runs[i][target],
+            src,
+            [[], every_sublayer(layers), [final], [(0, "resid_pre")], [(0, "resid_pre"), final]],
+            batch_size=2,  # several batches, one with two rows
+        )
+        tol = 1e-8 * max(1.0, abs(src.logp), abs(tgt.logp))
+        nothing, everything, last, embeddings, both = logp.tolist()
+        assert nothing == pytest.approx(tgt.logp, abs=tol)  # patching nothing: the target
+        assert everything == pytest.approx(src.logp, abs=tol)  # every site: the source
+        assert last == pytest.approx(src.logp, abs=tol)  # the final residual: the source's logp
+        assert embeddings == pytest.approx(tgt.logp, abs=tol)  # the same tokens embed alike in every run
+        assert both == pytest.approx(src.logp, abs=tol)
+        restored = restored_fraction(logp.numpy(), src.logp, tgt.logp, min_effect=0.0)
+        np.testing.assert_allclose(restored, [0, 1, 1, 0, 1], atol=1e-8)
+
+
+def test_a_run_patched_into_itself_is_unchanged(capture, runs, sites):
+    for name in ("direct", "f2l", "base"):
+        run, own = runs[1][name], sites[1][name]
+        layers = own.num_layers
+        single = [[(layer, s)] for layer in range(layers) for s in SITES] + [[(layers, "resid_pre")]]
+        logp = patched_logp(capture, run, own, [every_sublayer(layers), *single])
+        np.testing.assert_allclose(logp.numpy(), own.logp, rtol=0, atol=1e-9 * abs(own.logp))
+
+
+def test_read_sites_are_the_residual_stream_nnsight_capture_reads(capture, runs, sites):
+    for name in ("f2l", "base"):
+        run, own = runs[0][name], sites[0][name]
+        rows = torch.zeros(run.span, dtype=torch.long)
+        ids, mask = run.inputs["input_ids"], run.inputs["attention_mask"]
+        residuals = capture(ids, mask, rows, run.positions, run.adapter)
+        torch.testing.assert_close(own.resid_pre[:-1], residuals.resid_pre, rtol=0, atol=0)
+        torch.testing.assert_close(own.attn_out, residuals.attn_out, rtol=0, atol=0)
+        torch.testing.assert_close(own.mlp_out, residuals.mlp_out, rtol=0, atol=0)
+        torch.testing.assert_close(own.resid_pre[-1], residuals.resid_final, rtol=0, atol=0)
+        # resid_pre_{l+1} = resid_pre_l + attn_out_l + mlp_out_l, the final residual included
+        torch.testing.assert_close(own.resid_pre[1:], own.resid_pre[:-1] + own.attn_out + own.mlp_out)
+    # the video changes the text positions' residual stream from the first layer's attention on
+    direct, base = sites[0]["direct"], sites[0]["base"]
+    assert torch.equal(direct.resid_pre[0], base.resid_pre[0])
+    assert (direct.attn_out[0] - base.attn_out[0]).abs().max() > 1e-3
+
+
+def test_bad_patches_are_refused(capture, runs, sites):
+    run, own = runs[0]["base"], sites[0]["base"]
+    layers = own.num_layers
+    with pytest.raises(ValueError, match="unknown sites"):
+        patched_logp(capture, run, own, [[(0, "resid_post")]])
+    with pytest.raises(ValueError, match="no such sites"):
+        patched_logp(capture, run, own, [[(layers, "mlp_out")]])
+    with pytest.raises(ValueError, match="aligned tokens"):
+        patched_logp(capture, runs[1]["base"], own, [[]])
+
+
+def test_greedy_answers_end_with_their_stop_token_and_teacher_force_back(random_base):
+    base = random_base
+    adapter = random_adapter(base.model, seed=3)
+    video = random_frames(size=base.model.config.vision_config.image_size, seed=1)
+    stops = {base.model.generation_config.pad_token_id}
+    eos = base.model.generation_config.eos_token_id
+    stops |= {eos} if isinstance(eos, int) else set(eos or [])
+    for kwargs in ({"video": video}, {"adapter": adapter}):
+        answers = greedy_answer_ids(base, QUESTIONS, max_new_tokens=6, **kwargs)
+        assert all(answers) and all(len(a) <= 6 for a in answers)
+        for answer in answers:
+            assert not stops & set(answer[:-1])  # a stop token only at the end, where it stopped
+        for question, answer in zip(QUESTIONS, answers, strict=True):
+            run = make_runs(base, question, answer, video, adapter)["direct" if "video" in kwargs else "f2l"]
+            with torch.no_grad(), use_adapter(base.model, adapter) if run.adapter else nullcontext():
+                logits = base.model(**run.inputs).logits[0]
+            assert logits[run.predicting].argmax(-1).tolist() == answer
+
+
+class _Pipeline:
+    """What the probe needs of a ``Frames2LoRA``: a base, frames for an example and an adapter."""
+
+    def __init__(self, base, adapter):
+        self.base, self.adapter = base, adapter
+
+    def example_frames(self, example, frames):
+        return random_frames(frames, self.base.model.config.vision_config.image_size)
+
+    def internalize(self, frames):
+        return self.adapter
+
+
+def test_dataset_schema_and_the_identities_in_it(random_base):
+    example = world_manifest("test", 1)[0]
+    pipeline = _Pipeline(random_base, random_adapter(random_base.model, seed=5))
+    ds = patching(pipeline, [example], frames=2, prompts_per_clip=3, max_new_tokens=5, min_effect=0.3)
+    layers = len(text_model_of(random_base.model).layers)
+    prompts = clip_prompts(example)[:3]
+    assert dict(ds.sizes) == {"example_id": 3, "layer": layers + 1, "site": 3, "direction": 3, "run": 2}
+    assert list(ds["example_id"].values) == [f"{example.id}/{p.item_id}" for p in prompts]
+    assert list(ds["prompt"].values) == [p.prompt for p in prompts]
+    assert list(ds["benchmark"].values) == [p.label for p in prompts]
+    assert list(ds["source"].values) == ["direct", "f2l", "direct"]
+    assert list(ds["target"].values) == ["base", "base", "f2l"]
+    assert ds.attrs["min_effect"] == 0.3 and ds["logp_patched"].attrs["units"] == "nats"
+    np.testing.assert_allclose(ds["effect"], ds["logp_source"] - ds["logp_target"])
+    # the sublayers do not exist past the last layer; every other site has a patched logp
+    assert ds["logp_patched"].isel(layer=-1).sel(site=["attn_out", "mlp_out"]).isnull().all()
+    assert ds["logp_patched"].isel(layer=slice(0, -1)).notnull().all()
+    # the identities in float32: the final residual gives the source's logp, the embeddings the target's
+    final = ds["logp_patched"].isel(layer=-1).sel(site="resid_pre")
+    np.testing.assert_allclose(final, ds["logp_source"], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(
+        ds["logp_patched"].sel(layer=0, site="resid_pre"), ds["logp_target"], atol=1e-3
+    )
+    # restored: NaN exactly where the gap is under the threshold
+    small = abs(ds["effect"]) < 0.3
+    assert ds["restored"].where(small).isnull().all()
+    expected = (ds["logp_patched"] - ds["logp_target"]) / ds["effect"]
+    xr.testing.assert_allclose(ds["restored"], expected.where(~small))
+    # the answers scored: each direction's source's greedy answer (the same in both directions from direct)
+    np.testing.assert_array_equal(
+        ds["answer_tokens"].sel(direction="direct->base"), ds["answer_tokens"].sel(direction="direct->f2l")
+    )
+    assert (ds["answer_tokens"] >= 1).all() and (ds["question_tokens"] >= 5).all()
+    one = patching(
+        pipeline, [example], frames=2, prompts_per_clip=1, max_new_tokens=5, directions=["f2l->base"]
+    )
+    assert list(one["direction"].values) == ["f2l->base"] and list(one["run"].values) == ["f2l"]
+    with pytest.raises(ValueError, match="unknown directions"):
+        patching(pipeline, [example], directions=["base->direct"])
+
+
+def test_an_official_kind_hypernetwork(tmp_path, monkeypatch):
+    """The authors' design (converted from the official fixture): a down_proj-only, rank-2r adapter, through
+    the study command."""
+    from pathlib import Path
+
+    import analyses.patching as study
+    from f2l.convert import convert_official
+    from f2l.pipeline import Frames2LoRA
+
+    fixture = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
+    official = convert_official(fixture, tmp_path / "off", base="tiny")
+    f2l = Frames2LoRA.from_pretrained(official, device="cpu")
+    example = world_manifest("test", 1)[0]
+    assert list(f2l.internalize(f2l.example_frames(example, 4)).modules) == ["down_proj"]
+    monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])
+    argv = ["--hypernet", str(official), "--out", str(tmp_path / "out"), "--clips", "1", "--frames", "4"]
+    assert study.main([*argv, "--prompts-per-clip", "2", "--max-new-tokens", "4", "--device", "cpu"]) == 0
+    ds = read_netcdf(tmp_path / "out" / "patching.nc")
+    assert ds.attrs["hypernet"].startswith("off@") and ds.sizes["failure"] == 0
+    final = ds["logp_patched"].isel(layer=-1).sel(site="resid_pre")
+    np.testing.assert_allclose(final, ds["logp_source"], rtol=0, atol=1e-3)
+    assert ds["logp_patched"].isel(layer=slice(0, -1)).notnull().all()
+
+
+def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
+    import analyses.patching as study
+
+    out = tmp_path / "results"
+    argv = ["--out", str(out), "--clips", "1", "--prompts-per-clip", "4", "--max-new-tokens", "8"]
+    assert study.main([*argv, "--device", "cpu"]) == 0
+    ds = read_netcdf(out / "patching.nc")
+    example = world_manifest("test", 1)[0]
+    prompts = clip_prompts(example)[:4]
+    assert dict(ds.sizes) == {"example_id": 4, "layer": 5, "site": 3, "direction": 3, "run": 2, "failure": 0}
+    assert list(ds["example_id"].values) == [f"{example.id}/{p.item_id}" for p in prompts]
+    assert ds.attrs["base_model"].startswith("tiny@") and ds.attrs["backend"] == "nnsight"
+    assert (out / "patching_restored.png").exists() and (out / "patching_effects.png").exists()
+    final = ds["restored"].isel(layer=-1).sel(site="resid_pre")
+    np.testing.assert_allclose(final.values[np.isfinite(final.values)], 1.0, atol=1e-3)
+    assert np.isfinite(final.values).sum() >= 4  # the trained adapter moves the answers' logp
+
+    summary = (out / "patching.md").read_text()
+    assert "| layer | resid_pre | attn_out | mlp_out |" in summary
+    for direction in DIRECTIONS:
+        assert f"## {direction}:" in summary
+    # one clip: each cell is that clip's mean over its prompts (no standard error across one clip)
+    means = ds["restored"].sel(layer=2, direction="f2l->base").mean("example_id", skipna=True).values
+    row = "| 2 | " + " | ".join(f"{v:+.3f} ± nan" if np.isfinite(v) else "n/a" for v in means) + " |"
+    assert row in summary.split("## f2l->base:")[1].split("##")[0]
+
+    monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished clip was recomputed")
+
+    monkeypatch.setattr(study, "patching", must_not_run)
+    assert study.main([*argv, "--device", "cpu"]) == 0
+    again = read_netcdf(out / "patching.nc")
+    xr.testing.assert_equal(again.drop_dims("failure"), ds.drop_dims("failure"))

@@ -78,3 +78,12 @@ def test_adapter_stays_sane_from_12_to_256_frames(f2l, examples):
     # scaling study's clips 0.682 -> 0.691
     assert long["f2l"] > short["f2l"] - 0.08, (short, long)
     assert long["f2l"] > short["no_video"] + 0.04, (short, long)
+
+
+def test_shipped_official_design_internalizes(examples):
+    """The authors' design trained by their recipe on the tiny world (``paper-tiny``): it carries the
+    video, if less of it than f2l's design at equal steps (README, "the two designs")."""
+    paper = Frames2LoRA.from_pretrained("paper-tiny", device="cpu")
+    assert paper.hypernet.kind == "official"
+    s = _scores(paper, examples, frames=8, methods=("no_video",))
+    assert s["f2l"] > s["no_video"] + 0.05, s

@@ -3,6 +3,8 @@ trained tiny base (for tests of real behaviour)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -42,3 +44,30 @@ def tiny_base():
     from f2l.models import load_base
 
     return load_base("tiny", device="cpu")
+
+
+# Test data written by the authors' official code, kept beside the checkout and never regenerated here
+# (its README states the format): a checkpoint at the tiny base's shapes and its outputs for given inputs.
+OFFICIAL_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official-frames2lora"
+
+
+@pytest.fixture(scope="session")
+def official_fixtures() -> Path:
+    return OFFICIAL_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def official_checkpoint() -> Path:
+    """The official code's pickled hypernetwork checkpoint (random, non-initial weights)."""
+    return OFFICIAL_FIXTURES / "tiny-official.pt"
+
+
+@pytest.fixture(scope="session")
+def official_hypernet(official_checkpoint, tmp_path_factory) -> Path:
+    """That checkpoint converted for the shipped tiny base: an official-kind hypernetwork directory
+    (untrained: garbage answers, real wiring; down_proj only, rank 2r with a static block)."""
+    from f2l.convert import convert_official
+
+    return convert_official(
+        official_checkpoint, tmp_path_factory.mktemp("official") / "tiny-official", base="tiny"
+    )

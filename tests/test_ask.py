@@ -31,15 +31,10 @@ def test_ask_composes_segment_adapters(capsys):
     assert "rank 16 x 4 layers" in out  # two rank-8 segment adapters concatenated along r
 
 
-def test_ask_with_an_official_kind_hypernetwork(tmp_path, capsys):
+def test_ask_with_an_official_kind_hypernetwork(official_hypernet, capsys):
     """The authors' design, converted from the official fixture: a rank-2r adapter on down_proj, and
     composed segments at rank (n + 1) r (the static block once)."""
-    from pathlib import Path
-
-    from f2l.convert import convert_official
-
-    fixture = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
-    official = str(convert_official(fixture, tmp_path / "official", base="tiny"))
+    official = str(official_hypernet)
     args = [
         "--hypernet",
         official,

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from f2l.context import main
-from f2l.convert import convert_official
-
-FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
 
 
-def test_prints_each_kind_s_context_with_visual_runs_collapsed(tmp_path, capsys):
-    official = convert_official(FIXTURE, tmp_path / "official", base="tiny")
+def test_prints_each_kind_s_context_with_visual_runs_collapsed(official_hypernet, capsys):
+    official = official_hypernet
     assert main(["--hypernet", str(official), "--world-seed", "1010000", "--frames", "3"]) == 0
     out = capsys.readouterr().out
     assert "(kind official)" in out and "assistant cue no" in out

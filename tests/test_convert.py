@@ -18,10 +18,6 @@ import torch
 from f2l.convert import ALLOWED_GLOBALS, ConversionError, _Record, convert_official, main, read_official
 from f2l.hypernet import load_hypernet
 
-FIXTURE = (
-    Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official-frames2lora" / "tiny-official.pt"
-)
-
 
 class _PeftTypeOnDisk(str, enum.Enum):  # noqa: UP042 (pickled like PEFT's own str enum)
     LORA = "LORA"
@@ -77,8 +73,10 @@ def edit_config(meta: dict, where: str, key: str, value) -> dict:
     return {**meta, "hypernet_config": hn}
 
 
-def test_fixture_reads_with_the_allow_list_alone_and_round_trips(official_modules, tmp_path):
-    tensors, meta = read_official(FIXTURE)
+def test_fixture_reads_with_the_allow_list_alone_and_round_trips(
+    official_checkpoint, official_modules, tmp_path
+):
+    tensors, meta = read_official(official_checkpoint)
     assert len(tensors) == 56 and meta["base_model_name_or_path"] == "f2l/tiny"
     rewritten = write_checkpoint(tmp_path / "again.pt", tensors, meta, official_modules)
     out = convert_official(rewritten, tmp_path / "converted")
@@ -88,14 +86,14 @@ def test_fixture_reads_with_the_allow_list_alone_and_round_trips(official_module
     assert load_hypernet(out).config.base_id == "f2l/tiny"  # the checkpoint's own base unless --base
 
 
-def test_a_foreign_global_is_refused_and_never_called(official_modules, tmp_path):
+def test_a_foreign_global_is_refused_and_never_called(official_checkpoint, official_modules, tmp_path):
     marker = tmp_path / "ran"
 
     class Payload:
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    tensors, meta = read_official(FIXTURE)
+    tensors, meta = read_official(official_checkpoint)
     path = tmp_path / "evil.pt"
     torch.save(
         {**tensors, **{k: to_disk(v, official_modules) for k, v in meta.items()}, "extra": Payload()}, path
@@ -105,8 +103,10 @@ def test_a_foreign_global_is_refused_and_never_called(official_modules, tmp_path
     assert not marker.exists()
 
 
-def test_a_class_under_another_official_name_is_refused(official_modules, tmp_path, monkeypatch):
-    tensors, meta = read_official(FIXTURE)
+def test_a_class_under_another_official_name_is_refused(
+    official_checkpoint, official_modules, tmp_path, monkeypatch
+):
+    tensors, meta = read_official(official_checkpoint)
     renamed = type("HypernetConfigV2", (), {})
     renamed.__module__ = "ctx_to_lora.modeling.hypernet"
     monkeypatch.setattr(
@@ -118,8 +118,8 @@ def test_a_class_under_another_official_name_is_refused(official_modules, tmp_pa
         read_official(path)
 
 
-def test_tensors_that_disagree_with_the_config_are_refused(official_modules, tmp_path):
-    tensors, meta = read_official(FIXTURE)
+def test_tensors_that_disagree_with_the_config_are_refused(official_checkpoint, official_modules, tmp_path):
+    tensors, meta = read_official(official_checkpoint)
     wrong = {**tensors, "head.weight": torch.zeros(4, 64, 500)}
     with pytest.raises(
         ConversionError, match=r"head.weight: shape \(4, 64, 500\) where the config gives \(4, 64, 512\)"
@@ -146,9 +146,9 @@ def test_tensors_that_disagree_with_the_config_are_refused(official_modules, tmp
     ],
 )
 def test_config_values_the_official_kind_lacks_are_refused(
-    official_modules, tmp_path, where, key, value, message
+    official_checkpoint, official_modules, tmp_path, where, key, value, message
 ):
-    tensors, meta = read_official(FIXTURE)
+    tensors, meta = read_official(official_checkpoint)
     path = write_checkpoint(
         tmp_path / "cfg.pt", tensors, edit_config(meta, where, key, value), official_modules
     )
@@ -156,8 +156,8 @@ def test_config_values_the_official_kind_lacks_are_refused(
         convert_official(path, tmp_path / "out")
 
 
-def test_command_line_converts_and_reports_errors_in_one_line(tmp_path, capsys):
-    assert main(["official", str(FIXTURE), "--out", str(tmp_path / "ok"), "--base", "tiny"]) == 0
+def test_command_line_converts_and_reports_errors_in_one_line(official_checkpoint, tmp_path, capsys):
+    assert main(["official", str(official_checkpoint), "--out", str(tmp_path / "ok"), "--base", "tiny"]) == 0
     assert "official kind" in capsys.readouterr().out
     assert load_hypernet(tmp_path / "ok").config.base_id == "tiny"
     junk = tmp_path / "junk.pt"

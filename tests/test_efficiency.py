@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,12 +9,10 @@ from analyses import efficiency
 from analyses.common import study_examples
 from analyses.efficiency import EfficiencyConfig, measure_peak, peak_memories
 from f2l.answer import timed_generate
-from f2l.convert import convert_official
 from f2l.data import world_manifest
 from f2l.results import read_netcdf
 
 FRAMES = [4, 8]
-OFFICIAL_FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
 
 
 def test_measure_peak_sees_a_transient_allocation():
@@ -64,12 +60,11 @@ def tiny_pipeline():
 
 
 @pytest.fixture(scope="module")
-def efficiency_run(tmp_path_factory):
+def efficiency_run(tmp_path_factory, official_hypernet):
     out = tmp_path_factory.mktemp("efficiency")
     args = ["--out", str(out), "--frames", *map(str, FRAMES), "--warmup", "0", "--repeats", "2"]
     args += ["--overhead-rounds", "4"]
-    official = convert_official(OFFICIAL_FIXTURE, out / "official-hypernet", base="tiny")
-    args += ["--compare-hypernets", str(official)]
+    args += ["--compare-hypernets", str(official_hypernet)]
     assert efficiency.main([*args, "--no-memory", "--clips", "2", "--train-frames", "2"]) == 0
     return out, read_netcdf(out / "efficiency.nc")
 

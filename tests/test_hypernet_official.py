@@ -17,19 +17,15 @@ from safetensors.torch import load_file
 
 from f2l.adapter import export_peft, use_adapter
 from f2l.chat import model_inputs, prompt_text
-from f2l.convert import convert_official
 from f2l.encode import LayerStates, internalization_inputs
 from f2l.hypernet import OFFICIAL_CONTEXT, OfficialHypernet, PerceiverHypernet, load_hypernet
 from f2l.pipeline import Frames2LoRA
 from f2l.world import render_clip
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official-frames2lora"
-CHECKPOINT, IO = FIXTURES / "tiny-official.pt", FIXTURES / "tiny-official-io.safetensors"
-
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Path:
-    return convert_official(CHECKPOINT, tmp_path_factory.mktemp("official") / "tiny-official", base="tiny")
+def converted(official_hypernet) -> Path:
+    return official_hypernet
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +34,8 @@ def hypernet(converted) -> OfficialHypernet:
 
 
 @pytest.fixture(scope="module")
-def io() -> dict[str, torch.Tensor]:
-    return load_file(IO)
+def io(official_fixtures) -> dict[str, torch.Tensor]:
+    return load_file(official_fixtures / "tiny-official-io.safetensors")
 
 
 def fixture_states(io, rows=slice(None), start: int = 0) -> list[LayerStates]:

@@ -139,13 +139,9 @@ def test_overview_walks_a_clip_to_its_adapter_answers_and_probe():
     assert "rank 8 x 4 layers" in text and "ground truth:" in text
 
 
-def test_overview_runs_on_an_official_kind_hypernetwork(tmp_path):
+def test_overview_runs_on_an_official_kind_hypernetwork(official_hypernet):
     """The authors' design (converted from the official fixture): one module, a rank-2r adapter, and the
     layer-removal probe on the groups that adapter has."""
-    from f2l.convert import convert_official
-
-    fixture = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
-    official = convert_official(fixture, tmp_path / "official", base="tiny")
-    nb = execute("overview", hypernet=str(official), n_prompts=2, max_new_tokens=4)
+    nb = execute("overview", hypernet=str(official_hypernet), n_prompts=2, max_new_tokens=4)
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "rank 32 x 4 layers, modules ['down_proj']" in text

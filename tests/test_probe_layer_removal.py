@@ -16,7 +16,6 @@ import xarray as xr
 from f2l.adapter import Adapter, use_adapter
 from f2l.answer import generate_answers
 from f2l.chat import model_inputs, prompt_text
-from f2l.convert import convert_official
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.eval.metrics import score_answers
 from f2l.hypernet import HypernetConfig, PerceiverHypernet
@@ -26,7 +25,6 @@ from f2l.results import read_netcdf
 from probes.layer_removal import MODULE_GROUPS, adapter_groups, layer_removal, remove_layer
 
 TOKENS = 6  # a few greedy tokens tell variants apart on a random model and keep the test fast
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -187,10 +185,8 @@ def test_adapter_groups_are_the_groups_holding_the_adapters_modules():
 
 
 @pytest.fixture(scope="module")
-def official_dir(tmp_path_factory) -> Path:
-    """The official fixture converted for the shipped tiny base (random weights: garbage answers, real
-    wiring): its adapters are down_proj only, rank 2r with a static block."""
-    return convert_official(OFFICIAL, tmp_path_factory.mktemp("official") / "tiny-official", base="tiny")
+def official_dir(official_hypernet) -> Path:
+    return official_hypernet
 
 
 def test_down_proj_only_adapter_has_no_attention_group(official_dir, examples):
@@ -220,13 +216,14 @@ def test_down_proj_only_adapter_has_no_attention_group(official_dir, examples):
         layer_removal(official, [example], module_groups=("attention",), max_new_tokens=TOKENS)
 
 
-def test_study_refuses_a_group_the_adapter_lacks_before_any_clip(official_dir, tmp_path):
+def test_study_refuses_a_group_the_adapter_lacks_before_any_clip(official_dir, tmp_path, capsys):
     import analyses.layer_removal as study
 
     out = tmp_path / "results"
     argv = ["--out", str(out), "--hypernet", str(official_dir), "--clips", "1", "--device", "cpu"]
-    with pytest.raises(ValueError, match=r"\['attention'\] hold none"):
-        study.main([*argv, "--module-groups", "attention"])
+    assert study.main([*argv, "--module-groups", "attention"]) == 2  # a user's mistake: one line
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "['attention'] hold none" in err and "\n" not in err
     assert not (out / "layer_removal.nc").exists() and not list(out.rglob("*.nc"))  # no clip was run
 
 

@@ -253,25 +253,29 @@ def test_dataset_schema_and_the_identities_in_it(random_base):
         patching(pipeline, [example], directions=["base->direct"])
 
 
-def test_an_official_kind_hypernetwork(tmp_path, monkeypatch):
+def test_an_official_kind_hypernetwork(official_hypernet, tmp_path, monkeypatch):
     """The authors' design (converted from the official fixture): a down_proj-only, rank-2r adapter, through
     the study command."""
-    from pathlib import Path
-
     import analyses.patching as study
-    from f2l.convert import convert_official
     from f2l.pipeline import Frames2LoRA
 
-    fixture = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
-    official = convert_official(fixture, tmp_path / "off", base="tiny")
-    f2l = Frames2LoRA.from_pretrained(official, device="cpu")
+    f2l = Frames2LoRA.from_pretrained(official_hypernet, device="cpu")
     example = world_manifest("test", 1)[0]
     assert list(f2l.internalize(f2l.example_frames(example, 4)).modules) == ["down_proj"]
     monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])
-    argv = ["--hypernet", str(official), "--out", str(tmp_path / "out"), "--clips", "1", "--frames", "4"]
+    argv = [
+        "--hypernet",
+        str(official_hypernet),
+        "--out",
+        str(tmp_path / "out"),
+        "--clips",
+        "1",
+        "--frames",
+        "4",
+    ]
     assert study.main([*argv, "--prompts-per-clip", "2", "--max-new-tokens", "4", "--device", "cpu"]) == 0
     ds = read_netcdf(tmp_path / "out" / "patching.nc")
-    assert ds.attrs["hypernet"].startswith("off@") and ds.sizes["failure"] == 0
+    assert ds.attrs["hypernet"].startswith("tiny-official@") and ds.sizes["failure"] == 0
     final = ds["logp_patched"].isel(layer=-1).sel(site="resid_pre")
     np.testing.assert_allclose(final, ds["logp_source"], rtol=0, atol=1e-3)
     assert ds["logp_patched"].isel(layer=slice(0, -1)).notnull().all()

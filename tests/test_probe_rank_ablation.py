@@ -6,8 +6,6 @@ tiny checkpoints."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,7 +15,6 @@ from f2l.adapter import TARGET_MODULES, Adapter, text_model_of, use_adapter
 from f2l.adapter.lora import SUBLAYER
 from f2l.answer import generate_answers
 from f2l.chat import model_inputs, prompt_text
-from f2l.convert import convert_official
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.encode import internalization_inputs
 from f2l.eval.metrics import score_answers
@@ -36,7 +33,6 @@ from probes.rank_ablation import (
 
 RANK = 4
 TOKENS = 6  # a few greedy tokens tell variants apart on a random model and keep the test fast
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared/fixtures/official-frames2lora/tiny-official.pt"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -280,11 +276,10 @@ def test_keep_slots_splits_the_update_into_its_blocks(adapter):
 
 
 @pytest.fixture(scope="module")
-def official(tmp_path_factory) -> Frames2LoRA:
+def official(official_hypernet) -> Frames2LoRA:
     """The official fixture converted for the shipped tiny base (random weights: garbage answers, real
     wiring): its adapters are down_proj only, the generated rank r then a static block of rank r."""
-    path = convert_official(OFFICIAL, tmp_path_factory.mktemp("official") / "tiny-official", base="tiny")
-    pipeline = Frames2LoRA.from_pretrained(path, device="cpu")
+    pipeline = Frames2LoRA.from_pretrained(official_hypernet, device="cpu")
     with torch.no_grad():  # the fixture's static block is ~100x smaller than its generated one: scaled up so
         for b in pipeline.hypernet.bias_B.values():  # that removing either block changes answers
             b.mul_(100.0)

@@ -169,7 +169,6 @@ def test_internalization_is_timed_for_every_hypernetwork_side_by_side(efficiency
     t = ds["internalize_s"]
     assert t.dims == ("frames", "hypernet") and bool((t > 0).all())
     np.testing.assert_array_equal(t.isel(hypernet=0).values, ds["preprocess_s"].sel({"method": "f2l"}).values)
-    assert bool((t.sel(frames=8) > t.sel(frames=4)).all())  # more frames, more states to read
     steps = __import__("json").loads(ds.attrs["train_step_by_hypernet_s"])
     assert len(steps) == 2 and steps[0] == ds.attrs["train_step_s"] and steps[1] > 0
     summary = (out / "efficiency.md").read_text()

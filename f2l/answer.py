@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -142,6 +143,38 @@ def generate_with_adapters(
                 max_new_tokens=max_new_tokens,
                 batch_size=batch_size,
             )
+    return answers
+
+
+@torch.inference_mode()
+def greedy_answer_ids(
+    base: Base,
+    questions: Sequence[str],
+    *,
+    video: Frames | None = None,
+    adapter: Adapter | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = 16,
+    keep_stop: bool = False,
+) -> list[list[int]]:
+    """Greedy answer token ids to each question, with ``video`` in context and/or under ``adapter`` (or
+    neither), cut at the first stop token (kept with ``keep_stop``, so that an empty answer still has a
+    token to score); what teacher-forcing probes replay."""
+    config = base.model.generation_config
+    eos = config.eos_token_id
+    stop = {*([eos] if isinstance(eos, int) else list(eos or [])), config.pad_token_id}
+    answers: list[list[int]] = []
+    with use_adapter(base.model, adapter) if adapter is not None else nullcontext():
+        for i in range(0, len(questions), batch_size):
+            chunk = questions[i : i + batch_size]
+            texts = [prompt_text(base.processor, q, with_video=video is not None) for q in chunk]
+            inputs = model_inputs(
+                base.processor, texts, None if video is None else [video] * len(chunk), device=base.device
+            )
+            out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            for row in out[:, inputs["input_ids"].shape[1] :].tolist():
+                ends = [j for j, token in enumerate(row) if token in stop]
+                answers.append(row[: ends[0] + keep_stop] if ends else row)
     return answers
 
 

@@ -66,8 +66,8 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from f2l.adapter import Adapter, text_model_of, use_adapter
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.adapter import Adapter, text_model_of
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, greedy_answer_ids
 from f2l.chat import model_inputs, prompt_text
 from f2l.data import Example, clip_prompts
 from f2l.models import Base
@@ -188,25 +188,6 @@ def attribute(
 
 
 @torch.no_grad()
-def greedy_answer_ids(
-    base: Base, adapter: Adapter, questions: Sequence[str], *, max_new_tokens: int, batch_size: int = 16
-) -> list[list[int]]:
-    """The adapted model's greedy answer tokens to each question, without the end-of-utterance token."""
-    config = base.model.generation_config
-    eos = config.eos_token_id
-    stop = {*([eos] if isinstance(eos, int) else list(eos or [])), config.pad_token_id}
-    answers: list[list[int]] = []
-    with use_adapter(base.model, adapter):
-        for i in range(0, len(questions), batch_size):
-            texts = [prompt_text(base.processor, q, with_video=False) for q in questions[i : i + batch_size]]
-            inputs = model_inputs(base.processor, texts, device=base.device)
-            out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-            for row in out[:, inputs["input_ids"].shape[1] :].tolist():
-                ends = [j for j, token in enumerate(row) if token in stop]
-                answers.append(row[: ends[0]] if ends else row)
-    return answers
-
-
 def teacher_forced(base: Base, questions: Sequence[str], answers: Sequence[Sequence[int]]) -> TeacherForced:
     """``prompt + answer`` for every question, right-padded (so every row keeps positions 0, 1, ...)."""
     texts = [prompt_text(base.processor, q, with_video=False) for q in questions]
@@ -298,7 +279,7 @@ def _one_clip(
     prompts = clip_prompts(example, qa_per_type)
     questions = [p.prompt for p in prompts]
     answers = greedy_answer_ids(
-        base, adapter, questions, max_new_tokens=max_new_tokens, batch_size=batch_size
+        base, questions, adapter=adapter, max_new_tokens=max_new_tokens, batch_size=batch_size
     )
     length = max(1, max(len(a) for a in answers))
     per_token = (len(prompts), length)

@@ -103,7 +103,7 @@ import xarray as xr
 from torch import Tensor
 
 from f2l.adapter import Adapter, text_model_of, use_adapter
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, greedy_answer_ids
 from f2l.chat import model_inputs, prompt_text
 from f2l.data import Example, clip_prompts
 from f2l.models import Base
@@ -356,35 +356,6 @@ def restored_fraction(patched, source, target, min_effect: float = MIN_EFFECT):
 
 
 @torch.no_grad()
-def greedy_answer_ids(
-    base: Base,
-    questions: Sequence[str],
-    *,
-    video: Frames | None = None,
-    adapter: Adapter | None = None,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    batch_size: int = 16,
-) -> list[list[int]]:
-    """Greedy answer tokens to each question, with ``video`` in context and/or under ``adapter`` (or
-    neither), each ending with the stop token it generated (none when it ran to ``max_new_tokens``)."""
-    config = base.model.generation_config
-    eos = config.eos_token_id
-    stop = {*([eos] if isinstance(eos, int) else list(eos or [])), config.pad_token_id}
-    answers: list[list[int]] = []
-    applied = use_adapter(base.model, adapter) if adapter is not None else nullcontext()
-    with applied:
-        for i in range(0, len(questions), batch_size):
-            chunk = questions[i : i + batch_size]
-            texts = [prompt_text(base.processor, q, with_video=video is not None) for q in chunk]
-            videos = None if video is None else [video] * len(chunk)
-            inputs = model_inputs(base.processor, texts, videos, device=base.device)
-            out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-            for row in out[:, inputs["input_ids"].shape[1] :].tolist():
-                ends = [j for j, token in enumerate(row) if token in stop]
-                answers.append(row[: ends[0] + 1] if ends else row)
-    return answers
-
-
 def patch_prompt(
     capture: NNsightCapture,
     runs_by_answer: Mapping[str, Mapping[str, Run]],
@@ -496,6 +467,7 @@ def _one_clip(
             adapter=adapter if run == "f2l" else None,
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
+            keep_stop=True,
         )
         for run in needed
     }

@@ -12,6 +12,7 @@ import xarray as xr
 from test_lora import random_adapter
 
 from f2l.adapter import text_model_of, use_adapter
+from f2l.answer import greedy_answer_ids
 from f2l.data import clip_prompts, world_manifest
 from f2l.models import load_base
 from f2l.results import read_netcdf
@@ -20,7 +21,6 @@ from probes.logit_attribution import (
     COMPONENTS,
     attribute,
     direct_logit_attribution,
-    greedy_answer_ids,
     teacher_forced,
 )
 
@@ -164,7 +164,7 @@ def test_teacher_forcing_reproduces_the_greedy_answers(random_tiny_dir):
     base = load_base(random_tiny_dir, device="cpu")
     model = base.model
     adapter = random_adapter(model, seed=3)
-    answers = greedy_answer_ids(base, adapter, QUESTIONS, max_new_tokens=6)
+    answers = greedy_answer_ids(base, QUESTIONS, adapter=adapter, max_new_tokens=6)
     assert all(len(a) > 0 for a in answers)
     batch = teacher_forced(base, QUESTIONS, answers)
     with torch.no_grad(), use_adapter(model, adapter):

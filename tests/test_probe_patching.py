@@ -15,6 +15,7 @@ import xarray as xr
 from test_lora import random_adapter
 
 from f2l.adapter import text_model_of, use_adapter
+from f2l.answer import greedy_answer_ids
 from f2l.data import clip_prompts, world_manifest
 from f2l.models import load_base
 from f2l.results import read_netcdf
@@ -23,7 +24,6 @@ from probes.hooks import NNsightCapture
 from probes.patching import (
     DIRECTIONS,
     SITES,
-    greedy_answer_ids,
     make_runs,
     patched_logp,
     patching,
@@ -188,7 +188,7 @@ def test_greedy_answers_end_with_their_stop_token_and_teacher_force_back(random_
     eos = base.model.generation_config.eos_token_id
     stops |= {eos} if isinstance(eos, int) else set(eos or [])
     for kwargs in ({"video": video}, {"adapter": adapter}):
-        answers = greedy_answer_ids(base, QUESTIONS, max_new_tokens=6, **kwargs)
+        answers = greedy_answer_ids(base, QUESTIONS, max_new_tokens=6, keep_stop=True, **kwargs)
         assert all(answers) and all(len(a) <= 6 for a in answers)
         for answer in answers:
             assert not stops & set(answer[:-1])  # a stop token only at the end, where it stopped

@@ -48,7 +48,11 @@ def resolve_hypernet(name_or_path: str | os.PathLike) -> Path:
     key = str(name_or_path)
     path = CHECKPOINTS_DIR / SHIPPED_HYPERNETS[key] if key in SHIPPED_HYPERNETS else Path(key).expanduser()
     if not (path / "hypernet_config.json").is_file():
-        hint = " Train one with `python -m f2l.train`." if key in SHIPPED_HYPERNETS else ""
+        hint = (
+            f" Rebuild it with `python -m f2l.train --preset {key} --ship {path}`."
+            if key in SHIPPED_HYPERNETS
+            else ""
+        )
         raise FileNotFoundError(f"no hypernetwork at {path} (hypernet_config.json missing).{hint}")
     return path
 

@@ -85,5 +85,5 @@ def test_shipped_official_design_internalizes(examples):
     video, if less of it than f2l's design at equal steps (README, "the two designs")."""
     paper = Frames2LoRA.from_pretrained("paper-tiny", device="cpu")
     assert paper.hypernet.kind == "official"
-    s = _scores(paper, examples, frames=8, methods=("no_video",))
+    s = _scores(paper, examples[:8], frames=8, methods=("no_video",))  # 8 clips: the margin is wide
     assert s["f2l"] > s["no_video"] + 0.05, s

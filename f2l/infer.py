@@ -218,7 +218,8 @@ def read_items(cfg: InferConfig) -> list[Item]:
 def input_rows(path: Path, examples: list[Example], prompts: list[Prompt]) -> list[dict[str, Any]]:
     """The manifest row each prompt was read from, as written. A reader that yields one example per line
     (f2l's own records) pairs them in order; one that groups one-prompt rows by video (official rows) is
-    undone by content: a prompt's row is an unused one holding its video path, prompt and reference."""
+    undone by content: a prompt's row is an unused one holding its video path, prompt and reference (when
+    it has one)."""
     with path.open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]  # the lines the reader parses
     if len(rows) == len(examples):
@@ -231,7 +232,8 @@ def input_rows(path: Path, examples: list[Example], prompts: list[Prompt]) -> li
                 holding.setdefault(str(value), set()).add(i)
     found, used = [], set()
     for p in prompts:
-        fits = [holding.get(text, set()) for text in (p.example.video.path, p.prompt, p.reference)]
+        texts = (p.example.video.path, p.prompt, *([p.reference] if p.reference else []))
+        fits = [holding.get(text, set()) for text in texts]
         candidates = set.intersection(*fits) - used
         if not candidates:
             raise RuntimeError(f"{path}: no row holds the video, prompt and reference of {p.example.id}")

@@ -163,6 +163,7 @@ def test_official_rows_keep_their_fields_and_share_their_video_adapter(tmp_path,
         {"id": "test-v2-q", "video_path": "raw/v2.mp4", "question": "what color is it?", "answer": "red", **toy},
         {"id": "test-v1-q", "video_path": "raw/v1.mp4", "question": "what moves?", "answer": "it", **toy},
         {"id": "test-v3-q", "video_path": "raw/v3.mp4", "question": "what moves?", "answer": "it", **toy},
+        {"id": "test-v2-c", "video_path": "raw/v2.mp4", "prompt": "Describe the background.", **toy},
     ]  # fmt: skip
     manifest = tmp_path / "official.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in lines))
@@ -172,16 +173,18 @@ def test_official_rows_keep_their_fields_and_share_their_video_adapter(tmp_path,
     assert [r["key"] for r in got] == [  # grouped by video: v1's caption and question, v2, then v3
         "test-v1-c/caption/caption",
         "test-v1-c/qa/test-v1-q",
+        "test-v2-q/caption/caption",
         "test-v2-q/qa/test-v2-q",
         "test-v3-q/qa/test-v3-q",
     ]
-    for row, line in zip(got, [lines[0], lines[2], lines[1], lines[3]], strict=True):
+    for row, line in zip(got, [lines[0], lines[2], lines[4], lines[1], lines[3]], strict=True):
         assert {k: row[k] for k in line} == line  # the official row's own fields, as written
-    assert asked == ["Describe the video.", "what moves?", "what color is it?"]  # two videos, one batch
-    for row in got[:3]:
+    assert got[2]["reference"] == "" and "target_text" not in got[2]  # a row with no reference is answered
+    assert asked == ["Describe the video.", "what moves?", "Describe the background.", "what color is it?"]
+    for row in got[:4]:
         adapter = pipeline.internalize(load_video(tmp_path / row["video_path"], num_frames=8))
         assert row["prediction"] == pipeline.generate(adapter, row["prompt_text"]).text
-    assert got[3]["prediction"] is None and "no such file" in got[3]["error"]
+    assert got[4]["prediction"] is None and "no such file" in got[4]["error"]
 
 
 def test_input_rows_undo_a_reader_that_groups_rows_by_video(tmp_path):

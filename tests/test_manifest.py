@@ -422,7 +422,6 @@ def test_official_data_root_precedence_and_missing_root(tmp_path: Path, no_data_
 @pytest.mark.parametrize(
     ("bad_row", "message"),
     [
-        ({"video_path": "a.mp4", "prompt": "Describe."}, "missing 'target_text' (or 'answer')"),
         ({"video_path": "a.mp4", "target_text": "x"}, "missing 'prompt' (or 'question')"),
         ({"video_path": 3, "prompt": "p", "target_text": "x"}, "'video_path' must be a non-empty string"),
         ({"video_path": "a.mp4", "prompt": "p", "target_text": ["x"]}, "'target_text' must be a string"),
@@ -507,3 +506,14 @@ def test_official_round_trip_both_ways(tmp_path: Path, no_data_root) -> None:
     assert got == [(r.kind, r.prompt, r.reference) for r in iter_prompts([ex])]
     with pytest.raises(ManifestError, match="world clip"):
         write_official_manifest(tmp_path / "w.jsonl", [_world_example()])
+
+
+def test_official_rows_without_a_reference_read_and_write_back_without_one(tmp_path: Path, no_data_root) -> None:
+    """Inference manifests carry no target: the prompt is kept with the empty reference."""
+    row = {"id": "test-x-c", "video_path": "/abs/x.mp4", "prompt": "Describe the video.", "dataset": "d"}
+    (example,) = read_manifest(_official(tmp_path, [row]))
+    (prompt,) = iter_prompts([example])
+    assert (prompt.prompt, prompt.reference) == ("Describe the video.", "")
+    out = write_official_manifest(tmp_path / "again.jsonl", [example])
+    (written,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "target_text" not in written and written["prompt"] == "Describe the video."

@@ -6,8 +6,9 @@ An official row is one prompt about one video::
      "prompt": "...", "target_text": "...", "dataset": "finevideo", "split": "train",
      "metadata": {"source_video_path": "raw/finevideo/x.mp4"}, "clip_start_sec": 12.0, "clip_end_sec": 31.5}
 
-As in the official loader: ``question``/``answer`` stand in for ``prompt``/``target_text`` (the reference
-is required: f2l scores every prompt against one); ``task_type`` defaults to "qa" when either is used, else
+As in the official loader: ``question``/``answer`` stand in for ``prompt``/``target_text``. The reference
+is optional (an inference manifest has none): a row without one gets the empty reference "", which
+``f2l.infer`` and teacher-target training never read and which scores 0 in a study; ``task_type`` defaults to "qa" when either is used, else
 "caption"; ``dataset`` to ``metadata.dataset``, else "unknown"; ``split`` to the id's "train-"/"val-"/
 "test-" (or "_") prefix; ``id`` to the video file's stem.
 
@@ -103,11 +104,7 @@ def _parse_row(row: Any, root: Path | None) -> dict[str, Any]:
     prompt = _text(row, "prompt", "question")
     if not prompt:
         raise ManifestError("missing 'prompt' (or 'question')")
-    target = _text(row, "target_text", "answer")
-    if not target:
-        raise ManifestError(
-            "missing 'target_text' (or 'answer'): f2l scores every prompt against a reference"
-        )
+    target = _text(row, "target_text", "answer") or ""
     metadata = {} if row.get("metadata") is None else row["metadata"]
     if not isinstance(metadata, dict):
         raise ManifestError(f"'metadata' must be an object, got {type(metadata).__name__}")
@@ -215,7 +212,7 @@ def _official_rows(example: Example, root: Path | None) -> list[dict[str, Any]]:
             "video_path": video_path,
             "task_type": prompt.kind,
             "prompt": prompt.prompt,
-            "target_text": prompt.reference,
+            **({"target_text": prompt.reference} if prompt.reference else {}),
             "dataset": example.source,
             "split": example.split,
             **stored.get(prompt.kind, {}).get(prompt.item_id, {}),

@@ -415,6 +415,53 @@ STUDIES = [
             ),
         ],
     ),
+    StudyNotebook(
+        study="similarity",
+        title="Residual-stream similarity: how close the adapter puts the question's states to the video's",
+        about=(
+            "Every prompt runs three ways on the same question tokens: `direct` (the video in context), "
+            "`f2l` (the adapter, no visual tokens) and `base` (neither). At each decoder layer's "
+            "`resid_pre` and the final residual stream, over the prompt's question span (aligned from the "
+            "end, no answer tokens), the study compares the f2l run's residual stream with the direct "
+            "run's: the cosine per position (mean over positions), the share of the video's effect "
+            "reproduced, `1 - ||h_f2l - h_direct||_F / ||h_base - h_direct||_F` (0: no closer than no "
+            "video, 1: where the video puts it), and linear CKA across examples of the position-averaged "
+            "states. Base against direct is the reference. Layer 0 is the token embedding, the same in "
+            "every run (share undefined)."
+        ),
+        config="SimilarityConfig",
+        small="clips=2",
+        duration="under a minute",
+        figures=[
+            (
+                "**Cosine and share per layer** (each clip's mean over its prompts, then mean ± standard "
+                "error across clips). The cosine of f2l means something only against base's: residual "
+                "streams share large common directions.",
+                "fig = figures.similarity_per_layer(ds)",
+            ),
+            (
+                "**Linear CKA across examples per layer**: does the adapter arrange the examples' states "
+                "the way the video does (up to rotation and scale)?",
+                "fig = figures.similarity_cka(ds)",
+            ),
+        ],
+        explore=[
+            (
+                "Mean cosine and share per layer, by prompt kind:",
+                'ds["similarity"].groupby("kind").mean("example_id", skipna=True).to_dataframe("value")'
+                '["value"].unstack(["kind", "measure"]).round(3)',
+            ),
+            (
+                "CKA recomputed on one prompt kind only, from the stored position means:",
+                "import pandas as pd\n\n"
+                "from probes.similarity import linear_cka\n\n"
+                'means = ds["mean_resid"].where(ds["kind"] == "qa", drop=True)\n'
+                'pd.Series(linear_cka(means.sel(run="f2l").transpose("layer", "example_id", "hidden").values, '
+                'means.sel(run="direct").transpose("layer", "example_id", "hidden").values), '
+                'index=ds["layer"].values, name="CKA, qa prompts").round(3)',
+            ),
+        ],
+    ),
 ]
 
 

@@ -341,6 +341,36 @@ def patching_dataset(n_clips: int = 3, layers: int = 4, seed: int = 0, min_effec
     return _finish(ds)
 
 
+def similarity_dataset(n_clips: int = 3, layers: int = 4, hidden: int = 8, seed: int = 0) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    coords = _prompt_coords(n_clips)
+    n = len(coords["example_id"])
+    cosine = rng.uniform(0.4, 0.9, (n, layers + 1))
+    cosine[:, 0] = 1.0  # the same token embeddings in every run
+    share = rng.uniform(-0.1, 0.6, (n, layers + 1))
+    share[:, 0] = np.nan  # the video moves nothing at the embeddings
+    ds = xr.Dataset(
+        {
+            "similarity": (("example_id", "layer", "measure"), np.stack([cosine, share], -1)),
+            "cosine_base": (("example_id", "layer"), cosine - rng.uniform(0, 0.2, (n, layers + 1))),
+            "cka": ("layer", np.linspace(1.0, 0.6, layers + 1)),
+            "cka_base": ("layer", np.linspace(1.0, 0.3, layers + 1)),
+            "mean_resid": (
+                ("example_id", "run", "layer", "hidden"),
+                rng.normal(size=(n, 3, layers + 1, hidden)).astype(np.float32),
+            ),
+        },
+        coords=coords
+        | {
+            "layer": list(range(layers + 1)),
+            "measure": ["cosine", "share"],
+            "run": ["direct", "f2l", "base"],
+        },
+    )
+    ds.attrs.update(min_gap=1e-6, cka_examples=n)
+    return _finish(ds)
+
+
 DATASETS = {
     "benchmark": benchmark_dataset,
     "efficiency": efficiency_dataset,
@@ -351,6 +381,7 @@ DATASETS = {
     "rank_ablation": rank_ablation_dataset,
     "logit_attribution": logit_attribution_dataset,
     "patching": patching_dataset,
+    "similarity": similarity_dataset,
 }
 
 MAIN_VARIABLE = {
@@ -363,6 +394,7 @@ MAIN_VARIABLE = {
     "rank_ablation": "topk_score",
     "logit_attribution": "dla",
     "patching": "restored",
+    "similarity": "similarity",
 }
 ALL_FIGURES = [(study, fn) for study, fns in FIGURES.items() for fn in fns]
 IDS = [f"{study}-{fn.__name__}" for study, fn in ALL_FIGURES]
@@ -403,6 +435,7 @@ def test_every_study_has_figures_and_a_dataset_factory():
             "rank_ablation",
             "logit_attribution",
             "patching",
+            "similarity",
         }
     )
 
@@ -659,3 +692,20 @@ def test_cli_renders_every_study_found(tmp_path, capsys):
     assert written == ["delta_norms_profile.png", "efficiency_budgets.png", "efficiency_overhead.png"]
     assert figures_main(["--results", str(tmp_path / "figs")]) == 1
     assert "no study datasets" in capsys.readouterr().err
+
+
+def test_similarity_draws_each_clips_mean_per_layer_and_the_cka():
+    ds = similarity_dataset()
+    fig = figures.similarity_per_layer(ds)
+    cos_ax, share_ax = _cartesian_axes(fig)
+    clip_means = ds["similarity"].groupby("clip").mean("example_id")
+    f2l_cosine = next(line for line in cos_ax.lines if len(line.get_ydata()) == ds.sizes["layer"])
+    np.testing.assert_allclose(f2l_cosine.get_ydata(), clip_means.sel(measure="cosine").mean("clip"))
+    share = [y for y in _line_ys(share_ax) if len(y) == ds.sizes["layer"] - 1]
+    np.testing.assert_allclose(share[0], clip_means.sel(measure="share").mean("clip").values[1:])
+    assert share_ax.get_xticklabels()[-1].get_text() == "final"
+    fig = figures.similarity_cka(ds)
+    (ax,) = _cartesian_axes(fig)
+    ys = _line_ys(ax)
+    np.testing.assert_allclose(ys[0], ds["cka"].values)
+    np.testing.assert_allclose(ys[1], ds["cka_base"].values)

@@ -35,6 +35,7 @@ TINY = {
     "rank_ablation": ("RankAblationConfig", {"clips": 1, "ks": (0, 8), **SHORT}),
     "logit_attribution": ("LogitAttributionConfig", {"clips": 1, **SHORT}),
     "patching": ("PatchingConfig", {"clips": 1, "prompts_per_clip": 4, **SHORT}),
+    "similarity": ("SimilarityConfig", {"clips": 2, "prompts_per_clip": 2}),
 }
 STUDY_NOTEBOOKS = sorted(TINY)
 

@@ -30,6 +30,7 @@ from analyses.figures.logit_attribution import dla_per_layer
 from analyses.figures.patching import patching_effects, patching_restored
 from analyses.figures.rank_ablation import rank_ablation_curves
 from analyses.figures.scaling import scaling_curves
+from analyses.figures.similarity import similarity_cka, similarity_per_layer
 from analyses.figures.style import as_dataset
 from f2l.results import read_netcdf
 
@@ -43,6 +44,7 @@ FIGURES: dict[str, list[Callable]] = {
     "rank_ablation": [rank_ablation_curves],
     "logit_attribution": [dla_per_layer],
     "patching": [patching_restored, patching_effects],
+    "similarity": [similarity_per_layer, similarity_cka],
 }
 
 # study -> {keyword of its figure functions: the study whose dataset fills it, read from the same directory}
@@ -124,6 +126,8 @@ __all__ = [
     "render_study",
     "save_study_figures",
     "scaling_curves",
+    "similarity_cka",
+    "similarity_per_layer",
     "score_differences",
     "score_distributions",
     "spider",

@@ -1,0 +1,207 @@
+"""Residual-stream similarity: the identities on a random tiny SmolVLM (float64: a run against itself has
+cosine 1, share 1 and CKA 1, a run whose states are base's has share 0, the embeddings' share is NaN),
+CKA's invariance to orthogonal transforms and isotropic scaling, the residuals agreeing with what
+activation patching reads at the same positions, the dataset on a random base, an official-kind
+hypernetwork, and the study command end to end (and resumed) on the shipped tiny checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from test_lora import random_adapter
+from test_probe_patching import QUESTIONS, _Pipeline, random_frames
+
+from f2l.adapter import text_model_of
+from f2l.data import clip_prompts, world_manifest
+from f2l.models import load_base
+from f2l.results import read_netcdf
+from probes.hooks import NNsightCapture
+from probes.patching import make_runs, read_sites
+from probes.similarity import MEASURES, linear_cka, per_example, prompt_runs, read_residuals, similarity
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def base64(random_tiny_dir):
+    base = load_base(random_tiny_dir, device="cpu")
+    base.model.double()
+    return base
+
+
+@pytest.fixture(scope="module")
+def adapter64(base64):
+    return random_adapter(base64.model).to(torch.float64)
+
+
+@pytest.fixture(scope="module")
+def video(base64):
+    return random_frames(size=base64.model.config.vision_config.image_size)
+
+
+@pytest.fixture(scope="module")
+def capture(base64):
+    return NNsightCapture(base64.model)
+
+
+@pytest.fixture(scope="module")
+def residuals(base64, video, adapter64, capture):
+    """Per question: its three runs and their ``[L + 1, K, d]`` residual streams."""
+    out = []
+    for question in QUESTIONS:
+        runs = prompt_runs(base64, question, video, adapter64)
+        out.append((runs, {name: read_residuals(capture, run) for name, run in runs.items()}))
+    return out
+
+
+def test_the_positions_are_the_prompts_aligned_question_span(base64, residuals):
+    layers = len(text_model_of(base64.model).layers)
+    for question, (runs, resid) in zip(QUESTIONS, residuals, strict=True):
+        k = runs["base"].span
+        assert all(r.span == k and r.answer == 0 for r in runs.values())
+        for run in runs.values():  # the span ends the prompt: no answer tokens
+            assert run.start + run.span == run.ids.shape[0]
+        assert runs["direct"].ids.shape[0] > runs["base"].ids.shape[0]  # the video's tokens
+        tail = base64.tokenizer.decode(runs["base"].ids[runs["base"].positions].tolist())
+        assert question.split(" ", 1)[1] in tail and tail.rstrip().endswith("Assistant:")
+        assert all(
+            r.shape == (layers + 1, k, base64.model.config.text_config.hidden_size) for r in resid.values()
+        )
+
+
+def test_residuals_are_those_patching_reads_at_the_question_positions(
+    base64, video, adapter64, capture, residuals
+):
+    """Causal attention: the question positions' residual stream does not depend on the answer after it."""
+    runs = make_runs(base64, QUESTIONS[1], [12, 500, 501], video, adapter64)
+    for name, run in runs.items():
+        sites = read_sites(capture, run)
+        k = run.span - run.answer
+        torch.testing.assert_close(sites.resid_pre[:, :k], residuals[1][1][name], rtol=1e-10, atol=1e-10)
+
+
+def test_identities(residuals):
+    for _, r in residuals:
+        itself = per_example(r["direct"], r["direct"], r["base"])
+        np.testing.assert_allclose(itself["cosine"], 1.0, atol=1e-12)
+        np.testing.assert_allclose(itself["share"][1:], 1.0, atol=1e-12)
+        as_base = per_example(r["base"], r["direct"], r["base"])
+        np.testing.assert_allclose(as_base["share"][1:], 0.0, atol=1e-12)
+        np.testing.assert_allclose(as_base["cosine"], as_base["cosine_base"], atol=1e-12)
+        real = per_example(r["f2l"], r["direct"], r["base"])
+        # layer 0 is the token embedding, the same in every run: cosine 1, and the share undefined
+        assert np.isnan(real["share"][0]) and np.isnan(itself["share"][0])
+        np.testing.assert_allclose(real["cosine"][0], 1.0, atol=1e-12)
+        assert np.isfinite(real["share"][1:]).all() and (real["share"][1:] < 1).all()
+        assert (np.abs(real["cosine"]) <= 1 + 1e-12).all()
+    # the share by hand, at the final residual of the first question
+    r = residuals[0][1]
+    f2l, direct, base = (r[n][-1] for n in ("f2l", "direct", "base"))
+    expected = 1 - torch.linalg.norm(f2l - direct) / torch.linalg.norm(base - direct)
+    np.testing.assert_allclose(per_example(f2l[None], direct[None], base[None])["share"][0], float(expected))
+
+
+def test_linear_cka_identities_and_invariances():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 16)), rng.normal(size=(12, 16))
+    np.testing.assert_allclose(linear_cka(x, x), 1.0, atol=1e-12)
+    q, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    np.testing.assert_allclose(linear_cka(x, 3.5 * x @ q), 1.0, atol=1e-12)
+    np.testing.assert_allclose(linear_cka(2.0 * x @ q + 7.0, y), linear_cka(x, y), atol=1e-12)
+    # the feature-space form ||Y^T X||^2 / (||X^T X|| ||Y^T Y||)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    by_features = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+    np.testing.assert_allclose(linear_cka(x, y), by_features, atol=1e-12)
+    assert 0 < linear_cka(x, y) < 1
+    # batched over a leading dim; the two widths may differ
+    np.testing.assert_allclose(linear_cka(np.stack([x, x]), np.stack([x, y])), [1.0, linear_cka(x, y)])
+    assert 0 < linear_cka(x, y[:, :5]) < 1
+    assert np.isnan(linear_cka(x[:1], y[:1]))  # one example
+    assert np.isnan(linear_cka(np.tile(x[:1] + 0.1, (5, 1)), y[:5]))  # every example the same
+    with pytest.raises(ValueError, match="same examples"):
+        linear_cka(x, y[:5])
+
+
+def test_dataset_schema_and_the_identities_in_it(random_base):
+    examples = world_manifest("test", 2)
+    pipeline = _Pipeline(random_base, random_adapter(random_base.model, seed=5))
+    ds = similarity(pipeline, examples, frames=2, prompts_per_clip=3)
+    layers = len(text_model_of(random_base.model).layers)
+    d = random_base.model.config.text_config.hidden_size
+    assert dict(ds.sizes) == {"example_id": 6, "layer": layers + 1, "measure": 2, "run": 3, "hidden": d}
+    prompts = [(e, p) for e in examples for p in clip_prompts(e)[:3]]
+    assert list(ds["example_id"].values) == [f"{e.id}/{p.item_id}" for e, p in prompts]
+    assert list(ds["prompt"].values) == [p.prompt for _, p in prompts]
+    assert list(ds["benchmark"].values) == [p.label for _, p in prompts]
+    assert list(ds["clip"].values) == [e.id for e, _ in prompts]
+    assert list(ds["measure"].values) == list(MEASURES) and ds.attrs["min_gap"] == 1e-6
+    share = ds["similarity"].sel(measure="share")
+    assert share.sel(layer=0).isnull().all() and share.isel(layer=slice(1, None)).notnull().all()
+    np.testing.assert_allclose(ds["similarity"].sel(layer=0, measure="cosine"), 1.0, atol=1e-5)
+    # CKA across all six examples, from the stored position means
+    means = ds["mean_resid"]
+    for layer in ds["layer"].values:
+        cka = linear_cka(
+            means.sel(run="f2l", layer=layer).values, means.sel(run="direct", layer=layer).values
+        )
+        np.testing.assert_allclose(ds["cka"].sel(layer=layer), cka)
+    np.testing.assert_allclose(ds["cka"].sel(layer=0), 1.0, atol=1e-5)  # the same embeddings
+    assert ds.attrs["cka_examples"] == 6 and (ds["question_tokens"] >= 5).all()
+    # a pipeline whose adapter changes nothing: f2l is base, its share 0 and its CKA base's
+    zero = _Pipeline(random_base, random_adapter(random_base.model, seed=5).scaled(0.0))
+    same = similarity(zero, examples[:1], frames=2, prompts_per_clip=2)
+    np.testing.assert_allclose(
+        same["similarity"].sel(measure="share").isel(layer=slice(1, None)), 0.0, atol=1e-6
+    )
+    np.testing.assert_allclose(same["cka"], same["cka_base"], atol=1e-6)
+
+
+def test_an_official_kind_hypernetwork(official_hypernet):
+    """The authors' design (converted from the official fixture): a down_proj-only, rank-2r adapter."""
+    from f2l.pipeline import Frames2LoRA
+
+    f2l = Frames2LoRA.from_pretrained(official_hypernet, device="cpu")
+    example = world_manifest("test", 1)[0]
+    assert list(f2l.internalize(f2l.example_frames(example, 4)).modules) == ["down_proj"]
+    ds = similarity(f2l, [example], frames=4, prompts_per_clip=3)
+    assert ds.sizes["example_id"] == 3 and np.isfinite(ds["cka"].values).all()
+    assert ds["similarity"].isel(layer=slice(1, None)).notnull().all()
+
+
+def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
+    import analyses.similarity as study
+
+    out = tmp_path / "results"
+    argv = ["--out", str(out), "--clips", "2", "--prompts-per-clip", "3", "--device", "cpu"]
+    assert study.main(argv) == 0
+    ds = read_netcdf(out / "similarity.nc")
+    assert dict(ds.sizes) == {
+        "example_id": 6,
+        "layer": 5,
+        "measure": 2,
+        "run": 3,
+        "hidden": 128,
+        "failure": 0,
+    }
+    assert ds.attrs["base_model"].startswith("tiny@") and ds.attrs["backend"] == "nnsight"
+    assert (out / "similarity_per_layer.png").exists() and (out / "similarity_cka.png").exists()
+    # the CKA spans both clips (computed when the parts are merged)
+    assert ds.attrs["cka_examples"] == 6 and np.isfinite(ds["cka"].values).all()
+    summary = (out / "similarity.md").read_text()
+    assert "| layer | cosine f2l | cosine base | share | CKA f2l | CKA base |" in summary
+    assert (
+        f"| 4 | {float(ds['similarity'].sel(layer=4, measure='cosine').groupby('clip').mean().mean()):+.3f} ± "
+        in summary
+    )
+
+    monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished clip was recomputed")
+
+    monkeypatch.setattr(study, "clip_similarity", must_not_run)
+    assert study.main(argv) == 0
+    again = read_netcdf(out / "similarity.nc")
+    xr.testing.assert_equal(again.drop_dims("failure"), ds.drop_dims("failure"))

@@ -26,7 +26,7 @@ change answers) and ``error`` (null, or why the video could not be read).
   warm-up call); its times exclude internalization, the reusable per-video work (as in f2l.eval.harness).
 - **Frames.** Every video is sampled uniformly at ``--frames`` frames, by default the count the
   hypernetwork was trained with (a manifest row's own ``frames`` is not used: adapters are read as they
-  were trained); a converted checkpoint records none, so it needs ``--frames``.
+  were trained); a converted checkpoint records none and reads its context format's most (12).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def parse_config(argv: Sequence[str] | None = None) -> InferConfig:
     p.add_argument(
         "--frames",
         type=positive_int,
-        help="frames sampled per video (default: the hypernetwork's training count)",
+        help="frames sampled per video (default: the hypernetwork's training count, else its format's most)",
     )
     p.add_argument(
         "--direct", action="store_true", help="also answer with the video in context (the baseline)"
@@ -248,11 +248,12 @@ def _video_key(example: Example) -> tuple:
 
 
 def trained_frames(hypernet: str) -> int:
-    """The frame count the hypernetwork was trained with (a converted checkpoint records none)."""
+    """The frame count the hypernetwork was trained with, else its context format's most frames (a
+    converted checkpoint records no training run: the authors' format reads at most 12)."""
     meta = json.loads((resolve_hypernet(hypernet) / "hypernet_config.json").read_text())
-    frames = meta.get("train_config", {}).get("frames")
+    frames = meta.get("train_config", {}).get("frames") or meta["config"].get("context", {}).get("max_frames")
     if frames is None:
-        raise UsageError(f"hypernetwork {hypernet} records no training frame count: give --frames")
+        raise UsageError(f"hypernetwork {hypernet} records no frame count: give --frames")
     return int(frames)
 
 

@@ -243,3 +243,10 @@ def test_help_documents_every_flag_and_the_module_runs(tmp_path, capsys):
         text=True,
     )
     assert done.returncode == 2 and done.stderr == f"error: no manifest at {tmp_path}/nope.jsonl\n"
+
+
+def test_a_converted_checkpoint_reads_its_format_s_frame_count(official_hypernet):
+    from f2l.infer import trained_frames
+
+    assert trained_frames(str(official_hypernet)) == 12  # the authors' format: at most 12 frames
+    assert trained_frames("tiny") == 8  # f2l's shipped one: its training run's count

@@ -38,6 +38,25 @@ def random_base(random_tiny_dir):
     return load_base(random_tiny_dir, device="cpu")
 
 
+@pytest.fixture(scope="module")
+def base64(random_tiny_dir):
+    """A private float64 copy of the random tiny base (one per test module), so that the probes' identities
+    and sums hold to float64 precision."""
+    from f2l.models import load_base
+
+    base = load_base(random_tiny_dir, device="cpu")
+    base.model.double()
+    return base
+
+
+@pytest.fixture(scope="module")
+def adapter64(base64):
+    """A random adapter on every projection of ``base64``, in float64."""
+    from test_lora import random_adapter
+
+    return random_adapter(base64.model).to(torch.float64)
+
+
 @pytest.fixture(scope="session")
 def tiny_base():
     """The shipped, trained tiny base."""

@@ -32,19 +32,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def base64(random_tiny_dir):
-    """A private float64 copy of the random tiny base, so that sums hold to float64 precision."""
-    base = load_base(random_tiny_dir, device="cpu")
-    base.model.double()
-    return base
-
-
-@pytest.fixture(scope="module")
-def adapter64(base64):
-    return random_adapter(base64.model).to(torch.float64)
-
-
-@pytest.fixture(scope="module")
 def batch(base64):
     return teacher_forced(base64, QUESTIONS, ANSWERS)
 

@@ -17,7 +17,6 @@ from test_lora import random_adapter
 from f2l.adapter import text_model_of, use_adapter
 from f2l.answer import greedy_answer_ids
 from f2l.data import clip_prompts, world_manifest
-from f2l.models import load_base
 from f2l.results import read_netcdf
 from f2l.video import Frames
 from probes.hooks import NNsightCapture
@@ -43,19 +42,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def random_frames(n: int = 2, size: int = 64, seed: int = 0) -> Frames:
     rng = np.random.default_rng(seed)
     return Frames(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), np.arange(n, dtype=float))
-
-
-@pytest.fixture(scope="module")
-def base64(random_tiny_dir):
-    """A private float64 copy of the random tiny base, so that the identities hold to float64 precision."""
-    base = load_base(random_tiny_dir, device="cpu")
-    base.model.double()
-    return base
-
-
-@pytest.fixture(scope="module")
-def adapter64(base64):
-    return random_adapter(base64.model).to(torch.float64)
 
 
 @pytest.fixture(scope="module")

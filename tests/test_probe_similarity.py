@@ -15,25 +15,12 @@ from test_probe_patching import QUESTIONS, _Pipeline, random_frames
 
 from f2l.adapter import text_model_of
 from f2l.data import clip_prompts, world_manifest
-from f2l.models import load_base
 from f2l.results import read_netcdf
 from probes.hooks import NNsightCapture
 from probes.patching import make_runs, read_sites
 from probes.similarity import MEASURES, linear_cka, per_example, prompt_runs, read_residuals, similarity
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def base64(random_tiny_dir):
-    base = load_base(random_tiny_dir, device="cpu")
-    base.model.double()
-    return base
-
-
-@pytest.fixture(scope="module")
-def adapter64(base64):
-    return random_adapter(base64.model).to(torch.float64)
 
 
 @pytest.fixture(scope="module")

@@ -97,11 +97,17 @@ class NNsightCapture:
         self.traced = NNsight(model)
         self.path = _text_model_path(model)
 
-    @torch.no_grad()
-    def __call__(self, input_ids, attention_mask, rows, positions, adapter=None) -> Residuals:
+    @property
+    def text_model(self):
+        """The traced text model (the envoy whose ``layers`` and ``norm`` probes read and patch)."""
         text = self.traced
         for name in self.path:
             text = getattr(text, name)
+        return text
+
+    @torch.no_grad()
+    def __call__(self, input_ids, attention_mask, rows, positions, adapter=None) -> Residuals:
+        text = self.text_model
         pre: list[Tensor] = []
         attn: list[Tensor] = []
         mlp: list[Tensor] = []

@@ -246,13 +246,6 @@ def make_runs(
     return runs
 
 
-def _text_model(capture: NNsightCapture):
-    text = capture.traced
-    for name in capture.path:
-        text = getattr(text, name)
-    return text
-
-
 def _answer_logp(logits: Tensor, answer_ids: Tensor) -> Tensor:
     """``[B]``: the summed log-probability of ``answer_ids[A]`` from ``logits[B, A, V]``, in float64."""
     logp = torch.log_softmax(logits.to(torch.float64), -1)
@@ -262,7 +255,7 @@ def _answer_logp(logits: Tensor, answer_ids: Tensor) -> Tensor:
 @torch.no_grad()
 def read_sites(capture: NNsightCapture, run: Run) -> Sites:
     """Every site's activation at ``run``'s aligned positions, and its answer's ``logp``."""
-    text = _text_model(capture)
+    text = capture.text_model
     pos = run.positions
     pre: list[Tensor] = []
     attn: list[Tensor] = []
@@ -316,7 +309,7 @@ def patched_logp(
 
 
 def _patched_batch(capture: NNsightCapture, target: Run, source: Sites, patches: Sequence[Sequence[Site]]):
-    text = _text_model(capture)
+    text = capture.text_model
     pos = target.positions
     rows: dict[Site, Tensor] = {}
     for row, sites in enumerate(patches):

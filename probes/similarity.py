@@ -82,7 +82,7 @@ from f2l.data import Example, clip_prompts
 from f2l.models import Base
 from f2l.video import Frames
 from probes.hooks import NNsightCapture
-from probes.patching import Run, _text_model, prompt_ids, question_span
+from probes.patching import Run, prompt_ids, question_span
 
 MEASURES = ("cosine", "share")
 RUNS = ("direct", "f2l", "base")
@@ -128,7 +128,7 @@ def prompt_runs(base: Base, question: str, video: Frames, adapter: Adapter) -> d
 def read_residuals(capture: NNsightCapture, run: Run) -> Tensor:
     """``[L + 1, K, d]``: each decoder layer's ``resid_pre`` and then the final residual stream (before the
     final norm) at ``run``'s aligned positions."""
-    text = _text_model(capture)
+    text = capture.text_model
     pos = run.positions
     saved: list[Tensor] = []
     applied = use_adapter(capture.model, run.adapter) if run.adapter is not None else nullcontext()

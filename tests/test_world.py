@@ -24,6 +24,7 @@ from f2l.world import (
     qa,
     render_clip,
     render_frames,
+    sample_long_truth,
     sample_truth,
     split_of,
     split_seeds,
@@ -267,3 +268,34 @@ def test_world_text_corpus_covers_captions_and_qa():
     assert captions(t0)["detailed"] in texts and qa(t0)[0].question in texts
     vocab = {w.strip(".,?") for s in world_text_corpus(range(300)) for w in s.split()}
     assert len(vocab) < 120  # a small closed vocabulary
+
+
+@pytest.mark.parametrize("segments", [1, 2, 4, 8])
+def test_long_clip_spreads_one_guest_per_segment_over_one_scene(segments):
+    truth = sample_long_truth(1_010_000 + segments, segments)
+    assert truth == sample_long_truth(1_010_000 + segments, segments)
+    assert truth.duration == 8.0 * segments and truth.camera == "still"
+    main, guests = truth.main, truth.objects[1:]
+    assert len(guests) == min(segments, 3) and main.motion == "still"
+    assert (
+        len({o.color for o in truth.objects}) == len({o.shape for o in truth.objects}) == len(truth.objects)
+    )
+    # Each guest is on screen exactly during its own segment, in time order, and moves a normal
+    # clip's distance there; the main object is on screen throughout.
+    per_segment = 4
+    frames = segments * per_segment
+    times = (np.arange(frames) + 0.5) / frames * truth.duration
+    starts = [g.appear for g in guests]
+    assert starts == sorted(starts)
+    for k, g in enumerate(guests, start=1):
+        seg = round(g.appear * segments)
+        assert g.leave == pytest.approx((seg + 1) / segments)
+        on = [object_mask(truth, k, t).any() for t in times]
+        assert on == [i // per_segment == seg for i in range(frames)]
+        travelled = np.hypot(*np.subtract(g.position(g.leave), g.position(g.appear)))
+        assert travelled == pytest.approx(0.4, abs=1e-3)
+    assert all(object_mask(truth, 0, t).any() for t in times)
+    # Seen whole, the guests' comings and goings are the clip's events, in order.
+    events = truth.events()
+    assert [e.tau for e in events] == sorted(e.tau for e in events)
+    assert len(events) == sum((g.appear > 0) + (g.leave < 1) for g in guests)

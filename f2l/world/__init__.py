@@ -17,6 +17,7 @@ from f2l.world.scene import (
     ClipTruth,
     Event,
     ObjectTruth,
+    sample_long_truth,
     sample_truth,
 )
 from f2l.world.splits import SPLITS, split_of, split_seeds
@@ -43,6 +44,7 @@ __all__ = [
     "qa",
     "render_clip",
     "render_frames",
+    "sample_long_truth",
     "sample_truth",
     "split_of",
     "split_seeds",

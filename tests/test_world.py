@@ -271,31 +271,32 @@ def test_world_text_corpus_covers_captions_and_qa():
 
 
 @pytest.mark.parametrize("segments", [1, 2, 4, 8])
-def test_long_clip_spreads_one_guest_per_segment_over_one_scene(segments):
+def test_long_clip_objects_take_turns_over_the_segments_of_one_scene(segments):
     truth = sample_long_truth(1_010_000 + segments, segments)
     assert truth == sample_long_truth(1_010_000 + segments, segments)
     assert truth.duration == 8.0 * segments and truth.camera == "still"
-    main, guests = truth.main, truth.objects[1:]
-    assert len(guests) == min(segments, 3) and main.motion == "still"
+    assert len(truth.objects) == min(segments, 4)
     assert (
         len({o.color for o in truth.objects}) == len({o.shape for o in truth.objects}) == len(truth.objects)
     )
-    # Each guest is on screen exactly during its own segment, in time order, and moves a normal
-    # clip's distance there; the main object is on screen throughout.
-    per_segment = 4
+    # Object i is on screen exactly during its run of whole segments, the runs tile the clip in
+    # order, and each object moves a normal clip's distance during its run.
+    per_segment = 3
     frames = segments * per_segment
     times = (np.arange(frames) + 0.5) / frames * truth.duration
-    starts = [g.appear for g in guests]
-    assert starts == sorted(starts)
-    for k, g in enumerate(guests, start=1):
-        seg = round(g.appear * segments)
-        assert g.leave == pytest.approx((seg + 1) / segments)
+    assert truth.objects[0].appear == 0.0 and truth.objects[-1].leave == 1.0
+    for prev, nxt in itertools.pairwise(truth.objects):
+        assert prev.leave == nxt.appear
+    for k, o in enumerate(truth.objects):
+        first, last = round(o.appear * segments), round(o.leave * segments)
+        assert first < last
         on = [object_mask(truth, k, t).any() for t in times]
-        assert on == [i // per_segment == seg for i in range(frames)]
-        travelled = np.hypot(*np.subtract(g.position(g.leave), g.position(g.appear)))
-        assert travelled == pytest.approx(0.4, abs=1e-3)
-    assert all(object_mask(truth, 0, t).any() for t in times)
-    # Seen whole, the guests' comings and goings are the clip's events, in order.
+        assert on == [first <= i // per_segment < last for i in range(frames)]
+        travelled = np.hypot(*np.subtract(o.position(o.leave), o.position(o.appear)))
+        assert travelled == pytest.approx(0.0 if o.motion == "still" else 0.4, abs=1e-3)
+    # Seen whole, each hand-over is one object leaving and the next appearing at the same moment.
     events = truth.events()
-    assert [e.tau for e in events] == sorted(e.tau for e in events)
-    assert len(events) == sum((g.appear > 0) + (g.leave < 1) for g in guests)
+    assert len(events) == 2 * (len(truth.objects) - 1)
+    for k, (a, b) in enumerate(zip(events[::2], events[1::2], strict=True)):
+        assert a.tau == b.tau == truth.objects[k].leave
+        assert {(a.kind, a.index), (b.kind, b.index)} == {("leaves", k), ("appears", k + 1)}

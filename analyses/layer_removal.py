@@ -117,7 +117,7 @@ def run(cfg: LayerRemovalConfig) -> xr.Dataset:
     """Run (or resume) the study and return the merged dataset (also written to ``<out>/layer_removal.nc``)."""
     # the groups, resolved from the hypernetwork's targets before anything loads: a group holding none of
     # its modules is one error now (not a failure per clip), and the config records the groups measured
-    targets = read_kind_config(resolve_hypernet(cfg.hypernet))[1].targets
+    targets = read_kind_config(resolve_hypernet(cfg.hypernet))[1].target_modules
     cfg = replace(cfg, module_groups=tuple(adapter_groups(targets, cfg.module_groups)))
     f2l, examples, study = open_probe_study(cfg, NAME, metric=cfg.metric)
 

@@ -90,7 +90,7 @@ def check_compatible(c, base: Base) -> None:
     if text.num_hidden_layers != c.num_layers:
         problems.append(f"{text.num_hidden_layers} layers != {c.num_layers}")
     if not problems:
-        shapes = module_shapes_of(base, c.targets)
+        shapes = module_shapes_of(base, c.target_modules)
         if shapes != dict(c.module_shapes):
             problems.append(f"target module shapes {shapes} != {c.module_shapes}")
     digest = base.digest

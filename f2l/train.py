@@ -24,13 +24,10 @@ same command continues from its last checkpoint and ends with the same weights.
 from __future__ import annotations
 
 import json
-import math
-import os
 import shutil
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +37,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from f2l import training
 from f2l.adapter import install_lora, use_adapter
 from f2l.chat import model_inputs, prompt_text
 from f2l.cli import entry_point
+from f2l.config import config_dict
 from f2l.config import parse_config as _parse_config
 from f2l.data import Example, clip_prompts, load_frames, read_manifest, world_manifest
 from f2l.distributed import init_distributed, world_size
@@ -50,15 +49,8 @@ from f2l.distributed import rank as dist_rank
 from f2l.encode import ContextFormat
 from f2l.eval.harness import answer_clip
 from f2l.eval.metrics import score_answers
-from f2l.hypernet import (
-    Hypernet,
-    HypernetConfig,
-    OfficialConfig,
-    OfficialHypernet,
-    PerceiverHypernet,
-    module_shapes_of,
-)
-from f2l.io import atomic_write_json, load_optimizer_state, save_optimizer_state
+from f2l.hypernet import KINDS, Hypernet, HypernetConfig, OfficialConfig
+from f2l.io import atomic_write_json
 from f2l.models import Base, load_base
 from f2l.pipeline import Frames2LoRA
 from f2l.teacher import TeacherCache, TeacherRequest, TeacherTarget, teacher_targets
@@ -79,18 +71,11 @@ class TrainConfig:
     frame_size: int | None = None  # None: the base's own frame size
     prompts_per_clip: int = 2
     qa_per_type: int = 1  # teacher prompts per clip: every caption category + this many QA per type
-    # hypernetwork: kind "f2l" (f2l.hypernet.perceiver) or "official" (the authors' design,
-    # f2l.hypernet.official: width = latent size, latents = latent queries, blocks = cross-attention
-    # blocks, alpha = lora_alpha used as is; heads and self_blocks are f2l's only)
+    # hypernetwork: `kind` picks the section that builds it, f2l's perceiver (f2l.hypernet.perceiver) or
+    # the authors' design (f2l.hypernet.official), each with its own settings and defaults
     kind: str = "f2l"
-    rank: int = 8
-    alpha: float = 8.0
-    width: int = 128
-    latents: int = 16
-    heads: int = 4
-    self_blocks: int = 1
-    blocks: int = 9
-    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    f2l: HypernetConfig = field(default_factory=HypernetConfig)
+    official: OfficialConfig = field(default_factory=OfficialConfig)
     # distillation
     kl_weight: float = 1.0
     ce_weight: float = 1.0
@@ -103,7 +88,7 @@ class TrainConfig:
     steps: int = 1500
     batch_clips: int = 8  # global batch, split across ranks
     lr: float = 1e-3
-    warmup: float = 0.05  # fraction of steps
+    warmup: float = 0.05  # under 1 a fraction of the steps, from 1 on a count (f2l.training)
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
     betas: tuple[float, ...] = (0.9, 0.95)
@@ -125,27 +110,76 @@ class TrainConfig:
     def out_dir(self) -> Path:
         return Path(self.out)
 
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+
+    @property
+    def hypernet(self) -> HypernetConfig | OfficialConfig:
+        """The settings of the hypernetwork this run trains (the section of ``kind``)."""
+        return getattr(self, self.kind)
+
+
+# The flat hypernetwork fields of run configs written before the sections, by kind: a config.json of
+# such a run still reads with --config (upgrade_config).
+_FLAT_FIELDS = {
+    "f2l": {
+        "rank": "rank",
+        "alpha": "alpha",
+        "width": "width",
+        "latents": "num_latents",
+        "heads": "num_heads",
+        "self_blocks": "self_blocks",
+        "targets": "target_modules",
+    },
+    "official": {
+        "rank": "rank",
+        "alpha": "lora_alpha",
+        "width": "latent",
+        "latents": "n_latent_queries",
+        "blocks": "num_blocks",
+        "targets": "target_modules",
+    },
+}
+
+
+def upgrade_config(values: dict[str, Any]) -> dict[str, Any]:
+    """A run config in today's form: the flat hypernetwork fields of older runs (``width``, ``latents``,
+    ``heads``, ``self_blocks``, ``blocks``, ``rank``, ``alpha``, ``targets``) moved into the section of
+    their ``kind`` under its names; the fields the kind did not read are dropped."""
+    flat = {k for names in _FLAT_FIELDS.values() for k in names}
+    if not flat & set(values):
+        return values
+    kind = values.get("kind", "f2l")
+    section = dict(values.get(kind) or {})
+    for old, new in _FLAT_FIELDS.get(kind, {}).items():
+        if old in values:
+            section[new] = values[old]
+    upgraded = {k: v for k, v in values.items() if k not in flat}
+    upgraded[kind] = section
+    return upgraded
+
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {},
+    "tiny": {"f2l.width": 128, "f2l.num_latents": 16, "f2l.self_blocks": 1},
     "tiny-small": {
         "base": "tiny-small",
         "out": "runs/tiny-small",
-        "width": 256,
-        "latents": 32,
-        "self_blocks": 2,
+        "f2l.width": 256,
+        "f2l.num_latents": 32,
+        "f2l.self_blocks": 2,
     },
     # paper-like: SmolVLM2 on GPU, 12 frames at the processor's 384 px, bf16
     "smolvlm2-500m": {
         "base": "smolvlm2-500m",
         "out": "runs/smolvlm2-500m",
         "frames": 12,
-        "width": 512,
-        "latents": 64,
-        "heads": 8,
-        "self_blocks": 2,
-        "rank": 8,
-        "alpha": 16.0,
+        "f2l.width": 512,
+        "f2l.num_latents": 64,
+        "f2l.num_heads": 8,
+        "f2l.self_blocks": 2,
+        "f2l.rank": 8,
+        "f2l.alpha": 16.0,
         "batch_clips": 16,
         "lr": 3e-4,
         "steps": 20000,
@@ -160,12 +194,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "base": "smolvlm2-2.2b",
         "out": "runs/smolvlm2-2.2b",
         "frames": 12,
-        "width": 768,
-        "latents": 64,
-        "heads": 12,
-        "self_blocks": 2,
-        "rank": 8,
-        "alpha": 16.0,
+        "f2l.width": 768,
+        "f2l.num_latents": 64,
+        "f2l.num_heads": 12,
+        "f2l.self_blocks": 2,
+        "f2l.rank": 8,
+        "f2l.alpha": 16.0,
         "batch_clips": 16,
         "lr": 2e-4,
         "steps": 20000,
@@ -183,9 +217,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 # betas, weight decay 0.01, 3% warm-up, cosine to 0, clip 1.0, bf16, global batch 64, 1,000 steps, 12 frames.
 _PAPER_RECIPE: dict[str, Any] = {
     "kind": "official",
-    "targets": ("down_proj",),
-    "rank": 16,
-    "alpha": 2 * 16**1.5,
+    "official.target_modules": ("down_proj",),
+    "official.rank": 16,
+    "official.lora_alpha": 2 * 16**1.5,
     "kl_weight": 0.0,
     "ce_weight": 1.0,
     "max_new_tokens": 64,
@@ -203,9 +237,9 @@ PRESETS.update(
             "base": f"smolvlm2-{size}",
             "teacher_base": "smolvlm2-2.2b",
             "out": f"runs/paper-{size}",
-            "width": 512,
-            "latents": 8,
-            "blocks": 9,
+            "official.latent": 512,
+            "official.n_latent_queries": 8,
+            "official.num_blocks": 9,
             "frames": 12,
             "batch_clips": 64,
             "prompts_per_clip": 1,
@@ -227,9 +261,9 @@ PRESETS.update(
 PRESETS["paper-tiny"] = {
     **_PAPER_RECIPE,
     "out": "runs/paper-tiny",
-    "width": 64,
-    "latents": 8,
-    "blocks": 2,
+    "official.latent": 64,
+    "official.n_latent_queries": 8,
+    "official.num_blocks": 2,
 }
 
 
@@ -425,14 +459,6 @@ def student_loss(
     return distillation_loss(logits, batch["target_pos"], batch["targets"], cfg)
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    warmup = max(int(cfg.warmup * cfg.steps), 1)
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(cfg.steps - warmup, 1)
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
 # ------------------------------------------------------------------------------------------ checkpoints
 
 
@@ -444,17 +470,14 @@ def save_checkpoint(
     cfg: TrainConfig,
     keep_last: int,
 ) -> Path:
-    """``run_dir/checkpoints/step-XXXXXXX/`` written in a temp dir and renamed: all or nothing."""
+    """``run_dir/checkpoints/step-XXXXXXX/`` (``f2l.training.save_checkpoint``: all or nothing), then
+    all but the last ``keep_last`` removed."""
     root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    hypernet.save(tmp, extra={"train_config": _jsonable(asdict(cfg)), "step": step})
-    save_optimizer_state(tmp, opt)
-    atomic_write_json(tmp / "trainer_state.json", {"step": step})
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+
+    def write(directory: Path) -> None:
+        hypernet.save(directory, extra={"train_config": config_dict(cfg), "step": step})
+
+    final = training.save_checkpoint(root / f"step-{step:07d}", opt, {"step": step}, write)
     for old in sorted(root.glob("step-*"))[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -468,12 +491,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def load_checkpoint(path: Path, hypernet: Hypernet, opt: torch.optim.Optimizer) -> int:
     loaded = type(hypernet).load(path, device=next(hypernet.parameters()).device)
     hypernet.load_state_dict(loaded.state_dict())
-    load_optimizer_state(path, opt)
-    return int(json.loads((path / "trainer_state.json").read_text())["step"])
-
-
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=list))
+    return int(training.load_checkpoint(path, opt)["step"])
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -510,38 +528,10 @@ def evaluate(
 
 
 def build_hypernet(cfg: TrainConfig, base: Base) -> Hypernet:
-    """A fresh hypernetwork of ``cfg.kind`` shaped for ``base``."""
-    base_id = f"{cfg.base}@{base.digest}"
-    if cfg.kind == "f2l":
-        return PerceiverHypernet(
-            HypernetConfig.for_base(
-                base,
-                base_id=base_id,
-                targets=tuple(cfg.targets),
-                rank=cfg.rank,
-                alpha=cfg.alpha,
-                width=cfg.width,
-                num_latents=cfg.latents,
-                num_heads=cfg.heads,
-                self_blocks=cfg.self_blocks,
-            )
-        )
-    if cfg.kind == "official":
-        text = base.model.config.text_config
-        return OfficialHypernet(
-            OfficialConfig(
-                base_id=base_id,
-                d_model=text.hidden_size,
-                num_layers=text.num_hidden_layers,
-                module_shapes=module_shapes_of(base, cfg.targets),
-                rank=cfg.rank,
-                lora_alpha=cfg.alpha,
-                latent=cfg.width,
-                n_latent_queries=cfg.latents,
-                num_blocks=cfg.blocks,
-            )
-        )
-    raise ValueError(f"kind must be 'f2l' or 'official', not {cfg.kind!r}")
+    """A fresh hypernetwork of ``cfg.kind`` with its section's settings, shaped for ``base``."""
+    settings = cfg.hypernet
+    config = type(settings).for_base(base, base_id=f"{cfg.base}@{base.digest}", **settings.settings())
+    return KINDS[cfg.kind](config)
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -552,7 +542,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     device = cfg.device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
     run_dir = cfg.out_dir
     base = load_base(cfg.base, device=device)
-    install_lora(base.model, cfg.targets)
+    install_lora(base.model, cfg.hypernet.target_modules)
     frame_size = cfg.frame_size or base.model.config.vision_config.image_size
     pool, val = load_examples(cfg)
     targets = build_targets(base, cfg, pool, frame_size)
@@ -575,7 +565,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             print(f"f2l.train: resuming {run_dir} from step {start}", file=sys.stderr)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", _jsonable(asdict(cfg)))
+        atomic_write_json(run_dir / "config.json", config_dict(cfg))
     writer = None
     if cfg.tensorboard and rank == 0:
         try:
@@ -608,7 +598,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     for step, batch in zip(bar, loader, strict=True):
         assert batch["step"] == step
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, cfg)
+            group["lr"] = cfg.lr * training.lr_factor(step, cfg.steps, cfg.warmup, cfg.min_lr_ratio)
         with autocast:
             loss, stats = student_loss(model, base, batch, hypernet, cfg, device)
         opt.zero_grad(set_to_none=True)
@@ -689,7 +679,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """Preset, then YAML file, then command-line flags: later wins."""
+    """Preset, then YAML file (a run's ``config.json`` too, older ones upgraded), then command-line flags:
+    later wins."""
     return _parse_config(
         TrainConfig,
         argv,
@@ -697,6 +688,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         description=__doc__.split("\n\n")[0],
         presets=PRESETS,
         default_preset="tiny",
+        upgrade=upgrade_config,
     )
 
 

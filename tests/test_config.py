@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from f2l.config import parse_config
+from f2l.config import NOT_A_SETTING, config_dict, parse_config
 
 
 @dataclass
@@ -37,9 +38,12 @@ def test_defaults_and_flags_are_typed() -> None:
 
 def test_preset_then_yaml_then_flags(tmp_path: Path) -> None:
     yaml_file = tmp_path / "c.yaml"
-    yaml_file.write_text("clips: 50\nout: elsewhere\n")
+    yaml_file.write_text("clips: 50\nout: elsewhere\nmargin: 1e-3\n")  # YAML 1.1 reads 1e-3 as text
     cfg = parse(["--preset", "big", "--config", str(yaml_file), "--out", "final"])
-    assert (cfg.clips, cfg.frames, cfg.out) == (50, (12, 64, 256, 1024), "final")
+    assert (cfg.clips, cfg.frames, cfg.out, cfg.margin) == (50, (12, 64, 256, 1024), "final", 0.001)
+    yaml_file.write_text("margin: wide\n")
+    with pytest.raises(ValueError, match="margin: 'wide' is not a number"):
+        parse(["--config", str(yaml_file)])
 
 
 def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -56,3 +60,70 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     yaml_file.write_text("!!python/object/apply:os.system ['echo unsafe']\n")
     with pytest.raises(Exception, match="could not determine a constructor"):
         parse(["--config", str(yaml_file)])
+
+
+@dataclass
+class Inner:
+    size: int = 3
+    found: int | None = field(default=None, metadata=NOT_A_SETTING)  # read off something else
+
+
+@dataclass
+class Section:
+    width: int = 256
+    names: tuple[str, ...] = ("a", "b")
+    inner: Inner = field(default_factory=lambda: Inner(size=5))
+
+
+@dataclass
+class NestedConfig:
+    preset: str = "base"
+    steps: int = 10
+    net: Section = field(default_factory=Section)
+
+
+NESTED_PRESETS = {"base": {}, "narrow": {"net.width": 64, "net.inner.size": 7}}
+
+
+def parse_nested(argv: list[str], upgrade=None) -> NestedConfig:
+    return parse_config(
+        NestedConfig, argv, prog="demo", presets=NESTED_PRESETS, default_preset="base", upgrade=upgrade
+    )
+
+
+def test_a_section_is_dotted_flags_nested_yaml_and_dotted_preset_keys(tmp_path: Path) -> None:
+    assert parse_nested([]) == NestedConfig()  # a section starts from its field's own default
+    assert parse_nested([]).net.inner.size == 5
+    cfg = parse_nested(["--preset", "narrow", "--net.names", "q", "k", "--steps", "3"])
+    assert cfg == NestedConfig(steps=3, preset="narrow", net=Section(64, ("q", "k"), Inner(size=7)))
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("net:\n  inner: {size: 9}\n  width: 32\n")
+    cfg = parse_nested(["--preset", "narrow", "--config", str(yaml_file), "--net.width", "16"])
+    assert (cfg.net.width, cfg.net.inner.size, cfg.net.names) == (16, 9, ("a", "b"))
+
+
+def test_a_recorded_config_reads_back_and_settings_only_are_flags(tmp_path: Path, capsys) -> None:
+    cfg = parse_nested(["--preset", "narrow", "--net.names", "x", "--steps", "4"])
+    recorded = config_dict(cfg)
+    assert recorded["net"] == {"width": 64, "names": ["x"], "inner": {"size": 7}}  # no `found`
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(recorded))
+    assert parse_nested(["--config", str(path)]) == cfg
+    with pytest.raises(SystemExit):
+        parse_nested(["--net.inner.found", "3"])
+    path.write_text(json.dumps({"net": {"widht": 3}}))
+    with pytest.raises(SystemExit):
+        parse_nested(["--config", str(path)])
+    assert "unknown keys ['net.widht']" in capsys.readouterr().err
+
+
+def test_upgrade_rewrites_an_older_form_before_the_unknown_key_check(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text("steps: 2\nwidth: 48\n")
+
+    def upgrade(values):
+        return {("net.width" if k == "width" else k): v for k, v in values.items()}
+
+    assert parse_nested(["--config", str(path)], upgrade=upgrade).net.width == 48
+    with pytest.raises(SystemExit):
+        parse_nested(["--config", str(path)])

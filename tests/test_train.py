@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from f2l.adapter import TARGET_MODULES
 from f2l.teacher import TeacherTarget
 from f2l.train import PRESETS, TrainConfig, distillation_loss, parse_config, step_plan, train
 
@@ -23,9 +24,9 @@ def small_args(base_dir: Path, out: Path, cache: Path, steps: int) -> list[str]:
     return [
         "--base", str(base_dir), "--out", str(out), "--teacher-cache", str(cache), "--steps", str(steps),
         "--train-clips", "6", "--val-clips", "1", "--batch-clips", "4", "--frames", "3", "--qa-per-type", "1",
-        "--max-new-tokens", "4", "--width", "32", "--latents", "4", "--heads", "2", "--self-blocks", "1",
-        "--rank", "2", "--eval-every", "1000", "--save-every", "2", "--keep-last", "2", "--lr", "3e-3",
-        "--no-progress", "--no-tensorboard",
+        "--max-new-tokens", "4", "--f2l.width", "32", "--f2l.num-latents", "4", "--f2l.num-heads", "2",
+        "--f2l.self-blocks", "1", "--f2l.rank", "2", "--eval-every", "1000", "--save-every", "2",
+        "--keep-last", "2", "--lr", "3e-3", "--no-progress", "--no-tensorboard",
     ]  # fmt: skip
 
 
@@ -99,7 +100,13 @@ def test_short_run_lowers_the_loss_and_writes_its_artifacts(tmp_path, random_tin
 def test_paper_presets_hold_the_released_recipe():
     for size in ("500m", "2.2b"):
         cfg = parse_config(["--preset", f"paper-{size}"])
-        assert (cfg.kind, cfg.targets, cfg.rank, cfg.alpha) == ("official", ("down_proj",), 16, 128.0)
+        official = cfg.official
+        assert (cfg.kind, official.target_modules, official.rank, official.lora_alpha) == (
+            "official",
+            ("down_proj",),
+            16,
+            128.0,
+        )
         assert (cfg.base, cfg.teacher_base) == (f"smolvlm2-{size}", "smolvlm2-2.2b")
         assert (cfg.kl_weight, cfg.ce_weight, cfg.max_new_tokens, cfg.lr, cfg.betas) == (
             0,
@@ -115,15 +122,82 @@ def test_paper_presets_hold_the_released_recipe():
             12,
             True,
         )
-        assert (cfg.width, cfg.latents, cfg.blocks) == (512, 8, 9)
+        assert (official.latent, official.n_latent_queries, official.num_blocks) == (512, 8, 9)
     tiny = parse_config(["--preset", "paper-tiny"])
-    assert (tiny.kind, tiny.base, tiny.teacher_base, tiny.width, tiny.blocks) == (
+    assert (tiny.kind, tiny.base, tiny.teacher_base, tiny.official.latent, tiny.official.num_blocks) == (
         "official",
         "tiny",
         None,
         64,
         2,
     )
+
+
+@pytest.mark.parametrize("shipped", ["tiny-hypernet", "paper-tiny-hypernet"])
+def test_an_older_runs_flat_config_reads_back_to_the_architecture_it_trained(shipped, tmp_path):
+    """The shipped hypernetworks were trained before the per-kind sections: their recorded train_config
+    has the flat fields (width, latents, blocks, targets, ...). Read with --config it builds exactly the
+    shipped hypernetwork's config and parameter shapes, and the run's config.json form reads back."""
+    import json
+
+    from f2l.config import config_dict
+    from f2l.hypernet import load_hypernet
+    from f2l.models import CHECKPOINTS_DIR, load_base
+    from f2l.train import build_hypernet
+
+    directory = CHECKPOINTS_DIR / shipped
+    meta = json.loads((directory / "hypernet_config.json").read_text())
+    assert "width" in meta["train_config"] and "f2l" not in meta["train_config"]  # the older, flat form
+    old = tmp_path / "config.json"
+    old.write_text(json.dumps(meta["train_config"]))
+    cfg = parse_config(["--config", str(old)])
+    built = build_hypernet(cfg, load_base(cfg.base))
+    trained = load_hypernet(directory)
+    assert built.config == trained.config
+    assert {k: v.shape for k, v in built.state_dict().items()} == {
+        k: v.shape for k, v in trained.state_dict().items()
+    }
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(config_dict(cfg)))
+    assert parse_config(["--config", str(new)]) == cfg
+
+
+def test_every_preset_keeps_its_hypernetwork_settings():
+    """The architecture each preset trained before the sections (flat fields then, each kind's names now)."""
+    expected = {
+        "tiny": ("f2l", {"width": 128, "num_latents": 16, "num_heads": 4, "self_blocks": 1, "alpha": 8.0}),
+        "tiny-small": (
+            "f2l",
+            {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
+        ),
+        "smolvlm2-500m": (
+            "f2l",
+            {"width": 512, "num_latents": 64, "num_heads": 8, "self_blocks": 2, "alpha": 16.0},
+        ),
+        "smolvlm2-2.2b": (
+            "f2l",
+            {"width": 768, "num_latents": 64, "num_heads": 12, "self_blocks": 2, "alpha": 16.0},
+        ),
+        "paper-500m": (
+            "official",
+            {"latent": 512, "n_latent_queries": 8, "num_blocks": 9, "lora_alpha": 128.0},
+        ),
+        "paper-2.2b": (
+            "official",
+            {"latent": 512, "n_latent_queries": 8, "num_blocks": 9, "lora_alpha": 128.0},
+        ),
+        "paper-tiny": (
+            "official",
+            {"latent": 64, "n_latent_queries": 8, "num_blocks": 2, "lora_alpha": 128.0},
+        ),
+    }
+    assert expected.keys() == PRESETS.keys()
+    for name, (kind, settings) in expected.items():
+        cfg = parse_config(["--preset", name])
+        assert cfg.kind == kind and cfg.hypernet is getattr(cfg, kind)
+        assert {k: getattr(cfg.hypernet, k) for k in settings} == settings, name
+        modules = ("down_proj",) if kind == "official" else TARGET_MODULES
+        assert (cfg.hypernet.rank, cfg.hypernet.target_modules) == (16 if kind == "official" else 8, modules)
 
 
 def test_official_kind_trains_reads_its_own_context_and_resumes_as_its_kind(tmp_path, random_tiny_dir):
@@ -136,7 +210,8 @@ def test_official_kind_trains_reads_its_own_context_and_resumes_as_its_kind(tmp_
 
     out = tmp_path / "official"
     args = [*small_args(random_tiny_dir, out, tmp_path / "cache", 4), "--preset", "paper-tiny"]
-    args += ["--width", "16", "--latents", "2", "--blocks", "1", "--rank", "2", "--alpha", "5.6568"]
+    args += ["--official.latent", "16", "--official.n-latent-queries", "2", "--official.num-blocks", "1"]
+    args += ["--official.rank", "2", "--official.lora-alpha", "5.6568"]
     cfg = parse_config(args)
     train(cfg)
     hypernet = load_hypernet(sorted((out / "checkpoints").glob("step-*"))[-1])
@@ -148,7 +223,9 @@ def test_official_kind_trains_reads_its_own_context_and_resumes_as_its_kind(tmp_
     base = load_base(random_tiny_dir)
     pool, _ = load_examples(cfg)
     fresh = build_hypernet(cfg, base)
-    targets = {(e.id, p.prompt): TeacherTarget(torch.tensor([5, 6])) for e in pool for p in clip_prompts(e, 1)}
+    targets = {
+        (e.id, p.prompt): TeacherTarget(torch.tensor([5, 6])) for e in pool for p in clip_prompts(e, 1)
+    }
     batches = StepBatches(cfg, base, pool, targets, 0, 64, 0, 1, fresh.context)
     text = base.tokenizer.decode(batches[0]["encode"]["input_ids"][0])
     assert "Internalize this video for later captioning." in text and "Assistant:" not in text

@@ -24,7 +24,6 @@ to the weights an uninterrupted run reaches; ``--fresh`` discards it.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sys
 import time
@@ -36,20 +35,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from f2l import training
 from f2l.answer import generate_answers
 from f2l.basetrain.grounding import GroundingHeads, TemporalHeads, cell_targets
 from f2l.chat import answer_suffix, model_inputs, prompt_text
 from f2l.cli import entry_point
-from f2l.config import parse_config
+from f2l.config import parse_config as _parse_config
 from f2l.data import CAPTION_PROMPTS, Example, iter_prompts, load_frames, world_example
 from f2l.eval.metrics import token_f1
-from f2l.io import (
-    atomic_directory,
-    atomic_save_safetensors,
-    atomic_write_json,
-    load_optimizer_state,
-    save_optimizer_state,
-)
+from f2l.io import atomic_directory, atomic_save_safetensors, atomic_write_json
 from f2l.models import CHECKPOINTS_DIR, Base
 from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
 from f2l.world import CAPTION_CATEGORIES, QA_TYPES, SPLITS, sample_truth, split_seeds, world_text_corpus
@@ -62,7 +56,8 @@ class PretrainConfig:
     steps: int = 2400
     batch_size: int = 16
     lr: float = 3e-3
-    warmup: int = 100
+    warmup: float = 100  # after head_warmup; from 1 on a count of steps, under 1 a fraction (f2l.training)
+    min_lr_ratio: float = 0.05  # the cosine ends at this share of lr
     head_warmup: int = 0  # first steps train only the auxiliary heads: fresh heads on a trained base jolt it
     weight_decay: float = 0.01
     min_frames: int = 4
@@ -223,15 +218,13 @@ def _connector_outputs(out):
 
 
 def _lr_at(step: int, cfg: PretrainConfig, heads: bool = False) -> float:
-    """Linear warmup, then cosine to 5% of ``cfg.lr``; the base's parameters stand still (lr 0) through
-    the first ``cfg.head_warmup`` steps, while the auxiliary heads already learn at ``cfg.lr``."""
+    """The shared schedule (``f2l.training.lr_factor``) after ``cfg.head_warmup`` steps in which the base's
+    parameters stand still (lr 0) while the auxiliary heads already learn at ``cfg.lr``."""
     if step < cfg.head_warmup:
         return cfg.lr if heads else 0.0
-    step -= cfg.head_warmup
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(cfg.steps - cfg.head_warmup - cfg.warmup, 1)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return cfg.lr * training.lr_factor(
+        step - cfg.head_warmup, cfg.steps - cfg.head_warmup, cfg.warmup, cfg.min_lr_ratio
+    )
 
 
 def _save_atomically(base: Base, out_dir: Path, extra: dict[str, dict], log_path: Path) -> None:
@@ -247,31 +240,37 @@ def _save_snapshot(
     cfg: PretrainConfig, step: int, modules: dict[str, nn.Module], opt, rng, ema, elapsed_s: float
 ) -> None:
     """Everything a resumed run needs to continue exactly (weights, heads, optimizer, the data RNG, the
-    step, the training time so far), written beside the output as a whole directory swapped into place."""
-    with atomic_directory(cfg.resume_dir) as tmp:
+    step, the training time so far), written beside the output as one checkpoint (``f2l.training.save_checkpoint``)."""
+
+    def write(directory: Path) -> None:
         weights = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
-        atomic_save_safetensors(tmp / "weights.safetensors", weights)
-        save_optimizer_state(tmp, opt)
-        state = {
-            "step": step,
-            "ema": ema,
-            "elapsed_s": elapsed_s,
-            "numpy_rng": rng.bit_generator.state,
-            "config": cfg.identity(),
-        }
-        atomic_write_json(tmp / "state.json", state)
+        atomic_save_safetensors(directory / "weights.safetensors", weights)
+
+    state = {
+        "step": step,
+        "ema": ema,
+        "elapsed_s": elapsed_s,
+        "numpy_rng": rng.bit_generator.state,
+        "config": cfg.identity(),
+    }
+    training.save_checkpoint(cfg.resume_dir, opt, state, write)
 
 
 def _load_snapshot(
     cfg: PretrainConfig, modules: dict[str, nn.Module], opt, rng
 ) -> tuple[int, float | None, float]:
-    """Restore ``_save_snapshot``'s directory; a snapshot of another config is an error, not a resume.
-    Returns (step, loss EMA, seconds trained before the interruption)."""
+    """Restore ``_save_snapshot``'s directory; a snapshot of other settings is an error, not a resume (a
+    setting added since it was written counts at its default). Returns (step, loss EMA, seconds trained
+    before the interruption)."""
     from safetensors.torch import load_file
 
-    state = json.loads((cfg.resume_dir / "state.json").read_text())
-    if state["config"] != cfg.identity():
-        changed = sorted(k for k in cfg.identity() if state["config"].get(k) != cfg.identity()[k])
+    legacy = cfg.resume_dir / "state.json"  # the name before f2l.training: such a snapshot still resumes
+    if legacy.is_file():
+        legacy.rename(cfg.resume_dir / training.STATE_FILE)
+    recorded = json.loads((cfg.resume_dir / training.STATE_FILE).read_text())["config"]
+    default = PretrainConfig().identity()
+    changed = sorted(k for k, v in cfg.identity().items() if recorded.get(k, default[k]) != v)
+    if changed:
         raise SystemExit(
             f"{cfg.resume_dir} holds an interrupted run with other settings ({', '.join(changed)}); "
             "pass --fresh to discard it"
@@ -281,7 +280,7 @@ def _load_snapshot(
         module.load_state_dict(
             {k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")}
         )
-    load_optimizer_state(cfg.resume_dir, opt)
+    state = training.load_checkpoint(cfg.resume_dir, opt)
     rng.bit_generator.state = state["numpy_rng"]
     return int(state["step"]), state["ema"], float(state.get("elapsed_s", 0.0))
 
@@ -419,15 +418,15 @@ def pretrain(cfg: PretrainConfig) -> dict:
     return summary
 
 
-def parse_args(argv: list[str] | None = None) -> PretrainConfig:
-    return parse_config(
+def parse_config(argv: list[str] | None = None) -> PretrainConfig:
+    return _parse_config(
         PretrainConfig, argv, prog="python -m f2l.basetrain.pretrain", description=__doc__.split("\n\n")[0]
     )
 
 
 @entry_point
 def main(argv: list[str]) -> int:
-    pretrain(parse_args(argv))
+    pretrain(parse_config(argv))
     return 0
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from f2l.basetrain.pretrain import PretrainConfig, pretrain
 from f2l.cli import entry_point
-from f2l.config import parse_config
+from f2l.config import parse_config as _parse_config
 from f2l.io import atomic_directory, atomic_write_json
 from f2l.models import CHECKPOINTS_DIR
 
@@ -142,15 +142,15 @@ def build(cfg: RecipeConfig, stages: tuple[dict, ...] | None = None) -> dict:
     return summary
 
 
-def parse_args(argv: list[str] | None = None) -> RecipeConfig:
-    return parse_config(
+def parse_config(argv: list[str] | None = None) -> RecipeConfig:
+    return _parse_config(
         RecipeConfig, argv, prog="python -m f2l.basetrain.recipe", description=__doc__.split("\n\n")[0]
     )
 
 
 @entry_point
 def main(argv: list[str]) -> int:
-    build(parse_args(argv))
+    build(parse_config(argv))
     return 0
 
 

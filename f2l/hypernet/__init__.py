@@ -12,7 +12,14 @@ from pathlib import Path
 
 import torch
 
-from f2l.hypernet.interface import CONFIG_FILE, READ_GROUP_BYTES, Factors, Hypernet, module_shapes_of
+from f2l.hypernet.interface import (
+    CONFIG_FILE,
+    READ_GROUP_BYTES,
+    BaseFacts,
+    Factors,
+    Hypernet,
+    module_shapes_of,
+)
 from f2l.hypernet.official import OFFICIAL_CONTEXT, OfficialConfig, OfficialHypernet
 from f2l.hypernet.perceiver import HypernetConfig, PerceiverHypernet
 
@@ -37,6 +44,7 @@ def load_hypernet(directory: str | Path, device: str | torch.device = "cpu") -> 
 
 __all__ = [
     "KINDS",
+    "BaseFacts",
     "OFFICIAL_CONTEXT",
     "READ_GROUP_BYTES",
     "Factors",

@@ -12,8 +12,10 @@ evaluation and probes never ask which kind they hold.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from f2l.adapter import Adapter
+from f2l.config import NOT_A_SETTING
 from f2l.encode import ContextFormat, LayerStates, stream_hidden_states
 
 Factors = dict[str, tuple[Tensor, Tensor]]  # module -> (A (N, L, r, d_in), B (N, L, r, d_out))
@@ -36,20 +39,52 @@ READ_GROUP_BYTES = 16 * 2**20
 CONFIG_FILE, WEIGHTS_FILE = "hypernet_config.json", "hypernet.safetensors"
 
 
-def module_shapes_of(base, targets: Sequence[str]) -> dict[str, tuple[int, int]]:
+def module_shapes_of(base, target_modules: Sequence[str]) -> dict[str, tuple[int, int]]:
     """``{module: (d_in, d_out)}`` of the named projections in the base's decoder layers."""
     layer = base.text_model.layers[0]
     linears = {name.rsplit(".", 1)[-1]: m for name, m in layer.named_modules() if hasattr(m, "in_features")}
-    missing = [t for t in targets if t not in linears]
+    missing = [t for t in target_modules if t not in linears]
     if missing:
         raise ValueError(f"target modules {missing} not found in the base's decoder layer")
-    return {t: (linears[t].in_features, linears[t].out_features) for t in targets}
+    return {t: (linears[t].in_features, linears[t].out_features) for t in target_modules}
+
+
+@dataclass
+class BaseFacts:
+    """The part of every kind's config read off the base it is built for (``for_base`` fills it). A
+    training config's hypernetwork section leaves it unset: it holds settings only (``NOT_A_SETTING``)."""
+
+    base_id: str | None = field(default=None, metadata=NOT_A_SETTING)
+    d_model: int | None = field(default=None, metadata=NOT_A_SETTING)  # the width of the states read
+    num_layers: int | None = field(default=None, metadata=NOT_A_SETTING)
+    # target module -> (d_in, d_out)
+    module_shapes: dict[str, tuple[int, int]] = field(default_factory=dict, metadata=NOT_A_SETTING)
+
+    @classmethod
+    def for_base(cls, base, base_id: str, **settings):
+        """A config of ``settings`` for ``base``: its width, layer count and the shapes of the config's
+        ``target_modules``."""
+        config = cls(**settings)
+        text = base.model.config.text_config
+        return dataclasses.replace(
+            config,
+            base_id=base_id,
+            d_model=text.hidden_size,
+            num_layers=text.num_hidden_layers,
+            module_shapes=module_shapes_of(base, config.target_modules),
+        )
+
+    def settings(self) -> dict:
+        """The fields that are settings, as ``for_base`` takes them."""
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("setting", True)
+        }
 
 
 class Hypernet(nn.Module):
     """The interface of every kind; subclasses set ``kind`` and ``config_class`` and implement the four
-    methods that differ. ``config`` has ``base_id``, ``d_model``, ``num_layers``, ``module_shapes``,
-    ``targets``, ``context`` (a ``ContextFormat``), ``to_dict`` and ``from_dict``."""
+    methods that differ. ``config`` is a ``BaseFacts`` with ``target_modules`` (PEFT's name: the adapted
+    projections), ``context`` (a ``ContextFormat``), ``to_dict`` and ``from_dict``."""
 
     kind: ClassVar[str]
     config_class: ClassVar[type]

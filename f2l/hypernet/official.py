@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from f2l.adapter import Adapter
 from f2l.adapter.adapter import STATIC_SLOTS
 from f2l.encode import ContextFormat, LayerStates
-from f2l.hypernet.interface import Factors, Hypernet
+from f2l.hypernet.interface import BaseFacts, Factors, Hypernet
 
 # How the authors' checkpoints read a video: this prompt, the chat template without the assistant cue,
 # at most 12 frames sampled at 1 fps.
@@ -42,13 +42,11 @@ OFFICIAL_CONTEXT = ContextFormat(
 
 
 @dataclass
-class OfficialConfig:
-    """The official hypernetwork's shape (read from a checkpoint's pickled config by the converter)."""
+class OfficialConfig(BaseFacts):
+    """The official hypernetwork's shape (the settings of a training run's ``official`` section; the
+    converter reads them from a checkpoint's pickled config), and the base it was built for. Its
+    defaults are the released design."""
 
-    base_id: str
-    d_model: int  # the base's hidden size: the width of the states read
-    num_layers: int
-    module_shapes: dict[str, tuple[int, int]]  # target module -> (d_in, d_out)
     rank: int = 16
     lora_alpha: float = 128.0  # delta-W = lora_alpha * B^T A (not divided by r)
     latent: int = 512
@@ -59,11 +57,12 @@ class OfficialConfig:
     head_dim: int = 128
     num_kv_heads: int = 4
     rms_eps: float = 1e-6
+    target_modules: tuple[str, ...] = ("down_proj",)
     context: ContextFormat = field(default_factory=lambda: OFFICIAL_CONTEXT)
 
-    @property
-    def targets(self) -> tuple[str, ...]:
-        return tuple(sorted(self.module_shapes))  # the official head's module order
+    def __post_init__(self):
+        if self.module_shapes:  # once read off the base (or a checkpoint), they name the modules
+            self.target_modules = tuple(sorted(self.module_shapes))  # the official head's module order
 
     @property
     def scaling(self) -> float:
@@ -72,12 +71,14 @@ class OfficialConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["module_shapes"] = {k: list(v) for k, v in self.module_shapes.items()}
+        del d["target_modules"]  # the module shapes name them
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> OfficialConfig:
         d = dict(d)
         d["module_shapes"] = {k: tuple(v) for k, v in d["module_shapes"].items()}
+        d.pop("target_modules", None)  # the module shapes name them
         d["context"] = ContextFormat(**d.get("context", {}))
         return cls(**d)
 
@@ -224,7 +225,7 @@ class OfficialHypernet(Hypernet):
     def __init__(self, config: OfficialConfig):
         super().__init__()
         c = self.config = config
-        t = c.targets
+        t = c.target_modules
         shapes = c.module_shapes
         self.aggregator = Aggregator(c)
         self.layers = nn.Sequential(*(ResidualMLP(c.latent) for _ in range(c.num_pre_head_layers)))
@@ -262,10 +263,10 @@ class OfficialHypernet(Hypernet):
         c = self.config
         n, num_layers = read.shape[:2]
         z = self.aggregator.perceiver.decoder(read.flatten(0, 1))
-        z = self.layers(z.view(n, num_layers, len(c.targets), c.rank, c.latent))
+        z = self.layers(z.view(n, num_layers, len(c.target_modules), c.rank, c.latent))
         flat = self.head(z / z.norm(dim=-1, keepdim=True), layers)
         factors = {}
-        for i, m in enumerate(c.targets):
+        for i, m in enumerate(c.target_modules):
             d_in, d_out = c.module_shapes[m]
             scale_a = self.scaler_A[m][0, layers]  # (L', r, 1)
             scale_b = self.scaler_B[m][0, layers]

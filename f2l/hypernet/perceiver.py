@@ -48,17 +48,14 @@ from torch import nn
 
 from f2l.adapter import TARGET_MODULES, Adapter
 from f2l.encode import ContextFormat, LayerStates
-from f2l.hypernet.interface import Factors, Hypernet, module_shapes_of
+from f2l.hypernet.interface import BaseFacts, Factors, Hypernet
 
 
 @dataclass
-class HypernetConfig:
-    """Everything that fixes the hypernetwork's shape, and the base it was built for."""
+class HypernetConfig(BaseFacts):
+    """Everything that fixes the perceiver's shape (the settings of a training run's ``f2l`` section),
+    and the base it was built for."""
 
-    base_id: str
-    d_model: int
-    num_layers: int
-    module_shapes: dict[str, tuple[int, int]]  # target module -> (d_in, d_out)
     rank: int = 8
     alpha: float = 8.0  # delta-W = (alpha / rank) B^T A
     width: int = 256
@@ -66,7 +63,7 @@ class HypernetConfig:
     num_heads: int = 4
     self_blocks: int = 2
     ref_tokens: int = 256  # the token count at which length-scaled attention is plain softmax
-    targets: tuple[str, ...] = field(default=TARGET_MODULES)
+    target_modules: tuple[str, ...] = TARGET_MODULES
     context: ContextFormat = field(default_factory=ContextFormat)
 
     @property
@@ -76,7 +73,7 @@ class HypernetConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["module_shapes"] = {k: list(v) for k, v in self.module_shapes.items()}
-        d["targets"] = list(self.targets)
+        d["target_modules"] = list(self.target_modules)
         d["context"] = self.context.to_dict()
         return d
 
@@ -84,25 +81,10 @@ class HypernetConfig:
     def from_dict(cls, d: dict) -> HypernetConfig:
         d = dict(d)
         d["module_shapes"] = {k: tuple(v) for k, v in d["module_shapes"].items()}
-        d["targets"] = tuple(d.get("targets", TARGET_MODULES))
+        # "targets": the name before PEFT's (directories written before it)
+        d["target_modules"] = tuple(d.pop("target_modules", d.pop("targets", TARGET_MODULES)))
         d["context"] = ContextFormat(**d.get("context", {}))
         return cls(**d)
-
-    @classmethod
-    def for_base(
-        cls, base, base_id: str, targets: tuple[str, ...] = TARGET_MODULES, **kwargs
-    ) -> HypernetConfig:
-        """Read layer count, width and the target modules' shapes off a loaded base."""
-        shapes = module_shapes_of(base, targets)
-        text_config = base.model.config.text_config
-        return cls(
-            base_id=base_id,
-            d_model=text_config.hidden_size,
-            num_layers=text_config.num_hidden_layers,
-            module_shapes=shapes,
-            targets=tuple(targets),
-            **kwargs,
-        )
 
 
 class LengthScaledAttention(nn.Module):
@@ -172,7 +154,7 @@ class PerceiverHypernet(Hypernet):
         self.in_proj = nn.Linear(c.d_model, c.width)
         self.latents = nn.Parameter(torch.randn(c.num_latents, c.width) * 0.02)
         self.layer_embed = nn.Embedding(c.num_layers, c.width)
-        self.module_embed = nn.Embedding(len(c.targets), c.width)
+        self.module_embed = nn.Embedding(len(c.target_modules), c.width)
         self.slot_embed = nn.Embedding(c.rank, c.width)
         self.read = Block(c.width, c.num_heads, c.ref_tokens, length_scaled=True)
         self.think = nn.ModuleList(
@@ -184,9 +166,9 @@ class PerceiverHypernet(Hypernet):
         # slots' summaries agree almost exactly (they all attend over near-identical latents at first), so
         # every row of A and of B comes out the same and delta-W has rank 1 whatever r is, for good:
         # identical A rows give identical gradients to the B rows.
-        self.slot_gain = nn.Parameter(torch.randn(len(c.targets), c.rank, c.width))
-        self.head_a = nn.ModuleDict({m: nn.Linear(c.width, c.module_shapes[m][0]) for m in c.targets})
-        self.head_b = nn.ModuleDict({m: nn.Linear(c.width, c.module_shapes[m][1]) for m in c.targets})
+        self.slot_gain = nn.Parameter(torch.randn(len(c.target_modules), c.rank, c.width))
+        self.head_a = nn.ModuleDict({m: nn.Linear(c.width, c.module_shapes[m][0]) for m in c.target_modules})
+        self.head_b = nn.ModuleDict({m: nn.Linear(c.width, c.module_shapes[m][1]) for m in c.target_modules})
         for head in self.head_b.values():  # B = 0: the first adapter is a no-op
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
@@ -233,13 +215,13 @@ class PerceiverHypernet(Hypernet):
         )  # (L, |m|, r, w)
         slots = slots.reshape(1, num_layers, -1, c.width).expand(n, -1, -1, -1).flatten(0, 1)
         z = self.write(slots, context=x)
-        z = self.out_norm(z).view(n, num_layers, len(c.targets), c.rank, c.width) * self.slot_gain
+        z = self.out_norm(z).view(n, num_layers, len(c.target_modules), c.rank, c.width) * self.slot_gain
         return {
             m: (
                 self.head_a[m](z[:, :, i]) * c.module_shapes[m][0] ** -0.5,
                 self.head_b[m](z[:, :, i]) * c.width**-0.5,
             )
-            for i, m in enumerate(c.targets)
+            for i, m in enumerate(c.target_modules)
         }
 
     def to_adapter(self, factors: Factors, provenance: Any = None) -> Adapter:

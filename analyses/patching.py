@@ -43,9 +43,11 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from analyses.common import StudyConfig, open_probe_study, study_main
+from analyses.common import StudyConfig, open_probe_study, study_examples, study_main
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.data import Example
 from f2l.results import markdown_table
+from probes.controls import swap_partners
 from probes.hooks import NNsightCapture
 from probes.patching import DIRECTIONS, MIN_EFFECT, patching
 
@@ -64,6 +66,15 @@ class PatchingConfig(StudyConfig):
     directions: tuple[str, ...] = tuple(DIRECTIONS)
     min_effect: float = MIN_EFFECT  # nats: restored is NaN where |logp_source - logp_target| is under it
     batch_size: int = 32
+
+
+def study_partners(cfg: StudyConfig, adapters: tuple[str, ...]) -> dict[str, Example]:
+    """The swap partners of a study's clips when ``adapters`` holds the swapped control (else none): each
+    clip's is the next clip of the manifest (or world split), whatever the number of clips run, so that a
+    resumed or extended study pairs every clip as before."""
+    if "swapped" not in adapters:
+        return {}
+    return swap_partners(study_examples(cfg.manifest, cfg.split, cfg.num_clips + 1, cfg.frames))
 
 
 def clip_means(da: xr.DataArray) -> xr.DataArray:

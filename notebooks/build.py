@@ -462,6 +462,57 @@ STUDIES = [
             ),
         ],
     ),
+    StudyNotebook(
+        study="logit_lens",
+        title="Logit lens: at which layer each route already predicts the video's answer",
+        about=(
+            "Every prompt runs three ways on the same question tokens: `direct` (the video in context), "
+            "`f2l` (the adapter, no visual tokens) and `base` (neither), each teacher-forced on the direct "
+            "run's greedy answer (the video's answer). At the positions predicting that answer, each layer's "
+            "residual stream (TransformerLens' `blocks.{l}.hook_resid_pre`, then `ln_final.hook_in`) is read "
+            "through the final norm and the unembedding as if the model stopped there: the answer token's "
+            "probability and rank, and the KL of the run's own final distribution from that read-out. Layer 0 "
+            "is the token embedding; the last position is the final residual stream, whose read-out is the "
+            "model's own logits. Negative controls: the f2l run also uses another clip's adapter (`swapped`: "
+            "the next clip of the manifest) and a blank video's (`blank`), labelled on the `adapter` dim."
+        ),
+        config="LogitLensConfig",
+        small="clips=2",
+        duration="under a minute",
+        figures=[
+            (
+                "**Probability and rank of the video's answer per layer**, one line per route (each clip's "
+                "mean over its prompts, then mean ± standard error across clips). Where the f2l line leaves "
+                "the base line is where the adapter's route starts to carry the answer; where it meets the "
+                "direct line, where it joins the video's. The controls show what an adapter that knows "
+                "nothing of the clip does.",
+                "fig = figures.logit_lens_answer(ds)",
+            ),
+            (
+                "**KL of each run's own final distribution from its read-out at the layer**: how settled the "
+                "run is by that layer, whatever the answer (0 at the final residual by definition).",
+                "fig = figures.logit_lens_kl(ds)",
+            ),
+        ],
+        explore=[
+            (
+                "Mean probability of the video's answer per layer (rows) and run, the clip's own adapter, "
+                "then the f2l run under each adapter:",
+                'prob = ds["prob"].mean("example_id")\n'
+                'display(prob.sel(adapter="real").to_pandas().T.round(3))\n'
+                'prob.sel(run="f2l").to_pandas().T.round(3)',
+            ),
+            (
+                "Per benchmark, the final read-out's log-probability of the video's answer in each route "
+                "(nats; the f2l columns per adapter):",
+                'by_benchmark = ds["logp"].isel(layer=-1).groupby("benchmark").mean("example_id")\n'
+                'table = by_benchmark.sel(run="f2l").to_pandas().add_prefix("f2l ")\n'
+                'for run in ("direct", "base"):\n'
+                '    table.insert(0, run, by_benchmark.sel(run=run, adapter="real").to_pandas())\n'
+                "table.round(2)",
+            ),
+        ],
+    ),
 ]
 
 

@@ -20,6 +20,7 @@ from analyses.figures.scaling import sweep_point as scaling_sweep_point
 from analyses.figures.style import label as method_label
 from f2l.results import write_netcdf
 from f2l.world import CAPTION_CATEGORIES, QA_TYPES
+from probes.controls import ADAPTERS
 
 BENCHMARK_METHODS = ("direct", "f2l", "f2l_chunked", "no_video", "kv_cache", "token_merge", "f2l_token_merge")
 MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -371,6 +372,30 @@ def similarity_dataset(n_clips: int = 3, layers: int = 4, hidden: int = 8, seed:
     return _finish(ds)
 
 
+def logit_lens_dataset(n_clips: int = 3, layers: int = 4, seed: int = 0) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    coords = _prompt_coords(n_clips)
+    n, m = len(coords["example_id"]), len(ADAPTERS)
+    shape = (n, m, 3, layers + 1)  # example, adapter, run (direct, f2l, base), layer
+    prob = np.clip(np.linspace(0.05, 1.0, layers + 1) * rng.uniform(0.4, 1.0, shape), 0, 1)
+    rank = np.round(rng.exponential(50, shape) * np.linspace(1, 0, layers + 1))
+    kl = rng.uniform(0.5, 3.0, shape) * np.linspace(1, 0, layers + 1)  # 0 at the final residual
+    for array in (prob, rank, kl):  # direct and base use no adapter: the same under every label
+        array[:, 1:, [0, 2]] = array[:, :1, [0, 2]]
+    cube = ("example_id", "adapter", "run", "layer")
+    ds = xr.Dataset(
+        {"prob": (cube, prob), "rank": (cube, rank), "logp": (cube, np.log(prob + 1e-9)), "kl": (cube, kl)},
+        coords=coords
+        | {
+            "adapter": list(ADAPTERS),
+            "run": ["direct", "f2l", "base"],
+            "layer": list(range(layers + 1)),
+            "hook": ("layer", [f"blocks.{i}.hook_resid_pre" for i in range(layers)] + ["ln_final.hook_in"]),
+        },
+    )
+    return _finish(ds)
+
+
 DATASETS = {
     "benchmark": benchmark_dataset,
     "efficiency": efficiency_dataset,
@@ -382,6 +407,7 @@ DATASETS = {
     "logit_attribution": logit_attribution_dataset,
     "patching": patching_dataset,
     "similarity": similarity_dataset,
+    "logit_lens": logit_lens_dataset,
 }
 
 MAIN_VARIABLE = {
@@ -395,6 +421,7 @@ MAIN_VARIABLE = {
     "logit_attribution": "dla",
     "patching": "restored",
     "similarity": "similarity",
+    "logit_lens": "prob",
 }
 ALL_FIGURES = [(study, fn) for study, fns in FIGURES.items() for fn in fns]
 IDS = [f"{study}-{fn.__name__}" for study, fn in ALL_FIGURES]
@@ -436,6 +463,7 @@ def test_every_study_has_figures_and_a_dataset_factory():
             "logit_attribution",
             "patching",
             "similarity",
+            "logit_lens",
         }
     )
 
@@ -709,3 +737,34 @@ def test_similarity_draws_each_clips_mean_per_layer_and_the_cka():
     ys = _line_ys(ax)
     np.testing.assert_allclose(ys[0], ds["cka"].values)
     np.testing.assert_allclose(ys[1], ds["cka_base"].values)
+
+
+def test_logit_lens_draws_each_routes_clip_mean_per_layer():
+    ds = logit_lens_dataset()
+    fig = figures.logit_lens_answer(ds)
+    prob_ax, rank_ax = _cartesian_axes(fig)
+    assert rank_ax.get_yscale() == "symlog" and prob_ax.get_xticklabels()[-1].get_text() == "final"
+
+    def mean(name, run, adapter="real"):
+        return ds[name].sel(run=run, adapter=adapter).groupby("clip").mean("example_id").mean("clip").values
+
+    # routes in order: direct, base, then f2l under each adapter
+    expected = [("direct", "real"), ("base", "real")] + [("f2l", a) for a in ADAPTERS]
+    for ax, name in ((prob_ax, "prob"), (rank_ax, "rank")):
+        ys = [y for y in _line_ys(ax) if len(y) == ds.sizes["layer"]]
+        assert len(ys) == 5
+        for y, (run, adapter) in zip(ys, expected, strict=True):
+            np.testing.assert_allclose(y, mean(name, run, adapter))
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [
+        "direct (video in context)",
+        "base (no video, no adapter)",
+        "f2l, the clip's own adapter",
+        "f2l, another clip's adapter (control)",
+        "f2l, a blank video's adapter (control)",
+    ]
+    fig = figures.logit_lens_kl(ds)
+    (ax,) = _cartesian_axes(fig)
+    ys = [y for y in _line_ys(ax) if len(y) == ds.sizes["layer"]]
+    np.testing.assert_allclose(ys[2], mean("kl", "f2l"))
+    np.testing.assert_allclose([y[-1] for y in ys], 0.0)  # the final read-out is the run's own

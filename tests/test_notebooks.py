@@ -36,6 +36,7 @@ TINY = {
     "logit_attribution": ("LogitAttributionConfig", {"clips": 1, **SHORT}),
     "patching": ("PatchingConfig", {"clips": 1, "prompts_per_clip": 4, **SHORT}),
     "similarity": ("SimilarityConfig", {"clips": 2, "prompts_per_clip": 2}),
+    "logit_lens": ("LogitLensConfig", {"clips": 1, "prompts_per_clip": 2, **SHORT}),
 }
 STUDY_NOTEBOOKS = sorted(TINY)
 

@@ -27,6 +27,7 @@ from analyses.figures.delta_norms import delta_norms_profile
 from analyses.figures.efficiency import efficiency_budgets, efficiency_overhead
 from analyses.figures.layer_removal import effects_by_benchmark, layer_removal_effects
 from analyses.figures.logit_attribution import dla_per_layer
+from analyses.figures.logit_lens import logit_lens_answer, logit_lens_kl
 from analyses.figures.patching import patching_effects, patching_restored
 from analyses.figures.rank_ablation import rank_ablation_curves
 from analyses.figures.scaling import scaling_curves
@@ -45,6 +46,7 @@ FIGURES: dict[str, list[Callable]] = {
     "logit_attribution": [dla_per_layer],
     "patching": [patching_restored, patching_effects],
     "similarity": [similarity_per_layer, similarity_cka],
+    "logit_lens": [logit_lens_answer, logit_lens_kl],
 }
 
 # study -> {keyword of its figure functions: the study whose dataset fills it, read from the same directory}
@@ -120,6 +122,8 @@ __all__ = [
     "effects_by_benchmark",
     "efficiency_budgets",
     "layer_removal_effects",
+    "logit_lens_answer",
+    "logit_lens_kl",
     "patching_effects",
     "patching_restored",
     "rank_ablation_curves",

@@ -82,6 +82,14 @@ COMPONENT_LABELS = {
 }
 CONTROL_COLORS = {"svd": _ORANGE, "random": _GREY}
 CONTROL_LABELS = {"svd": "singular direction removed", "random": "random direction, equal energy (control)"}
+# The f2l run's adapter in the probes' negative controls (probes.controls): the clip's own in f2l's colour.
+ADAPTER_COLORS = {"real": _ORANGE, "swapped": _PURPLE, "blank": _CYAN}
+ADAPTER_LABELS = {
+    "real": "f2l, the clip's own adapter",
+    "swapped": "f2l, another clip's adapter (control)",
+    "blank": "f2l, a blank video's adapter (control)",
+}
+ADAPTER_MARKERS = {"real": "s", "swapped": "X", "blank": "v"}
 MODULE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # Intervals of every aggregate: a 95% percentile bootstrap, seeded so that a figure redraws the same.
@@ -332,6 +340,25 @@ def figure_legend(fig: Figure, handles: Sequence[Any], *, ncol: int, title: str 
 def label(method: str) -> str:
     """A method's name in a legend."""
     return METHOD_LABELS.get(method, method.replace("_", " "))
+
+
+def by_adapter(data, adapter: str = "real"):
+    """``data`` (a dataset or an array) under one adapter label; data without an ``adapter`` dim (written
+    before the negative controls) is the clip's own adapter's."""
+    return data.sel(adapter=adapter, drop=True) if "adapter" in data.dims else data
+
+
+def adapters_of(ds: xr.Dataset) -> list[str]:
+    """The adapter labels of ``ds`` in their fixed order (just "real" without an ``adapter`` dim)."""
+    return ordered(ds["adapter"].values, tuple(ADAPTER_COLORS)) if "adapter" in ds.dims else ["real"]
+
+
+def adapter_handles(adapters) -> list[Line2D]:
+    """Legend entries of the adapters, in their fixed look."""
+    return [
+        Line2D([], [], color=ADAPTER_COLORS[a], marker=ADAPTER_MARKERS[a], label=ADAPTER_LABELS[a])
+        for a in adapters
+    ]
 
 
 def palette(names: Iterable[str], colors: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,261 @@
+"""The logit lens: at which layer does each run's residual stream already predict the video's answer?
+
+For every prompt of a clip, three runs of the base VLM share the question's tokens (as in
+``probes.patching``, whose runs, alignment and teacher forcing this probe reuses):
+
+    direct   the video in context (its visual tokens before the question), no adapter
+    f2l      an adapter (the clip's own, or a control's: ``probes.controls``), no visual tokens
+    base     neither
+
+**The answer.** The direct run's greedy answer (``f2l.answer.greedy_answer_ids`` with its stop token, as
+patching scores a source's answer) is teacher-forced after the prompt in all three runs: the video's
+answer, which the adapter's route is meant to reach. Its ``A`` tokens are predicted at the ``A``
+positions before them (``Run.predicting``).
+
+**The read-out.** At each of those positions the residual stream, in TransformerLens' naming
+``blocks.{l}.hook_resid_pre`` (the input of decoder layer ``l``; layer 0: the token embeddings) and, at
+``l = L``, ``ln_final.hook_in`` (the last layer's output, before the final norm), is read through the
+model's own final RMSNorm and unembedding, ``logits_l = W_U norm(resid_l)``, as if the model stopped
+there. At ``l = L`` that is the model's own logits (tested). In float64, per layer and run:
+
+- ``prob``: the answer token's probability under ``softmax(logits_l)``, mean over the ``A`` tokens;
+- ``rank``: how many vocabulary tokens have a strictly higher read-out logit than the answer token
+  (0: it is the read-out's top token), mean over the ``A`` tokens;
+- ``logp``: the summed log-probability of the answer's tokens (nats; at ``l = L`` exactly patching's
+  ``logp`` of this answer in this run);
+- ``kl``: ``KL(p_L || p_l) = sum_v p_L(v) (log p_L(v) - log p_l(v))`` of the run's own final distribution
+  from the layer's read-out (nats), mean over the ``A`` positions: 0 at ``l = L``, and how far from
+  settled the run is at layer ``l``, whatever the answer.
+
+**Backends.** The residual stream is read through nnsight (``probes.hooks.NNsightCapture``) and read out
+through the model's ``norm`` and ``lm_head``, or through TransformerLens' ``TransformerBridge``
+(``probes.hooks.BridgeCapture``: its ``blocks.{l}.hook_resid_pre`` and ``ln_final.hook_in`` hooks, the
+video's pixels passed to the bridge, the adapter set on the wrappers inside it) and read out through the
+bridge's own ``ln_final`` and ``unembed``; the two agree (tested).
+
+Dataset schema (``logit_lens.nc``):
+
+- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``adapter`` ("real", "swapped",
+  "blank": the f2l run's adapter, ``probes.controls``), ``run`` ("direct", "f2l", "base"), ``layer``
+  (0 .. L: the decoder layers' inputs, then the final residual stream).
+- coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type),
+  ``kind(example_id)`` ("caption" | "qa"), ``prompt(example_id)`` (the question asked); ``hook(layer)``
+  (the TransformerLens hook read).
+- ``prob``, ``rank``, ``logp``, ``kl`` (``example_id, adapter, run, layer``): as defined above. The direct
+  and base runs use no adapter, so their values are the same under every ``adapter`` label.
+- ``answer_tokens(example_id)``: ``A``, the tokens scored; ``answer(example_id)``: the direct run's
+  greedy answer (text); ``reference(example_id)``.
+- attrs: ``answer_definition``, ``readout``, ``kl_definition``, ``backend``, ``frames``, ``qa_per_type``,
+  ``max_new_tokens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+from f2l.adapter import attached, text_model_of
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, greedy_answer_ids
+from f2l.data import Example, clip_prompts
+from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
+from probes.controls import check_adapters, control_adapters, partners_for
+from probes.hooks import BridgeCapture, Capture, NNsightCapture, make_capture
+from probes.patching import Run, make_runs, prompt_ids
+from probes.similarity import read_residuals
+
+RUNS = ("direct", "f2l", "base")
+MEASURES = ("prob", "rank", "logp", "kl")
+ANSWER = (
+    "the direct run's greedy answer (with its stop token when it stopped), teacher-forced after the prompt "
+    "in every run"
+)
+READOUT = (
+    "logits_l = W_U norm(resid_l): the residual stream through the model's final RMSNorm and unembedding"
+)
+KL = "KL(p_L || p_l): the run's final distribution against the layer's read-out, nats, mean over positions"
+UNITS = {"prob": "probability", "rank": "tokens ranked above", "logp": "nats", "kl": "nats"}
+DESCRIPTIONS = {
+    "prob": "the answer token's read-out probability, mean over the answer's tokens",
+    "rank": "vocabulary tokens with a higher read-out logit than the answer token (0: top), mean over tokens",
+    "logp": "summed read-out log-probability of the answer's tokens",
+    "kl": KL,
+}
+
+
+def hook_names(num_layers: int) -> list[str]:
+    """The TransformerLens hooks read: each decoder layer's ``resid_pre``, then the final norm's input."""
+    return [f"blocks.{layer}.hook_resid_pre" for layer in range(num_layers)] + ["ln_final.hook_in"]
+
+
+@torch.no_grad()
+def read_stream(capture: Capture, run: Run) -> Tensor:
+    """``[L + 1, S, d]``: ``hook_names``' residual stream at ``run``'s aligned positions, through nnsight
+    (``probes.similarity.read_residuals``) or the TransformerLens bridge."""
+    if isinstance(capture, NNsightCapture):
+        return read_residuals(capture, run)
+    if not isinstance(capture, BridgeCapture):
+        raise TypeError(f"no residual stream reader for {type(capture).__name__}")
+    names = hook_names(capture.layers)
+    inputs = dict(run.inputs)
+    input_ids = inputs.pop("input_ids")
+    with attached(capture.wrappers, run.adapter) if run.adapter is not None else nullcontext():
+        _, cache = capture.bridge.run_with_cache(input_ids, names_filter=lambda n: n in names, **inputs)
+    return torch.stack([cache[name][0, run.positions] for name in names])
+
+
+@torch.no_grad()
+def read_out(capture: Capture, resid: Tensor) -> Tensor:
+    """The logits ``resid[..., d]`` would give at the end of the model: the final norm, then the
+    unembedding (the model's own modules with nnsight, the bridge's ``ln_final`` and ``unembed``)."""
+    if isinstance(capture, BridgeCapture):
+        return capture.bridge.unembed(capture.bridge.ln_final(resid))
+    model = capture.model
+    return model.get_output_embeddings()(text_model_of(model).norm(resid))
+
+
+def lens(logits: Tensor, answer_ids: Tensor) -> dict[str, np.ndarray]:
+    """``{"prob", "rank", "logp", "kl"}``, each ``[L + 1]``, from the read-out ``logits[L + 1, A, V]`` at the
+    ``A`` positions predicting ``answer_ids[A]`` (the last layer's read-out is the run's final
+    distribution); float64."""
+    logp = torch.log_softmax(logits.to(torch.float64), -1)
+    token = logp.gather(-1, answer_ids[None, :, None].expand(logp.shape[0], -1, 1))  # [L + 1, A, 1]
+    final = logp[-1]
+    kl = (final.exp() * (final - logp)).sum(-1)  # [L + 1, A]
+    return {
+        "prob": token.squeeze(-1).exp().mean(-1).numpy(),
+        "rank": (logp > token).sum(-1).to(torch.float64).mean(-1).numpy(),
+        "logp": token.squeeze(-1).sum(-1).numpy(),
+        "kl": kl.mean(-1).numpy(),
+    }
+
+
+def lens_of_run(capture: Capture, run: Run) -> dict[str, np.ndarray]:
+    """``lens`` of ``run``: its residual stream at the positions predicting its answer, read out."""
+    predicting = run.predicting - run.start  # within the aligned span
+    logits = read_out(capture, read_stream(capture, run)[:, predicting])
+    return lens(logits, run.answer_ids)
+
+
+def logit_lens(
+    pipeline,
+    examples: Sequence[Example],
+    *,
+    frames: int = 8,
+    qa_per_type: int = 1,
+    prompts_per_clip: int | None = None,
+    adapters: Sequence[str] = ("real",),
+    partners: Mapping[str, Example] | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = 16,
+    capture: Capture | str = "nnsight",
+) -> xr.Dataset:
+    """The logit-lens dataset (schema in the module docstring) of ``examples``, each internalized from
+    ``frames`` frames and asked its ``clip_prompts(example, qa_per_type)`` (the first ``prompts_per_clip``
+    when given), the f2l run under each of ``adapters`` (``probes.controls``; the swap partners from
+    ``partners``, by default the next example of ``examples``). ``capture``: a backend name of
+    ``probes.hooks.BACKENDS`` or a ready capture of ``pipeline.base.model`` (reuse one: a bridge copies the
+    model)."""
+    if not examples:
+        raise ValueError("logit_lens needs at least one example")
+    adapters = check_adapters(adapters)
+    partners = partners_for(examples, adapters, partners)
+    if isinstance(capture, str):
+        capture = make_capture(capture, pipeline.base.model)
+    parts = [
+        clip_lens(
+            pipeline, e, frames, qa_per_type, prompts_per_clip, adapters, partners.get(e.id),
+            max_new_tokens, batch_size, capture,
+        )
+        for e in examples
+    ]  # fmt: skip
+    return xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
+
+
+def clip_lens(
+    pipeline,
+    example: Example,
+    frames: int,
+    qa_per_type: int,
+    prompts_per_clip: int | None,
+    adapters: Sequence[str],
+    partner: Example | None,
+    max_new_tokens: int,
+    batch_size: int,
+    capture: Capture,
+) -> xr.Dataset:
+    """One clip's rows: the direct run's greedy answers, then every run's lens under every adapter."""
+    base = pipeline.base
+    video = pipeline.example_frames(example, frames)
+    by_label = control_adapters(pipeline, video, partner=partner, adapters=adapters)
+    prompts = clip_prompts(example, qa_per_type)[:prompts_per_clip]
+    questions = [p.prompt for p in prompts]
+    answers = greedy_answer_ids(
+        base, questions, video=video, max_new_tokens=max_new_tokens, batch_size=batch_size, keep_stop=True
+    )
+    layers = len(text_model_of(base.model).layers)
+    values = {m: np.full((len(prompts), len(by_label), len(RUNS), layers + 1), np.nan) for m in MEASURES}
+    for i, question in enumerate(questions):
+        prompt = (prompt_ids(base, question, video), prompt_ids(base, question, None))
+        shared: dict[str, dict[str, np.ndarray]] = {}
+        for a, adapter in enumerate(by_label.values()):
+            runs = make_runs(base, question, answers[i], video, adapter, prompts=prompt)
+            for r, name in enumerate(RUNS):
+                if name == "f2l":
+                    result = lens_of_run(capture, runs[name])
+                else:  # no adapter in the run: the same under every label, read once
+                    if name not in shared:
+                        shared[name] = lens_of_run(capture, runs[name])
+                    result = shared[name]
+                for m in MEASURES:
+                    values[m][i, a, r] = result[m]
+    row, cube = "example_id", ("example_id", "adapter", "run", "layer")
+    data = {m: (cube, values[m], {"units": UNITS[m], "description": DESCRIPTIONS[m]}) for m in MEASURES}
+    data |= {
+        "answer_tokens": (
+            row,
+            np.array([len(a) for a in answers], dtype=np.int64),
+            {"units": "tokens", "description": "the answer's tokens scored (with its stop token)"},
+        ),
+        "answer": (
+            row,
+            np.array(
+                [base.tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers], dtype=str
+            ),
+            {"description": "the direct run's greedy answer: the answer every run is read on"},
+        ),
+        "reference": (row, np.array([p.reference for p in prompts], dtype=str), {"description": "reference"}),
+    }
+    out = xr.Dataset(
+        data,
+        coords={
+            row: [f"{example.id}/{p.item_id}" for p in prompts],
+            "adapter": list(by_label),
+            "run": list(RUNS),
+            "layer": np.arange(layers + 1),
+            "hook": ("layer", hook_names(layers)),
+            "clip": (row, [example.id] * len(prompts)),
+            "benchmark": (row, [p.label for p in prompts]),
+            "kind": (row, [p.kind for p in prompts]),
+            "prompt": (row, questions),
+        },
+    )
+    out["layer"].attrs["description"] = "the decoder layer whose input is read; the last: the final residual"
+    out["adapter"].attrs["description"] = ADAPTER_DESCRIPTION
+    out.attrs.update(
+        probe="logit_lens",
+        answer_definition=ANSWER,
+        readout=READOUT,
+        kl_definition=KL,
+        backend=capture.backend,
+        frames=frames,
+        qa_per_type=qa_per_type,
+        max_new_tokens=max_new_tokens,
+    )
+    if prompts_per_clip is not None:
+        out.attrs["prompts_per_clip"] = prompts_per_clip
+    return out

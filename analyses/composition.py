@@ -59,9 +59,9 @@ import torch
 import xarray as xr
 
 from analyses.common import StudyConfig, study_main
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, generate
 from f2l.data import CAPTION_PROMPTS, QAItem, qa_prompt
-from f2l.eval.harness import adapter_answers, answer_clip, score_predictions
+from f2l.eval.harness import answer_clip, score_predictions
 from f2l.eval.stats import bootstrap_ci
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
@@ -203,8 +203,8 @@ def composite_dataset(pipeline, unit: str, cfg: CompositionConfig) -> xr.Dataset
         answers = answer_clip(pipeline, video, questions, methods, chunk_frames=cfg.frames, **opts)
         # the plain composition is the f2l_chunked adapter (cached by the pipeline); the mean is 1/n of it
         composed = pipeline.internalize(video, chunk_frames=cfg.frames)
-        answers["f2l_composed_scaled"] = adapter_answers(
-            pipeline, composed.scaled(1.0 / n), questions, **opts
+        answers["f2l_composed_scaled"] = generate(
+            pipeline.base, questions, adapter=composed.scaled(1.0 / n), **opts
         )
         for method, preds in answers.items():
             texts[:, METHODS.index(RENAMED.get(method, method)), c] = [p.text for p in preds]

@@ -70,7 +70,6 @@ import json
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -79,8 +78,8 @@ import xarray as xr
 
 from analyses.common import StudyConfig, study_examples, study_main
 from f2l.adapter import Adapter, merged_adapter, use_adapter
-from f2l.answer import Answer, answer, answer_from_prefix, prefill_video, synchronize, timed_generate
-from f2l.chat import answer_suffix, model_inputs, prompt_text
+from f2l.answer import Answer, answer, generate, prefill_video, synchronize
+from f2l.chat import answer_suffix, prompt_text
 from f2l.distributed import rank
 from f2l.encode import internalization_inputs
 from f2l.pipeline import Frames2LoRA
@@ -179,7 +178,7 @@ def memory_probe(
         return lambda: pipeline.generate(adapter, question, max_new_tokens=max_new_tokens, merged=merged)
     if what == "kv_cache":
         prefix = prefill_video(base, clip)
-        return lambda: answer_from_prefix(base, prefix, question, max_new_tokens=max_new_tokens)
+        return lambda: answer(base, None, question, prefix=prefix, max_new_tokens=max_new_tokens)
     if what == "internalize":
         return lambda: pipeline.internalize_batch([clip])
     if what == "prefill":
@@ -340,7 +339,7 @@ def measure_frames(
         "direct": lambda: answer(base, clip, q, max_new_tokens=n),
         "f2l": lambda: pipeline.generate(adapter, q, max_new_tokens=n),
         "f2l_merged": lambda: pipeline.generate(adapter, q, max_new_tokens=n, merged=True),
-        "kv_cache": lambda: answer_from_prefix(base, prefix, q, max_new_tokens=n),
+        "kv_cache": lambda: answer(base, None, q, prefix=prefix, max_new_tokens=n),
         "no_video": lambda: answer(base, None, q, max_new_tokens=n),
     }
     preprocessing = {
@@ -439,13 +438,15 @@ def batched_overhead(
     base = pipeline.base
     with torch.inference_mode():
         adapters = pipeline.internalize_batch(clips)
-    texts = [prompt_text(base.processor, question, with_video=False)] * len(clips)
-    inputs = model_inputs(base.processor, texts, None, device=base.device)
+    questions = [question] * len(clips)
 
     def query(adapter: Adapter | None) -> Callable[[], float]:
         def measure() -> float:
-            with nullcontext() if adapter is None else use_adapter(base.model, adapter):
-                return timed_generate(base, {}, max_new_tokens, **inputs).ttft_s
+            rows = len(questions)  # one batch
+            answers = generate(
+                base, questions, adapter=adapter, max_new_tokens=max_new_tokens, batch_size=rows
+            )
+            return answers[0].ttft_s
 
         return measure
 

@@ -61,8 +61,8 @@ import xarray as xr
 
 from analyses.common import StudyConfig, study_examples, study_main
 from f2l.adapter import Adapter
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, timed_generate
-from f2l.chat import count_tokens, model_inputs, prompt_text, video_metadata
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, decode
+from f2l.chat import model_inputs, prompt_text, video_metadata
 from f2l.data import Example, clip_prompts
 from f2l.eval.metrics import normalize_answer, token_f1
 from f2l.pipeline import Frames2LoRA
@@ -161,14 +161,6 @@ def video_inputs(base, question: str, clip: Frames, *, tiling: bool, generation_
 
 
 @torch.inference_mode()
-def answer_direct(base, clip: Frames, question: str, *, tiling: bool, max_new_tokens: int) -> Answer:
-    """The ``direct`` answer with the video in context, its frames laid out by ``video_inputs``."""
-    inputs = video_inputs(base, question, clip, tiling=tiling)
-    tokens = count_tokens(base.processor, inputs["input_ids"][0], inputs["attention_mask"][0])
-    return timed_generate(base, tokens, max_new_tokens, **inputs)
-
-
-@torch.inference_mode()
 def internalize(pipeline: Frames2LoRA, clip: Frames, *, tiling: bool) -> Adapter:
     """The adapter of ``clip``, the base reading its frames as ``video_inputs`` lays them out."""
     context = pipeline.hypernet.context
@@ -228,9 +220,11 @@ def measure_clip(
         fi, ri = frames.index(f), resolutions.index(r)
         for p, prompt in enumerate(prompts):
             answers = {
-                "direct": answer_direct(
-                    pipeline.base, clip, prompt.prompt, tiling=cfg.tiling, max_new_tokens=cfg.max_new_tokens
-                ),
+                "direct": decode(
+                    pipeline.base,
+                    video_inputs(pipeline.base, prompt.prompt, clip, tiling=cfg.tiling),
+                    max_new_tokens=cfg.max_new_tokens,
+                )[0],
                 "f2l": pipeline.generate(adapter, prompt.prompt, max_new_tokens=cfg.max_new_tokens),
             }
             for m, method in enumerate(METHODS):

@@ -1,21 +1,31 @@
-"""Answering with the frozen base VLM: ``direct`` (the video in context, the baseline every
-comparison is against) and ``no_video`` (the question alone: the floor).
+"""Answering with the frozen base VLM: one batched greedy generator.
 
-Greedy decoding through ``model.generate`` with the checkpoint's own processor and chat template.
-``answer`` times one query (time to first token and total) and counts its input tokens by kind;
-``generate_answers`` is the batched, untimed path that evaluation loops use, and
-``generate_with_adapters`` its adapter-only twin with one adapter per batch row.
+``generate`` answers questions greedily in left-padded batches: each with its video in context or none,
+under no adapter, one adapter, or one adapter per row (a batched ``Adapter``), from a video's KV cache
+prefilled once (``prefill_video``: only the question is computed) or not, and with the model inputs
+changed by a ``transform`` (a baseline's, such as merged visual tokens) inside the clock. Every row
+comes back as an ``Answer``: text, token ids, input tokens by kind, and times measured around the
+model alone (the processor excluded): the batch's time to first token and the row's time to its last
+token, so a batch of one times one query. ``decode`` is its step over one batch of ready model inputs,
+for callers who lay out a prompt themselves.
+
+Front ends that call it: ``answer`` (one question), ``greedy_answer_ids`` (token ids, for the probes
+that replay them), ``Frames2LoRA.generate`` (adapter only, optionally merged into the weights) and
+``f2l.eval.harness.answer_clip`` (every method on one clip).
 """
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 from transformers.generation.streamers import BaseStreamer
+from transformers.models.smolvlm.processing_smolvlm import DEFAULT_MEDIA_OUTTRO
 
 from f2l.adapter import Adapter, use_adapter
 from f2l.chat import count_tokens, model_inputs, prompt_text
@@ -27,30 +37,38 @@ DEFAULT_MAX_NEW_TOKENS = 64
 
 @dataclass(frozen=True)
 class Answer:
-    """One generated answer with its cost: seconds to the first token and in total, input tokens by kind."""
+    """One greedy answer: ``ids`` are its tokens before the stop token (``stop``, None when
+    ``max_new_tokens`` ended it); ``ttft_s`` is its batch's time to the first token, ``total_s`` the
+    time to its own last token; ``input_tokens`` counts what it attends by kind (``visual``, ``text``,
+    and ``cached`` when answered from a prefix)."""
 
     text: str
+    ids: tuple[int, ...]
+    stop: int | None
+    input_tokens: dict[str, int]
     ttft_s: float
     total_s: float
-    input_tokens: dict[str, int]
-    new_tokens: int
+
+    @property
+    def new_tokens(self) -> int:
+        """Tokens generated for this row, its stop token included."""
+        return len(self.ids) + (self.stop is not None)
 
 
-class _FirstTokenClock(BaseStreamer):
-    """``generate`` hands the streamer the prompt first, then each new token: the second call is the
-    first generated token, so its arrival time is the time to first token."""
+class _StepClock(BaseStreamer):
+    """``generate`` hands a streamer the prompt first, then each step's new tokens: the arrival times of
+    the steps after the prompt are the times of the generated tokens."""
 
-    def __init__(self, start: float):
-        self.start, self.calls, self.first_token_at = start, 0, None
+    def __init__(self):
+        self.prompt_seen, self.steps = False, []
 
     def put(self, value):
-        self.calls += 1
-        if self.calls == 2 and self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
+        if self.prompt_seen:
+            self.steps.append(time.perf_counter())
+        self.prompt_seen = True
 
     def end(self):
-        if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
+        pass
 
 
 def synchronize(device: torch.device | str) -> None:
@@ -61,120 +79,56 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
-def _decode_new(base: Base, sequences: torch.Tensor, prompt_len: int) -> list[str]:
-    return [
-        t.strip() for t in base.tokenizer.batch_decode(sequences[:, prompt_len:], skip_special_tokens=True)
-    ]
+def _stop_ids(base: Base) -> set[int]:
+    eos = base.model.generation_config.eos_token_id
+    return {*([eos] if isinstance(eos, int) else list(eos or []))}
 
 
 @torch.inference_mode()
-def answer(
-    base: Base, video: Frames | None, question: str, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-) -> Answer:
-    """Answer one question greedily, with ``video`` in context (``direct``) or without (``None``)."""
-    text = prompt_text(base.processor, question, with_video=video is not None)
-    inputs = model_inputs(base.processor, [text], None if video is None else [video], device=base.device)
-    tokens = count_tokens(base.processor, inputs["input_ids"][0], inputs["attention_mask"][0])
-    return timed_generate(base, tokens, max_new_tokens, **inputs)
-
-
-def timed_generate(base: Base, input_tokens: dict[str, int], max_new_tokens: int, **inputs) -> Answer:
-    """One greedy ``generate`` with its time to first token and total time."""
+def decode(
+    base: Base,
+    inputs,
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    transform: Callable[[Base, dict], dict] | None = None,
+    cache=None,
+    input_tokens: Sequence[dict[str, int]] | None = None,
+) -> list[Answer]:
+    """Greedy answers to one left-padded batch of ready model inputs, under whatever adapter is on the
+    model. The clock starts before ``transform`` (its work is the query's) and stops at each row's last
+    token. ``cache`` holds keys and values of the first tokens of every row (it is extended in place);
+    ``input_tokens`` overrides the count by kind made from the (transformed) inputs."""
     synchronize(base.device)
     start = time.perf_counter()
-    clock = _FirstTokenClock(start)
-    out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=clock)
-    synchronize(base.device)
-    total = time.perf_counter() - start
-    prompt_len = inputs["input_ids"].shape[1]
-    return Answer(
-        text=_decode_new(base, out, prompt_len)[0],
-        ttft_s=clock.first_token_at - start,
-        total_s=total,
-        input_tokens=input_tokens,
-        new_tokens=int(out.shape[1] - prompt_len),
+    if transform is not None:
+        inputs = transform(base, inputs)
+    clock = _StepClock()
+    extra = {} if cache is None else {"cache": cache}
+    out = base.model.generate(
+        **inputs, **extra, max_new_tokens=max_new_tokens, do_sample=False, streamer=clock
     )
-
-
-@torch.inference_mode()
-def generate_answers(
-    base: Base,
-    questions: Sequence[str],
-    videos: Sequence[Frames] | None = None,
-    *,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    batch_size: int = 16,
-) -> list[str]:
-    """Greedy answers for many (question, video) pairs, batched with left padding."""
-    answers: list[str] = []
-    for i in range(0, len(questions), batch_size):
-        qs = questions[i : i + batch_size]
-        vs = None if videos is None else list(videos[i : i + batch_size])
-        texts = [prompt_text(base.processor, q, with_video=vs is not None) for q in qs]
-        inputs = model_inputs(base.processor, texts, vs, device=base.device)
-        out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        answers += _decode_new(base, out, inputs["input_ids"].shape[1])
-    return answers
-
-
-@torch.inference_mode()
-def generate_with_adapters(
-    base: Base,
-    adapter: Adapter,
-    questions: Sequence[str],
-    *,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    batch_size: int = 16,
-) -> list[str]:
-    """Greedy adapter-only answers where row ``i`` is answered under sample ``i`` of a batched ``adapter``
-    (one sample per question): many variants of one adapter (layers removed, ranks truncated, segments
-    composed) are answered together, each batch row with its own LoRA factors."""
-    if adapter.batch_size != len(questions):
-        raise ValueError(
-            f"{len(questions)} questions need a batched adapter of {len(questions)}, not {adapter!r}"
+    synchronize(base.device)
+    steps = [t - start for t in clock.steps] or [time.perf_counter() - start]
+    if input_tokens is None:
+        input_tokens = [
+            count_tokens(base.processor, ids, mask)
+            for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)
+        ]
+    stops = _stop_ids(base)
+    answers = []
+    for row, tokens in zip(out[:, inputs["input_ids"].shape[1] :].tolist(), input_tokens, strict=True):
+        n = next((j for j, token in enumerate(row) if token in stops), len(row))
+        ids, stop = tuple(row[:n]), row[n] if n < len(row) else None
+        answers.append(
+            Answer(
+                text=base.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                ids=ids,
+                stop=stop,
+                input_tokens=dict(tokens),
+                ttft_s=steps[0],
+                total_s=steps[min(len(ids) + (stop is not None), len(steps)) - 1],
+            )
         )
-    answers: list[str] = []
-    for i in range(0, len(questions), batch_size):
-        with use_adapter(base.model, adapter[i : i + batch_size]):
-            answers += generate_answers(
-                base,
-                questions[i : i + batch_size],
-                None,
-                max_new_tokens=max_new_tokens,
-                batch_size=batch_size,
-            )
-    return answers
-
-
-@torch.inference_mode()
-def greedy_answer_ids(
-    base: Base,
-    questions: Sequence[str],
-    *,
-    video: Frames | None = None,
-    adapter: Adapter | None = None,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    batch_size: int = 16,
-    keep_stop: bool = False,
-) -> list[list[int]]:
-    """Greedy answer token ids to each question, with ``video`` in context and/or under ``adapter`` (or
-    neither), cut at the first stop token (kept with ``keep_stop``, so that an empty answer still has a
-    token to score); what teacher-forcing probes replay."""
-    config = base.model.generation_config
-    eos = config.eos_token_id
-    stop = {*([eos] if isinstance(eos, int) else list(eos or [])), config.pad_token_id}
-    answers: list[list[int]] = []
-    with use_adapter(base.model, adapter) if adapter is not None else nullcontext():
-        for i in range(0, len(questions), batch_size):
-            chunk = questions[i : i + batch_size]
-            texts = [prompt_text(base.processor, q, with_video=video is not None) for q in chunk]
-            inputs = model_inputs(
-                base.processor, texts, None if video is None else [video] * len(chunk), device=base.device
-            )
-            out = base.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-            for row in out[:, inputs["input_ids"].shape[1] :].tolist():
-                ends = [j for j, token in enumerate(row) if token in stop]
-                answers.append(row[: ends[0] + keep_stop] if ends else row)
     return answers
 
 
@@ -184,7 +138,7 @@ class VideoPrefix:
     last frame's closing image token, and the KV cache the base computed over them. Every question
     about the video then prefills only its own text."""
 
-    input_ids: torch.Tensor  # (1, P)
+    input_ids: Tensor  # (1, P)
     cache: object  # transformers Cache over those P tokens
     visual_tokens: int
 
@@ -201,9 +155,8 @@ def prefill_video(base: Base, video: Frames) -> VideoPrefix:
     inputs = model_inputs(base.processor, [text], [video], device=base.device)
     ids = inputs["input_ids"][0]
     fake = base.tokenizer.convert_tokens_to_ids(base.processor.fake_image_token)
-    end = (
-        int((ids == fake).nonzero().max()) + 1
-    )  # special tokens split the text: what follows tokenizes alone
+    # special tokens split the text: what follows the last frame's closing token tokenizes alone
+    end = int((ids == fake).nonzero().max()) + 1
     prefix = {k: v[:, :end] for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
     out = base.model(
         **prefix,
@@ -214,30 +167,113 @@ def prefill_video(base: Base, video: Frames) -> VideoPrefix:
     return VideoPrefix(prefix["input_ids"], out.cache, int((ids == base.processor.image_token_id).sum()))
 
 
+def _prefix_inputs(base: Base, prefix: VideoPrefix, questions: Sequence[str]):
+    """Inputs for ``questions`` after ``prefix``: per row the cached tokens, padding (masked; positions
+    count only real tokens), then what the processor writes after the last frame (its outro, the
+    question, the assistant cue); a copy of the cache for every row; the token counts by kind."""
+    tails = [
+        base.tokenizer(
+            DEFAULT_MEDIA_OUTTRO + prompt_text(base.processor, q, with_video=True).split("<video>", 1)[1],
+            add_special_tokens=False,
+        )["input_ids"]
+        for q in questions
+    ]
+    width, cached = max(len(t) for t in tails), prefix.input_ids.shape[1]
+    pad = base.tokenizer.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=base.device)
+    mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=base.device)
+    rows = len(tails)
+    inputs = {
+        "input_ids": torch.cat([prefix.input_ids.expand(rows, -1), ids], dim=1),
+        "attention_mask": torch.cat([torch.ones_like(prefix.input_ids).expand(rows, -1), mask], dim=1),
+    }
+    cache = copy.deepcopy(prefix.cache)  # generation extends it; the prefix serves the next questions
+    if rows > 1:
+        cache.batch_repeat_interleave(rows)
+    tokens = [{"visual": 0, "text": len(t), "cached": cached} for t in tails]
+    return inputs, cache, tokens
+
+
 @torch.inference_mode()
-def answer_from_prefix(
-    base: Base, prefix: VideoPrefix, question: str, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+def generate(
+    base: Base,
+    questions: Sequence[str],
+    *,
+    videos: Sequence[Frames] | None = None,
+    adapter: Adapter | None = None,
+    prefix: VideoPrefix | None = None,
+    transform: Callable[[Base, dict], dict] | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = 16,
+) -> list[Answer]:
+    """Greedy answers to ``questions``, ``batch_size`` rows a ``generate``, in question order.
+
+    ``videos``: one per question, in context (``None``: the question alone). ``adapter``: a single adapter
+    for every row, or a batched one whose sample ``i`` answers question ``i``. ``prefix``: the video's
+    prefilled cache, shared by every row (instead of ``videos``). ``transform``: applied to each batch's
+    model inputs inside the clock (see ``decode``).
+    """
+    questions = list(questions)
+    if videos is not None and len(videos) != len(questions):
+        raise ValueError(f"{len(questions)} questions but {len(videos)} videos: give one video per question")
+    if videos is not None and prefix is not None:
+        raise ValueError("answer with the videos in context or from a prefix, not both")
+    per_row = adapter is not None and adapter.batch_size is not None
+    if per_row and adapter.batch_size != len(questions):
+        raise ValueError(
+            f"{len(questions)} questions need a batched adapter of {len(questions)}, not {adapter!r}"
+        )
+    answers: list[Answer] = []
+    with use_adapter(base.model, adapter) if adapter is not None and not per_row else nullcontext():
+        for i in range(0, len(questions), batch_size):
+            chunk = questions[i : i + batch_size]
+            cache = tokens = None
+            if prefix is not None:
+                inputs, cache, tokens = _prefix_inputs(base, prefix, chunk)
+            else:
+                with_video = videos is not None
+                texts = [prompt_text(base.processor, q, with_video=with_video) for q in chunk]
+                vs = list(videos[i : i + batch_size]) if with_video else None
+                inputs = model_inputs(base.processor, texts, vs, device=base.device)
+            with use_adapter(base.model, adapter[i : i + batch_size]) if per_row else nullcontext():
+                answers += decode(
+                    base,
+                    inputs,
+                    max_new_tokens=max_new_tokens,
+                    transform=transform,
+                    cache=cache,
+                    input_tokens=tokens,
+                )
+    return answers
+
+
+def answer(
+    base: Base,
+    video: Frames | None,
+    question: str,
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    **options,
 ) -> Answer:
-    """Answer with the video's cached keys and values: only the question's tokens are prefilled."""
-    import copy
+    """One question, one timed ``generate``: with ``video`` in context (``direct``) or without (``None``);
+    ``options`` as for ``generate`` (``adapter``, ``prefix``, ``transform``)."""
+    videos = None if video is None else [video]
+    return generate(base, [question], videos=videos, max_new_tokens=max_new_tokens, **options)[0]
 
-    from transformers.models.smolvlm.processing_smolvlm import DEFAULT_MEDIA_OUTTRO
 
-    # what the processor writes after the last frame: its outro, then the question and the assistant cue
-    tail = (
-        DEFAULT_MEDIA_OUTTRO + prompt_text(base.processor, question, with_video=True).split("<video>", 1)[1]
-    )
-    tail_ids = base.tokenizer(tail, add_special_tokens=False, return_tensors="pt")["input_ids"].to(
-        base.device
-    )
-    ids = torch.cat([prefix.input_ids, tail_ids], dim=1)
-    tokens = {"visual": 0, "text": int(tail_ids.shape[1]), "cached": int(prefix.input_ids.shape[1])}
-    cache = copy.deepcopy(prefix.cache)  # generation appends to it; the prefix is reused by the next question
-    return timed_generate(
-        base,
-        tokens,
-        max_new_tokens,
-        input_ids=ids,
-        attention_mask=torch.ones_like(ids),
-        cache=cache,
-    )
+def greedy_answer_ids(
+    base: Base,
+    questions: Sequence[str],
+    *,
+    video: Frames | None = None,
+    keep_stop: bool = False,
+    **options,
+) -> list[list[int]]:
+    """The greedy answers' token ids, every question asked with ``video`` in context (or none); with
+    ``keep_stop`` the stop token stays on (so that an empty answer still has a token to score). What
+    teacher-forcing probes replay; ``options`` as for ``generate``."""
+    videos = None if video is None else [video] * len(questions)
+    return [
+        [*a.ids, *([a.stop] if keep_stop and a.stop is not None else [])]
+        for a in generate(base, questions, videos=videos, **options)
+    ]

@@ -20,10 +20,10 @@ change answers) and ``error`` (null, or why the video could not be read).
 - **Batched.** Prompts are grouped by video (in order of first appearance); up to ``--clips`` videos are
   internalized in one pass of base + hypernetwork and all their prompts answered together, each batch row
   under its own video's adapter.
-- **TTFT only with ``--timed``.** Batched generation has no per-row first token, and a batch's time split
-  over its rows is no row's latency, so untimed rows have null ``ttft_s``/``total_s``. ``--timed`` answers
-  one prompt per call (``Frames2LoRA.generate``, ``Frames2LoRA.answer_direct``; each batch after an untimed
-  warm-up call); its times exclude internalization, the reusable per-video work (as in f2l.eval.harness).
+- **TTFT only with ``--timed``.** A batch's time to its first token is no one row's latency, so untimed
+  rows have null ``ttft_s``/``total_s``. ``--timed`` answers one prompt per ``f2l.answer.generate`` call
+  (each batch after an untimed warm-up call); its times exclude internalization, the reusable per-video
+  work (as in f2l.eval.harness).
 - **Frames.** Every video is sampled uniformly at ``--frames`` frames, by default the count the
   hypernetwork was trained with (a manifest row's own ``frames`` is not used: adapters are read as they
   were trained); a converted checkpoint records none and reads its context format's most (12).
@@ -43,8 +43,7 @@ from typing import Any, NamedTuple
 from tqdm.auto import tqdm
 
 from f2l.adapter import Adapter
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, generate_answers, generate_with_adapters
-from f2l.chat import count_tokens, model_inputs, prompt_text
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, generate
 from f2l.cli import UsageError, add_debug_flag, entry_point, positive_int
 from f2l.data import Example, Prompt, clip_prompts, iter_prompts, read_manifest
 from f2l.io import atomic_write_text
@@ -111,8 +110,8 @@ class Reply(NamedTuple):
     total_s: float | None = None
 
     @classmethod
-    def of(cls, a: Answer) -> Reply:
-        return cls(a.text, a.input_tokens, a.ttft_s, a.total_s)
+    def of(cls, a: Answer, timed: bool) -> Reply:
+        return cls(a.text, a.input_tokens, *((a.ttft_s, a.total_s) if timed else ()))
 
 
 # --------------------------------------------------------------------------- command line
@@ -350,14 +349,6 @@ def load_clips(
     return clips, errors
 
 
-def input_tokens(f2l: Frames2LoRA, question: str, video: Frames | None) -> dict[str, int]:
-    """A prompt's input tokens by kind, as ``f2l.answer.answer`` counts them, without generating."""
-    processor = f2l.base.processor
-    text = prompt_text(processor, question, with_video=video is not None)
-    inputs = model_inputs(processor, [text], None if video is None else [video])
-    return count_tokens(processor, inputs["input_ids"][0], inputs["attention_mask"][0])
-
-
 def replies(
     f2l: Frames2LoRA,
     cfg: InferConfig,
@@ -368,28 +359,23 @@ def replies(
     """Each method's replies to ``questions``: question i under ``adapters[i]`` (f2l) or with ``videos[i]``
     in context (direct). Batched and untimed (``--batch-size`` rows per generate, each under its own
     adapter), or one timed call each, after an untimed warm-up call per method."""
-    n, size = cfg.max_new_tokens, cfg.batch_size
+    n, size = cfg.max_new_tokens, 1 if cfg.timed else cfg.batch_size
+
+    def f2l_batch(i: int) -> list[Answer]:  # stacked a batch at a time: one adapter copy per row
+        adapter = adapters[i] if cfg.timed else Adapter.stack(adapters[i : i + size])
+        return generate(f2l.base, questions[i : i + size], adapter=adapter, max_new_tokens=n, batch_size=size)
+
+    def direct_batch(i: int) -> list[Answer]:
+        qs, vs = questions[i : i + size], videos[i : i + size]
+        return generate(f2l.base, qs, videos=vs, max_new_tokens=n, batch_size=size)
+
+    calls = {"f2l": f2l_batch, **({"direct": direct_batch} if cfg.direct else {})}
     if cfg.timed:
-        calls = {"f2l": lambda i: f2l.generate(adapters[i], questions[i], max_new_tokens=n)}
-        if cfg.direct:
-            calls["direct"] = lambda i: f2l.answer_direct(videos[i], questions[i], max_new_tokens=n)
         for call in calls.values():
             call(0)  # first calls pay one-off costs (allocations, kernel selection) that are no prompt's
-        return {m: [Reply.of(call(i)) for i in range(len(questions))] for m, call in calls.items()}
-    texts = {"f2l": []}
-    for i in range(0, len(questions), size):  # stacked a batch at a time: one adapter copy per row
-        batch = Adapter.stack(adapters[i : i + size])
-        texts["f2l"] += generate_with_adapters(
-            f2l.base, batch, questions[i : i + size], max_new_tokens=n, batch_size=size
-        )
-    if cfg.direct:
-        texts["direct"] = generate_answers(f2l.base, questions, videos, max_new_tokens=n, batch_size=size)
     return {
-        m: [
-            Reply(t, input_tokens(f2l, q, v if m == "direct" else None))
-            for t, q, v in zip(ts, questions, videos, strict=True)
-        ]
-        for m, ts in texts.items()
+        m: [Reply.of(a, cfg.timed) for i in range(0, len(questions), size) for a in call(i)]
+        for m, call in calls.items()
     }
 
 

@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from f2l.adapter import Adapter, merged_adapter, use_adapter
+from f2l.adapter import Adapter, merged_adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, answer
 from f2l.encode import internalization_inputs
 from f2l.hypernet import Hypernet, load_hypernet, module_shapes_of, read_kind_config
@@ -242,10 +242,7 @@ class Frames2LoRA:
         ``merged=True`` folds the adapter into the weights for the call (zero per-token overhead) and
         restores them exactly afterwards.
         """
-        apply = merged_adapter if merged else use_adapter
-        with apply(self.base.model, adapter):
+        if not merged:
+            return answer(self.base, None, question, adapter=adapter, max_new_tokens=max_new_tokens)
+        with merged_adapter(self.base.model, adapter):
             return answer(self.base, None, question, max_new_tokens=max_new_tokens)
-
-    def answer_direct(self, video, question: str, *, frames: int | None = None, **kwargs) -> Answer:
-        """The baseline: the same base with the video in context."""
-        return answer(self.base, self.sample_video(video, frames), question, **kwargs)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from f2l.adapter import Adapter
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, generate_with_adapters
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, generate
 from f2l.data import Prompt
 from f2l.eval.metrics import score_answers
 
@@ -32,9 +32,12 @@ def score_variants(
         raise ValueError("score_variants takes single adapters; unbind a batched one first")
     rows = Adapter.stack([v for v in variants for _ in prompts]).to(pipeline.base.device)
     questions = [p.prompt for _ in variants for p in prompts]
-    answers = generate_with_adapters(
-        pipeline.base, rows, questions, max_new_tokens=max_new_tokens, batch_size=batch_size
-    )
+    answers = [
+        a.text
+        for a in generate(
+            pipeline.base, questions, adapter=rows, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
+    ]
     references = [p.reference for _ in variants for p in prompts]
     scores = score_answers(metric, answers, references).reshape(len(variants), len(prompts))
     n = len(prompts)

@@ -8,8 +8,8 @@ import pytest
 
 import analyses.composition as composition
 from f2l.adapter import Adapter
+from f2l.answer import generate
 from f2l.config import parse_config
-from f2l.eval.harness import adapter_answers
 from f2l.results import read_netcdf
 from f2l.world import render_clip
 
@@ -114,11 +114,15 @@ def test_composed_answers_are_the_sum_and_the_mean_of_the_segment_adapters(run, 
     rows = ds.sel(example_id=[f"{unit}/{it.item_id}" for it in composition.composite_items(a, b)], n_chunks=2)
     for method, weights in (("f2l_composed", (1.0, 1.0)), ("f2l_composed_scaled", (0.5, 0.5))):
         adapter = Adapter.compose(*segments, weights=weights)
-        expected = [p.text for p in adapter_answers(pipeline, adapter, questions, max_new_tokens=MAX_NEW)]
+        expected = [
+            a.text for a in generate(pipeline.base, questions, adapter=adapter, max_new_tokens=MAX_NEW)
+        ]
         assert list(rows["prediction"].sel({"method": method}).values) == expected, method
     whole = [
-        p.text
-        for p in adapter_answers(pipeline, pipeline.internalize(video), questions, max_new_tokens=MAX_NEW)
+        a.text
+        for a in generate(
+            pipeline.base, questions, adapter=pipeline.internalize(video), max_new_tokens=MAX_NEW
+        )
     ]
     assert list(rows["prediction"].sel({"method": "f2l_whole"}).values) == whole
 

@@ -8,7 +8,7 @@ import pytest
 from analyses import efficiency
 from analyses.common import study_examples
 from analyses.efficiency import EfficiencyConfig, measure_peak, peak_memories
-from f2l.answer import timed_generate
+from f2l import answer as answering
 from f2l.data import world_manifest
 from f2l.results import read_netcdf
 
@@ -145,15 +145,15 @@ def test_batched_overhead_answers_each_row_under_its_own_adapter(tiny_pipeline, 
     per row (not one shared one), during the base's query none; and both answer the same batch."""
     from f2l.adapter import lora_modules
 
-    seen = []
+    seen, decode = [], answering.decode
 
-    def spy(base, tokens, max_new_tokens, **inputs):
+    def spy(base, inputs, **kwargs):
         w = next(iter(lora_modules(base.model).values()), None)
         f = None if w is None else w.factors
         seen.append((inputs["input_ids"].shape[0], None if f is None else (f.b_scaled.shape[0], f.shared)))
-        return timed_generate(base, tokens, max_new_tokens, **inputs)
+        return decode(base, inputs, **kwargs)
 
-    monkeypatch.setattr(efficiency, "timed_generate", spy)
+    monkeypatch.setattr(answering, "decode", spy)
     clips = [tiny_pipeline.example_frames(e, 2) for e in world_manifest("val", 3, frames=2)]
     out = efficiency.batched_overhead(tiny_pipeline, clips, "how many objects?", 1, warmup=0, repeats=2)
     assert sorted(seen, key=str) == sorted([(3, (3, False))] * 2 + [(3, None)] * 2, key=str)

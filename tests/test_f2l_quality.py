@@ -24,7 +24,7 @@ def examples():
 
 
 def _scores(f2l, examples, frames: int, methods=("direct", "no_video", "f2l")) -> dict[str, float]:
-    from f2l.answer import generate_answers
+    from f2l.answer import generate
     from f2l.data import load_frames
 
     base = f2l.base
@@ -33,9 +33,11 @@ def _scores(f2l, examples, frames: int, methods=("direct", "no_video", "f2l")) -
     preds = {}
     if "direct" in methods:
         videos = [clips[e.id] for e, _, _ in rows]
-        preds["direct"] = generate_answers(base, [p for _, p, _ in rows], videos, max_new_tokens=40)
+        preds["direct"] = [
+            a.text for a in generate(base, [p for _, p, _ in rows], videos=videos, max_new_tokens=40)
+        ]
     if "no_video" in methods:
-        preds["no_video"] = generate_answers(base, [p for _, p, _ in rows], None, max_new_tokens=40)
+        preds["no_video"] = [a.text for a in generate(base, [p for _, p, _ in rows], max_new_tokens=40)]
     preds["f2l"] = []
     for e in examples:
         adapter = f2l.internalize(clips[e.id])

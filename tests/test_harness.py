@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from f2l.answer import generate_answers
+from f2l.answer import generate
 from f2l.data import Prompt, clip_prompts, world_manifest
 from f2l.eval.harness import (
     METHODS,
@@ -83,7 +83,7 @@ def test_two_chunks_differ_from_the_whole_clip(pipeline, clip):
 
 
 def test_no_video_is_the_base_without_video(pipeline, answers, clip):
-    plain = generate_answers(pipeline.base, clip[3], None, max_new_tokens=MAX_NEW)
+    plain = [a.text for a in generate(pipeline.base, clip[3], max_new_tokens=MAX_NEW)]
     assert texts(answers["no_video"]) == plain
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from f2l.answer import answer
 from f2l.hypernet import HypernetConfig, PerceiverHypernet
 from f2l.models import checkpoint_digest, load_base
 from f2l.pipeline import Frames2LoRA, HypernetMismatchError
@@ -37,7 +38,7 @@ def test_generate_puts_zero_visual_tokens_in_context(random_f2l):
     assert adapter.provenance["frames"] == 6 and adapter.provenance["video_id"] == "world:1010000"
     out = f2l.generate(adapter, "what color is the circle?", max_new_tokens=4)
     assert out.input_tokens["visual"] == 0
-    direct = f2l.answer_direct(clip, "what color is the circle?", max_new_tokens=4)
+    direct = answer(f2l.base, clip, "what color is the circle?", max_new_tokens=4)
     assert direct.input_tokens["visual"] == 6 * 16
 
 

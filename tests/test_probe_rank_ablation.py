@@ -13,7 +13,7 @@ import xarray as xr
 
 from f2l.adapter import TARGET_MODULES, Adapter, text_model_of, use_adapter
 from f2l.adapter.lora import SUBLAYER
-from f2l.answer import generate_answers
+from f2l.answer import generate
 from f2l.chat import model_inputs, prompt_text
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.encode import internalization_inputs
@@ -181,7 +181,7 @@ def test_probe_answers_every_variant_as_if_alone(random_f2l):
     full = alone(adapter)
     assert list(ds["full_prediction"].values) == full
     assert list(ds["topk_prediction"].sel(k=r).values) == full
-    no_video = generate_answers(random_f2l.base, questions, None, max_new_tokens=TOKENS)
+    no_video = [a.text for a in generate(random_f2l.base, questions, max_new_tokens=TOKENS)]
     assert list(ds["topk_prediction"].sel(k=0).values) == no_video
     assert full != no_video  # so the two ends are different measurements
     without_top = alone(remove_svd_direction(adapter, 0))
@@ -229,7 +229,7 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     # the ends, computed independently of the probe
     f2l = Frames2LoRA.from_pretrained("tiny", device="cpu")
     refs = [p.reference for p in prompts]
-    no_video = generate_answers(f2l.base, [p.prompt for p in prompts], None, max_new_tokens=16)
+    no_video = [a.text for a in generate(f2l.base, [p.prompt for p in prompts], max_new_tokens=16)]
     size = f2l.base.model.config.vision_config.image_size
     adapter = f2l.internalize(load_frames(example, num_frames=8, size=size))
     f2l_answers = [f2l.generate(adapter, p.prompt, max_new_tokens=16).text for p in prompts]

@@ -1,5 +1,5 @@
 """The token_merge baseline: FrameFusion-style merging of visual tokens before the language model, alone
-(``answer_token_merged``) and under f2l (``internalize(transform=TokenMerge(k))``)."""
+(``f2l.answer.answer(transform=TokenMerge(k))``) and under f2l (``internalize(transform=TokenMerge(k))``)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from f2l.adapter import Adapter
-from f2l.answer import answer, generate_answers, generate_with_adapters
+from f2l.answer import answer, generate
 from f2l.chat import model_inputs, prompt_text
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.eval.metrics import token_f1
 from f2l.eval.token_merge import (
     TokenMerge,
-    answer_token_merged,
     fuse_tokens,
     merge_visual_tokens,
     token_budget,
@@ -121,7 +120,7 @@ def test_factor_1_is_the_direct_prompt(f2l, held_out):
         same = base.model(**{k: v for k, v in merged.inputs.items() if k != "input_ids"}).logits
     torch.testing.assert_close(same, direct, atol=1e-5, rtol=1e-5)
     assert (
-        answer_token_merged(base, frames, prompt.prompt, factor=1, max_new_tokens=16).text
+        answer(base, frames, prompt.prompt, transform=TokenMerge(1), max_new_tokens=16).text
         == answer(base, frames, prompt.prompt, max_new_tokens=16).text
     )
 
@@ -148,7 +147,7 @@ def test_factor_4_keeps_a_quarter_of_each_videos_visual_tokens_and_every_text_to
         embeds = merged.inputs["inputs_embeds"][row][keep]
         text_rows = after != image_id
         torch.testing.assert_close(embeds[text_rows], base.model.get_input_embeddings()(after[text_rows]))
-    out = answer_token_merged(base, long, "Describe the video.", max_new_tokens=8)
+    out = answer(base, long, "Describe the video.", transform=TokenMerge(4), max_new_tokens=8)
     assert out.input_tokens["visual"] == 32 and out.new_tokens >= 1 and out.text
 
 
@@ -157,8 +156,8 @@ def test_token_merged_answers_keep_most_of_what_the_video_gives(f2l, held_out):
     # (8 test clips, every prompt: direct 0.62, token_merge 0.58, no_video 0.47).
     base = f2l.base
     refs = [p.reference for _, p in held_out]
-    merged = [answer_token_merged(base, frames, p.prompt, max_new_tokens=16).text for frames, p in held_out]
-    blind = generate_answers(base, [p.prompt for _, p in held_out], None, max_new_tokens=16)
+    merged = [answer(base, f, p.prompt, transform=TokenMerge(4), max_new_tokens=16).text for f, p in held_out]
+    blind = [a.text for a in generate(base, [p.prompt for _, p in held_out], max_new_tokens=16)]
     merged_f1 = sum(map(token_f1, merged, refs)) / len(refs)
     blind_f1 = sum(map(token_f1, blind, refs)) / len(refs)
     assert merged_f1 >= blind_f1 + 0.2, (merged_f1, blind_f1, merged, blind)
@@ -178,7 +177,11 @@ def test_internalizing_merged_tokens_gives_a_close_but_different_adapter(f2l, he
     assert all(0.03 < d < 0.8 for d in deltas), deltas
     questions = [p.prompt for _, p in held_out]
     refs = [p.reference for _, p in held_out]
-    answers = generate_with_adapters(f2l.base, _per_question(merged), questions, max_new_tokens=16)
-    unmerged = generate_with_adapters(f2l.base, _per_question(plain), questions, max_new_tokens=16)
+    answers = [
+        a.text for a in generate(f2l.base, questions, adapter=_per_question(merged), max_new_tokens=16)
+    ]
+    unmerged = [
+        a.text for a in generate(f2l.base, questions, adapter=_per_question(plain), max_new_tokens=16)
+    ]
     assert sum(map(token_f1, answers, unmerged)) / len(refs) >= 0.75, (answers, unmerged)
     assert sum(map(token_f1, answers, refs)) / len(refs) >= 0.6, (answers, refs)

@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from f2l import training
-from f2l.answer import generate_answers
+from f2l.answer import generate
 from f2l.basetrain.grounding import GroundingHeads, TemporalHeads, cell_targets
 from f2l.chat import answer_suffix, model_inputs, prompt_text
 from f2l.cli import entry_point
@@ -184,7 +184,8 @@ def evaluate(base: Base, rows, frame_size: int, max_new_tokens: int, batch_size:
     videos = [load_frames(r.example, size=frame_size) for r in rows]
     scores = {}
     for method, vids in (("direct", videos), ("no_video", None)):
-        preds = generate_answers(base, questions, vids, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        answers = generate(base, questions, videos=vids, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        preds = [a.text for a in answers]
         f1 = np.array([token_f1(p, r.reference) for p, r in zip(preds, rows, strict=True)])
         by_label = {}
         for label in sorted({r.label for r in rows}):

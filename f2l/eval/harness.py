@@ -7,18 +7,17 @@ Methods (``METHODS``), all greedy, all on the frozen base:
 - ``f2l_chunked``: one adapter per non-overlapping segment of ``chunk_frames`` frames, composed along
   the rank (``Frames2LoRA.internalize(frames, chunk_frames=...)``).
 - ``no_video``: the question alone (the floor).
-- ``kv_cache``: the video prefilled once per clip, each question answered from a copy of that cache
-  (``prefill_video`` + ``answer_from_prefix``): the ``direct`` answer, token for token, at lower cost.
+- ``kv_cache``: the video prefilled once per clip (``prefill_video``), each question answered from a
+  copy of that cache: the ``direct`` answer, token for token, at lower cost.
 - ``token_merge``: the video in context with its visual tokens merged ``merge_factor``-fold
   (``f2l.eval.token_merge``).
 - ``f2l_token_merge``: the adapter internalized from those merged tokens.
 
-``answer_clip`` answers with batched, untimed generation by default (evaluation loops need the text,
-not the clock). With ``timed=True`` every answer is one timed call and carries its time to first
-token; the times exclude the reusable per-clip work (internalization, KV prefill), which is what a
-query costs once a video has been seen. ``kv_cache`` and ``token_merge`` have no batched path and
-always answer one question per call; untimed runs still report NaN for their ``ttft_s`` so that every
-time in a dataset comes from the same kind of run.
+``answer_clip`` asks every method through ``f2l.answer.generate``, batched and untimed by default
+(evaluation loops need the text, not the clock: the times are NaN, so that every time in a dataset
+comes from the same kind of run). With ``timed=True`` every question is one timed call and carries its
+time to first token; the times exclude the reusable per-clip work (internalization, KV prefill), which
+is what a query costs once a video has been seen.
 
 ``score_predictions`` scores answers under named metrics (``METRIC_NAMES``). Exact match is QA
 accuracy and only means something where a question has one right short answer: see ``is_closed``.
@@ -27,23 +26,15 @@ accuracy and only means something where a question has one right short answer: s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from f2l.adapter import Adapter, use_adapter
-from f2l.answer import (
-    DEFAULT_MAX_NEW_TOKENS,
-    answer,
-    answer_from_prefix,
-    generate_answers,
-    prefill_video,
-)
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, generate, prefill_video
 from f2l.data import Prompt
 from f2l.eval.metrics import normalize_answer, score_answers
-from f2l.eval.token_merge import DEFAULT_FACTOR, TokenMerge, answer_token_merged
+from f2l.eval.token_merge import DEFAULT_FACTOR, TokenMerge
 from f2l.video import Frames
 
 METHODS: tuple[str, ...] = (
@@ -58,14 +49,6 @@ METHODS: tuple[str, ...] = (
 METRIC_NAMES: tuple[str, ...] = ("token_f1", "exact_match", "embedding")
 #: The longest reference (in normalised words) that still counts as a closed, short answer.
 MAX_CLOSED_WORDS = 4
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One method's answer to one question; ``ttft_s`` is NaN when the answer was not timed."""
-
-    text: str
-    ttft_s: float = math.nan
 
 
 def is_closed(prompt: Prompt) -> bool:
@@ -116,35 +99,6 @@ def score_predictions(
     return out
 
 
-def _timed(call: Callable[[str], object], questions: Sequence[str]) -> list[Prediction]:
-    answers = [call(q) for q in questions]
-    return [Prediction(a.text, a.ttft_s) for a in answers]
-
-
-def _untimed(texts: Sequence[str]) -> list[Prediction]:
-    return [Prediction(t) for t in texts]
-
-
-def adapter_answers(
-    pipeline,
-    adapter: Adapter,
-    questions: Sequence[str],
-    *,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    timed: bool = False,
-    batch_size: int = 16,
-) -> list[Prediction]:
-    """Answers to ``questions`` from ``adapter`` alone (zero visual tokens): batched, or one timed call
-    each. For adapters the methods do not make themselves (a composition weighted otherwise, an edit)."""
-    if timed:
-        return _timed(lambda q: pipeline.generate(adapter, q, max_new_tokens=max_new_tokens), questions)
-    with use_adapter(pipeline.base.model, adapter):
-        texts = generate_answers(
-            pipeline.base, list(questions), None, max_new_tokens=max_new_tokens, batch_size=batch_size
-        )
-    return _untimed(texts)
-
-
 def answer_clip(
     pipeline,
     frames: Frames,
@@ -156,8 +110,9 @@ def answer_clip(
     merge_factor: int = DEFAULT_FACTOR,
     timed: bool = False,
     batch_size: int = 16,
-) -> dict[str, list[Prediction]]:
-    """Every method's answers to ``questions`` about one clip (``frames``), in question order.
+) -> dict[str, list[Answer]]:
+    """Every method's answers to ``questions`` about one clip (``frames``), in question order: batched
+    (``batch_size`` rows a ``generate``) with NaN times, or with ``timed`` one timed question a call.
 
     ``pipeline`` is a ``Frames2LoRA``; ``chunk_frames`` sets the segment length of ``f2l_chunked``
     (required for it); ``merge_factor`` the reduction of ``token_merge`` and ``f2l_token_merge``.
@@ -167,40 +122,28 @@ def answer_clip(
         raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
     if "f2l_chunked" in methods and chunk_frames is None:
         raise ValueError("f2l_chunked needs chunk_frames (the segment length in frames)")
-    base, questions = pipeline.base, list(questions)
-    gen = {"max_new_tokens": max_new_tokens}
+    base, questions, video = pipeline.base, list(questions), [frames] * len(questions)
 
-    def with_adapter(adapter: Adapter) -> list[Prediction]:
-        return adapter_answers(
-            pipeline, adapter, questions, max_new_tokens=max_new_tokens, timed=timed, batch_size=batch_size
+    def ask(**options) -> list[Answer]:
+        answers = generate(
+            base, questions, max_new_tokens=max_new_tokens, batch_size=1 if timed else batch_size, **options
         )
+        return answers if timed else [replace(a, ttft_s=math.nan, total_s=math.nan) for a in answers]
 
-    def video_answers(video: Frames | None) -> list[Prediction]:
-        if timed:
-            return _timed(lambda q: answer(base, video, q, **gen), questions)
-        videos = None if video is None else [video] * len(questions)
-        return _untimed(generate_answers(base, questions, videos, batch_size=batch_size, **gen))
-
-    def one_by_one(call: Callable[[str], object]) -> list[Prediction]:
-        preds = _timed(call, questions)
-        return preds if timed else _untimed([p.text for p in preds])
-
-    out: dict[str, list[Prediction]] = {}
+    out: dict[str, list[Answer]] = {}
     for method in methods:
         if method == "direct":
-            out[method] = video_answers(frames)
+            out[method] = ask(videos=video)
         elif method == "no_video":
-            out[method] = video_answers(None)
+            out[method] = ask()
         elif method == "f2l":
-            out[method] = with_adapter(pipeline.internalize(frames))
+            out[method] = ask(adapter=pipeline.internalize(frames))
         elif method == "f2l_chunked":
-            out[method] = with_adapter(pipeline.internalize(frames, chunk_frames=chunk_frames))
+            out[method] = ask(adapter=pipeline.internalize(frames, chunk_frames=chunk_frames))
         elif method == "f2l_token_merge":
-            out[method] = with_adapter(pipeline.internalize(frames, transform=TokenMerge(merge_factor)))
+            out[method] = ask(adapter=pipeline.internalize(frames, transform=TokenMerge(merge_factor)))
         elif method == "kv_cache":
-            out[method] = one_by_one(partial(answer_from_prefix, base, prefill_video(base, frames), **gen))
+            out[method] = ask(prefix=prefill_video(base, frames))
         elif method == "token_merge":
-            out[method] = one_by_one(
-                lambda q: answer_token_merged(base, frames, q, factor=merge_factor, **gen)
-            )
+            out[method] = ask(videos=video, transform=TokenMerge(merge_factor))
     return out

@@ -15,22 +15,19 @@ A merged group becomes the plain mean of its original tokens, placed at its earl
 token stays. Similarities are computed once, ties broken by position, so the result is deterministic.
 Every kept token keeps its original position (``position_ids``), as FrameFusion does: renumbering the
 shortened sequence is a layout the model never saw (README, "token merging"). The reduced sequence
-reaches the model as ``inputs_embeds`` beside the reduced ``input_ids`` and the ``position_ids``.
+reaches the model as ``inputs_embeds`` beside the reduced ``input_ids`` and the ``position_ids``;
+``TokenMerge`` applies it to the answering model's inputs or to the encoder's.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, synchronize, timed_generate
-from f2l.chat import count_tokens, model_inputs, prompt_text
 from f2l.models import Base
-from f2l.video import Frames
 
 DEFAULT_FACTOR = 4
 
@@ -150,8 +147,10 @@ def _run_lengths(flags: torch.Tensor) -> list[int]:
 
 @dataclass(frozen=True)
 class TokenMerge:
-    """Merging as a transform of the encoder's inputs (``Frames2LoRA.internalize(transform=)``): the
-    adapter is internalized from the visual tokens merged ``factor``-fold."""
+    """Merging as a transform of model inputs with a video: of the answering model's
+    (``f2l.answer.generate(transform=)``, the ``token_merge`` baseline: its time to first token includes
+    the vision tower and the merging, as ``direct``'s includes the vision tower) or of the encoder's
+    (``Frames2LoRA.internalize(transform=)``: the adapter internalized from the merged tokens)."""
 
     factor: int = DEFAULT_FACTOR
 
@@ -209,26 +208,3 @@ def merge_visual_tokens(base: Base, inputs, factor: int = DEFAULT_FACTOR) -> Mer
         "position_ids": torch.stack([torch.cat([p.new_zeros(width - len(p)), p]) for *_, p in rows]),
     }
     return MergedInputs(inputs=batch, visual_before=before, visual_after=after)
-
-
-@torch.inference_mode()
-def answer_token_merged(
-    base: Base,
-    frames: Frames,
-    question: str,
-    *,
-    factor: int = DEFAULT_FACTOR,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-) -> Answer:
-    """Answer greedily with the video in context, its visual tokens merged ``factor``-fold. The times
-    include the vision tower and the merging, as ``direct``'s include the vision tower."""
-    text = prompt_text(base.processor, question, with_video=True)
-    inputs = model_inputs(base.processor, [text], [frames], device=base.device)
-    synchronize(base.device)
-    start = time.perf_counter()
-    merged = merge_visual_tokens(base, inputs, factor)
-    synchronize(base.device)
-    prepare = time.perf_counter() - start
-    ids, mask = merged.inputs["input_ids"][0], merged.inputs["attention_mask"][0]
-    out = timed_generate(base, count_tokens(base.processor, ids, mask), max_new_tokens, **merged.inputs)
-    return replace(out, ttft_s=out.ttft_s + prepare, total_s=out.total_s + prepare)

@@ -1,4 +1,5 @@
-"""Answering with the frozen base VLM: one batched greedy generator.
+"""Answering with the frozen base VLM: one batched greedy generator, and ``prompt + answer`` rows for
+teacher forcing.
 
 ``generate`` answers questions greedily in left-padded batches: each with its video in context or none,
 under no adapter, one adapter, or one adapter per row (a batched ``Adapter``), from a video's KV cache
@@ -11,7 +12,8 @@ for callers who lay out a prompt themselves.
 
 Front ends that call it: ``answer`` (one question), ``greedy_answer_ids`` (token ids, for the probes
 that replay them), ``Frames2LoRA.generate`` (adapter only, optionally merged into the weights) and
-``f2l.eval.harness.answer_clip`` (every method on one clip).
+``f2l.eval.harness.answer_clip`` (every method on one clip). ``teacher_forced`` builds the right-padded
+``prompt + answer`` rows that distillation and the probes run.
 """
 
 from __future__ import annotations
@@ -277,3 +279,56 @@ def greedy_answer_ids(
         [*a.ids, *([a.stop] if keep_stop and a.stop is not None else [])]
         for a in generate(base, questions, videos=videos, **options)
     ]
+
+
+# --------------------------------------------------------------------------- teacher forcing
+
+
+@dataclass(frozen=True)
+class TeacherForced:
+    """Right-padded ``prompt + answer`` rows (text only) and where each answer token is predicted: answer
+    token ``answer_ids[i]`` of row ``rows[i]`` is predicted at ``positions[i]``, the position before it."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    rows: Tensor
+    positions: Tensor
+    answer_ids: Tensor
+
+    def answer_positions(self) -> list[Tensor]:
+        """Per row, the positions its answer tokens sit at (each predicted at the one before)."""
+        return [self.positions[self.rows == i] + 1 for i in range(self.input_ids.shape[0])]
+
+
+def teacher_forced(
+    processor,
+    questions: Sequence[str],
+    answers: Sequence[Sequence[int] | Tensor],
+    *,
+    device: torch.device | str | None = None,
+) -> TeacherForced:
+    """``prompt + answer`` for every question (the prompt as ``generate`` tokenizes it, no video), padded
+    on the right so that every row keeps positions 0, 1, ... as at inference."""
+    texts = [prompt_text(processor, q, with_video=False) for q in questions]
+    prompts = model_inputs(processor, texts, padding_side="right")
+    lengths = prompts["attention_mask"].sum(1).tolist()
+    answers = [torch.as_tensor(a, dtype=torch.long).tolist() for a in answers]
+    seqs = [
+        prompts["input_ids"][i, :n].tolist() + a
+        for i, (n, a) in enumerate(zip(lengths, answers, strict=True))
+    ]
+    width = max(len(s) for s in seqs)
+    pad = processor.tokenizer.pad_token_id
+    rows = [i for i, a in enumerate(answers) for _ in a]
+    positions = [n - 1 + p for n, a in zip(lengths, answers, strict=True) for p in range(len(a))]
+
+    def tensor(values) -> Tensor:
+        return torch.tensor(values, dtype=torch.long, device=device)
+
+    return TeacherForced(
+        input_ids=tensor([s + [pad] * (width - len(s)) for s in seqs]),
+        attention_mask=tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs]),
+        rows=tensor(rows),
+        positions=tensor(positions),
+        answer_ids=tensor([t for a in answers for t in a]),
+    )

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from f2l import training
 from f2l.adapter import install_lora, use_adapter
+from f2l.answer import teacher_forced
 from f2l.chat import model_inputs, prompt_text
 from f2l.cli import entry_point
 from f2l.config import config_dict
@@ -357,7 +358,7 @@ class StepBatches(torch.utils.data.Dataset):
         world: int,
         context: ContextFormat,
     ):
-        self.cfg, self.processor, self.tokenizer = cfg, base.processor, base.tokenizer
+        self.cfg, self.processor = cfg, base.processor
         self.pool, self.targets, self.start = pool, targets, start
         self.frame_size, self.rank, self.world = frame_size, rank, world
         self.context = context
@@ -378,7 +379,7 @@ class StepBatches(torch.utils.data.Dataset):
                 prompts.append(options[k].prompt)
                 row_targets.append(self.targets[(e.id, options[k].prompt)])
                 row_clip.append(j)
-        input_ids, attention, target_pos = student_batch(self.tokenizer, self.processor, prompts, row_targets)
+        student = teacher_forced(self.processor, prompts, [t.tokens for t in row_targets])
         context = self.context
         text = prompt_text(
             self.processor, context.prompt, with_video=True, generation_prompt=context.generation_prompt
@@ -386,33 +387,13 @@ class StepBatches(torch.utils.data.Dataset):
         return {
             "step": step,
             "encode": dict(model_inputs(self.processor, [text] * len(frames), frames)),
-            "input_ids": input_ids,
-            "attention_mask": attention,
-            "target_pos": target_pos,
+            "input_ids": student.input_ids,
+            "attention_mask": student.attention_mask,
+            "target_pos": student.answer_positions(),
             "targets": row_targets,
             "row_clip": torch.tensor(row_clip),
             "video_ids": [clips[j].id for j in row_clip],
         }
-
-
-def student_batch(tokenizer, processor, prompts: list[str], targets: list[TeacherTarget]):
-    """Right-padded text-only rows ``prompt + teacher tokens``, with the target positions marked."""
-    prompt_ids = [
-        tokenizer(prompt_text(processor, p, with_video=False), add_special_tokens=False)["input_ids"]
-        for p in prompts
-    ]
-    lengths = [len(p) + len(t.tokens) for p, t in zip(prompt_ids, targets, strict=True)]
-    width = max(lengths)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)
-    target_pos = []
-    for i, (p, t) in enumerate(zip(prompt_ids, targets, strict=True)):
-        row = torch.cat([torch.tensor(p), t.tokens])
-        input_ids[i, : len(row)] = row
-        attention[i, : len(row)] = 1
-        target_pos.append(torch.arange(len(p), len(row)))
-    return input_ids, attention, target_pos
 
 
 def distillation_loss(

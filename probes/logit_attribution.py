@@ -67,8 +67,7 @@ import xarray as xr
 from torch import Tensor
 
 from f2l.adapter import Adapter, text_model_of
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, greedy_answer_ids
-from f2l.chat import model_inputs, prompt_text
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, TeacherForced, greedy_answer_ids, teacher_forced
 from f2l.data import Example, clip_prompts
 from f2l.models import Base
 from probes.hooks import Capture, Residuals, make_capture
@@ -94,18 +93,6 @@ class Attribution:
     logit_delta: Tensor
     rms_ratio: Tensor
     rival_ids: Tensor | None = None
-
-
-@dataclass(frozen=True)
-class TeacherForced:
-    """Right-padded ``prompt + answer`` rows, and where each answer token is predicted: answer token
-    ``answer_ids[i]`` is predicted at ``(rows[i], positions[i])``."""
-
-    input_ids: Tensor
-    attention_mask: Tensor
-    rows: Tensor
-    positions: Tensor
-    answer_ids: Tensor
 
 
 def direct_logit_attribution(
@@ -187,32 +174,6 @@ def attribute(
     return result, adapted, base
 
 
-@torch.no_grad()
-def teacher_forced(base: Base, questions: Sequence[str], answers: Sequence[Sequence[int]]) -> TeacherForced:
-    """``prompt + answer`` for every question, right-padded (so every row keeps positions 0, 1, ...)."""
-    texts = [prompt_text(base.processor, q, with_video=False) for q in questions]
-    prompts = model_inputs(base.processor, texts, padding_side="right")
-    lengths = prompts["attention_mask"].sum(1).tolist()
-    seqs = [
-        prompts["input_ids"][i, :n].tolist() + list(a)
-        for i, (n, a) in enumerate(zip(lengths, answers, strict=True))
-    ]
-    width = max(len(s) for s in seqs)
-    pad = base.tokenizer.pad_token_id
-    input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
-    attention_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
-    rows = [i for i, a in enumerate(answers) for _ in a]
-    positions = [n - 1 + p for n, a in zip(lengths, answers, strict=True) for p in range(len(a))]
-    device = base.device
-    return TeacherForced(
-        input_ids.to(device),
-        attention_mask.to(device),
-        torch.tensor(rows, dtype=torch.long, device=device),
-        torch.tensor(positions, dtype=torch.long, device=device),
-        torch.tensor([t for a in answers for t in a], dtype=torch.long, device=device),
-    )
-
-
 def logit_attribution(
     pipeline,
     examples: Sequence[Example],
@@ -290,7 +251,9 @@ def _one_clip(
         chunk = answers[start : start + batch_size]
         if not any(chunk):
             continue
-        batch = teacher_forced(base, questions[start : start + batch_size], chunk)
+        batch = teacher_forced(
+            base.processor, questions[start : start + batch_size], chunk, device=base.device
+        )
         result, _, _ = attribute(base.model, capture, batch, adapter, contrast)
         rows = batch.rows.cpu().numpy() + start
         cols = np.array([p for a in chunk for p in range(len(a))])

@@ -12,7 +12,7 @@ import xarray as xr
 from test_lora import random_adapter
 
 from f2l.adapter import text_model_of, use_adapter
-from f2l.answer import greedy_answer_ids
+from f2l.answer import greedy_answer_ids, teacher_forced
 from f2l.data import clip_prompts, world_manifest
 from f2l.models import load_base
 from f2l.results import read_netcdf
@@ -21,7 +21,6 @@ from probes.logit_attribution import (
     COMPONENTS,
     attribute,
     direct_logit_attribution,
-    teacher_forced,
 )
 
 QUESTIONS = ["what colour is the circle?", "Describe the video in detail.", "how many squares are there?"]
@@ -33,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def batch(base64):
-    return teacher_forced(base64, QUESTIONS, ANSWERS)
+    return teacher_forced(base64.processor, QUESTIONS, ANSWERS)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +152,7 @@ def test_teacher_forcing_reproduces_the_greedy_answers(random_tiny_dir):
     adapter = random_adapter(model, seed=3)
     answers = greedy_answer_ids(base, QUESTIONS, adapter=adapter, max_new_tokens=6)
     assert all(len(a) > 0 for a in answers)
-    batch = teacher_forced(base, QUESTIONS, answers)
+    batch = teacher_forced(base.processor, QUESTIONS, answers)
     with torch.no_grad(), use_adapter(model, adapter):
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     assert torch.equal(logits[batch.rows, batch.positions].argmax(-1), batch.answer_ids)

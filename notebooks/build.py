@@ -239,16 +239,21 @@ STUDIES = [
             "For each clip the adapter is made once; then each text-model layer's generated LoRA is "
             "zeroed (all its modules, only attention, or only the MLP), every prompt is re-answered with "
             "zero visual tokens, and the signed effect `score - full_score` is recorded: below zero, the "
-            "layer helps. Nothing removed is `f2l`; everything removed is the base without the video."
+            "layer helps. Nothing removed is `f2l`; everything removed is the base without the video. "
+            "Negative controls: the same removals of another clip's adapter (`swapped`: the next clip of "
+            "the manifest) and of a blank video's (`blank`), labelled on the `adapter` dim, so that a reader "
+            "sees what removing a layer does when the adapter carries nothing about the clip."
         ),
         config="LayerRemovalConfig",
         small="clips=1",
         duration="about a minute",
         figures=[
             (
-                "**Signed removal effect per layer**, with the size of each layer's update "
-                "(||dW||_F, from `delta_norms.nc` when the same results directory has it) beside it: do "
-                "the layers that matter carry the largest updates?",
+                "**Signed removal effect per layer** of the clip's own adapter; beside it, the same removal "
+                "from the control adapters (the legend gives each one's score with nothing removed), and "
+                "the size of each layer's update (||dW||_F, from `delta_norms.nc` when the same results "
+                "directory has it): do the layers that matter carry the largest updates, and does removing "
+                "a layer of another clip's adapter cost as much?",
                 'norms_path = results / "delta_norms.nc"\n'
                 "norms = read_netcdf(norms_path) if norms_path.exists() else None\n"
                 "fig = figures.layer_removal_effects(ds, norms=norms)",
@@ -261,15 +266,23 @@ STUDIES = [
         ],
         explore=[
             (
-                "Mean effect per layer and module group:",
-                'ds["effect"].mean("example_id").to_pandas().round(3)',
+                "Mean effect per layer and module group, the clip's own adapter:",
+                'ds["effect"].sel(adapter="real").mean("example_id").to_pandas().round(3)',
             ),
             (
-                "Answers of the first prompt with each layer removed (all modules):",
+                "The controls: mean score with nothing removed, and mean effect of removing each layer (its "
+                "first module group), per adapter:",
+                'group = ds["module_group"].values[0]\n'
+                'display(ds["full_score"].mean("example_id").to_pandas().round(3))\n'
+                'ds["effect"].sel(module_group=group).mean("example_id").to_pandas().round(3)',
+            ),
+            (
+                "Answers of the first prompt with each layer removed (all modules), per adapter:",
                 'first = ds["example_id"].values[0]\n'
                 'print("reference:", ds["reference"].sel(example_id=first).item())\n'
-                'print("f2l      :", ds["full_prediction"].sel(example_id=first).item())\n'
-                'ds["prediction"].sel(example_id=first, module_group="all").to_pandas()',
+                'display(ds["full_prediction"].sel(example_id=first).to_pandas())\n'
+                'group = ds["module_group"].values[0]\n'
+                'ds["prediction"].sel(example_id=first, module_group=group).to_pandas()',
             ),
         ],
     ),
@@ -371,7 +384,10 @@ STUDIES = [
             "(logp_source - logp_target)`, left NaN where the gap is under `min_effect` nats. Directions: "
             "direct -> base (where the video's effect is carried), f2l -> base (where the adapter's is) "
             "and direct -> f2l (what the adapter still misses). The last layer position is the final "
-            "residual stream, which restores exactly 1."
+            "residual stream, which restores exactly 1. Negative controls: the f2l run also uses another "
+            "clip's adapter (`swapped`: the next clip of the manifest) and a blank video's (`blank`), "
+            "labelled on the `adapter` dim, so that a reader sees what patching shows when the adapter "
+            "carries nothing about the clip."
         ),
         config="PatchingConfig",
         small="clips=2",
@@ -382,19 +398,27 @@ STUDIES = [
                 "examples whose gap passes the threshold, 95% bootstrap interval). 0: the site carries "
                 "none of the difference at these positions; 1: all of it. The direct run's visual tokens "
                 "are never patched, so in direct -> base a site restores only what reached the question "
-                "and answer positions by that point.",
+                "and answer positions by that point. The clip's own adapter.",
                 "fig = figures.patching_restored(ds)",
             ),
             (
-                "**The gap itself**, `logp_source - logp_target` per example: the grey band is where "
-                "`restored` is left NaN. A direction whose gaps sit in the band measures little.",
+                "**The negative controls**: the residual stream's restored fraction in the directions with "
+                "an f2l run, under each adapter. Where another clip's adapter is restored layer by layer as "
+                "the clip's own is, the profile is the hypernetwork's route, not this clip's content.",
+                "fig = figures.patching_controls(ds)",
+            ),
+            (
+                "**The gap itself**, `logp_source - logp_target` per example and adapter (direct -> base "
+                "uses none: drawn once): the grey band is where `restored` is left NaN. A direction whose "
+                "gaps sit in the band measures little.",
                 "fig = figures.patching_effects(ds)",
             ),
         ],
         explore=[
             (
-                "Mean restored fraction per layer (rows) and site (columns), per direction:",
-                'restored = ds["restored"].mean("example_id", skipna=True)\n'
+                "Mean restored fraction per layer (rows) and site (columns), per direction, the clip's own "
+                "adapter:",
+                'restored = ds["restored"].sel(adapter="real").mean("example_id", skipna=True)\n'
                 'for direction in restored["direction"].values:\n'
                 '    display(Markdown(f"**{direction}**"), restored.sel(direction=direction).to_pandas().round(3))',
             ),
@@ -403,13 +427,15 @@ STUDIES = [
                 "`effect` to choose another threshold than the study's):",
                 'direction = "f2l->base"\n'
                 'columns = ["benchmark", "logp_source", "logp_target", "effect", "answer_tokens"]\n'
-                "table = ds[columns[1:]].sel(direction=direction).to_dataframe()[columns]\n"
+                'table = ds[columns[1:]].sel(direction=direction, adapter="real").to_dataframe()[columns]\n'
                 'table.sort_values("effect", ascending=False).round(3)',
             ),
             (
-                "The answers every direction scores (the direct and f2l runs' greedy answers) next to the "
-                "reference:",
-                'answers = ds["prediction"].to_pandas()\n'
+                "The answers every direction scores (the direct run's greedy answer, and the f2l run's "
+                "under each adapter) next to the reference:",
+                'answers = ds["prediction"].sel(run="f2l").to_pandas().add_prefix("f2l ")\n'
+                'direct = ds["prediction"].sel(run="direct", adapter="real")\n'
+                'answers.insert(0, "direct", direct.to_pandas())\n'
                 'answers["reference"] = ds["reference"].to_pandas()\n'
                 "answers",
             ),
@@ -427,35 +453,45 @@ STUDIES = [
             "reproduced, `1 - ||h_f2l - h_direct||_F / ||h_base - h_direct||_F` (0: no closer than no "
             "video, 1: where the video puts it), and linear CKA across examples of the position-averaged "
             "states. Base against direct is the reference. Layer 0 is the token embedding, the same in "
-            "every run (share undefined)."
+            "every run (share undefined). Negative controls: the f2l run also uses another clip's adapter "
+            "(`swapped`: the next clip of the manifest) and a blank video's (`blank`), labelled on the "
+            "`adapter` dim: what the measures show when the adapter carries nothing about the clip."
         ),
         config="SimilarityConfig",
         small="clips=2",
         duration="under a minute",
         figures=[
             (
-                "**Cosine and share per layer** (each clip's mean over its prompts, then mean ± standard "
-                "error across clips). The cosine of f2l means something only against base's: residual "
-                "streams share large common directions.",
+                "**Cosine and share per layer**, one line per adapter (each clip's mean over its prompts, "
+                "then mean ± standard error across clips). The cosine of f2l means something only against "
+                "base's: residual streams share large common directions; the share, only against the "
+                "controls': another clip's adapter may move the states as much.",
                 "fig = figures.similarity_per_layer(ds)",
             ),
             (
-                "**Linear CKA across examples per layer**: does the adapter arrange the examples' states "
-                "the way the video does (up to rotation and scale)?",
+                "**Linear CKA across examples per layer**, per adapter: does the adapter arrange the "
+                "examples' states the way the video does (up to rotation and scale), better than another "
+                "clip's adapter does?",
                 "fig = figures.similarity_cka(ds)",
             ),
         ],
         explore=[
             (
-                "Mean cosine and share per layer, by prompt kind:",
-                'ds["similarity"].groupby("kind").mean("example_id", skipna=True).to_dataframe("value")'
-                '["value"].unstack(["kind", "measure"]).round(3)',
+                "Mean cosine and share per layer, by prompt kind, the clip's own adapter:",
+                'ds["similarity"].sel(adapter="real").groupby("kind").mean("example_id", skipna=True)'
+                '.to_dataframe("value")["value"].unstack(["kind", "measure"]).round(3)',
+            ),
+            (
+                "Mean share per layer under each adapter, and the CKA per adapter:",
+                'share = ds["similarity"].sel(measure="share").mean("example_id", skipna=True)\n'
+                "display(share.to_pandas().round(3))\n"
+                'ds["cka"].to_pandas().round(3)',
             ),
             (
                 "CKA recomputed on one prompt kind only, from the stored position means:",
                 "import pandas as pd\n\n"
                 "from probes.similarity import linear_cka\n\n"
-                'means = ds["mean_resid"].where(ds["kind"] == "qa", drop=True)\n'
+                'means = ds["mean_resid"].sel(adapter="real").where(ds["kind"] == "qa", drop=True)\n'
                 'pd.Series(linear_cka(means.sel(run="f2l").transpose("layer", "example_id", "hidden").values, '
                 'means.sel(run="direct").transpose("layer", "example_id", "hidden").values), '
                 'index=ds["layer"].values, name="CKA, qa prompts").round(3)',
@@ -640,7 +676,7 @@ OVERVIEW = [
         "prompts = clip_prompts(example)[:n_prompts]\n"
         "rows = []\n"
         "for p in prompts:\n"
-        "    direct = f2l.answer_direct(frames, p.prompt, max_new_tokens=max_new_tokens)\n"
+        "    direct = answer(f2l.base, frames, p.prompt, max_new_tokens=max_new_tokens)\n"
         "    adapted = f2l.generate(adapter, p.prompt, max_new_tokens=max_new_tokens)\n"
         "    alone = answer(f2l.base, None, p.prompt, max_new_tokens=max_new_tokens)\n"
         "    rows.append(\n"
@@ -682,7 +718,7 @@ OVERVIEW = [
         ")\n"
         "fig = figures.layer_removal_effects(removal, norms=norms)"
     ),
-    new_code_cell('removal["effect"].mean("example_id").to_pandas().round(3)'),
+    new_code_cell('removal["effect"].sel(adapter="real").mean("example_id").to_pandas().round(3)'),
 ]
 
 

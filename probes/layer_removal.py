@@ -12,28 +12,34 @@ kind) has "all" and "mlp" (both holding just ``down_proj``) and no "attention"; 
 none of the adapter's modules is an error. Each group's ``group_modules`` coordinate names the modules
 it actually held. Groups holding the same modules are answered once and share the numbers.
 
-All variants of a clip are answered in one batched generate loop in which each row carries its own
-adapter (``probes.scoring.score_variants``).
+Negative controls (``probes.controls``): the same removals of another clip's adapter (swapped) and of a
+blank video's (blank), labelled on the ``adapter`` dim, show what the probe finds when the adapter carries
+nothing about this clip.
+
+All variants of a clip (of every adapter) are answered in one batched generate loop in which each row
+carries its own adapter (``probes.scoring.score_variants``).
 
 Dataset schema (``layer_removal.nc``):
 
-- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``layer`` (text-model layer
+- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``adapter`` ("real",
+  "swapped", "blank": whose adapter is edited, ``probes.controls``), ``layer`` (text-model layer
   index), ``module_group`` (of "all", "attention", "mlp", those the adapter has modules in; attention =
   q, k, v, o projections, mlp = gate, up, down).
 - coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type), ``kind(example_id)``
   ("caption" | "qa"), ``group_modules(module_group)`` (the adapter's modules in the group, comma-separated),
   and the scalar ``metric`` (the score's metric name).
-- ``score(example_id, layer, module_group)``: the metric with that layer's group removed.
-- ``effect(example_id, layer, module_group)``: ``score - full_score`` (negative = the layer helps).
-- ``full_score(example_id)``: nothing removed (f2l); ``none_score(example_id)``: everything removed (the
-  base with no video).
-- ``prediction(example_id, layer, module_group)``, ``full_prediction(example_id)``,
+- ``score(example_id, adapter, layer, module_group)``: the metric with that layer's group removed.
+- ``effect(example_id, adapter, layer, module_group)``: ``score - full_score`` (negative = the layer
+  helps).
+- ``full_score(example_id, adapter)``: nothing removed (f2l under that adapter);
+  ``none_score(example_id)``: everything removed (the base with no video, whatever the adapter).
+- ``prediction(example_id, adapter, layer, module_group)``, ``full_prediction(example_id, adapter)``,
   ``none_prediction(example_id)``, ``reference(example_id)``: the answers and reference texts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -41,6 +47,8 @@ import xarray as xr
 from f2l.adapter import TARGET_MODULES, Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
 from f2l.data import Example, clip_prompts
+from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
+from probes.controls import check_adapters, control_adapters, partners_for
 from probes.scoring import score_variants
 
 MODULE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -92,6 +100,8 @@ def layer_removal(
     frames: int = 8,
     module_groups: Sequence[str] | None = None,
     qa_per_type: int = 1,
+    adapters: Sequence[str] = ("real",),
+    partners: Mapping[str, Example] | None = None,
     metric: str = "token_f1",
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = 32,
@@ -99,16 +109,22 @@ def layer_removal(
     """The layer-removal dataset (schema in the module docstring) of ``examples``, each internalized
     from ``frames`` frames (world clips rendered at the base's frame size) and asked its
     ``clip_prompts(example, qa_per_type)``; ``module_groups`` default to every group holding some of the
-    adapter's modules."""
+    adapter's modules. ``adapters``: whose adapters are edited (``probes.controls``; the swap partners
+    from ``partners``, by default the next example of ``examples``)."""
     if module_groups is not None:
         _check_known(module_groups)
         module_groups = list(module_groups)
     if not examples:
         raise ValueError("layer_removal needs at least one example")
+    adapters = check_adapters(adapters)
+    partners = partners_for(examples, adapters, partners)
     parts = [
-        _one_clip(pipeline, e, frames, module_groups, qa_per_type, metric, max_new_tokens, batch_size)
+        _one_clip(
+            pipeline, e, frames, module_groups, qa_per_type, adapters, partners.get(e.id), metric,
+            max_new_tokens, batch_size,
+        )
         for e in examples
-    ]
+    ]  # fmt: skip
     out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
     out = out.assign_coords(metric=metric)
     out["layer"].attrs["description"] = "text-model decoder layer whose LoRA is removed"
@@ -116,6 +132,7 @@ def layer_removal(
         f"{g}: {m}" for g, m in zip(out["module_group"].values, out["group_modules"].values, strict=True)
     )
     out["group_modules"].attrs["description"] = "the adapter's modules in the group (those removed)"
+    out["adapter"].attrs["description"] = ADAPTER_DESCRIPTION
     out.attrs.update(
         probe="layer_removal",
         metric=metric,
@@ -132,44 +149,60 @@ def _one_clip(
     frames: int,
     groups: list[str] | None,
     qa_per_type: int,
+    adapters: Sequence[str],
+    partner: Example | None,
     metric: str,
     max_new_tokens: int,
     batch_size: int,
 ) -> xr.Dataset:
-    """One clip's rows: every variant of its adapter answered on every prompt in one batched loop."""
-    adapter = pipeline.internalize(pipeline.example_frames(example, frames))
+    """One clip's rows: every variant of each of its adapters answered on every prompt in one batched
+    loop (the base, everything removed, once)."""
+    by_label = control_adapters(
+        pipeline, pipeline.example_frames(example, frames), partner=partner, adapters=adapters
+    )
+    adapter = by_label["real"]
     held = adapter_groups(adapter.modules, groups)
     layers = range(adapter.num_layers)
     prompts = clip_prompts(example, qa_per_type)
     # groups holding the same modules (e.g. "all" and "mlp" of a down_proj adapter) share one variant
     distinct = list(dict.fromkeys(held.values()))
     group_of = {ms: g for g, ms in held.items()}  # a group removing exactly those modules
-    variants = [adapter, adapter.drop_layers(layers)]
-    variants += [remove_layer(adapter, layer, group_of[ms]) for layer in layers for ms in distinct]
+    per_adapter = 1 + len(layers) * len(distinct)  # the full adapter, then each removal
+    variants = [adapter.drop_layers(layers)]
+    for a in by_label.values():
+        variants += [a] + [remove_layer(a, layer, group_of[ms]) for layer in layers for ms in distinct]
     scores, answers = score_variants(
         pipeline, variants, prompts, metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size
     )
-    full, none = scores[0], scores[1]
-    cube = ("example_id", "layer", "module_group")
-    shape = (len(layers), len(distinct), len(prompts))  # variants 2..: layer-major, then module set
+    none, none_answers = scores[0], answers[0]
+    m, n = len(by_label), len(prompts)
+    scores = scores[1:].reshape(m, per_adapter, n)
+    answers = np.array(answers[1:], dtype=object).reshape(m, per_adapter, n)
+    full = scores[:, 0].T  # [prompt, adapter]
+    shape = (m, len(layers), len(distinct), n)  # per adapter: layer-major, then module set
     pick = [distinct.index(ms) for ms in held.values()]
-    removed = scores[2:].reshape(shape)[:, pick].transpose(2, 0, 1)
-    predicted = np.array(answers[2:], dtype=object).reshape(shape)[:, pick].transpose(2, 0, 1).astype(str)
+    removed = scores[:, 1:].reshape(shape)[:, :, pick].transpose(3, 0, 1, 2)
+    predicted = answers[:, 1:].reshape(shape)[:, :, pick].transpose(3, 0, 1, 2).astype(str)
     units = f"{metric}, 0 to 1"
     row = "example_id"
+    cube = ("example_id", "adapter", "layer", "module_group")
     return xr.Dataset(
         {
             "score": (cube, removed, {"units": units, "description": "score with the layer's group removed"}),
             "effect": (
                 cube,
-                removed - full[:, None, None],
+                removed - full[:, :, None, None],
                 {"units": units, "description": "score - full_score (negative = the layer helps)"},
             ),
-            "full_score": (row, full, {"units": units, "description": "nothing removed (f2l)"}),
+            "full_score": ((row, "adapter"), full, {"units": units, "description": "nothing removed (f2l)"}),
             "none_score": (row, none, {"units": units, "description": "all removed (the base, no video)"}),
             "prediction": (cube, predicted, {"description": "answer with the layer's group removed"}),
-            "full_prediction": (row, np.array(answers[0], dtype=str), {"description": "f2l answer"}),
-            "none_prediction": (row, np.array(answers[1], dtype=str), {"description": "base, no video"}),
+            "full_prediction": (
+                (row, "adapter"),
+                answers[:, 0].T.astype(str),
+                {"description": "f2l answer under the adapter"},
+            ),
+            "none_prediction": (row, np.array(none_answers, dtype=str), {"description": "base, no video"}),
             "reference": (
                 row,
                 np.array([p.reference for p in prompts], dtype=str),
@@ -178,6 +211,7 @@ def _one_clip(
         },
         coords={
             "example_id": [f"{example.id}/{p.item_id}" for p in prompts],
+            "adapter": list(by_label),
             "layer": list(layers),
             "module_group": list(held),
             "group_modules": ("module_group", [", ".join(ms) for ms in held.values()]),

@@ -4,7 +4,9 @@ the adapter's, and what does the adapter still miss?
 For every prompt of a clip, three runs of the base VLM share the question's tokens:
 
     direct   the video in context (its visual tokens before the question), no adapter
-    f2l      the clip's adapter (``pipeline.internalize``), no visual tokens
+    f2l      an adapter, no visual tokens: the clip's own (``pipeline.internalize``), or a negative
+             control's (another clip's, a blank video's: ``probes.controls``), labelled on the ``adapter``
+             dim
     base     neither
 
 A **direction** ``source -> target`` copies one activation of the source run into the target run and
@@ -72,21 +74,24 @@ has: an official-kind adapter (``down_proj`` only) patches the same sites.
 
 Dataset schema (``patching.nc``):
 
-- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``layer`` (0 .. L: the decoder
-  layers, then the final residual), ``site`` ("resid_pre", "attn_out", "mlp_out"), ``direction``
-  ("direct->base", "f2l->base", "direct->f2l"), ``run`` ("direct", "f2l").
+- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``adapter`` ("real", "swapped",
+  "blank": the f2l run's adapter, ``probes.controls``), ``layer`` (0 .. L: the decoder layers, then the
+  final residual), ``site`` ("resid_pre", "attn_out", "mlp_out"), ``direction`` ("direct->base",
+  "f2l->base", "direct->f2l"), ``run`` ("direct", "f2l").
 - coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type),
   ``kind(example_id)`` ("caption" | "qa"), ``prompt(example_id)`` (the question asked);
   ``source(direction)`` and ``target(direction)`` (run names).
-- ``restored(example_id, layer, site, direction)``: the restored fraction (NaN where ``|effect|`` is
-  under ``min_effect``, and at layer ``L`` for ``attn_out`` and ``mlp_out``).
-- ``logp_patched(example_id, layer, site, direction)``, ``logp_source(example_id, direction)``,
-  ``logp_target(example_id, direction)``: nats, the summed log-probability of the source's answer;
-  ``effect(example_id, direction) = logp_source - logp_target``.
-- ``answer_tokens(example_id, direction)``: tokens scored (the source's answer, with its stop token);
-  ``question_tokens(example_id)``: ``K``, the aligned tokens before the answer.
-- ``prediction(example_id, run)``: the greedy answers of the direct and f2l runs (text);
+- ``restored(example_id, adapter, layer, site, direction)``: the restored fraction (NaN where
+  ``|effect|`` is under ``min_effect``, and at layer ``L`` for ``attn_out`` and ``mlp_out``).
+- ``logp_patched(example_id, adapter, layer, site, direction)``, ``logp_source(example_id, adapter,
+  direction)``, ``logp_target(example_id, adapter, direction)``: nats, the summed log-probability of the
+  source's answer; ``effect(example_id, adapter, direction) = logp_source - logp_target``.
+- ``answer_tokens(example_id, adapter, direction)``: tokens scored (the source's answer, with its stop
+  token); ``question_tokens(example_id)``: ``K``, the aligned tokens before the answer.
+- ``prediction(example_id, adapter, run)``: the greedy answers of the direct and f2l runs (text);
   ``reference(example_id)``.
+- direct -> base uses no adapter: it is computed once and is the same under every ``adapter`` label (as
+  is the direct run's prediction).
 - attrs: ``logp``, ``restored_definition``, ``min_effect``, ``backend``, ``frames``, ``qa_per_type``,
   ``max_new_tokens``.
 """
@@ -108,6 +113,8 @@ from f2l.chat import model_inputs, prompt_text
 from f2l.data import Example, clip_prompts
 from f2l.models import Base
 from f2l.video import Frames
+from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
+from probes.controls import check_adapters, control_adapters, partners_for
 from probes.hooks import NNsightCapture
 
 SITES = ("resid_pre", "attn_out", "mlp_out")
@@ -387,6 +394,8 @@ def patching(
     qa_per_type: int = 1,
     prompts_per_clip: int | None = None,
     directions: Sequence[str] = tuple(DIRECTIONS),
+    adapters: Sequence[str] = ("real",),
+    partners: Mapping[str, Example] | None = None,
     min_effect: float = MIN_EFFECT,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = 32,
@@ -395,18 +404,22 @@ def patching(
     """The activation-patching dataset (schema in the module docstring) of ``examples``, each internalized
     from ``frames`` frames (world clips at the base's frame size) and asked its ``clip_prompts(example,
     qa_per_type)`` (the first ``prompts_per_clip`` of them when given). ``directions``: keys of
-    ``DIRECTIONS``. ``capture``: an ``NNsightCapture`` of ``pipeline.base.model`` to reuse across calls."""
+    ``DIRECTIONS``. ``adapters``: the f2l run's adapters (``probes.controls``; the swap partners from
+    ``partners``, by default the next example of ``examples``). ``capture``: an ``NNsightCapture`` of
+    ``pipeline.base.model`` to reuse across calls."""
     if not examples:
         raise ValueError("patching needs at least one example")
     unknown = sorted(set(directions) - set(DIRECTIONS))
     if unknown or not directions:
         raise ValueError(f"unknown directions {unknown or '(none)'}; choose from {list(DIRECTIONS)}")
+    adapters = check_adapters(adapters)
+    partners = partners_for(examples, adapters, partners)
     if capture is None:
         capture = NNsightCapture(pipeline.base.model)
     parts = [
-        _one_clip(
-            pipeline, e, frames, qa_per_type, prompts_per_clip, list(directions), min_effect,
-            max_new_tokens, batch_size, capture,
+        clip_patching(
+            pipeline, e, frames, qa_per_type, prompts_per_clip, list(directions), adapters,
+            partners.get(e.id), min_effect, max_new_tokens, batch_size, capture,
         )
         for e in examples
     ]  # fmt: skip
@@ -418,6 +431,7 @@ def patching(
         "resid_pre: the layer's input; attn_out / mlp_out: its sublayers' outputs, at the aligned positions"
     )
     out["direction"].attrs["description"] = "source -> target: whose activation is patched into which run"
+    out["adapter"].attrs["description"] = ADAPTER_DESCRIPTION
     out.attrs.update(
         probe="patching",
         logp=LOGP,
@@ -433,27 +447,31 @@ def patching(
     return out
 
 
-def _one_clip(
+def clip_patching(
     pipeline,
     example: Example,
     frames: int,
     qa_per_type: int,
     prompts_per_clip: int | None,
     directions: list[str],
+    adapters: Sequence[str],
+    partner: Example | None,
     min_effect: float,
     max_new_tokens: int,
     batch_size: int,
     capture: NNsightCapture,
 ) -> xr.Dataset:
-    """One clip's rows: the adapter and the greedy answers, then every direction of every prompt."""
+    """One clip's rows: its adapters (``probes.controls``) and the greedy answers, then every direction of
+    every prompt under every adapter (a direction without the f2l run once)."""
     base = pipeline.base
     video = pipeline.example_frames(example, frames)
-    adapter = pipeline.internalize(video)
+    by_label = control_adapters(pipeline, video, partner=partner, adapters=adapters)
     prompts = clip_prompts(example, qa_per_type)[:prompts_per_clip]
     questions = [p.prompt for p in prompts]
     needed = sorted({DIRECTIONS[d][0] for d in directions}, key=RUNS.index)
-    answers = {
-        run: greedy_answer_ids(
+
+    def greedy(run: str, adapter: Adapter) -> list[list[int]]:
+        return greedy_answer_ids(
             base,
             questions,
             video=video if run == "direct" else None,
@@ -462,31 +480,48 @@ def _one_clip(
             batch_size=batch_size,
             keep_stop=True,
         )
-        for run in needed
+
+    direct = greedy("direct", None) if "direct" in needed else None
+    answers = {
+        label: {run: direct if run == "direct" else greedy(run, adapter) for run in needed}
+        for label, adapter in by_label.items()
     }
+    free = [d for d in directions if "f2l" not in DIRECTIONS[d]]  # no adapter in either run
     layers = len(text_model_of(base.model).layers)
-    n, sites = len(prompts), every_site(layers)
-    patched = np.full((n, layers + 1, len(SITES), len(directions)), np.nan)
-    source = np.full((n, len(directions)), np.nan)
-    target = np.full((n, len(directions)), np.nan)
-    scored = np.zeros((n, len(directions)), dtype=np.int64)
+    n, m, sites = len(prompts), len(by_label), every_site(layers)
+    patched = np.full((n, m, layers + 1, len(SITES), len(directions)), np.nan)
+    source = np.full((n, m, len(directions)), np.nan)
+    target = np.full((n, m, len(directions)), np.nan)
+    scored = np.zeros((n, m, len(directions)), dtype=np.int64)
     k_tokens = np.zeros(n, dtype=np.int64)
     index = [(layer, SITES.index(s)) for layer, s in sites]
     for i, question in enumerate(questions):
         prompt = (prompt_ids(base, question, video), prompt_ids(base, question, None))
-        runs = {
-            run: make_runs(base, question, answers[run][i], video, adapter, prompts=prompt) for run in needed
-        }
-        first = runs[needed[0]]["base"]
-        k_tokens[i] = first.span - first.answer
-        result = patch_prompt(capture, runs, directions, batch_size=batch_size)
-        for j, direction in enumerate(directions):
-            r = result[direction]
-            source[i, j], target[i, j], scored[i, j] = r["source"], r["target"], r["answer_tokens"]
-            for (layer, s), value in zip(index, r["patched"], strict=True):
-                patched[i, layer, s, j] = value
-    restored = restored_fraction(patched, source[:, None, None, :], target[:, None, None, :], min_effect)
-    row, cube, pair = "example_id", ("example_id", "layer", "site", "direction"), ("example_id", "direction")
+        for a, (label, adapter) in enumerate(by_label.items()):
+            runs = {
+                run: make_runs(base, question, answers[label][run][i], video, adapter, prompts=prompt)
+                for run in needed
+            }
+            first = runs[needed[0]]["base"]
+            k_tokens[i] = first.span - first.answer
+            todo = directions if a == 0 else [d for d in directions if d not in free]
+            result = patch_prompt(capture, runs, todo, batch_size=batch_size)
+            for j, direction in enumerate(directions):
+                if direction in result:
+                    r = result[direction]
+                    source[i, a, j], target[i, a, j] = r["source"], r["target"]
+                    scored[i, a, j] = r["answer_tokens"]
+                    for (layer, s), value in zip(index, r["patched"], strict=True):
+                        patched[i, a, layer, s, j] = value
+    for j in [directions.index(d) for d in free]:  # computed under the first adapter: the same numbers
+        for array in (patched, source, target, scored):
+            array[:, 1:, ..., j] = array[:, :1, ..., j]
+    restored = restored_fraction(
+        patched, source[:, :, None, None, :], target[:, :, None, None, :], min_effect
+    )
+    row = "example_id"
+    cube = ("example_id", "adapter", "layer", "site", "direction")
+    pair = ("example_id", "adapter", "direction")
     nats = "nats"
     data = {
         "restored": (
@@ -516,17 +551,20 @@ def _one_clip(
             {"units": "tokens", "description": "aligned tokens before the answer (the question span)"},
         ),
         "prediction": (
-            (row, "run"),
+            (row, "adapter", "run"),
             np.array(
                 [
                     [
-                        base.tokenizer.decode(answers[run][i], skip_special_tokens=True).strip()
-                        for run in needed
+                        [
+                            base.tokenizer.decode(answers[label][run][i], skip_special_tokens=True).strip()
+                            for run in needed
+                        ]
+                        for label in by_label
                     ]
                     for i in range(n)
                 ],
                 dtype=str,
-            ).reshape(n, len(needed)),
+            ).reshape(n, m, len(needed)),
             {"description": "greedy answer of the run (the answer every direction from it scores)"},
         ),
         "reference": (row, np.array([p.reference for p in prompts], dtype=str), {"description": "reference"}),
@@ -535,6 +573,7 @@ def _one_clip(
         data,
         coords={
             row: [f"{example.id}/{p.item_id}" for p in prompts],
+            "adapter": list(by_label),
             "layer": np.arange(layers + 1),
             "site": list(SITES),
             "direction": list(directions),

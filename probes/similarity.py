@@ -5,7 +5,9 @@ For every prompt of a clip, three runs of the base VLM share the question's toke
 ``probes.patching``, whose runs and alignment this probe reuses):
 
     direct   the video in context (its visual tokens before the question), no adapter
-    f2l      the clip's adapter (``pipeline.internalize``), no visual tokens
+    f2l      an adapter, no visual tokens: the clip's own (``pipeline.internalize``), or a negative
+             control's (another clip's, a blank video's: ``probes.controls``), labelled on the ``adapter``
+             dim
     base     neither
 
 **Positions.** The aligned span of the *prompt* only (no answer is generated or teacher-forced): the ``K``
@@ -43,7 +45,8 @@ Across examples, per layer:
   identical representations, invariant to orthogonal transforms and isotropic scaling of either; NaN
   with fewer than 2 examples or where a centred representation is 0 (every example the same).
   ``cka_base``: the same for base against direct. The per-example means are kept (``mean_resid``) so
-  that CKA can be recomputed on any subset (e.g. one prompt kind).
+  that CKA can be recomputed on any subset (e.g. one prompt kind). The CKA of a control adapter's f2l
+  run is against the same direct states: a swapped adapter arranges each example by another clip.
 
 Identities (tested on a random tiny SmolVLM): a run compared with itself has cosine 1, share 1 and CKA 1;
 a run whose states equal base's has share 0; the layer-0 share is NaN; CKA is unchanged by an orthogonal
@@ -51,16 +54,18 @@ transform and an isotropic scaling.
 
 Dataset schema (``similarity.nc``):
 
-- dims ``example_id`` (``"<clip>/<item_id>"``), ``layer`` (0 .. L: the decoder layers' ``resid_pre``,
-  then the final residual), ``measure`` ("cosine", "share"), ``run`` ("direct", "f2l", "base"),
-  ``hidden`` (the residual stream's width).
+- dims ``example_id`` (``"<clip>/<item_id>"``), ``adapter`` ("real", "swapped", "blank": the f2l run's
+  adapter, ``probes.controls``), ``layer`` (0 .. L: the decoder layers' ``resid_pre``, then the final
+  residual), ``measure`` ("cosine", "share"), ``run`` ("direct", "f2l", "base"), ``hidden`` (the residual
+  stream's width).
 - coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type),
   ``kind(example_id)`` ("caption" | "qa"), ``prompt(example_id)`` (the question asked).
-- ``similarity(example_id, layer, measure)``: f2l against direct, as defined above.
+- ``similarity(example_id, adapter, layer, measure)``: f2l against direct, as defined above.
 - ``cosine_base(example_id, layer)``: base against direct.
-- ``cka(layer)``, ``cka_base(layer)``: linear CKA across all the dataset's examples.
-- ``mean_resid(example_id, run, layer, hidden)`` (float32): each run's residual stream averaged over the
-  aligned positions (the CKA's input).
+- ``cka(adapter, layer)``, ``cka_base(layer)``: linear CKA across all the dataset's examples.
+- ``mean_resid(example_id, adapter, run, layer, hidden)`` (float32): each run's residual stream averaged
+  over the aligned positions (the CKA's input); the direct and base runs use no adapter, so theirs are
+  the same under every ``adapter`` label.
 - ``question_tokens(example_id)``: ``K``.
 - attrs: ``positions``, ``cosine_definition``, ``share_definition``, ``cka_definition``, ``min_gap``,
   ``backend``, ``frames``, ``qa_per_type``.
@@ -81,6 +86,8 @@ from f2l.chat import prompt_text
 from f2l.data import Example, clip_prompts
 from f2l.models import Base
 from f2l.video import Frames
+from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
+from probes.controls import check_adapters, control_adapters, partners_for
 from probes.hooks import NNsightCapture
 from probes.patching import Run, prompt_ids, question_span
 
@@ -176,20 +183,21 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def add_cka(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with ``cka(layer)`` and ``cka_base(layer)`` over all its examples, from ``mean_resid``."""
+    """``ds`` with ``cka(adapter, layer)`` and ``cka_base(layer)`` over all its examples, from
+    ``mean_resid``."""
     if "mean_resid" not in ds or ds.sizes.get("example_id", 0) == 0:
         return ds
-    means = ds["mean_resid"].transpose("layer", "run", "example_id", "hidden")
+    means = ds["mean_resid"].transpose("adapter", "layer", "run", "example_id", "hidden")
     direct = means.sel(run="direct").values
     ds = ds.copy()
     ds["cka"] = (
-        "layer",
+        ("adapter", "layer"),
         linear_cka(means.sel(run="f2l").values, direct),
         {"units": "CKA", "description": CKA},
     )
     ds["cka_base"] = (
         "layer",
-        linear_cka(means.sel(run="base").values, direct),
+        linear_cka(means.sel(run="base").values[0], direct[0]),
         {"units": "CKA", "description": CKA.replace("the f2l and direct", "the base and direct")},
     )
     ds.attrs["cka_examples"] = int(ds.sizes["example_id"])
@@ -203,20 +211,29 @@ def similarity(
     frames: int = 8,
     qa_per_type: int = 1,
     prompts_per_clip: int | None = None,
+    adapters: Sequence[str] = ("real",),
+    partners: Mapping[str, Example] | None = None,
     min_gap: float = MIN_GAP,
     capture: NNsightCapture | None = None,
 ) -> xr.Dataset:
     """The similarity dataset (schema in the module docstring) of ``examples``, each internalized from
     ``frames`` frames and asked its ``clip_prompts(example, qa_per_type)`` (the first ``prompts_per_clip``
-    when given), CKA across all of them. ``capture``: an ``NNsightCapture`` of ``pipeline.base.model``."""
+    when given), the f2l run under each of ``adapters`` (``probes.controls``; the swap partners from
+    ``partners``, by default the next example of ``examples``), CKA across all of them. ``capture``: an
+    ``NNsightCapture`` of ``pipeline.base.model``."""
     if not examples:
         raise ValueError("similarity needs at least one example")
+    adapters = check_adapters(adapters)
+    partners = partners_for(examples, adapters, partners)
     if capture is None:
         capture = NNsightCapture(pipeline.base.model)
     parts = [
-        clip_similarity(pipeline, e, frames, qa_per_type, prompts_per_clip, min_gap, capture)
+        clip_similarity(
+            pipeline, e, frames, qa_per_type, prompts_per_clip, min_gap, capture,
+            adapters=adapters, partner=partners.get(e.id),
+        )
         for e in examples
-    ]
+    ]  # fmt: skip
     out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
     return add_cka(out)
 
@@ -229,28 +246,40 @@ def clip_similarity(
     prompts_per_clip: int | None,
     min_gap: float,
     capture: NNsightCapture,
+    *,
+    adapters: Sequence[str] = ("real",),
+    partner: Example | None = None,
 ) -> xr.Dataset:
-    """One clip's rows (every variable but the CKA, which spans examples: ``add_cka``)."""
+    """One clip's rows (every variable but the CKA, which spans examples: ``add_cka``), the f2l run under
+    each of ``adapters`` (``probes.controls.control_adapters``, with the swap ``partner``)."""
     base = pipeline.base
     video = pipeline.example_frames(example, frames)
-    adapter = pipeline.internalize(video)
+    by_label = control_adapters(pipeline, video, partner=partner, adapters=adapters)
     prompts = clip_prompts(example, qa_per_type)[:prompts_per_clip]
     questions = [p.prompt for p in prompts]
-    rows: list[dict[str, np.ndarray]] = []
+    rows: list[list[dict[str, np.ndarray]]] = []  # [prompt][adapter]
     means: list[np.ndarray] = []
     k_tokens = []
     for question in questions:
-        runs = prompt_runs(base, question, video, adapter)
-        resid: Mapping[str, Tensor] = {name: read_residuals(capture, runs[name]) for name in RUNS}
-        rows.append(per_example(resid["f2l"], resid["direct"], resid["base"], min_gap))
-        means.append(np.stack([resid[name].to(torch.float64).mean(1).numpy() for name in RUNS]))
+        resid: dict[str, Tensor] = {}
+        per_adapter, per_means = [], []
+        for adapter in by_label.values():
+            runs = prompt_runs(base, question, video, adapter)
+            for name in ("direct", "base"):  # no adapter in the run: read once
+                if name not in resid:
+                    resid[name] = read_residuals(capture, runs[name])
+            resid["f2l"] = read_residuals(capture, runs["f2l"])
+            per_adapter.append(per_example(resid["f2l"], resid["direct"], resid["base"], min_gap))
+            per_means.append(np.stack([resid[name].to(torch.float64).mean(1).numpy() for name in RUNS]))
+        rows.append(per_adapter)
+        means.append(np.stack(per_means))
         k_tokens.append(runs["base"].span)
-    n, layers = len(prompts), means[0].shape[1]
+    n, layers = len(prompts), means[0].shape[2]
     row = "example_id"
     data = {
         "similarity": (
-            (row, "layer", "measure"),
-            np.stack([np.stack([r[m] for m in MEASURES], -1) for r in rows]),
+            (row, "adapter", "layer", "measure"),
+            np.stack([[np.stack([r[m] for m in MEASURES], -1) for r in by_prompt] for by_prompt in rows]),
             {
                 "description": f"f2l against direct. cosine: {COSINE}; share: {SHARE} (NaN where the video moves "
                 f"nothing: ||h_base - h_direct||_F <= {min_gap:g} ||h_direct||_F)"
@@ -258,11 +287,11 @@ def clip_similarity(
         ),  # fmt: skip
         "cosine_base": (
             (row, "layer"),
-            np.stack([r["cosine_base"] for r in rows]),
+            np.stack([by_prompt[0]["cosine_base"] for by_prompt in rows]),
             {"description": COSINE.replace("h_f2l", "h_base")},
         ),
         "mean_resid": (
-            (row, "run", "layer", "hidden"),
+            (row, "adapter", "run", "layer", "hidden"),
             np.stack(means).astype(np.float32),
             {"description": "the run's residual stream averaged over the aligned positions (CKA's input)"},
         ),
@@ -276,6 +305,7 @@ def clip_similarity(
         data,
         coords={
             row: [f"{example.id}/{p.item_id}" for p in prompts],
+            "adapter": list(by_label),
             "layer": np.arange(layers),
             "measure": list(MEASURES),
             "run": list(RUNS),
@@ -288,6 +318,7 @@ def clip_similarity(
     out["layer"].attrs["description"] = (
         "text-model decoder layer's resid_pre; the last index is the final residual"
     )
+    out["adapter"].attrs["description"] = ADAPTER_DESCRIPTION
     out.attrs.update(
         probe="similarity",
         positions=POSITIONS,

@@ -201,19 +201,26 @@ def composition_dataset(n_clips: int = 4, n_chunks=(2, 4, 8), seed: int = 0) -> 
 
 
 def layer_removal_dataset(
-    n_clips: int = 2, layers: int = 4, groups=("all", "attention", "mlp"), seed: int = 0
+    n_clips: int = 2, layers: int = 4, groups=("all", "attention", "mlp"), adapters=ADAPTERS, seed: int = 0
 ):
     rng = np.random.default_rng(seed)
-    coords = _prompt_coords(n_clips) | {"layer": list(range(layers)), "module_group": list(groups)}
+    coords = _prompt_coords(n_clips) | {
+        "adapter": list(adapters),
+        "layer": list(range(layers)),
+        "module_group": list(groups),
+    }
     n = len(coords["example_id"])
-    full = rng.uniform(0.3, 0.9, n)
-    effect = np.minimum(rng.normal(-0.1, 0.15, (n, layers, len(groups))), 1 - full[:, None, None])
+    full = rng.uniform(0.3, 0.9, (n, len(adapters)))
+    effect = np.minimum(
+        rng.normal(-0.1, 0.15, (n, len(adapters), layers, len(groups))), 1 - full[:, :, None, None]
+    )
+    cube = ("example_id", "adapter", "layer", "module_group")
     ds = xr.Dataset(
         {
-            "score": (("example_id", "layer", "module_group"), full[:, None, None] + effect),
-            "effect": (("example_id", "layer", "module_group"), effect),
-            "full_score": ("example_id", full),
-            "none_score": ("example_id", full - 0.2),
+            "score": (cube, full[:, :, None, None] + effect),
+            "effect": (cube, effect),
+            "full_score": (("example_id", "adapter"), full),
+            "none_score": ("example_id", full[:, 0] - 0.2),
         },
         coords=coords | {"metric": "token_f1"},
     )
@@ -311,26 +318,33 @@ def logit_attribution_dataset(
 def patching_dataset(n_clips: int = 3, layers: int = 4, seed: int = 0, min_effect: float = 0.5) -> xr.Dataset:
     rng = np.random.default_rng(seed)
     coords = _prompt_coords(n_clips)
-    n = len(coords["example_id"])
+    n, m = len(coords["example_id"]), len(ADAPTERS)
     directions = ["direct->base", "f2l->base", "direct->f2l"]
-    target = rng.normal(-5, 1, (n, 3))
-    effect = np.abs(rng.normal(2, 1.5, (n, 3))) * np.array([1, 1, -0.3])
-    share = rng.uniform(-0.2, 1.0, (n, layers + 1, 3, 3))
-    share[:, -1, 0] = 1.0  # the final residual restores everything
-    share[:, -1, 1:] = np.nan  # no sublayers after the last layer
-    share[:, 0, 0] = 0.0  # the embeddings nothing
-    patched = target[:, None, None, :] + share * effect[:, None, None, :]
-    restored = np.where(np.abs(effect)[:, None, None, :] < min_effect, np.nan, share)
+    target = rng.normal(-5, 1, (n, m, 3))
+    effect = np.abs(rng.normal(2, 1.5, (n, m, 3))) * np.array([1, 1, -0.3])
+    share = rng.uniform(-0.2, 1.0, (n, m, layers + 1, 3, 3))
+    share[:, :, -1, 0] = 1.0  # the final residual restores everything
+    share[:, :, -1, 1:] = np.nan  # no sublayers after the last layer
+    share[:, :, 0, 0] = 0.0  # the embeddings nothing
+    for array in (target, effect, share):  # direct -> base uses no adapter: the same under every label
+        array[:, 1:, ..., 0] = array[:, :1, ..., 0]
+    patched = target[:, :, None, None, :] + share * effect[:, :, None, None, :]
+    restored = np.where(np.abs(effect)[:, :, None, None, :] < min_effect, np.nan, share)
+    cube, pair = (
+        ("example_id", "adapter", "layer", "site", "direction"),
+        ("example_id", "adapter", "direction"),
+    )
     ds = xr.Dataset(
         {
-            "restored": (("example_id", "layer", "site", "direction"), restored),
-            "logp_patched": (("example_id", "layer", "site", "direction"), patched),
-            "logp_source": (("example_id", "direction"), target + effect),
-            "logp_target": (("example_id", "direction"), target),
-            "effect": (("example_id", "direction"), effect),
+            "restored": (cube, restored),
+            "logp_patched": (cube, patched),
+            "logp_source": (pair, target + effect),
+            "logp_target": (pair, target),
+            "effect": (pair, effect),
         },
         coords=coords
         | {
+            "adapter": list(ADAPTERS),
             "layer": list(range(layers + 1)),
             "site": ["resid_pre", "attn_out", "mlp_out"],
             "direction": directions,
@@ -345,24 +359,25 @@ def patching_dataset(n_clips: int = 3, layers: int = 4, seed: int = 0, min_effec
 def similarity_dataset(n_clips: int = 3, layers: int = 4, hidden: int = 8, seed: int = 0) -> xr.Dataset:
     rng = np.random.default_rng(seed)
     coords = _prompt_coords(n_clips)
-    n = len(coords["example_id"])
-    cosine = rng.uniform(0.4, 0.9, (n, layers + 1))
-    cosine[:, 0] = 1.0  # the same token embeddings in every run
-    share = rng.uniform(-0.1, 0.6, (n, layers + 1))
-    share[:, 0] = np.nan  # the video moves nothing at the embeddings
+    n, m = len(coords["example_id"]), len(ADAPTERS)
+    cosine = rng.uniform(0.4, 0.9, (n, m, layers + 1))
+    cosine[:, :, 0] = 1.0  # the same token embeddings in every run
+    share = rng.uniform(-0.1, 0.6, (n, m, layers + 1))
+    share[:, :, 0] = np.nan  # the video moves nothing at the embeddings
     ds = xr.Dataset(
         {
-            "similarity": (("example_id", "layer", "measure"), np.stack([cosine, share], -1)),
-            "cosine_base": (("example_id", "layer"), cosine - rng.uniform(0, 0.2, (n, layers + 1))),
-            "cka": ("layer", np.linspace(1.0, 0.6, layers + 1)),
+            "similarity": (("example_id", "adapter", "layer", "measure"), np.stack([cosine, share], -1)),
+            "cosine_base": (("example_id", "layer"), cosine[:, 0] - rng.uniform(0, 0.2, (n, layers + 1))),
+            "cka": (("adapter", "layer"), np.linspace(1.0, [0.6, 0.5, 0.4], layers + 1).T),
             "cka_base": ("layer", np.linspace(1.0, 0.3, layers + 1)),
             "mean_resid": (
-                ("example_id", "run", "layer", "hidden"),
-                rng.normal(size=(n, 3, layers + 1, hidden)).astype(np.float32),
+                ("example_id", "adapter", "run", "layer", "hidden"),
+                rng.normal(size=(n, m, 3, layers + 1, hidden)).astype(np.float32),
             ),
         },
         coords=coords
         | {
+            "adapter": list(ADAPTERS),
             "layer": list(range(layers + 1)),
             "measure": ["cosine", "share"],
             "run": ["direct", "f2l", "base"],
@@ -545,13 +560,23 @@ def test_efficiency_uses_log_axes_and_leaves_out_zero_bytes():
 def test_layer_removal_bars_are_mean_effects_and_norms_panel_is_optional():
     ds = layer_removal_dataset(n_clips=2)
     alone = figures.layer_removal_effects(ds)
-    assert len(_cartesian_axes(alone)) == 1
-    heights = sorted(p.get_height() for p in alone.axes[0].patches if p.get_width() > 0)
-    expected = sorted(ds["effect"].mean("example_id").values.ravel())
+    real, controls = _cartesian_axes(alone)
+    heights = sorted(p.get_height() for p in real.patches if p.get_width() > 0)
+    expected = sorted(ds["effect"].sel(adapter="real").mean("example_id").values.ravel())
     np.testing.assert_allclose(heights, expected)
+    # the negative controls: removing each layer (all modules) from each adapter, beside the real one
+    heights = sorted(p.get_height() for p in controls.patches if p.get_width() > 0)
+    expected = sorted(ds["effect"].sel(module_group="all").mean("example_id").values.ravel())
+    np.testing.assert_allclose(heights, expected)
+    labels = [t.get_text() for t in controls.get_legend().get_texts()]
+    assert labels[1].startswith("f2l, another clip's adapter (control): token-F1 ")
+    assert controls.get_title() == "negative controls (all modules)"
     both = figures.layer_removal_effects(ds, norms=delta_norms_dataset())
-    assert len(_cartesian_axes(both)) == 2
-    assert "Frobenius" in both.axes[1].get_ylabel()
+    assert len(_cartesian_axes(both)) == 3
+    assert "Frobenius" in both.axes[2].get_ylabel()
+    # a dataset without controls (or written before them) has no controls panel
+    only_real = figures.layer_removal_effects(ds.sel(adapter="real", drop=True), norms=delta_norms_dataset())
+    assert len(_cartesian_axes(only_real)) == 2
 
 
 def test_layer_removal_labels_a_group_by_the_modules_it_held():
@@ -568,7 +593,7 @@ def test_effects_by_benchmark_is_a_heatmap_of_mean_effects():
     ds = layer_removal_dataset(n_clips=2)
     fig = figures.effects_by_benchmark(ds, module_group="mlp")
     ax = fig.axes[0]
-    expected = ds["effect"].sel(module_group="mlp").groupby("benchmark").mean("example_id")
+    expected = ds["effect"].sel(module_group="mlp", adapter="real").groupby("benchmark").mean("example_id")
     cells = {t.get_text() for t in ax.texts}
     assert f"{float(expected.sel(benchmark='count', layer=2)):.2f}" in cells
     assert [t.get_text() for t in ax.get_yticklabels()][:2] == ["short", "detailed"]
@@ -602,7 +627,7 @@ def test_patching_draws_each_sites_mean_restored_per_direction_and_the_threshold
     assert [ax.get_title().split(":")[0] for ax in axes] == ["direct -> base", "f2l -> base", "direct -> f2l"]
     for ax, direction in zip(axes, ds["direction"].values, strict=True):
         assert [t.get_text() for t in ax.get_xticklabels()][-1] == "final"
-        mean = ds["restored"].sel(direction=direction).mean("example_id", skipna=True)
+        mean = ds["restored"].sel(direction=direction, adapter="real").mean("example_id", skipna=True)
         ys = _line_ys(ax)
         assert any(len(y) == 5 and np.allclose(y, mean.sel(site="resid_pre").values) for y in ys)
         mlp = mean.sel(site="mlp_out").values[:-1]  # no sublayer point at the final residual
@@ -613,7 +638,29 @@ def test_patching_draws_each_sites_mean_restored_per_direction_and_the_threshold
     (ax,) = _cartesian_axes(fig)
     assert "0.5 nats" in ax.get_title()
     points = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if isinstance(c, PathCollection)])
-    np.testing.assert_allclose(np.sort(points), np.sort(ds["effect"].values.ravel()))
+    # direct -> base uses no adapter: drawn once; the others under each adapter
+    effect = ds["effect"]
+    expected = [effect.sel(direction="direct->base", adapter="real").values.ravel()]
+    expected += [effect.sel(direction=["f2l->base", "direct->f2l"]).values.ravel()]
+    np.testing.assert_allclose(np.sort(points), np.sort(np.concatenate(expected)))
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [
+        "f2l, the clip's own adapter",
+        "f2l, another clip's adapter (control)",
+        "f2l, a blank video's adapter (control)",
+    ]
+
+
+def test_patching_controls_draw_the_residual_stream_under_each_adapter():
+    ds = patching_dataset()
+    fig = figures.patching_controls(ds)
+    axes = _cartesian_axes(fig)
+    assert [ax.get_title().split(":")[0] for ax in axes] == ["f2l -> base", "direct -> f2l"]
+    for ax, direction in zip(axes, ["f2l->base", "direct->f2l"], strict=True):
+        mean = ds["restored"].sel(direction=direction, site="resid_pre").mean("example_id", skipna=True)
+        ys = _line_ys(ax)
+        for adapter in ADAPTERS:
+            assert any(len(y) == 5 and np.allclose(y, mean.sel(adapter=adapter).values) for y in ys), adapter
 
 
 def test_rank_ablation_shows_the_random_control():
@@ -726,17 +773,23 @@ def test_similarity_draws_each_clips_mean_per_layer_and_the_cka():
     ds = similarity_dataset()
     fig = figures.similarity_per_layer(ds)
     cos_ax, share_ax = _cartesian_axes(fig)
-    clip_means = ds["similarity"].groupby("clip").mean("example_id")
-    f2l_cosine = next(line for line in cos_ax.lines if len(line.get_ydata()) == ds.sizes["layer"])
-    np.testing.assert_allclose(f2l_cosine.get_ydata(), clip_means.sel(measure="cosine").mean("clip"))
-    share = [y for y in _line_ys(share_ax) if len(y) == ds.sizes["layer"] - 1]
-    np.testing.assert_allclose(share[0], clip_means.sel(measure="share").mean("clip").values[1:])
+    clip_means = ds["similarity"].groupby("clip").mean("example_id").mean("clip")
+    cosines = [y for y in _line_ys(cos_ax) if len(y) == ds.sizes["layer"]]
+    shares = [y for y in _line_ys(share_ax) if len(y) == ds.sizes["layer"] - 1]
+    for i, adapter in enumerate(ADAPTERS):  # one line per adapter, the real one first, then base's cosine
+        np.testing.assert_allclose(cosines[i], clip_means.sel(measure="cosine", adapter=adapter))
+        np.testing.assert_allclose(shares[i], clip_means.sel(measure="share", adapter=adapter).values[1:])
+    base = ds["cosine_base"].groupby("clip").mean("example_id").mean("clip")
+    np.testing.assert_allclose(cosines[3], base)
     assert share_ax.get_xticklabels()[-1].get_text() == "final"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[1] == "f2l, another clip's adapter (control)" and legend[3].startswith("base")
     fig = figures.similarity_cka(ds)
     (ax,) = _cartesian_axes(fig)
     ys = _line_ys(ax)
-    np.testing.assert_allclose(ys[0], ds["cka"].values)
-    np.testing.assert_allclose(ys[1], ds["cka_base"].values)
+    for i, adapter in enumerate(ADAPTERS):
+        np.testing.assert_allclose(ys[i], ds["cka"].sel(adapter=adapter).values)
+    np.testing.assert_allclose(ys[3], ds["cka_base"].values)
 
 
 def test_logit_lens_draws_each_routes_clip_mean_per_layer():

@@ -34,7 +34,7 @@ TINY = {
     "delta_norms": ("DeltaNormsConfig", {"clips": 1}),
     "rank_ablation": ("RankAblationConfig", {"clips": 1, "ks": (0, 8), **SHORT}),
     "logit_attribution": ("LogitAttributionConfig", {"clips": 1, **SHORT}),
-    "patching": ("PatchingConfig", {"clips": 1, "prompts_per_clip": 4, **SHORT}),
+    "patching": ("PatchingConfig", {"clips": 1, "prompts_per_clip": 2, **SHORT}),
     "similarity": ("SimilarityConfig", {"clips": 2, "prompts_per_clip": 2}),
     "logit_lens": ("LogitLensConfig", {"clips": 1, "prompts_per_clip": 2, **SHORT}),
 }

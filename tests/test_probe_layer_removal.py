@@ -22,6 +22,7 @@ from f2l.hypernet import HypernetConfig, PerceiverHypernet
 from f2l.models import load_base
 from f2l.pipeline import Frames2LoRA
 from f2l.results import read_netcdf
+from probes.controls import ADAPTERS, blank_frames
 from probes.layer_removal import MODULE_GROUPS, adapter_groups, layer_removal, remove_layer
 
 TOKENS = 6  # a few greedy tokens tell variants apart on a random model and keep the test fast
@@ -66,7 +67,9 @@ def alone(f2l: Frames2LoRA, adapter: Adapter, questions: list[str]) -> list[str]
 def test_dataset_layout(probed, examples, random_f2l):
     layers = random_f2l.base.model.config.text_config.num_hidden_layers
     prompts = [p for e in examples for p in clip_prompts(e)]
-    assert dict(probed.sizes) == {"example_id": len(prompts), "layer": layers, "module_group": 3}
+    sizes = {"example_id": len(prompts), "adapter": 1, "layer": layers, "module_group": 3}
+    assert dict(probed.sizes) == sizes and list(probed["adapter"].values) == ["real"]
+    probed = probed.sel(adapter="real")
     assert list(probed["example_id"].values) == [f"{p.example.id}/{p.item_id}" for p in prompts]
     assert list(probed["clip"].values) == [p.example.id for p in prompts]
     assert list(probed["benchmark"].values) == [p.label for p in prompts]
@@ -91,6 +94,7 @@ def test_dataset_layout(probed, examples, random_f2l):
 
 
 def test_removing_every_layer_is_the_base_without_video(random_f2l, examples, probed):
+    probed = probed.sel(adapter="real")
     model = random_f2l.base.model
     adapter = adapter_of(random_f2l, examples[0])
     text = prompt_text(random_f2l.base.processor, "what colour is the circle?", with_video=False)
@@ -113,6 +117,7 @@ def test_removing_every_layer_is_the_base_without_video(random_f2l, examples, pr
 
 
 def test_removing_nothing_is_f2l(random_f2l, examples, probed):
+    probed = probed.sel(adapter="real")
     for example in examples:
         rows = probed.sel(example_id=probed["clip"] == example.id)
         answers = alone(
@@ -127,6 +132,7 @@ def test_removing_nothing_is_f2l(random_f2l, examples, probed):
 
 
 def test_batched_removals_equal_each_removal_answered_alone(random_f2l, examples, probed):
+    probed = probed.sel(adapter="real")
     example = examples[0]
     adapter = adapter_of(random_f2l, example)
     questions = [p.prompt for p in clip_prompts(example)]
@@ -145,6 +151,35 @@ def test_batched_removals_equal_each_removal_answered_alone(random_f2l, examples
             assert batched == answers, (layer, group)
             changed += sum(a != f for a, f in zip(answers, rows["full_prediction"].values, strict=True))
     assert changed > 0  # some single-layer removal changes some answer: the comparison has teeth
+
+
+def test_control_adapters_are_edited_alike(random_f2l, examples):
+    """The swapped and blank controls: another clip's adapter (the next example's) and a blank video's,
+    each removed layer by layer in the same batch as the real one, as if answered alone."""
+    ds = layer_removal(
+        random_f2l, examples, module_groups=("all",), adapters=ADAPTERS, max_new_tokens=TOKENS, batch_size=48
+    )
+    assert list(ds["adapter"].values) == ["real", "swapped", "blank"]
+    assert "adapter" not in ds["none_score"].dims  # the base: the same whatever the adapter
+    example, partner = examples
+    rows = ds.sel(example_id=ds["clip"] == example.id, module_group="all")
+    questions = [p.prompt for p in clip_prompts(example)]
+    video = load_frames(example, num_frames=8, size=random_f2l.base.model.config.vision_config.image_size)
+    controls = {
+        "swapped": adapter_of(random_f2l, partner),
+        "blank": random_f2l.internalize(blank_frames(video)),
+    }
+    for label, adapter in controls.items():
+        assert list(rows["full_prediction"].sel(adapter=label).values) == alone(
+            random_f2l, adapter, questions
+        )
+        removed = alone(random_f2l, adapter.drop_layers([1]), questions)
+        assert list(rows["prediction"].sel(adapter=label, layer=1).values) == removed
+    # the controls answer otherwise than the clip's own adapter
+    full = ds["full_prediction"]
+    assert (full.sel(adapter="swapped") != full.sel(adapter="real")).sum() >= ds.sizes["example_id"] // 2
+    assert (full.sel(adapter="blank") != full.sel(adapter="real")).sum() >= ds.sizes["example_id"] // 2
+    np.testing.assert_array_equal(ds["effect"], ds["score"] - ds["full_score"])
 
 
 def test_remove_layer_zeroes_exactly_that_layer_and_group(random_f2l, examples):
@@ -194,7 +229,7 @@ def test_down_proj_only_adapter_has_no_attention_group(official_dir, examples):
     example = examples[0]
     adapter = adapter_of(official, example)
     assert adapter.modules == ("down_proj",)
-    ds = layer_removal(official, [example], max_new_tokens=TOKENS, batch_size=48)
+    ds = layer_removal(official, [example], max_new_tokens=TOKENS, batch_size=48).sel(adapter="real")
     assert list(ds["module_group"].values) == ["all", "mlp"]  # no attention group: it would remove nothing
     assert list(ds["group_modules"].values) == ["down_proj", "down_proj"]
     assert ds["module_group"].attrs["description"] == "all: down_proj; mlp: down_proj"
@@ -231,12 +266,13 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     import analyses.layer_removal as study
 
     out = tmp_path / "results"
-    argv = ["--out", str(out), "--clips", "2", "--max-new-tokens", "16", "--device", "cpu"]
+    argv = ["--out", str(out), "--clips", "2", "--max-new-tokens", "8", "--device", "cpu"]
     assert study.main(argv) == 0
     ds = read_netcdf(out / "layer_removal.nc")
     examples = world_manifest("test", 2)
     prompts = [p for e in examples for p in clip_prompts(e)]
-    assert dict(ds.sizes) == {"example_id": len(prompts), "layer": 4, "module_group": 3, "failure": 0}
+    sizes = {"example_id": len(prompts), "adapter": 3, "layer": 4, "module_group": 3, "failure": 0}
+    assert dict(ds.sizes) == sizes
     assert list(ds["layer"].values) == [0, 1, 2, 3]
     assert sorted(set(ds["clip"].values)) == sorted(e.id for e in examples)
     assert ds.attrs["base_model"].startswith("tiny@") and ds.attrs["hypernet"].startswith("tiny-hypernet@")
@@ -246,26 +282,37 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     # the two ends, computed independently of the probe
     f2l = Frames2LoRA.from_pretrained("tiny", device="cpu")
     refs = [p.reference for p in prompts]
-    no_video = generate_answers(f2l.base, [p.prompt for p in prompts], None, max_new_tokens=16)
+    no_video = generate_answers(f2l.base, [p.prompt for p in prompts], None, max_new_tokens=8)
     np.testing.assert_array_equal(ds["none_score"].values, score_answers("token_f1", no_video, refs))
     size = f2l.base.model.config.vision_config.image_size
     f2l_answers = [
         f2l.generate(
-            f2l.internalize(load_frames(p.example, num_frames=8, size=size)), p.prompt, max_new_tokens=16
+            f2l.internalize(load_frames(p.example, num_frames=8, size=size)), p.prompt, max_new_tokens=8
         ).text
         for p in prompts
     ]
-    np.testing.assert_array_equal(ds["full_score"].values, score_answers("token_f1", f2l_answers, refs))
-    assert float(ds["full_score"].mean()) > float(ds["none_score"].mean())  # the trained adapter helps
-    np.testing.assert_allclose(
-        ds["effect"].values, ds["score"].values - ds["full_score"].values[:, None, None]
+    full = ds["full_score"]
+    np.testing.assert_array_equal(
+        full.sel(adapter="real").values, score_answers("token_f1", f2l_answers, refs)
     )
-    assert (ds["effect"] != 0).any()
+    assert float(full.sel(adapter="real").mean()) > float(
+        ds["none_score"].mean()
+    )  # the trained adapter helps
+    xr.testing.assert_allclose(ds["effect"], ds["score"] - full)
+    assert (ds["effect"].sel(adapter="real") != 0).any()
+    # the swapped control: the next test clip's adapter answers otherwise, and worse, than the clip's own
+    answers = ds["full_prediction"]
+    assert (answers.sel(adapter="swapped") != answers.sel(adapter="real")).sum() >= len(prompts) // 2
+    assert float(full.sel(adapter="swapped").mean()) < float(full.sel(adapter="real").mean()) - 0.1
 
     summary = (out / "layer_removal.md").read_text()
     assert "| layer | all | attention | mlp |" in summary
-    mean_all_0 = float(ds["effect"].sel(layer=0, module_group="all").groupby("clip").mean().mean())
-    assert f"| 0 | {mean_all_0:+.3f} ±" in summary
+    effect = ds["effect"].sel(layer=0, module_group="all").groupby("clip").mean().mean("clip")
+    assert f"| 0 | {float(effect.sel(adapter='real')):+.3f} ±" in summary
+    controls = summary.split("## Negative controls")[1]
+    assert "| layer | real | swapped | blank |" in controls
+    row = "| 0 | " + " ± ".join(f"{float(v):+.3f}" for v in effect.values[:1]) + " ±"
+    assert row in controls and f"{float(effect.sel(adapter='swapped')):+.3f} ±" in controls
 
     calls = []
 

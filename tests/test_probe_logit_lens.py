@@ -18,6 +18,7 @@ from test_probe_patching import ANSWERS, QUESTIONS, _Pipeline, random_frames
 from f2l.adapter import text_model_of, use_adapter
 from f2l.data import clip_prompts, world_manifest
 from f2l.results import read_netcdf
+from probes.controls import ADAPTERS
 from probes.hooks import BridgeCapture, NNsightCapture
 from probes.logit_lens import MEASURES, RUNS, hook_names, lens, lens_of_run, logit_lens, read_out, read_stream
 from probes.patching import make_runs, read_sites
@@ -151,6 +152,26 @@ def test_dataset_schema(random_base):
     assert (ds["logp"] < 0).all() and (ds["answer_tokens"] >= 1).all()
     with pytest.raises(ValueError, match="must include 'real'"):
         logit_lens(pipeline, [example], adapters=("swapped",))
+
+
+def test_an_official_kind_hypernetwork(official_hypernet):
+    """The authors' design (converted from the official fixture): a down_proj-only, rank-2r adapter."""
+    from f2l.pipeline import Frames2LoRA
+
+    f2l = Frames2LoRA.from_pretrained(official_hypernet, device="cpu")
+    examples = world_manifest("test", 2)
+    ds = logit_lens(
+        f2l,
+        examples[:1],
+        frames=4,
+        prompts_per_clip=2,
+        max_new_tokens=4,
+        adapters=ADAPTERS,
+        partners={examples[0].id: examples[1]},
+    )
+    assert dict(ds.sizes) == {"example_id": 2, "adapter": 3, "run": 3, "layer": 5}
+    np.testing.assert_array_equal(ds["kl"].isel(layer=-1), 0.0)
+    assert ds["prob"].notnull().all()
 
 
 def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):

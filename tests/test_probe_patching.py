@@ -201,10 +201,21 @@ class _Pipeline:
 def test_dataset_schema_and_the_identities_in_it(random_base):
     example = world_manifest("test", 1)[0]
     pipeline = _Pipeline(random_base, random_adapter(random_base.model, seed=5))
-    ds = patching(pipeline, [example], frames=2, prompts_per_clip=3, max_new_tokens=5, min_effect=0.3)
+    # this pipeline's blank control is the real adapter itself: every number must come out the same
+    ds = patching(
+        pipeline, [example], frames=2, prompts_per_clip=3, max_new_tokens=5, min_effect=0.3,
+        adapters=("real", "blank"),
+    )  # fmt: skip
     layers = len(text_model_of(random_base.model).layers)
     prompts = clip_prompts(example)[:3]
-    assert dict(ds.sizes) == {"example_id": 3, "layer": layers + 1, "site": 3, "direction": 3, "run": 2}
+    assert dict(ds.sizes) == {
+        "example_id": 3, "adapter": 2, "layer": layers + 1, "site": 3, "direction": 3, "run": 2
+    }  # fmt: skip
+    assert list(ds["adapter"].values) == ["real", "blank"]
+    for name in ("logp_patched", "logp_source", "logp_target", "answer_tokens", "prediction"):
+        xr.testing.assert_equal(
+            ds[name].sel(adapter="blank", drop=True), ds[name].sel(adapter="real", drop=True)
+        )
     assert list(ds["example_id"].values) == [f"{example.id}/{p.item_id}" for p in prompts]
     assert list(ds["prompt"].values) == [p.prompt for p in prompts]
     assert list(ds["benchmark"].values) == [p.label for p in prompts]
@@ -235,8 +246,11 @@ def test_dataset_schema_and_the_identities_in_it(random_base):
         pipeline, [example], frames=2, prompts_per_clip=1, max_new_tokens=5, directions=["f2l->base"]
     )
     assert list(one["direction"].values) == ["f2l->base"] and list(one["run"].values) == ["f2l"]
+    assert list(one["adapter"].values) == ["real"]
     with pytest.raises(ValueError, match="unknown directions"):
         patching(pipeline, [example], directions=["base->direct"])
+    with pytest.raises(ValueError, match="at least two different clips"):  # no other clip to swap in
+        patching(pipeline, [example], adapters=("real", "swapped"))
 
 
 def test_an_official_kind_hypernetwork(official_hypernet, tmp_path, monkeypatch):
@@ -258,6 +272,8 @@ def test_an_official_kind_hypernetwork(official_hypernet, tmp_path, monkeypatch)
         "1",
         "--frames",
         "4",
+        "--adapters",
+        "real",
     ]
     assert study.main([*argv, "--prompts-per-clip", "2", "--max-new-tokens", "4", "--device", "cpu"]) == 0
     ds = read_netcdf(tmp_path / "out" / "patching.nc")
@@ -276,22 +292,40 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     ds = read_netcdf(out / "patching.nc")
     example = world_manifest("test", 1)[0]
     prompts = clip_prompts(example)[:4]
-    assert dict(ds.sizes) == {"example_id": 4, "layer": 5, "site": 3, "direction": 3, "run": 2, "failure": 0}
+    sizes = {"example_id": 4, "adapter": 3, "layer": 5, "site": 3, "direction": 3, "run": 2, "failure": 0}
+    assert dict(ds.sizes) == sizes and list(ds["adapter"].values) == ["real", "swapped", "blank"]
     assert list(ds["example_id"].values) == [f"{example.id}/{p.item_id}" for p in prompts]
     assert ds.attrs["base_model"].startswith("tiny@") and ds.attrs["backend"] == "nnsight"
     assert (out / "patching_restored.png").exists() and (out / "patching_effects.png").exists()
     final = ds["restored"].isel(layer=-1).sel(site="resid_pre")
     np.testing.assert_allclose(final.values[np.isfinite(final.values)], 1.0, atol=1e-3)
-    assert np.isfinite(final.values).sum() >= 4  # the trained adapter moves the answers' logp
+    assert np.isfinite(final.sel(adapter="real").values).sum() >= 4  # the trained adapter moves the logp
+    # the negative controls: direct -> base uses no adapter, the same under every label; another clip's
+    # adapter (the next test clip's) answers otherwise, and gives the video's answer less probability
+    for name in ("logp_patched", "logp_source", "logp_target"):
+        direct_base = ds[name].sel(direction="direct->base")
+        for control in ("swapped", "blank"):
+            xr.testing.assert_equal(
+                direct_base.sel(adapter=control, drop=True), direct_base.sel(adapter="real", drop=True)
+            )
+    f2l_answers = ds["prediction"].sel(run="f2l")
+    assert (f2l_answers.sel(adapter="swapped") != f2l_answers.sel(adapter="real")).sum() >= 3
+    missed = ds["logp_target"].sel(direction="direct->f2l")  # the direct answer's logp in the f2l run
+    assert float(missed.sel(adapter="real").mean()) > float(missed.sel(adapter="swapped").mean()) + 1.0
 
     summary = (out / "patching.md").read_text()
     assert "| layer | resid_pre | attn_out | mlp_out |" in summary
     for direction in DIRECTIONS:
         assert f"## {direction}:" in summary
     # one clip: each cell is that clip's mean over its prompts (no standard error across one clip)
-    means = ds["restored"].sel(layer=2, direction="f2l->base").mean("example_id", skipna=True).values
+    restored = ds["restored"].sel(layer=2, direction="f2l->base")
+    means = restored.sel(adapter="real").mean("example_id", skipna=True).values
     row = "| 2 | " + " | ".join(f"{v:+.3f} ± nan" if np.isfinite(v) else "n/a" for v in means) + " |"
     assert row in summary.split("## f2l->base:")[1].split("##")[0]
+    controls = summary.split("## Negative controls")[1]
+    means = restored.sel(site="resid_pre").mean("example_id", skipna=True).values  # real, swapped, blank
+    row = "| 2 | " + " | ".join(f"{v:+.3f} ± nan" if np.isfinite(v) else "n/a" for v in means) + " |"
+    assert row in controls.split("### f2l->base: resid_pre restored, per adapter")[1].split("###")[0]
 
     monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])
 

@@ -117,7 +117,9 @@ def test_dataset_schema_and_the_identities_in_it(random_base):
     ds = similarity(pipeline, examples, frames=2, prompts_per_clip=3)
     layers = len(text_model_of(random_base.model).layers)
     d = random_base.model.config.text_config.hidden_size
-    assert dict(ds.sizes) == {"example_id": 6, "layer": layers + 1, "measure": 2, "run": 3, "hidden": d}
+    sizes = {"example_id": 6, "adapter": 1, "layer": layers + 1, "measure": 2, "run": 3, "hidden": d}
+    assert dict(ds.sizes) == sizes and list(ds["adapter"].values) == ["real"]
+    ds = ds.sel(adapter="real")
     prompts = [(e, p) for e in examples for p in clip_prompts(e)[:3]]
     assert list(ds["example_id"].values) == [f"{e.id}/{p.item_id}" for e, p in prompts]
     assert list(ds["prompt"].values) == [p.prompt for _, p in prompts]
@@ -138,7 +140,7 @@ def test_dataset_schema_and_the_identities_in_it(random_base):
     assert ds.attrs["cka_examples"] == 6 and (ds["question_tokens"] >= 5).all()
     # a pipeline whose adapter changes nothing: f2l is base, its share 0 and its CKA base's
     zero = _Pipeline(random_base, random_adapter(random_base.model, seed=5).scaled(0.0))
-    same = similarity(zero, examples[:1], frames=2, prompts_per_clip=2)
+    same = similarity(zero, examples[:1], frames=2, prompts_per_clip=2).sel(adapter="real")
     np.testing.assert_allclose(
         same["similarity"].sel(measure="share").isel(layer=slice(1, None)), 0.0, atol=1e-6
     )
@@ -166,6 +168,7 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     ds = read_netcdf(out / "similarity.nc")
     assert dict(ds.sizes) == {
         "example_id": 6,
+        "adapter": 3,
         "layer": 5,
         "measure": 2,
         "run": 3,
@@ -178,10 +181,33 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     assert ds.attrs["cka_examples"] == 6 and np.isfinite(ds["cka"].values).all()
     summary = (out / "similarity.md").read_text()
     assert "| layer | cosine f2l | cosine base | share | CKA f2l | CKA base |" in summary
-    assert (
-        f"| 4 | {float(ds['similarity'].sel(layer=4, measure='cosine').groupby('clip').mean().mean()):+.3f} ± "
-        in summary
-    )
+    cosine = ds["similarity"].sel(layer=4, measure="cosine", adapter="real")
+    assert f"| 4 | {float(cosine.groupby('clip').mean().mean()):+.3f} ± " in summary
+    # the negative controls: direct and base use no adapter, so their states are the same under every label;
+    # the f2l run's differ, and the CKA is computed per adapter against the same direct states
+    means = ds["mean_resid"]
+    for control in ("swapped", "blank"):
+        xr.testing.assert_equal(
+            means.sel(adapter=control, run=["direct", "base"], drop=True),
+            means.sel(adapter="real", run=["direct", "base"], drop=True),
+        )
+        assert (
+            float(abs(means.sel(adapter=control, run="f2l") - means.sel(adapter="real", run="f2l")).max())
+            > 0.1
+        )
+        cka = linear_cka(
+            means.sel(adapter=control, run="f2l").transpose("layer", "example_id", "hidden").values,
+            means.sel(adapter=control, run="direct").transpose("layer", "example_id", "hidden").values,
+        )
+        np.testing.assert_allclose(ds["cka"].sel(adapter=control), cka, rtol=1e-6)
+    share = ds["similarity"].sel(measure="share", layer=4).groupby("clip").mean().mean("clip")
+    controls = summary.split("## Negative controls")[1]
+    header = "| layer | share real | share swapped | share blank | CKA real | CKA swapped | CKA blank |"
+    assert header in controls
+    line = next(line for line in controls.splitlines() if line.startswith("| 4 |"))
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert [cell.split(" ± ")[0] for cell in cells[1:4]] == [f"{float(v):+.3f}" for v in share.values]
+    assert cells[4:] == [f"{float(v):.3f}" for v in ds["cka"].sel(layer=4).values]
 
     monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])
 

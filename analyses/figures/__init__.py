@@ -28,7 +28,7 @@ from analyses.figures.efficiency import efficiency_budgets, efficiency_overhead
 from analyses.figures.layer_removal import effects_by_benchmark, layer_removal_effects
 from analyses.figures.logit_attribution import dla_per_layer
 from analyses.figures.logit_lens import logit_lens_answer, logit_lens_kl
-from analyses.figures.patching import patching_effects, patching_restored
+from analyses.figures.patching import patching_controls, patching_effects, patching_restored
 from analyses.figures.rank_ablation import rank_ablation_curves
 from analyses.figures.scaling import scaling_curves
 from analyses.figures.similarity import similarity_cka, similarity_per_layer
@@ -44,7 +44,7 @@ FIGURES: dict[str, list[Callable]] = {
     "delta_norms": [delta_norms_profile],
     "rank_ablation": [rank_ablation_curves],
     "logit_attribution": [dla_per_layer],
-    "patching": [patching_restored, patching_effects],
+    "patching": [patching_restored, patching_controls, patching_effects],
     "similarity": [similarity_per_layer, similarity_cka],
     "logit_lens": [logit_lens_answer, logit_lens_kl],
 }
@@ -124,6 +124,7 @@ __all__ = [
     "layer_removal_effects",
     "logit_lens_answer",
     "logit_lens_kl",
+    "patching_controls",
     "patching_effects",
     "patching_restored",
     "rank_ablation_curves",

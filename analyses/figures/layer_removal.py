@@ -4,8 +4,10 @@ internalized video, next to how large each layer's update is.
 Left, the signed effect of zeroing one layer's generated LoRA (score without the layer minus the full
 f2l score; below zero = the layer helps), per module group the adapter has modules in (a group holding
 fewer modules than its name says, e.g. "mlp" of a ``down_proj``-only adapter, is labelled with those it
-held). Right, ||dW||_F of the same layers and groups, so that a reader can see whether the layers that
-matter are the layers the hypernetwork writes most into.
+held), for the clip's own adapter. Beside it, when the dataset has them, the negative controls: the same
+removal from another clip's adapter and from a blank video's. Right, ||dW||_F of the same layers and
+groups, so that a reader can see whether the layers that matter are the layers the hypernetwork writes
+most into.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from matplotlib.patches import Patch
 from analyses.figures.benchmark import BENCHMARK_ORDER
 from analyses.figures.delta_norms import group_fro_norms
 from analyses.figures.style import (
+    ADAPTER_COLORS,
+    ADAPTER_LABELS,
     CI95,
     GROUP_COLORS,
     GROUP_LABELS,
+    adapters_of,
     as_dataset,
+    by_adapter,
     figure,
     figure_legend,
     frame,
@@ -55,18 +61,23 @@ def group_label(ds: xr.Dataset, group: str) -> str:
 @figure("effect", title="Removing one layer's adapter: effect on the score, and the update's size")
 def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike | None = None) -> Figure:
     """Bars of the mean signed removal effect per layer and module group (95% bootstrap interval across
-    examples); with ``norms`` (a delta_norms dataset or its path), the ||dW||_F profile beside them."""
+    examples) of the clip's own adapter; with negative controls in the dataset, the effect of removing a
+    layer (its first module group) from each adapter beside them; with ``norms`` (a delta_norms dataset or
+    its path), the ||dW||_F profile."""
     norms = None if norms is None else as_dataset(norms)
     groups = ordered(ds["module_group"].values, tuple(GROUP_COLORS)) if "module_group" in ds.dims else ["all"]
     colors = palette(groups, GROUP_COLORS)
     layers = ds["layer"].values
-    if norms is not None and "fro_norm" in norms:
-        fig, (ax, ax_norm) = plt.subplots(1, 2, figsize=(13.5, 5.2), width_ratios=(3, 2))
-    else:
-        fig, ax = plt.subplots(figsize=(8.5, 5.2))
-        ax_norm = None
+    adapters = adapters_of(ds)
+    panels = 1 + (len(adapters) > 1) + (norms is not None and "fro_norm" in norms)
+    fig, axes = plt.subplots(
+        1, panels, figsize=(8.5 + 5.0 * (panels - 1), 5.2), width_ratios=(3, 2, 2)[:panels], squeeze=False
+    )
+    ax = axes[0, 0]
+    ax_controls = axes[0, 1] if len(adapters) > 1 else None
+    ax_norm = axes[0, -1] if panels > 1 + (ax_controls is not None) else None
     effect = ds["effect"] if "module_group" in ds.dims else ds["effect"].expand_dims(module_group=["all"])
-    df = frame(effect, "effect")
+    df = frame(by_adapter(effect), "effect")
     zero_line(ax)
     if df.empty:
         no_data(ax)
@@ -90,7 +101,7 @@ def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike 
     ax.set_ylabel(f"signed effect on {score}\n(score without the layer - full f2l score)")
     ends = []
     if "full_score" in ds:
-        ends.append(f"nothing removed (f2l): {float(ds['full_score'].mean()):.3f}")
+        ends.append(f"nothing removed (f2l): {float(by_adapter(ds['full_score']).mean()):.3f}")
     if "none_score" in ds:
         ends.append(f"everything removed (no video): {float(ds['none_score'].mean()):.3f}")
     ax.set_title("signed removal effect (below 0 = the layer helps)")
@@ -108,6 +119,45 @@ def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike 
         )
         low, high = ax.get_ylim()
         ax.set_ylim(low, high + 0.12 * (high - low))
+    if ax_controls is not None:
+        group = groups[0]
+        control = frame(effect.sel(module_group=group, drop=True), "effect")
+        zero_line(ax_controls)
+        if control.empty:
+            no_data(ax_controls)
+        else:
+            sns.barplot(
+                data=control,
+                x="layer",
+                y="effect",
+                hue="adapter",
+                order=sorted(layers),
+                hue_order=adapters,
+                palette=palette(adapters, ADAPTER_COLORS),
+                **CI95,
+                capsize=0.08,
+                err_kws={"linewidth": 1.0},
+                ax=ax_controls,
+                legend=False,
+            )
+        full = ds["full_score"].mean("example_id") if "full_score" in ds else None
+        ax_controls.legend(
+            handles=[
+                Patch(
+                    color=ADAPTER_COLORS[a],
+                    label=ADAPTER_LABELS[a]
+                    + ("" if full is None else f": {score} {float(full.sel(adapter=a)):.3f}"),
+                )
+                for a in adapters
+            ],
+            loc="lower left",
+            fontsize=8,
+            title="adapter (nothing removed)",
+            title_fontsize=8,
+        )
+        ax_controls.set_xlabel("text-model layer whose LoRA is zeroed")
+        ax_controls.set_ylabel(f"signed effect on {score}")
+        ax_controls.set_title(f"negative controls ({group_label(ds, group)})")
     if ax_norm is not None:
         nf = group_fro_norms(norms)
         nf = nf[nf["module_group"].isin(groups)]
@@ -142,14 +192,13 @@ def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike 
 @figure("effect", title="Removing one layer's adapter, per benchmark")
 def effects_by_benchmark(ds: xr.Dataset, module_group: str = "all") -> Figure:
     """A heatmap of the mean signed effect per benchmark (rows) and layer (columns), for one module
-    group (the dataset's first group when it lacks ``module_group``): which layers matter for which kind
-    of prompt. Red = removing the layer lowers the score (it helps)."""
-    if "module_group" in ds["effect"].dims:
+    group (the dataset's first group when it lacks ``module_group``) of the clip's own adapter: which
+    layers matter for which kind of prompt. Red = removing the layer lowers the score (it helps)."""
+    effect = by_adapter(ds["effect"])
+    if "module_group" in effect.dims:
         if module_group not in ds["module_group"].values:
             module_group = str(ds["module_group"].values[0])
-        effect = ds["effect"].sel(module_group=module_group)
-    else:
-        effect = ds["effect"]
+        effect = effect.sel(module_group=module_group)
     df = frame(effect, "effect")
     fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.42 * max(df["benchmark"].nunique() if len(df) else 1, 2)))
     if df.empty:

@@ -2,9 +2,11 @@
 the answer's log-probability, and how large that gap is to begin with.
 
 ``patching_restored``: one panel per direction (direct -> base, f2l -> base, direct -> f2l), the restored
-fraction against the layer, one line per site (resid_pre, attn_out, mlp_out); the last layer position is
-the final residual stream, which restores exactly 1. ``patching_effects``: the gap itself,
-``logp_source - logp_target`` per example, with the threshold under which ``restored`` is NaN.
+fraction against the layer, one line per site (resid_pre, attn_out, mlp_out), with the clip's own adapter;
+the last layer position is the final residual stream, which restores exactly 1. ``patching_controls``:
+the negative controls, the residual stream's restored fraction of the directions with an f2l run under
+each adapter (the clip's own, another clip's, a blank video's). ``patching_effects``: the gap itself,
+``logp_source - logp_target`` per example and adapter, with the threshold under which ``restored`` is NaN.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analyses.figures.style import (
+    ADAPTER_COLORS,
+    ADAPTER_MARKERS,
     CI95,
     COMPONENT_COLORS,
+    adapter_handles,
+    adapters_of,
+    by_adapter,
     figure,
     figure_legend,
     frame,
@@ -47,6 +54,12 @@ DIRECTION_TITLES = {
 }
 
 
+def with_f2l(ds: xr.Dataset) -> list[str]:
+    """The directions of ``ds`` with an f2l run (the ones an adapter changes), in the dataset's order."""
+    runs = zip(ds["direction"].values, ds["source"].values, ds["target"].values, strict=True)
+    return [str(d) for d, source, target in runs if "f2l" in (source, target)]
+
+
 def _layer_ticks(ax, layers) -> None:
     """Integer ticks at every layer; the last one (the final residual stream) labelled "final"."""
     layers = sorted(int(v) for v in layers)
@@ -57,7 +70,8 @@ def _layer_ticks(ax, layers) -> None:
 @figure("restored", title="Activation patching: the share of the gap one patched site restores")
 def patching_restored(ds: xr.Dataset) -> Figure:
     """Per direction, the restored fraction of each site against the layer (mean across examples whose
-    gap passes the threshold, 95% bootstrap interval)."""
+    gap passes the threshold, 95% bootstrap interval), with the clip's own adapter."""
+    ds = by_adapter(ds)
     directions = [str(d) for d in ds["direction"].values]
     sites = ordered(ds["site"].values, tuple(SITE_COLORS))
     colors = palette(sites, SITE_COLORS)
@@ -104,47 +118,88 @@ def patching_restored(ds: xr.Dataset) -> Figure:
     return fig
 
 
+@figure("restored", title="Activation patching, negative controls: the residual stream under each adapter")
+def patching_controls(ds: xr.Dataset) -> Figure:
+    """Per direction with an f2l run, the restored fraction of ``resid_pre`` against the layer, one line per
+    adapter (mean across examples whose gap passes the threshold, 95% bootstrap interval): what the
+    patching shows when the adapter carries nothing about the clip."""
+    directions = with_f2l(ds)
+    adapters = adapters_of(ds)
+    restored = ds["restored"].sel(site="resid_pre")
+    if "adapter" not in restored.dims:
+        restored = restored.expand_dims(adapter=adapters)
+    fig, axes = plt.subplots(
+        1,
+        max(1, len(directions)),
+        figsize=(4.8 * max(1, len(directions)) + 0.6, 4.8),
+        squeeze=False,
+        sharey=True,
+    )
+    df = frame(restored, "restored")
+    for ax, direction in zip(axes[0], directions or [None], strict=True):
+        zero_line(ax)
+        ax.axhline(1.0, color="0.5", linewidth=1.0, linestyle="--", zorder=1)
+        part = df[df["direction"] == direction] if direction else df.iloc[:0]
+        if part.empty:
+            no_data(ax, "no data: no f2l direction, or no gap passes the threshold")
+        else:
+            sns.lineplot(
+                data=part,
+                x="layer",
+                y="restored",
+                hue="adapter",
+                style="adapter",
+                hue_order=adapters,
+                style_order=adapters,
+                palette=palette(adapters, ADAPTER_COLORS),
+                markers=ADAPTER_MARKERS,
+                dashes=False,
+                **CI95,
+                ax=ax,
+                legend=False,
+            )
+        ax.set_title(DIRECTION_TITLES.get(direction, direction or "no f2l direction"))
+        ax.set_xlabel("text-model layer whose resid_pre is patched")
+        _layer_ticks(ax, ds["layer"].values)
+    axes[0, 0].set_ylabel("restored fraction of logp_source - logp_target\n(0 = nothing, 1 = all)")
+    figure_legend(fig, adapter_handles(adapters), ncol=len(adapters), title="the f2l run's adapter")
+    return fig
+
+
 @figure("effect", title="Activation patching: the log-probability gap each direction measures")
 def patching_effects(ds: xr.Dataset) -> Figure:
-    """Per direction, ``logp_source - logp_target`` of every example (dots by prompt kind, box across
-    examples), with the band ``|effect| < min_effect`` in which ``restored`` is left NaN."""
+    """Per direction and adapter, ``logp_source - logp_target`` of every example (dots, box across
+    examples), with the band ``|effect| < min_effect`` in which ``restored`` is left NaN. direct -> base
+    uses no adapter: it is drawn once."""
     directions = [str(d) for d in ds["direction"].values]
-    df = frame(ds["effect"], "effect")
-    kinds = ordered(df["kind"].unique() if not df.empty else [], tuple(KIND_COLORS))
-    fig, ax = plt.subplots(figsize=(max(6.0, 2.4 * len(directions) + 1.5), 4.8))
+    adapters = adapters_of(ds)
+    effect = ds["effect"] if "adapter" in ds["effect"].dims else ds["effect"].expand_dims(adapter=adapters)
+    df = frame(effect, "effect")
+    if not df.empty:  # a direction without the f2l run is the same under every adapter: the real one's
+        df = df[df["direction"].isin(with_f2l(ds)) | (df["adapter"] == "real")]
+    fig, ax = plt.subplots(
+        figsize=(max(6.0, 2.4 * len(directions) * (1 + 0.3 * (len(adapters) - 1)) + 1.5), 4.8)
+    )
     zero_line(ax)
     threshold = float(ds.attrs.get("min_effect", np.nan))
     if np.isfinite(threshold):
         ax.axhspan(-threshold, threshold, color="0.85", zorder=0)
+    colors = palette(adapters, ADAPTER_COLORS)
     if df.empty:
         no_data(ax)
     else:
-        sns.boxplot(
-            data=df,
-            x="direction",
-            y="effect",
-            order=directions,
-            color="white",
-            linecolor="0.35",
-            showfliers=False,
-            width=0.55,
-            ax=ax,
-        )
-        sns.stripplot(
-            data=df,
-            x="direction",
-            y="effect",
-            hue="kind",
-            order=directions,
-            hue_order=kinds,
-            palette=palette(kinds, KIND_COLORS),
-            dodge=False,
-            jitter=0.18,
-            size=4,
-            alpha=0.8,
-            ax=ax,
-            legend=False,
-        )
+        common = {
+            "data": df,
+            "x": "direction",
+            "y": "effect",
+            "order": directions,
+            "hue": "adapter",
+            "hue_order": adapters,
+            "ax": ax,
+            "legend": False,
+        }
+        sns.boxplot(**common, palette=colors, fill=False, showfliers=False, width=0.8, linewidth=1.0)
+        sns.stripplot(**common, palette=colors, dodge=True, jitter=0.12, size=4, alpha=0.8)
     ax.set_xlabel("direction (source -> target)")
     ax.set_ylabel("logp_source - logp_target (nats)\nof the source's greedy answer")
     ax.set_title(
@@ -152,10 +207,5 @@ def patching_effects(ds: xr.Dataset) -> Figure:
         if np.isfinite(threshold)
         else "per example"
     )
-    handles = [
-        Line2D([], [], color=c, marker="o", linestyle="", label=f"{k} prompts")
-        for k, c in palette(kinds, KIND_COLORS).items()
-    ]
-    if handles:
-        figure_legend(fig, handles, ncol=len(handles))
+    figure_legend(fig, adapter_handles(adapters), ncol=len(adapters), title="the f2l run's adapter")
     return fig

@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 
 from f2l.adapter import Adapter, use_adapter
-from f2l.answer import generate_answers
+from f2l.answer import generate
 from f2l.chat import model_inputs, prompt_text
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.eval.metrics import score_answers
@@ -109,7 +109,7 @@ def test_removing_every_layer_is_the_base_without_video(random_f2l, examples, pr
     assert (full - plain).abs().max() > 0.1  # and the adapter itself is far from a no-op
 
     questions = [p.prompt for e in examples for p in clip_prompts(e)]
-    base_answers = generate_answers(random_f2l.base, questions, None, max_new_tokens=TOKENS)
+    base_answers = [a.text for a in generate(random_f2l.base, questions, max_new_tokens=TOKENS)]
     assert list(probed["none_prediction"].values) == base_answers
     np.testing.assert_array_equal(
         probed["none_score"].values, score_answers("token_f1", base_answers, list(probed["reference"].values))
@@ -282,7 +282,7 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     # the two ends, computed independently of the probe
     f2l = Frames2LoRA.from_pretrained("tiny", device="cpu")
     refs = [p.reference for p in prompts]
-    no_video = generate_answers(f2l.base, [p.prompt for p in prompts], None, max_new_tokens=8)
+    no_video = [a.text for a in generate(f2l.base, [p.prompt for p in prompts], max_new_tokens=8)]
     np.testing.assert_array_equal(ds["none_score"].values, score_answers("token_f1", no_video, refs))
     size = f2l.base.model.config.vision_config.image_size
     f2l_answers = [

@@ -20,6 +20,7 @@ from f2l.world import (
     ClipTruth,
     ObjectTruth,
     captions,
+    long_clip_items,
     object_mask,
     qa,
     render_clip,
@@ -300,3 +301,75 @@ def test_long_clip_objects_take_turns_over_the_segments_of_one_scene(segments):
     for k, (a, b) in enumerate(zip(events[::2], events[1::2], strict=True)):
         assert a.tau == b.tau == truth.objects[k].leave
         assert {(a.kind, a.index), (b.kind, b.index)} == {("leaves", k), ("appears", k + 1)}
+
+
+@pytest.mark.parametrize("segments", [1, 2, 4, 8])
+def test_long_clip_items_are_grounded_in_the_truth_and_name_the_segments_that_show_it(segments):
+    truth = sample_long_truth(1_010_100 + segments, segments)
+    items = long_clip_items(truth, segments)
+    assert items == long_clip_items(truth, segments)
+    assert len({it.id for it in items}) == len(items)
+    k = len(truth.objects)
+    assert len(items) == 3 * k + (k - 1) + (k > 1) + 3
+    # Which segments show each object, read off the rendered frames (3 a segment).
+    per = 3
+    times = (np.arange(segments * per) + 0.5) / (segments * per) * truth.duration
+    shown = [
+        tuple(
+            s
+            for s in range(segments)
+            if any(object_mask(truth, j, t).any() for t in times[s * per : (s + 1) * per])
+        )
+        for j in range(k)
+    ]
+    by_id = {it.id: it for it in items}
+    for j, o in enumerate(truth.objects):
+        for benchmark, answer in (("color", o.color), ("shape", o.shape), ("size", o.size)):
+            it = by_id[f"{benchmark}-{j}"]
+            assert (it.kind, it.benchmark, it.answer, it.needs, it.segments) == (
+                "qa",
+                benchmark,
+                answer,
+                "one",
+                shown[j],
+            )
+        assert by_id[f"color-{j}"].question == f"what color is the {o.shape}?"
+        assert by_id[f"shape-{j}"].question == f"what shape is the {o.color} object?"
+    for j in range(k - 1):
+        order = by_id[f"order-{j}"]
+        earlier, later = f"the {truth.objects[j].name}", f"the {truth.objects[j + 1].name}"
+        assert order.answer == earlier and set(order.choices) == {earlier, later}
+        assert order.question == f"which is there first, {order.choices[0]} or {order.choices[1]}?"
+        assert order.needs == "several" and order.segments == shown[j] + shown[j + 1]
+        assert shown[j][-1] < shown[j + 1][0]  # the answer is the one seen earlier
+    clip_wide = ("count", "temporal", "detailed")
+    for item_id in clip_wide:
+        assert by_id[item_id].segments == tuple(range(segments))
+        assert by_id[item_id].needs == ("several" if k > 1 else "one")
+    assert by_id["count"].answer == ["one", "two", "three", "four"][k - 1]
+    assert by_id["temporal"].kind == "caption" and by_id["temporal"].question == ""
+    temporal = by_id["temporal"].answer
+    if k == 1:
+        assert temporal == "nothing appears or leaves." and "first_event" not in by_id
+    else:
+        assert by_id["first_event"].answer == f"the {truth.objects[0].name} leaves"
+        # the hand-overs in order: each object leaves before the next appears
+        positions = [temporal.index(f"{o.color} {o.shape} appears") for o in truth.objects[1:]]
+        assert positions == sorted(positions)
+        assert temporal.index(f"the {truth.objects[0].name} leaves") < positions[0]
+    assert all(f"{o.size} {o.color} {o.shape}" in by_id["detailed"].answer for o in truth.objects)
+
+
+def test_long_clip_items_refuse_a_segment_count_the_clip_does_not_have():
+    with pytest.raises(ValueError, match="not 4 segments"):
+        long_clip_items(sample_long_truth(0, 2), 4)
+
+
+def test_long_clip_order_questions_put_the_right_answer_first_half_the_time():
+    firsts = [
+        it.choices[0] == it.answer
+        for seed in range(200)
+        for it in long_clip_items(sample_long_truth(seed, 4), 4)
+        if it.benchmark == "order"
+    ]
+    assert len(firsts) > 500 and 0.4 < np.mean(firsts) < 0.6

@@ -4,7 +4,16 @@ and resolution, deterministic by seed, with fixed train/val/test splits."""
 
 from __future__ import annotations
 
-from f2l.world.language import CAPTION_CATEGORIES, QA, QA_TYPES, captions, qa, world_text_corpus
+from f2l.world.language import (
+    CAPTION_CATEGORIES,
+    QA,
+    QA_TYPES,
+    LongClipItem,
+    captions,
+    long_clip_items,
+    qa,
+    world_text_corpus,
+)
 from f2l.world.render import Clip, frame_times, object_mask, render_clip, render_frames
 from f2l.world.scene import (
     BACKGROUNDS,
@@ -37,9 +46,11 @@ __all__ = [
     "Clip",
     "ClipTruth",
     "Event",
+    "LongClipItem",
     "ObjectTruth",
     "captions",
     "frame_times",
+    "long_clip_items",
     "object_mask",
     "qa",
     "render_clip",

@@ -8,6 +8,7 @@ the clip's seed, and yes/no questions are true with probability exactly 1/2 each
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from f2l.world.scene import (
     BACKGROUNDS,
     CAMERAS,
     COLORS,
+    DURATION_S,
     MOTIONS,
     SHAPES,
     SIZES,
@@ -235,6 +237,72 @@ def qa(truth: ClipTruth) -> list[QA]:
         + _temporal_order(truth, rng)
         + _yes_no(truth, rng)
     )
+
+
+@dataclass(frozen=True)
+class LongClipItem:
+    """One question or caption about a long clip, its one right answer, and where the evidence is.
+
+    ``kind`` "qa": ``question`` as the world asks it (a two-way choice lists ``choices``: ask it with
+    ``f2l.data.qa_prompt``); "caption": ``question`` is empty and ``benchmark`` names the caption category
+    (ask it with ``f2l.data.CAPTION_PROMPTS``). ``segments``: the segments showing the objects the answer is
+    about; ``needs``: "one" when they are one object's run (any segment of it shows the answer), "several"
+    when the answer joins what different objects' runs show.
+    """
+
+    id: str
+    kind: str  # "qa" | "caption"
+    benchmark: str  # color, shape, size, order, first_event, count | temporal, detailed
+    question: str
+    answer: str
+    needs: str  # "one" | "several"
+    segments: tuple[int, ...]
+    choices: tuple[str, ...] | None = None
+
+
+def long_clip_items(truth: ClipTruth, segments: int) -> list[LongClipItem]:
+    """The questions and captions of a long clip (``sample_long_truth(seed, segments)``) in the world's own
+    words, which the base knows: each object's colour, shape and size (needs its run); for each hand-over,
+    which of the two objects is there first (a two-way choice, its order drawn from the seed); what happens
+    first; how many objects there are; the temporal caption (the hand-overs in order) and the detailed one
+    (these need every object's run, so one segment's worth only when the clip has one object)."""
+    if truth.duration != DURATION_S * segments:
+        raise ValueError(f"a clip of {truth.duration:g} s is not {segments} segments of {DURATION_S:g} s")
+    runs = [range(round(o.appear * segments), round(o.leave * segments)) for o in truth.objects]
+    everyone = range(len(truth.objects))
+    rows = []  # (id, kind, benchmark, question, answer, the objects it is about, choices)
+    for k, o in enumerate(truth.objects):
+        rows += [
+            (f"color-{k}", "qa", "color", f"what color is the {o.shape}?", o.color, [k], None),
+            (f"shape-{k}", "qa", "shape", f"what shape is the {o.color} object?", o.shape, [k], None),
+            (f"size-{k}", "qa", "size", f"what size is the {o.name}?", o.size, [k], None),
+        ]
+    rng = np.random.default_rng([truth.seed, segments, 7])
+    for k, (earlier, later) in enumerate(itertools.pairwise(truth.objects)):
+        a, b = _two_way(rng, f"the {earlier.name}", f"the {later.name}")
+        question = f"which is there first, {a} or {b}?"
+        rows.append((f"order-{k}", "qa", "order", question, f"the {earlier.name}", [k, k + 1], (a, b)))
+    events = truth.events()
+    if events:  # the first object leaves as the second appears
+        first = _event_phrase(truth, events[0])
+        rows.append(("first_event", "qa", "first_event", "what happens first?", first, [0, 1], None))
+    count = NUMBER_WORDS[len(truth.objects)]
+    rows.append(("count", "qa", "count", "how many objects are there?", count, everyone, None))
+    text = captions(truth)
+    rows += [(c, "caption", c, "", text[c], everyone, None) for c in ("temporal", "detailed")]
+    return [
+        LongClipItem(
+            item_id,
+            kind,
+            benchmark,
+            question,
+            answer,
+            "one" if len(about) == 1 else "several",
+            tuple(s for k in about for s in runs[k]),
+            choices,
+        )
+        for item_id, kind, benchmark, question, answer, about, choices in rows
+    ]
 
 
 def world_text_corpus(seeds: Iterable[int]) -> Iterator[str]:

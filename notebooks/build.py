@@ -201,33 +201,45 @@ STUDIES = [
     ),
     StudyNotebook(
         study="composition",
-        title="Composition: adapters of separate segments, composed in rank space",
+        title="Composition: adapters of a long clip's segments, composed in rank space",
         about=(
-            "A composite video is two held-out clips shown one after the other. Each segment is "
-            "internalized alone and the segment adapters are concatenated along the rank (plainly, and "
-            "scaled by 1/n), then compared with the whole video's adapter, the video in context and the "
-            "question alone, on questions answered by one segment (`needs = one`) or needing both."
+            "A long world clip of n segments (8 frames each) shows one scene under a still camera while "
+            "objects take turns over runs of segments, so each segment alone is an ordinary one-object clip. "
+            "Each segment is internalized alone and the segment adapters are concatenated along the rank "
+            "(plainly, and scaled by 1/n), then compared with the whole clip's adapter, the whole clip in "
+            "context and the question alone, on questions one object's segments answer (`needs = one`: its "
+            "colour, shape, size) and questions that join several (`needs = several`: which object is there "
+            "first, what happens first, how many objects, the temporal and detailed captions)."
         ),
         config="CompositionConfig",
         small="clips=1",
         duration="about a minute",
         figures=[
             (
-                "**Mean score per method and number of segments**, split by what the question needs. "
-                "Composition works where the composed bars reach the whole-clip adapter's.",
-                "fig = figures.composition_bars(ds)",
+                "**Mean score per method against the number of segments**, one panel per kind of question; "
+                "each clip's mean is one observation, the bands are 95% bootstrap intervals across clips. "
+                "Composition works where the composed curves stay on the whole-clip adapter's as n grows.",
+                "fig = figures.composition_curves(ds)",
             ),
         ],
         explore=[
             (
-                "Mean token-F1 per kind of question and method:",
-                'ds["score"].groupby("needs").mean("example_id").to_series().unstack("method").round(3)',
+                "Mean token-F1 per segment count, kind of question and method:",
+                'ds["score"].groupby("needs").mean("example_id").to_series().dropna()'
+                '.unstack("method").round(3)',
             ),
             (
-                "The first composite's questions and answers with 2 segments:",
-                'first = ds["clip"].values == ds["clip"].values[0]\n'
-                'answers = ds["prediction"].sel(n_chunks=ds["n_chunks"].values[0]).to_pandas()[first]\n'
-                'answers["reference"] = ds["reference"].to_pandas()[first]\n'
+                "Per benchmark at the largest segment count:",
+                'n = int(ds["n_chunks"].max())\n'
+                'ds["score"].sel(n_chunks=n).groupby("benchmark").mean("example_id").to_pandas().round(3)',
+            ),
+            (
+                "The first clip's questions and every method's answers:",
+                'clip = ds["clip"].values[0]\n'
+                'first = ds.isel(example_id=ds["clip"].values == clip)\n'
+                'n = int(clip.rsplit("-", 1)[1])\n'
+                'answers = first["prediction"].sel(n_chunks=n).to_pandas()\n'
+                'answers["reference"] = first["reference"].to_pandas()\n'
                 "answers",
             ),
         ],

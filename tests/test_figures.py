@@ -181,18 +181,23 @@ def scaling_dataset(n_clips: int = 3, frames=(8, 16, 64, 256), resolutions=(64, 
 
 
 def composition_dataset(n_clips: int = 4, n_chunks=(2, 4, 8), seed: int = 0) -> xr.Dataset:
+    """``n_clips`` long clips at each segment count, 3 questions needing one segment and 2 several each;
+    every clip scored at its own segment count only (NaN elsewhere), as the study writes it."""
     rng = np.random.default_rng(seed)
-    ids = [f"world-{1010000 + c}/q{q}" for c in range(n_clips) for q in range(4)]
+    clips = [f"long-{1010000 + c}-{n}" for c in range(n_clips) for n in n_chunks]
+    ids = [f"{clip}/q{q}" for clip in clips for q in range(5)]
     methods = ["direct", "f2l_whole", "f2l_composed", "f2l_composed_scaled", "no_video"]
     base = np.array([0.6, 0.55, 0.45, 0.5, 0.35])
-    score = np.clip(base[None, :, None] + rng.normal(0, 0.15, (len(ids), len(methods), len(n_chunks))), 0, 1)
-    score[:, [0, 1, 4], 1:] = score[:, [0, 1, 4], :1]  # methods that do not chunk repeat across n_chunks
+    score = np.full((len(ids), len(methods), len(n_chunks)), np.nan)
+    for i, example in enumerate(ids):
+        at = list(n_chunks).index(int(example.split("/")[0].rsplit("-", 1)[1]))
+        score[i, :, at] = np.clip(base + rng.normal(0, 0.15, len(methods)), 0, 1)
     ds = xr.Dataset(
         {"score": (("example_id", "method", "n_chunks"), score)},
         coords={
             "example_id": ids,
             "clip": ("example_id", [i.split("/")[0] for i in ids]),
-            "needs": ("example_id", ["one", "both"] * (len(ids) // 2)),
+            "needs": ("example_id", ["one", "one", "one", "several", "several"] * len(clips)),
             "method": methods,
             "n_chunks": list(n_chunks),
         },
@@ -609,6 +614,24 @@ def test_scaling_sweeps_are_drawn_where_the_study_ran_them():
     assert scaling_sweep_point(ds, "frames") == 64
     assert scaling_sweep_point(ds.where(ds["frames"] > 100), "frames") == 64  # only the 256-frame row
     assert scaling_sweep_point(ds.where(ds["frames"] < 0), "frames") is None
+
+
+def test_composition_curves_are_the_mean_of_clip_means_per_method_over_segments():
+    ds = composition_dataset(n_clips=3)
+    fig = figures.composition_curves(ds)
+    axes = _cartesian_axes(fig)
+    assert [ax.get_title() for ax in axes] == [
+        "questions one object's segments answer",
+        "questions that join several segments",
+    ]
+    for ax, need in zip(axes, ("one", "several"), strict=True):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "4", "8"]
+        ys = _line_ys(ax)
+        assert len(ys) == ds.sizes["method"]
+        for method, y in zip(ds["method"].values, ys, strict=True):
+            part = ds["score"].sel({"method": method}).where(ds["needs"] == need)
+            clip_means = part.groupby("clip").mean("example_id")  # NaN at other segment counts
+            np.testing.assert_allclose(y, clip_means.mean("clip").values)
 
 
 def test_dla_is_on_a_symlog_axis_and_averages_answer_tokens_only():

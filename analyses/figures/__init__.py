@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import xarray as xr
 
 from analyses.figures.benchmark import score_differences, score_distributions, spider
-from analyses.figures.composition import composition_bars
+from analyses.figures.composition import composition_curves
 from analyses.figures.delta_norms import delta_norms_profile
 from analyses.figures.efficiency import efficiency_budgets, efficiency_overhead
 from analyses.figures.layer_removal import effects_by_benchmark, layer_removal_effects
@@ -39,7 +39,7 @@ FIGURES: dict[str, list[Callable]] = {
     "benchmark": [score_distributions, score_differences, spider],
     "efficiency": [efficiency_budgets, efficiency_overhead],
     "scaling": [scaling_curves],
-    "composition": [composition_bars],
+    "composition": [composition_curves],
     "layer_removal": [layer_removal_effects, effects_by_benchmark],
     "delta_norms": [delta_norms_profile],
     "rank_ablation": [rank_ablation_curves],
@@ -116,7 +116,7 @@ def save_study_figures(
 __all__ = [
     "COMPANIONS",
     "FIGURES",
-    "composition_bars",
+    "composition_curves",
     "delta_norms_profile",
     "dla_per_layer",
     "effects_by_benchmark",

@@ -150,7 +150,8 @@ def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike 
                 )
                 for a in adapters
             ],
-            loc="lower left",
+            loc="best",
+            framealpha=0.9,
             fontsize=8,
             title="adapter (nothing removed)",
             title_fontsize=8,

@@ -27,6 +27,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ from f2l.hypernet import KINDS, Hypernet, HypernetConfig, OfficialConfig
 from f2l.io import atomic_write_json
 from f2l.models import Base, load_base
 from f2l.pipeline import Frames2LoRA
+from f2l.state_cache import StateCache, as_layers, encode_clip, layer_states
+from f2l.state_cache import read as read_states
 from f2l.teacher import TeacherCache, TeacherRequest, TeacherTarget, teacher_targets
 
 
@@ -85,6 +88,9 @@ class TrainConfig:
     teacher_base: str | None = None  # the base that writes teacher targets (default: the student's)
     max_new_tokens: int = 48
     teacher_cache: str = "runs/teacher-cache"
+    # the frozen base's per-layer states of every pool clip, encoded once (f2l.state_cache); None or "":
+    # the base encodes the step's clips in every step
+    state_cache: str | None = "runs/state-cache"
     # optimisation
     steps: int = 1500
     batch_clips: int = 8  # global batch, split across ranks
@@ -187,6 +193,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_clips": 20000,
         "bf16": True,
         "workers": 8,  # the processor (frames to 384/512 px) runs on the CPU: keep it off the step's path
+        "state_cache": None,  # tens of MB of states a clip over 20,000 clips: the base encodes each step
         "log_every": 10,
         "eval_every": 1000,
         "save_every": 1000,
@@ -207,6 +214,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_clips": 20000,
         "bf16": True,
         "workers": 8,  # the processor (frames to 384/512 px) runs on the CPU: keep it off the step's path
+        "state_cache": None,  # tens of MB of states a clip over 20,000 clips: the base encodes each step
         "log_every": 10,
         "eval_every": 1000,
         "save_every": 1000,
@@ -248,6 +256,7 @@ PRESETS.update(
             "train_clips": 64000,
             "bf16": True,
             "workers": 8,
+            "state_cache": None,  # tens of MB of states a clip over 64,000 clips
             "log_every": 10,
             "eval_every": 250,
             "save_every": 100,
@@ -326,6 +335,21 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_s
     }
 
 
+def fill_state_cache(base: Base, cfg: TrainConfig, pool: list[Example], frame_size: int) -> dict[str, Path]:
+    """Every pool clip's base states in ``cfg.state_cache`` (``f2l.state_cache``), each rank encoding its
+    share of the missing ones while the others wait; returns each clip's entry file."""
+    cache, context = StateCache(cfg.state_cache, base.digest), cfg.hypernet.context
+    keys = {e.id: cache.key(e.id, cfg.frames, frame_size, context) for e in pool}
+    missing = [e for e in pool[dist_rank() :: world_size()] if keys[e.id] not in cache]
+    for e in tqdm(missing, desc="base states", unit="clip", disable=not cfg.progress or not missing):
+        cache.put(
+            keys[e.id], encode_clip(base, load_frames(e, num_frames=cfg.frames, size=frame_size), context)
+        )
+    if dist.is_initialized():
+        dist.barrier()
+    return {clip: cache.path(key) for clip, key in keys.items()}
+
+
 # ------------------------------------------------------------------------------------------ the step
 
 
@@ -341,10 +365,11 @@ def step_plan(cfg: TrainConfig, step: int, pool: list[Example]) -> list[tuple[in
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Item ``i`` is this rank's share of step ``start + i``: the clips' processor inputs for
-    internalization and the student rows (prompt tokens + targets). A pure function of (seed, step),
-    so DataLoader workers can prepare steps ahead (decoding, rendering, the processor) and pinned
-    host memory can feed the GPU, while resuming needs no sampler state."""
+    """Item ``i`` is this rank's share of step ``start + i``: the clips' base states read from the state
+    cache (``states``: clip id -> its entry) or else their processor inputs for internalization, and the
+    student rows (prompt tokens + targets). A pure function of (seed, step), so DataLoader workers can
+    prepare steps ahead (reading, decoding, rendering, the processor) and pinned host memory can feed the
+    GPU, while resuming needs no sampler state."""
 
     def __init__(
         self,
@@ -357,11 +382,12 @@ class StepBatches(torch.utils.data.Dataset):
         rank: int,
         world: int,
         context: ContextFormat,
+        states: Mapping[str, Path] | None = None,
     ):
         self.cfg, self.processor = cfg, base.processor
         self.pool, self.targets, self.start = pool, targets, start
         self.frame_size, self.rank, self.world = frame_size, rank, world
-        self.context = context
+        self.context, self.states = context, states
 
     def __len__(self) -> int:
         return max(self.cfg.steps - self.start, 0)
@@ -371,7 +397,6 @@ class StepBatches(torch.utils.data.Dataset):
         plan = step_plan(cfg, step, self.pool)
         local = plan[self.rank * len(plan) // self.world : (self.rank + 1) * len(plan) // self.world]
         clips = [self.pool[c] for c, _ in local]
-        frames = [load_frames(e, num_frames=cfg.frames, size=self.frame_size) for e in clips]
         prompts, row_targets, row_clip = [], [], []
         for j, (e, (_, prompt_idx)) in enumerate(zip(clips, local, strict=True)):
             options = clip_prompts(e, cfg.qa_per_type)
@@ -380,13 +405,9 @@ class StepBatches(torch.utils.data.Dataset):
                 row_targets.append(self.targets[(e.id, options[k].prompt)])
                 row_clip.append(j)
         student = teacher_forced(self.processor, prompts, [t.tokens for t in row_targets])
-        context = self.context
-        text = prompt_text(
-            self.processor, context.prompt, with_video=True, generation_prompt=context.generation_prompt
-        )
         return {
             "step": step,
-            "encode": dict(model_inputs(self.processor, [text] * len(frames), frames)),
+            **self.clip_inputs(clips),
             "input_ids": student.input_ids,
             "attention_mask": student.attention_mask,
             "target_pos": student.answer_positions(),
@@ -394,6 +415,19 @@ class StepBatches(torch.utils.data.Dataset):
             "row_clip": torch.tensor(row_clip),
             "video_ids": [clips[j].id for j in row_clip],
         }
+
+    def clip_inputs(self, clips: list[Example]) -> dict:
+        """``states`` (N, L, T, d) float16 and ``state_mask`` (N, T) from the state cache, or ``encode``:
+        the processor's inputs for the base."""
+        if self.states is not None:
+            hidden, mask = layer_states([read_states(self.states[e.id]) for e in clips])
+            return {"states": hidden, "state_mask": mask}
+        frames = [load_frames(e, num_frames=self.cfg.frames, size=self.frame_size) for e in clips]
+        context = self.context
+        text = prompt_text(
+            self.processor, context.prompt, with_video=True, generation_prompt=context.generation_prompt
+        )
+        return {"encode": dict(model_inputs(self.processor, [text] * len(frames), frames))}
 
 
 def distillation_loss(
@@ -427,8 +461,11 @@ def student_loss(
     of ``batch`` (a ``StepBatches`` item), each student row answers under its clip's adapter with no
     visual token, and ``distillation_loss`` scores it. Nothing here reads a value back to the host, so
     the GPU never waits on Python within a step (``tests/test_train.py`` checks the f2l code for it)."""
-    encode = {k: v.to(device, non_blocking=True) for k, v in batch["encode"].items()}
-    factors = model(base, encode)
+    if "states" in batch:  # read from the state cache
+        hidden = batch["states"].to(device, non_blocking=True)
+        factors = model(base, states=as_layers(hidden, batch["state_mask"].to(device, non_blocking=True)))
+    else:
+        factors = model(base, {k: v.to(device, non_blocking=True) for k, v in batch["encode"].items()})
     index = batch["row_clip"].to(device, non_blocking=True)
     rows = {m: (a.index_select(0, index), b.index_select(0, index)) for m, (a, b) in factors.items()}
     adapter = hypernet.to_adapter(rows, [{"video_id": v} for v in batch["video_ids"]])
@@ -527,6 +564,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     frame_size = cfg.frame_size or base.model.config.vision_config.image_size
     pool, val = load_examples(cfg)
     targets = build_targets(base, cfg, pool, frame_size)
+    states = fill_state_cache(base, cfg, pool, frame_size) if cfg.state_cache else None
 
     torch.manual_seed(cfg.seed)
     hypernet = build_hypernet(cfg, base).to(device).train()
@@ -571,7 +609,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     )
     last_time, last_logged = time.time(), start
     loader = torch.utils.data.DataLoader(
-        StepBatches(cfg, base, pool, targets, start, frame_size, rank, world, hypernet.context),
+        StepBatches(cfg, base, pool, targets, start, frame_size, rank, world, hypernet.context, states),
         batch_size=None,  # every item is already one step's batch
         num_workers=cfg.workers,
         pin_memory=str(device).startswith("cuda"),

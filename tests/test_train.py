@@ -20,9 +20,11 @@ from f2l.train import PRESETS, TrainConfig, distillation_loss, parse_config, ste
 pytestmark = pytest.mark.slow
 
 
-def small_args(base_dir: Path, out: Path, cache: Path, steps: int) -> list[str]:
+def small_args(base_dir: Path, out: Path, cache: Path, steps: int, states: Path | None = None) -> list[str]:
+    """A 6-clip, 3-frame run; teacher targets under ``cache``, base states there too unless ``states``."""
     return [
         "--base", str(base_dir), "--out", str(out), "--teacher-cache", str(cache), "--steps", str(steps),
+        "--state-cache", str(states or cache),
         "--train-clips", "6", "--val-clips", "1", "--batch-clips", "4", "--frames", "3", "--qa-per-type", "1",
         "--max-new-tokens", "4", "--f2l.width", "32", "--f2l.num-latents", "4", "--f2l.num-heads", "2",
         "--f2l.self-blocks", "1", "--f2l.rank", "2", "--eval-every", "1000", "--save-every", "2",
@@ -245,10 +247,11 @@ def _run(args: list[str], env_extra: dict | None = None, module: list[str] | Non
 def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path, random_tiny_dir):
     cache = tmp_path / "cache"
     steps = 8
-    full = _run(small_args(random_tiny_dir, tmp_path / "full", cache, steps))
+    # each run fills its own state cache: the one cut and resumed reads entries it encoded itself
+    full = _run(small_args(random_tiny_dir, tmp_path / "full", cache, steps, tmp_path / "states-full"))
     assert full.wait(timeout=600) == 0, full.stdout.read()
 
-    killed = _run(small_args(random_tiny_dir, tmp_path / "killed", cache, steps))
+    killed = _run(small_args(random_tiny_dir, tmp_path / "killed", cache, steps, tmp_path / "states"))
     deadline = time.time() + 600
     while not (tmp_path / "killed" / "checkpoints" / "step-0000004").exists():
         assert killed.poll() is None and time.time() < deadline, "the run ended before it could be killed"
@@ -257,7 +260,7 @@ def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path, random_tiny_di
     killed.wait()
     assert not (tmp_path / "killed" / "checkpoints" / f"step-{steps:07d}").exists()
 
-    resumed = _run(small_args(random_tiny_dir, tmp_path / "killed", cache, steps))
+    resumed = _run(small_args(random_tiny_dir, tmp_path / "killed", cache, steps, tmp_path / "states"))
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output
     assert "resuming" in output
@@ -279,7 +282,10 @@ def test_two_ddp_ranks_train_the_same_weights_as_one_process(tmp_path, random_ti
         "-m",
         "f2l.train",
     ]
-    two = _run(small_args(random_tiny_dir, tmp_path / "two", cache, 4), module=torchrun)
+    # the two ranks fill a state cache of their own, a share each
+    two = _run(
+        small_args(random_tiny_dir, tmp_path / "two", cache, 4, tmp_path / "states-two"), module=torchrun
+    )
     output = two.communicate(timeout=600)[0]
     assert two.returncode == 0, output
     a, b = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
@@ -295,14 +301,18 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(
     import f2l.train as train_module
 
     out = tmp_path / "run"
-    train(parse_config(small_args(random_tiny_dir, out, tmp_path / "cache", 2)))
+
+    def args(steps: int) -> list[str]:  # with the base encoding in every step (no state cache)
+        return [*small_args(random_tiny_dir, out, tmp_path / "cache", steps), "--state-cache", ""]
+
+    train(parse_config(args(2)))
     before = final_weights(out)
     real = train_module.distillation_loss
     monkeypatch.setattr(
         train_module, "distillation_loss", lambda *a, **k: (real(*a, **k)[0] * float("nan"), {})
     )
     with pytest.raises(FloatingPointError, match=r"non-finite loss .* at step 3: .*step-0000002"):
-        train(parse_config(small_args(random_tiny_dir, out, tmp_path / "cache", 4)))
+        train(parse_config(args(4)))
     after = final_weights(out)
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -316,12 +326,15 @@ def test_dataloader_workers_prepare_the_same_steps(tmp_path, random_tiny_dir):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_training_step_reads_nothing_back_to_the_host_in_f2l_code():
+@pytest.mark.parametrize("states", ["encoded", "cached"])
+def test_a_training_step_reads_nothing_back_to_the_host_in_f2l_code(states, tmp_path):
     """On a GPU a host sync stalls the step; CUDA's sync checker needs a GPU, so this catches the forms
     Python code can take (``item``, ``tolist``, ``bool``/``int``/``float`` of a tensor, ``cpu``, ``numpy``,
     ``nonzero``) and asserts none of them is called from f2l during a real step's forward, backward and
-    clipping. The ones transformers makes itself (mask checks, SmolVLM's image split) are allowed."""
+    clipping, with the base encoding the clips and with their states read from the state cache. The ones
+    transformers makes itself (mask checks, SmolVLM's image split) are allowed."""
     import traceback
+    from dataclasses import replace
     from pathlib import Path
 
     import f2l
@@ -344,7 +357,13 @@ def test_a_training_step_reads_nothing_back_to_the_host_in_f2l_code():
         for o in clip_prompts(e, cfg.qa_per_type)
     }
     size = base.model.config.vision_config.image_size
-    batch = StepBatches(cfg, base, pool, targets, 0, size, 0, 1, hypernet.context)[0]
+    files = None
+    if states == "cached":
+        from f2l.train import fill_state_cache
+
+        files = fill_state_cache(base, replace(cfg, state_cache=str(tmp_path), progress=False), pool, size)
+    batch = StepBatches(cfg, base, pool, targets, 0, size, 0, 1, hypernet.context, files)[0]
+    assert ("states" in batch) == (states == "cached")
     package = str(Path(f2l.__file__).parent)
     torch_dir = str(Path(torch.__file__).parent)
     syncs: list[str] = []

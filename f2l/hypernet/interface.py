@@ -114,18 +114,25 @@ class Hypernet(nn.Module):
             raise ValueError(f"a group is consecutive layers; got {[s.layer for s in group]}")
         return first
 
-    def factors_from_states(self, states: list[LayerStates]) -> Factors:
-        """Generated factors from every layer's states at once (no base needed: tests, probes)."""
-        read = self.read_layers(states)
-        return self.write_factors(read, torch.arange(read.shape[1], device=read.device))
+    def factors_from_states(self, states: Sequence[LayerStates]) -> Factors:
+        """Generated factors from every layer's states already at hand (no base: a state cache, tests,
+        probes), read as ``forward`` reads them."""
+        return self.forward(None, states=states)
 
-    def adapter_from_states(self, states: list[LayerStates], provenance: Any = None) -> Adapter:
+    def adapter_from_states(self, states: Sequence[LayerStates], provenance: Any = None) -> Adapter:
         """The applied adapter (factors and scaling) from every layer's states."""
         return self.to_adapter(self.factors_from_states(states), provenance)
 
-    def forward(self, base, inputs, group_bytes: int = READ_GROUP_BYTES) -> Factors:
+    def forward(
+        self,
+        base,
+        inputs=None,
+        group_bytes: int = READ_GROUP_BYTES,
+        states: Sequence[LayerStates] | None = None,
+    ) -> Factors:
         """Stream the frozen base over ``inputs``, reading layers' states as they arrive, then write every
-        layer's generated factors. Gradients reach only the hypernetwork.
+        layer's generated factors; or, given ``states`` (layers 0..L-1, e.g. from ``f2l.state_cache``),
+        read those the same way without the base. Gradients reach only the hypernetwork.
 
         States are held until the held layers reach ``group_bytes`` (or the last layer arrives), then
         read together: a short clip is read in a few batches, a long clip (whose single layer exceeds
@@ -134,16 +141,22 @@ class Hypernet(nn.Module):
         read: list[Tensor] = []
         held: list[LayerStates] = []
         last = self.config.num_layers - 1
+        # the base streams under no_grad: a hypernetwork in training reads its layers with gradients
+        streaming = states is None
 
-        def consume(states: LayerStates) -> None:
-            held.append(states)
-            if states.layer < last and sum(s.hidden.nbytes for s in held) < group_bytes:
+        def consume(layer: LayerStates) -> None:
+            held.append(layer)
+            if layer.layer < last and sum(s.hidden.nbytes for s in held) < group_bytes:
                 return
-            with torch.enable_grad() if self.training else contextlib.nullcontext():
+            with torch.enable_grad() if self.training and streaming else contextlib.nullcontext():
                 read.append(self.read_layers(held))
             held.clear()
 
-        stream_hidden_states(base, inputs, consume)  # layers 0..L-1, in order
+        if streaming:
+            stream_hidden_states(base, inputs, consume)  # layers 0..L-1, in order
+        else:
+            for layer in states:
+                consume(layer)
         latents = torch.cat(read, 1)
         # arange on the device, not a tensor from a host list: no host-device copy in a training step
         return self.write_factors(latents, torch.arange(latents.shape[1], device=latents.device))

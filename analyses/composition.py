@@ -6,7 +6,9 @@ segment, and the segment adapters are composed along the rank (``Frames2LoRA.int
 chunk_frames=...)``): plainly (the sum of their weight changes, ``f2l_composed``) and scaled by ``1/n``
 (``f2l_composed_scaled``: every segment adapter was trained to be the only one, so their plain sum grows
 with ``n``). Both are compared with the adapter of the whole clip's ``n x frames`` frames (``f2l_whole``),
-the whole clip in context (``direct``) and the question alone (``no_video``).
+the whole clip in context (``direct``) and the question alone (``no_video``). Each hypernetwork kind
+composes by its own rule (``compose_segments``): for the authors' design (``--hypernet paper-tiny``) the
+generated ranks in order and the static block once, which the 1/n scaling then scales with the rest.
 
 **Questions** (``f2l.world.long_clip_items``, the world's own templates): ``needs = "one"``, an object's
 colour, shape and size, shown by the segments of its run alone; ``needs = "several"``, which of two

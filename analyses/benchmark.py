@@ -53,8 +53,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from analyses.common import StudyConfig, study_examples, study_main
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from analyses.common import AnswerStudyConfig, study_examples, study_main
 from f2l.data import Example, Prompt, clip_prompts, iter_prompts
 from f2l.distributed import rank
 from f2l.eval.harness import METHODS, METRIC_NAMES, answer_clip, is_closed, score_predictions
@@ -63,6 +62,7 @@ from f2l.eval.token_merge import DEFAULT_FACTOR
 from f2l.io import atomic_write_text
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance, write_netcdf
+from probes.prompts import prompt_coords
 
 NAME = "benchmark"
 REFERENCE = "direct"
@@ -70,22 +70,21 @@ NOT_TESTED = "not tested"
 
 
 @dataclass
-class BenchmarkConfig(StudyConfig):
-    """Settings of the benchmark study (every field is a command-line flag)."""
+class BenchmarkConfig(AnswerStudyConfig):
+    """Settings of the benchmark study (every field is a command-line flag). ``qa_per_type`` defaults to
+    None: one question of each QA type on world clips (each has ~20 near-duplicates), as elsewhere, but
+    every item of a manifest record, since a real benchmark's items are all its questions."""
 
     clips: int = 12
-    frames: int = 8
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     methods: tuple[str, ...] = ("direct", "f2l", "no_video", "kv_cache")
     metrics: tuple[str, ...] = METRIC_NAMES
-    qa_per_type: int | None = None  # None: one question per QA type on world clips, every item of a manifest
+    qa_per_type: int | None = None
     benchmarks: tuple[str, ...] | None = None  # only these caption categories / QA types / labels; None: all
     chunk_frames: int | None = None  # f2l_chunked segment length; None: half the frames (two segments)
     merge_factor: int = DEFAULT_FACTOR
     timed: bool = False
     margin: float = DEFAULT_MARGIN
     alpha: float = DEFAULT_ALPHA
-    batch_size: int = 16
 
     @property
     def run_methods(self) -> tuple[str, ...]:
@@ -149,12 +148,9 @@ def clip_dataset(pipeline, example: Example, cfg: BenchmarkConfig, judge=None) -
             "question": ("example_id", np.array([p.prompt for p in prompts], dtype=object)),
         },
         coords={
-            "example_id": [f"{example.id}/{p.item_id}" for p in prompts],
+            **prompt_coords(example, prompts),
             "method": list(methods),
             "metric": list(cfg.metrics),
-            "clip": ("example_id", [example.id] * len(prompts)),
-            "benchmark": ("example_id", [p.label for p in prompts]),
-            "kind": ("example_id", [p.kind for p in prompts]),
             "closed": ("example_id", np.array(closed, dtype=np.int8)),
         },
     )

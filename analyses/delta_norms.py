@@ -15,10 +15,10 @@ figures. Interrupted runs resume where they stopped (one part file per clip).
 
 Dataset schema (``delta_norms.nc``; see ``probes.delta_norms``):
 
-- dims ``example_id`` (a clip's id), ``layer`` (text-model decoder layer), ``module`` (``q_proj`` ...
+- dims ``clip`` (the clip's id), ``layer`` (text-model decoder layer), ``module`` (``q_proj`` ...
   ``down_proj``), and ``failure`` (clips whose computation raised).
 - ``fro_norm``, ``spectral_norm`` (units of the base weights), ``stable_rank`` (directions, 1 to the rank),
-  ``relative_fro`` (ratio): all ``(example_id, layer, module)``; ``weight_fro(layer, module)``: ``||W||_F``
+  ``relative_fro`` (ratio): all ``(clip, layer, module)``; ``weight_fro(layer, module)``: ``||W||_F``
   of the frozen weight; ``failed_unit(failure)``, ``error(failure)``.
 - attrs: provenance (package version, git revision, base model, hypernetwork, seed, command, time), the
   adapter ``rank`` and the study's config.
@@ -31,7 +31,7 @@ from typing import ClassVar
 
 import xarray as xr
 
-from analyses.common import StudyConfig, open_probe_study, study_main
+from analyses.common import BatchConfig, FramesConfig, open_probe_study, study_main
 from f2l.results import markdown_table
 from probes.delta_norms import NORMS, delta_norms
 
@@ -39,13 +39,11 @@ NAME = "delta_norms"
 
 
 @dataclass
-class DeltaNormsConfig(StudyConfig):
+class DeltaNormsConfig(BatchConfig, FramesConfig):
     """Settings of the delta-norms study (every field is a command-line flag)."""
 
     full_clips: ClassVar[int] = 500
     clips: int = 32
-    frames: int = 8
-    batch_size: int = 16
 
 
 def summary(ds: xr.Dataset) -> str:
@@ -55,7 +53,7 @@ def summary(ds: xr.Dataset) -> str:
     if "fro_norm" not in ds:
         return "\n".join([*lines, f"No clip finished; {failures} failed.\n"])
     lines.append(
-        f"{ds.sizes['example_id']} clips, adapter rank {ds.attrs.get('rank', '?')}, {failures} failed "
+        f"{ds.sizes['clip']} clips, adapter rank {ds.attrs.get('rank', '?')}, {failures} failed "
         "clips. Means across clips.\n"
     )
     stable = ds["stable_rank"]
@@ -70,7 +68,7 @@ def summary(ds: xr.Dataset) -> str:
         "relative_fro": "||dW||_F / ||W||_F",
     }
     for name in NORMS:
-        mean = ds[name].mean("example_id")
+        mean = ds[name].mean("clip")
         rows = [
             {"layer": int(layer)}
             | {str(m): float(mean.sel(layer=layer, module=m)) for m in ds["module"].values}
@@ -84,7 +82,7 @@ def summary(ds: xr.Dataset) -> str:
 def run(cfg: DeltaNormsConfig) -> xr.Dataset:
     """Run (or resume) the study and return the merged dataset (also written to ``<out>/delta_norms.nc``)."""
     # how many clips go through one forward pass does not change a clip's numbers
-    f2l, examples, study = open_probe_study(cfg, NAME, ignore=("batch_size",))
+    f2l, examples, study = open_probe_study(cfg, NAME, dim="clip", ignore=("batch_size",))
     units = list(examples)
     pending = study.shard(units)  # the order in which study.run asks for this rank's clips
     ready: dict[str, xr.Dataset] = {}
@@ -98,7 +96,7 @@ def run(cfg: DeltaNormsConfig) -> xr.Dataset:
                 ds = delta_norms(f2l, batch, frames=cfg.frames, batch_size=cfg.batch_size)
             except Exception:  # a failing clip fails alone, not the clips batched with it
                 ds = delta_norms(f2l, [examples[clip_id]], frames=cfg.frames)
-            ready.update({str(c): ds.sel(example_id=[c]) for c in ds["example_id"].values})
+            ready.update({str(c): ds.sel(clip=[c]) for c in ds["clip"].values})
         return ready.pop(clip_id)
 
     study.run(units, one_clip, desc="delta norms")

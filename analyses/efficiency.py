@@ -76,7 +76,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import StudyConfig, study_examples, study_main
+from analyses.common import AnswersConfig, study_examples, study_main
 from f2l.adapter import Adapter, merged_adapter, use_adapter
 from f2l.answer import Answer, answer, generate, prefill_video, synchronize
 from f2l.chat import answer_suffix, prompt_text
@@ -95,7 +95,7 @@ FULL_FRAMES = (12, 64, 256, 1024)
 
 
 @dataclass
-class EfficiencyConfig(StudyConfig):
+class EfficiencyConfig(AnswersConfig):
     clips: int = 4  # the first is timed at every frame count; all of them form the batches (query, training)
     frames: tuple[int, ...] | None = None  # default 12 64 256; --full adds 1024
     max_new_tokens: int = 1  # tokens generated per timed query: TTFT needs only the first

@@ -42,9 +42,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import xarray as xr
 
-from analyses.common import StudyConfig, open_probe_study, study_main
-from analyses.patching import study_partners
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from analyses.common import AnswerStudyConfig, clip_mean_se, open_probe_study, study_main, study_partners
 from f2l.hypernet import read_kind_config
 from f2l.pipeline import resolve_hypernet
 from f2l.results import markdown_table
@@ -55,26 +53,14 @@ NAME = "layer_removal"
 
 
 @dataclass
-class LayerRemovalConfig(StudyConfig):
+class LayerRemovalConfig(AnswerStudyConfig):
     """Settings of the layer-removal study (every field is a command-line flag)."""
 
     clips: int = 48
-    frames: int = 8
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    qa_per_type: int = 1
     metric: str = "token_f1"
     module_groups: tuple[str, ...] | None = None  # default: every group holding the adapter's modules
     adapters: tuple[str, ...] = ADAPTERS  # whose adapters are edited: real and the negative controls
-    batch_size: int = 32
-
-
-def _mean_se(da: xr.DataArray) -> str:
-    """Mean ± standard error across clips of each clip's mean: the prompts of one clip share an adapter,
-    so clips, not prompts, are the independent replicates."""
-    clips = da.groupby("clip").mean("example_id")
-    n = clips.sizes["clip"]
-    se = float(clips.std("clip", ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
-    return f"{float(clips.mean()):+.3f} ± {se:.3f}"
+    batch_size: int = 32  # XXX
 
 
 def summary(ds: xr.Dataset) -> str:
@@ -108,7 +94,7 @@ def summary(ds: xr.Dataset) -> str:
     effect = ds["effect"].sel(adapter="real")
     rows = [
         {"layer": int(layer)}
-        | {g: _mean_se(effect.sel(layer=layer, module_group=g)) for g in ds["module_group"].values}
+        | {g: clip_mean_se(effect.sel(layer=layer, module_group=g)) for g in ds["module_group"].values}
         for layer in ds["layer"].values
     ]
     lines.append("Mean effect of removing one layer's LoRA:\n")
@@ -142,7 +128,7 @@ def summary(ds: xr.Dataset) -> str:
         rows = [
             {"layer": int(layer)}
             | {
-                str(a): _mean_se(ds["effect"].sel(adapter=a, layer=layer, module_group=group))
+                str(a): clip_mean_se(ds["effect"].sel(adapter=a, layer=layer, module_group=group))
                 for a in ds["adapter"].values
             }
             for layer in ds["layer"].values

@@ -41,8 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from analyses.common import StudyConfig, open_probe_study, study_main
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from analyses.common import AnswerStudyConfig, clip_mean_se, open_probe_study, study_main
 from f2l.results import markdown_table
 from probes.hooks import BACKENDS, make_capture
 from probes.logit_attribution import CONTRASTS, logit_attribution
@@ -51,16 +50,12 @@ NAME = "logit_attribution"
 
 
 @dataclass
-class LogitAttributionConfig(StudyConfig):
+class LogitAttributionConfig(AnswerStudyConfig):
     """Settings of the logit-attribution study (every field is a command-line flag)."""
 
     clips: int = 48
-    frames: int = 8
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    qa_per_type: int = 1
     contrast: str = "rival"
     backend: str = "nnsight"
-    batch_size: int = 16
 
 
 def per_example(da: xr.DataArray) -> xr.DataArray:
@@ -69,12 +64,8 @@ def per_example(da: xr.DataArray) -> xr.DataArray:
 
 
 def _mean_se(da: xr.DataArray) -> str:
-    """Mean ± standard error across clips of each clip's mean: the prompts of one clip share an adapter,
-    so clips, not prompts, are the independent replicates."""
-    clips = per_example(da).groupby("clip").mean("example_id", skipna=True)
-    n = int(clips.notnull().sum())
-    se = float(clips.std("clip", ddof=1, skipna=True)) / np.sqrt(n) if n > 1 else float("nan")
-    return f"{float(clips.mean(skipna=True)):+.3f} ± {se:.3f}"
+    """Mean ± standard error across clips of each clip's mean of ``per_example``."""
+    return clip_mean_se(per_example(da))
 
 
 def summary(ds: xr.Dataset) -> str:

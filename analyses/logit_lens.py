@@ -44,9 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from analyses.common import StudyConfig, open_probe_study, study_main
-from analyses.patching import _mean_se, study_partners
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from analyses.common import AnswerStudyConfig, clip_mean_se, open_probe_study, study_main, study_partners
 from f2l.results import markdown_table
 from probes.controls import ADAPTERS, check_adapters
 from probes.hooks import BACKENDS, make_capture
@@ -56,17 +54,12 @@ NAME = "logit_lens"
 
 
 @dataclass
-class LogitLensConfig(StudyConfig):
+class LogitLensConfig(AnswerStudyConfig):
     """Settings of the logit-lens study (every field is a command-line flag)."""
 
-    clips: int = 8
-    frames: int = 8
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    qa_per_type: int = 1
     prompts_per_clip: int | None = None  # default: every prompt of the clip
     adapters: tuple[str, ...] = ADAPTERS  # the f2l run's adapters: real and the negative controls
     backend: str = "nnsight"
-    batch_size: int = 16
 
 
 def routes(da: xr.DataArray) -> dict[str, xr.DataArray]:
@@ -101,7 +94,7 @@ def summary(ds: xr.Dataset) -> str:
     ):
         by_route = routes(ds[name])
         rows = [
-            {"layer": int(layer)} | {r: _mean_se(v.sel(layer=layer), fmt) for r, v in by_route.items()}
+            {"layer": int(layer)} | {r: clip_mean_se(v.sel(layer=layer), fmt) for r, v in by_route.items()}
             for layer in ds["layer"].values
         ]
         lines.append(f"## {title}\n")

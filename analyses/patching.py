@@ -49,11 +49,9 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from analyses.common import StudyConfig, open_probe_study, study_examples, study_main
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.data import Example
+from analyses.common import AnswerStudyConfig, clip_mean_se, open_probe_study, study_main, study_partners
 from f2l.results import markdown_table
-from probes.controls import ADAPTERS, check_adapters, swap_partners
+from probes.controls import ADAPTERS, check_adapters
 from probes.hooks import NNsightCapture
 from probes.patching import DIRECTIONS, MIN_EFFECT, patching
 
@@ -61,43 +59,13 @@ NAME = "patching"
 
 
 @dataclass
-class PatchingConfig(StudyConfig):
+class PatchingConfig(AnswerStudyConfig):
     """Settings of the activation-patching study (every field is a command-line flag)."""
 
-    clips: int = 8
-    frames: int = 8
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    qa_per_type: int = 1
     prompts_per_clip: int | None = None  # default: every prompt of the clip
     directions: tuple[str, ...] = tuple(DIRECTIONS)
     adapters: tuple[str, ...] = ADAPTERS  # the f2l run's adapters: real and the negative controls
     min_effect: float = MIN_EFFECT  # nats: restored is NaN where |logp_source - logp_target| is under it
-    batch_size: int = 32
-
-
-def study_partners(cfg: StudyConfig, adapters: tuple[str, ...]) -> dict[str, Example]:
-    """The swap partners of a study's clips when ``adapters`` holds the swapped control (else none): each
-    clip's is the next clip of the manifest (or world split), whatever the number of clips run, so that a
-    resumed or extended study pairs every clip as before."""
-    if "swapped" not in adapters:
-        return {}
-    return swap_partners(study_examples(cfg.manifest, cfg.split, cfg.num_clips + 1, cfg.frames))
-
-
-def clip_means(da: xr.DataArray) -> xr.DataArray:
-    """Each clip's mean over its examples (NaN skipped): the prompts of one clip share an adapter and a
-    video, so clips, not prompts, are the independent replicates."""
-    return da.groupby("clip").mean("example_id", skipna=True)
-
-
-def _mean_se(da: xr.DataArray, fmt: str = "+.3f") -> str:
-    """Mean ± standard error across clips of each clip's mean."""
-    clips = clip_means(da)
-    values = clips.values[np.isfinite(clips.values)]
-    if values.size == 0:
-        return "n/a"
-    se = float(values.std(ddof=1)) / np.sqrt(values.size) if values.size > 1 else float("nan")
-    return f"{float(values.mean()):{fmt}} ± {se:.3f}"
 
 
 def summary(ds: xr.Dataset) -> str:
@@ -122,9 +90,9 @@ def summary(ds: xr.Dataset) -> str:
     def gaps(one: xr.Dataset) -> dict:
         """The columns of one direction's (and adapter's) gap."""
         return {
-            "logp source": _mean_se(one["logp_source"]),
-            "logp target": _mean_se(one["logp_target"]),
-            "effect (nats)": _mean_se(one["effect"]),
+            "logp source": clip_mean_se(one["logp_source"]),
+            "logp target": clip_mean_se(one["logp_target"]),
+            "effect (nats)": clip_mean_se(one["effect"]),
             f"examples with abs(effect) >= {min_effect:g}": (
                 f"{int((abs(one['effect']) >= min_effect).sum())} / {one['effect'].size}"
             ),
@@ -140,7 +108,7 @@ def summary(ds: xr.Dataset) -> str:
         restored = real["restored"].sel(direction=direction)
         table = [
             {"layer": int(layer)}
-            | {str(s): _mean_se(restored.sel(layer=layer, site=s)) for s in ds["site"].values}
+            | {str(s): clip_mean_se(restored.sel(layer=layer, site=s)) for s in ds["site"].values}
             for layer in ds["layer"].values
         ]
         lines.append(f"## {direction}: {source} activation patched into the {target} run\n")
@@ -174,7 +142,7 @@ def summary(ds: xr.Dataset) -> str:
         restored = ds["restored"].sel(direction=direction, site="resid_pre")
         table = [
             {"layer": int(layer)}
-            | {str(a): _mean_se(restored.sel(layer=layer, adapter=a)) for a in ds["adapter"].values}
+            | {str(a): clip_mean_se(restored.sel(layer=layer, adapter=a)) for a in ds["adapter"].values}
             for layer in ds["layer"].values
         ]
         lines.append(f"### {direction}: resid_pre restored, per adapter\n")

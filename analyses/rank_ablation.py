@@ -44,8 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from analyses.common import StudyConfig, open_probe_study, study_main
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS
+from analyses.common import AnswerStudyConfig, clip_mean_se, open_probe_study, study_main
 from f2l.results import markdown_table
 from probes.rank_ablation import rank_ablation
 
@@ -53,25 +52,13 @@ NAME = "rank_ablation"
 
 
 @dataclass
-class RankAblationConfig(StudyConfig):
+class RankAblationConfig(AnswerStudyConfig):
     """Settings of the rank-ablation study (every field is a command-line flag)."""
 
     clips: int = 4
-    frames: int = 8
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     ks: tuple[int, ...] | None = None
-    qa_per_type: int = 1
     metric: str = "token_f1"
-    batch_size: int = 64
-
-
-def _mean_se(da: xr.DataArray, sign: str = "+") -> str:
-    """Mean ± standard error across clips: prompts of one clip share an adapter, so clips are the unit
-    of independent replication. ``sign="+"`` marks differences, ``""`` plain scores."""
-    clips = da.groupby("clip").mean("example_id")
-    n = clips.sizes["clip"]
-    se = float(clips.std("clip", ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
-    return f"{float(clips.mean()):{sign}.3f} ± {se:.3f}"
+    batch_size: int = 64  # XXX
 
 
 def summary(ds: xr.Dataset) -> str:
@@ -90,8 +77,8 @@ def summary(ds: xr.Dataset) -> str:
     rows = [
         {
             "k": int(k),
-            metric: _mean_se(ds["topk_score"].sel(k=k), sign=""),
-            "- full": _mean_se(ds["topk_score"].sel(k=k) - full),
+            metric: clip_mean_se(ds["topk_score"].sel(k=k), ".3f"),
+            "- full": clip_mean_se(ds["topk_score"].sel(k=k) - full),
         }
         for k in ds["k"].values
     ]
@@ -105,9 +92,9 @@ def summary(ds: xr.Dataset) -> str:
             "direction": int(d),
             "energy %": float(energy.sel(direction=d)),
         }
-        | {f"drop ({c})": _mean_se(drop.sel(direction=d, control=c)) for c in ds["control"].values}
+        | {f"drop ({c})": clip_mean_se(drop.sel(direction=d, control=c)) for c in ds["control"].values}
         | {
-            "svd - random": _mean_se(
+            "svd - random": clip_mean_se(
                 drop.sel(direction=d, control="svd") - drop.sel(direction=d, control="random")
             )
         }
@@ -130,8 +117,8 @@ def summary(ds: xr.Dataset) -> str:
             {
                 "slots kept": labels.get(str(name), str(name)),
                 "rank slots": str(ranges.sel(slots=name).values),
-                metric: _mean_se(ds["slot_score"].sel(slots=name), sign=""),
-                "- full": _mean_se(ds["slot_score"].sel(slots=name) - full),
+                metric: clip_mean_se(ds["slot_score"].sel(slots=name), ".3f"),
+                "- full": clip_mean_se(ds["slot_score"].sel(slots=name) - full),
             }
             for name in ds["slots"].values
         ]

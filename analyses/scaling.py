@@ -59,15 +59,16 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import StudyConfig, study_examples, study_main
+from analyses.common import AnswersConfig, PromptsConfig, study_examples, study_main
 from f2l.adapter import Adapter
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, decode
+from f2l.answer import decode
 from f2l.chat import model_inputs, prompt_text, video_metadata
 from f2l.data import Example, clip_prompts
 from f2l.eval.metrics import normalize_answer, token_f1
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
 from f2l.video import Frames
+from probes.prompts import prompt_coords
 
 METHODS = ("direct", "f2l")
 DEFAULT_FRAMES = (12, 64, 256)
@@ -79,14 +80,12 @@ REPEAT_THRESHOLD = 0.3
 
 
 @dataclass
-class ScalingConfig(StudyConfig):
+class ScalingConfig(AnswersConfig, PromptsConfig):
     clips: int = 2
     frames: tuple[int, ...] | None = None  # the frame sweep; default 12 64 256, --full 12 ... 1024
     resolutions: tuple[int, ...] | None = None  # the resolution sweep (px); default 64 128, --full to 256
     resolution_frames: int = 12  # frames per clip in the resolution sweep
     tiling: bool = True  # split frames larger than a tile as SmolVLM's image processor does
-    qa_per_type: int = 1
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
 
 
 # --------------------------------------------------------------------------- degenerate answers
@@ -242,7 +241,7 @@ def measure_clip(
     ds = xr.Dataset(
         {name: (dims, v) for name, v in values.items()},
         coords={
-            "example_id": [f"{example.id}/{p.item_id}" for p in prompts],
+            **prompt_coords(example, prompts),
             "method": list(METHODS),
             "frames": frames,
             "resolution": resolutions,
@@ -250,11 +249,6 @@ def measure_clip(
     )
     ds["prediction"] = (dims, predictions.astype(str))
     ds["reference"] = ("example_id", np.array([p.reference for p in prompts], dtype=str))
-    ds = ds.assign_coords(
-        clip=("example_id", [example.id] * len(prompts)),
-        benchmark=("example_id", [p.label for p in prompts]),
-        kind=("example_id", [p.kind for p in prompts]),
-    )
     for name, attrs in _VARIABLES.items():
         ds[name].attrs.update(attrs)
     ds["prediction"].attrs["description"] = 'the answer ("" where the grid point was not run)'

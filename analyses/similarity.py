@@ -46,8 +46,14 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from analyses.common import StudyConfig, open_probe_study, study_main
-from analyses.patching import _mean_se, study_partners
+from analyses.common import (
+    FramesConfig,
+    PromptsConfig,
+    clip_mean_se,
+    open_probe_study,
+    study_main,
+    study_partners,
+)
 from f2l.results import markdown_table
 from probes.controls import ADAPTERS, check_adapters
 from probes.hooks import NNsightCapture
@@ -57,12 +63,9 @@ NAME = "similarity"
 
 
 @dataclass
-class SimilarityConfig(StudyConfig):
+class SimilarityConfig(PromptsConfig, FramesConfig):
     """Settings of the residual-stream similarity study (every field is a command-line flag)."""
 
-    clips: int = 8
-    frames: int = 8
-    qa_per_type: int = 1
     prompts_per_clip: int | None = None  # default: every prompt of the clip
     adapters: tuple[str, ...] = ADAPTERS  # the f2l run's adapters: real and the negative controls
     min_gap: float = MIN_GAP  # relative: share is NaN where ||h_base - h_direct||_F <= min_gap ||h_direct||_F
@@ -90,9 +93,9 @@ def summary(ds: xr.Dataset) -> str:
     rows = [
         {
             "layer": int(layer),
-            "cosine f2l": _mean_se(sim.sel(layer=layer, measure="cosine")),
-            "cosine base": _mean_se(ds["cosine_base"].sel(layer=layer)),
-            "share": _mean_se(sim.sel(layer=layer, measure="share")),
+            "cosine f2l": clip_mean_se(sim.sel(layer=layer, measure="cosine")),
+            "cosine base": clip_mean_se(ds["cosine_base"].sel(layer=layer)),
+            "share": clip_mean_se(sim.sel(layer=layer, measure="share")),
             "CKA f2l": f"{float(ds['cka'].sel(layer=layer, adapter='real')):.3f}" if "cka" in ds else "n/a",
             "CKA base": f"{float(ds['cka_base'].sel(layer=layer)):.3f}" if "cka_base" in ds else "n/a",
         }
@@ -109,7 +112,7 @@ def summary(ds: xr.Dataset) -> str:
         share = ds["similarity"].sel(measure="share")
         rows = [
             {"layer": int(layer)}
-            | {f"share {a}": _mean_se(share.sel(layer=layer, adapter=a)) for a in adapters}
+            | {f"share {a}": clip_mean_se(share.sel(layer=layer, adapter=a)) for a in adapters}
             | {
                 f"CKA {a}": f"{float(ds['cka'].sel(layer=layer, adapter=a)):.3f}"
                 for a in adapters

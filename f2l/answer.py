@@ -13,16 +13,16 @@ for callers who lay out a prompt themselves.
 Front ends that call it: ``answer`` (one question), ``greedy_answer_ids`` (token ids, for the probes
 that replay them), ``Frames2LoRA.generate`` (adapter only, optionally merged into the weights) and
 ``f2l.eval.harness.answer_clip`` (every method on one clip). ``teacher_forced`` builds the right-padded
-``prompt + answer`` rows that distillation and the probes run.
+``prompt + answer`` rows (a video in context or none) that distillation and the probes run.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -286,14 +286,23 @@ def greedy_answer_ids(
 
 @dataclass(frozen=True)
 class TeacherForced:
-    """Right-padded ``prompt + answer`` rows (text only) and where each answer token is predicted: answer
-    token ``answer_ids[i]`` of row ``rows[i]`` is predicted at ``positions[i]``, the position before it."""
+    """Right-padded ``prompt + answer`` rows and where each answer token is predicted: answer token
+    ``answer_ids[i]`` of row ``rows[i]`` is predicted at ``positions[i]``, the position before it. Row
+    ``j``'s prompt is its first ``prompt_lengths[j]`` tokens; ``video_inputs`` holds the processor's
+    pixels of the rows' videos (none for text-only rows)."""
 
     input_ids: Tensor
     attention_mask: Tensor
     rows: Tensor
     positions: Tensor
     answer_ids: Tensor
+    prompt_lengths: Tensor
+    video_inputs: Mapping[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> dict[str, Tensor]:
+        """The model's keyword inputs: token ids, attention mask and the videos' pixels."""
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, **self.video_inputs}
 
     def answer_positions(self) -> list[Tensor]:
         """Per row, the positions its answer tokens sit at (each predicted at the one before)."""
@@ -305,12 +314,14 @@ def teacher_forced(
     questions: Sequence[str],
     answers: Sequence[Sequence[int] | Tensor],
     *,
+    videos: Sequence[Frames] | None = None,
     device: torch.device | str | None = None,
 ) -> TeacherForced:
-    """``prompt + answer`` for every question (the prompt as ``generate`` tokenizes it, no video), padded
-    on the right so that every row keeps positions 0, 1, ... as at inference."""
-    texts = [prompt_text(processor, q, with_video=False) for q in questions]
-    prompts = model_inputs(processor, texts, padding_side="right")
+    """``prompt + answer`` for every question (an answer may be empty), the prompt as ``generate``
+    tokenizes it: with ``videos`` (one per question) in context, or none. Padded on the right so that
+    every row keeps positions 0, 1, ... as at inference."""
+    texts = [prompt_text(processor, q, with_video=videos is not None) for q in questions]
+    prompts = model_inputs(processor, texts, videos, padding_side="right")
     lengths = prompts["attention_mask"].sum(1).tolist()
     answers = [torch.as_tensor(a, dtype=torch.long).tolist() for a in answers]
     seqs = [
@@ -331,4 +342,8 @@ def teacher_forced(
         rows=tensor(rows),
         positions=tensor(positions),
         answer_ids=tensor([t for a in answers for t in a]),
+        prompt_lengths=tensor(lengths),
+        video_inputs={
+            k: v.to(device) for k, v in prompts.items() if k not in ("input_ids", "attention_mask")
+        },
     )

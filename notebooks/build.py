@@ -318,7 +318,7 @@ STUDIES = [
         explore=[
             (
                 "||dW||_F / ||W||_F per layer and module, mean across clips:",
-                'ds["relative_fro"].mean("example_id").to_pandas().round(4)',
+                'ds["relative_fro"].mean("clip").to_pandas().round(4)',
             ),
         ],
     ),
@@ -720,7 +720,7 @@ OVERVIEW = [
     new_code_cell(
         "from probes.delta_norms import delta_norms\n\n"
         "norms = delta_norms(f2l, [example], frames=num_frames)\n"
-        'norms["fro_norm"].isel(example_id=0).to_pandas().round(2)  # ||dW||_F per layer (rows) and module'
+        'norms["fro_norm"].isel(clip=0).to_pandas().round(2)  # ||dW||_F per layer (rows) and module'
     ),
     new_code_cell(
         "from analyses import figures\n"

@@ -17,9 +17,9 @@ is not rounding noise.
 
 Dataset schema (``delta_norms.nc``):
 
-- dims ``example_id`` (a clip's id), ``layer`` (text-model decoder layer), ``module`` (``q_proj`` ...
+- dims ``clip`` (the clip's id), ``layer`` (text-model decoder layer), ``module`` (``q_proj`` ...
   ``down_proj``).
-- ``fro_norm``, ``spectral_norm``, ``stable_rank``, ``relative_fro``: all ``(example_id, layer, module)``.
+- ``fro_norm``, ``spectral_norm``, ``stable_rank``, ``relative_fro``: all ``(clip, layer, module)``.
 - ``weight_fro(layer, module)``: ``||W||_F`` of the frozen base weight.
 - attrs: ``rank`` (the adapter's rank ``r``), ``frames``.
 """
@@ -88,7 +88,7 @@ def delta_norms(
             parts[name].append(values)
     norms = {name: np.concatenate(values) for name, values in parts.items()}
     w_fro = weight_fro(pipeline.base.model, modules)
-    cube = ("example_id", "layer", "module")
+    cube = ("clip", "layer", "module")
     units = "same units as the base weights"
     ds = xr.Dataset(
         {
@@ -118,13 +118,13 @@ def delta_norms(
             ),
         },
         coords={
-            "example_id": [e.id for e in examples],
+            "clip": [e.id for e in examples],
             "layer": np.arange(w_fro.shape[0]),
             "module": list(modules),
         },
         attrs={"probe": "delta_norms", "rank": rank, "frames": frames},
     )
-    ds["example_id"].attrs["description"] = "clip id"
+    ds["clip"].attrs["description"] = "clip id"
     ds["layer"].attrs["description"] = "text-model decoder layer"
     ds["module"].attrs["description"] = "projection the LoRA targets"
     return ds

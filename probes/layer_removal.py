@@ -49,6 +49,7 @@ from f2l.answer import DEFAULT_MAX_NEW_TOKENS
 from f2l.data import Example, clip_prompts
 from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
 from probes.controls import check_adapters, control_adapters, partners_for
+from probes.prompts import prompt_coords
 from probes.scoring import score_variants
 
 MODULE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -210,13 +211,10 @@ def _one_clip(
             ),
         },
         coords={
-            "example_id": [f"{example.id}/{p.item_id}" for p in prompts],
+            **prompt_coords(example, prompts),
             "adapter": list(by_label),
             "layer": list(layers),
             "module_group": list(held),
             "group_modules": ("module_group", [", ".join(ms) for ms in held.values()]),
-            "clip": (row, [example.id] * len(prompts)),
-            "benchmark": (row, [p.label for p in prompts]),
-            "kind": (row, [p.kind for p in prompts]),
         },
     )

@@ -71,6 +71,7 @@ from f2l.answer import DEFAULT_MAX_NEW_TOKENS, TeacherForced, greedy_answer_ids,
 from f2l.data import Example, clip_prompts
 from f2l.models import Base
 from probes.hooks import Capture, Residuals, make_capture
+from probes.prompts import prompt_coords
 
 COMPONENTS = ("resid", "attn", "mlp")
 CONTRASTS = {
@@ -306,13 +307,10 @@ def _one_clip(
     return xr.Dataset(
         data,
         coords={
-            row: [f"{example.id}/{p.item_id}" for p in prompts],
+            **prompt_coords(example, prompts),
             "layer": np.arange(adapter.num_layers),
             "component": list(COMPONENTS),
             "position": np.arange(length),
-            "clip": (row, [example.id] * len(prompts)),
-            "benchmark": (row, [p.label for p in prompts]),
-            "kind": (row, [p.kind for p in prompts]),
         },
     )
 

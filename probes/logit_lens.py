@@ -65,7 +65,8 @@ from f2l.data import Example, clip_prompts
 from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
 from probes.controls import check_adapters, control_adapters, partners_for
 from probes.hooks import BridgeCapture, Capture, NNsightCapture, make_capture
-from probes.patching import Run, make_runs, prompt_ids
+from probes.patching import Run, make_runs, with_adapter
+from probes.prompts import prompt_coords
 from probes.similarity import read_residuals
 
 RUNS = ("direct", "f2l", "base")
@@ -200,10 +201,10 @@ def clip_lens(
     layers = len(text_model_of(base.model).layers)
     values = {m: np.full((len(prompts), len(by_label), len(RUNS), layers + 1), np.nan) for m in MEASURES}
     for i, question in enumerate(questions):
-        prompt = (prompt_ids(base, question, video), prompt_ids(base, question, None))
+        scoring = make_runs(base, question, answers[i], video, None)  # the f2l run's adapter set below
         shared: dict[str, dict[str, np.ndarray]] = {}
         for a, adapter in enumerate(by_label.values()):
-            runs = make_runs(base, question, answers[i], video, adapter, prompts=prompt)
+            runs = with_adapter(scoring, adapter)
             for r, name in enumerate(RUNS):
                 if name == "f2l":
                     result = lens_of_run(capture, runs[name])
@@ -233,15 +234,11 @@ def clip_lens(
     out = xr.Dataset(
         data,
         coords={
-            row: [f"{example.id}/{p.item_id}" for p in prompts],
+            **prompt_coords(example, prompts, questions=True),
             "adapter": list(by_label),
             "run": list(RUNS),
             "layer": np.arange(layers + 1),
             "hook": ("layer", hook_names(layers)),
-            "clip": (row, [example.id] * len(prompts)),
-            "benchmark": (row, [p.label for p in prompts]),
-            "kind": (row, [p.kind for p in prompts]),
-            "prompt": (row, questions),
         },
     )
     out["layer"].attrs["description"] = "the decoder layer whose input is read; the last: the final residual"

@@ -100,7 +100,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -108,14 +108,15 @@ import xarray as xr
 from torch import Tensor
 
 from f2l.adapter import Adapter, text_model_of, use_adapter
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, greedy_answer_ids
-from f2l.chat import model_inputs, prompt_text
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, TeacherForced, greedy_answer_ids, teacher_forced
+from f2l.chat import prompt_text
 from f2l.data import Example, clip_prompts
 from f2l.models import Base
 from f2l.video import Frames
 from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
 from probes.controls import check_adapters, control_adapters, partners_for
 from probes.hooks import NNsightCapture
+from probes.prompts import prompt_coords
 
 SITES = ("resid_pre", "attn_out", "mlp_out")
 RUNS = ("direct", "f2l")  # the runs whose greedy answers are scored (every direction's source)
@@ -209,48 +210,45 @@ def question_span(
     return k
 
 
-def prompt_ids(base: Base, question: str, video: Frames | None) -> dict[str, Tensor]:
-    """One row of model inputs for the prompt of ``question`` (with ``video`` in context, or not)."""
-    text = prompt_text(base.processor, question, with_video=video is not None)
-    return dict(model_inputs(base.processor, [text], None if video is None else [video], device=base.device))
-
-
 def make_runs(
-    base: Base,
-    question: str,
-    answer_ids: Sequence[int],
-    video: Frames,
-    adapter: Adapter,
-    *,
-    prompts: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None,
+    base: Base, question: str, answer_ids: Sequence[int], video: Frames, adapter: Adapter | None
 ) -> dict[str, Run]:
-    """The three runs of ``question`` with ``answer_ids`` teacher-forced after the prompt. ``prompts``: the
-    direct and text-only ``prompt_ids`` of ``question``, when already made."""
-    if not answer_ids:
-        raise ValueError("an answer to score needs at least one token")
-    direct, text = prompts or (prompt_ids(base, question, video), prompt_ids(base, question, None))
+    """The three runs of ``question`` with ``answer_ids`` teacher-forced after the prompt
+    (``f2l.answer.teacher_forced``, the video in context for direct); ``answer_ids`` may be empty, for a
+    probe of the prompt alone. The f2l run is under ``adapter`` (``with_adapter`` gives it another)."""
+    direct, text = (
+        teacher_forced(base.processor, [question], [answer_ids], videos=videos, device=base.device)
+        for videos in ([video], None)
+    )
     full = prompt_text(base.processor, question, with_video=False)
     tail = full[full.rindex(question) :]
+    n_direct, n_text = int(direct.prompt_lengths[0]), int(text.prompt_lengths[0])
     k = question_span(
-        base.tokenizer, direct["input_ids"][0].tolist(), text["input_ids"][0].tolist(), question, tail
+        base.tokenizer,
+        direct.input_ids[0, :n_direct].tolist(),
+        text.input_ids[0, :n_text].tolist(),
+        question,
+        tail,
     )
-    answer = torch.tensor([list(answer_ids)], dtype=torch.long, device=base.device)
+    a = len(answer_ids)
 
-    def run(name: str, prompt: dict[str, Tensor], adapter: Adapter | None) -> Run:
-        inputs = dict(prompt)
-        inputs["input_ids"] = torch.cat([prompt["input_ids"], answer], 1)
-        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
-        n = prompt["input_ids"].shape[1]
-        return Run(name, inputs, adapter, start=n - k, span=k + len(answer_ids), answer=len(answer_ids))
+    def run(name: str, rows: TeacherForced, n: int, adapter: Adapter | None) -> Run:
+        return Run(name, rows.inputs, adapter, start=n - k, span=k + a, answer=a)
 
     runs = {
-        "direct": run("direct", direct, None),
-        "f2l": run("f2l", text, adapter),
-        "base": run("base", text, None),
+        "direct": run("direct", direct, n_direct, None),
+        "f2l": run("f2l", text, n_text, adapter),
+        "base": run("base", text, n_text, None),
     }
     spans = {name: r.ids[r.positions].tolist() for name, r in runs.items()}
     assert spans["direct"] == spans["f2l"] == spans["base"], "the aligned tokens differ between the runs"
     return runs
+
+
+def with_adapter(runs: Mapping[str, Run], adapter: Adapter | None) -> dict[str, Run]:
+    """``runs`` with the f2l run under ``adapter`` instead (the same tensors: the prompts and the answer
+    do not depend on the adapter)."""
+    return {**runs, "f2l": replace(runs["f2l"], adapter=adapter)}
 
 
 def _answer_logp(logits: Tensor, answer_ids: Tensor) -> Tensor:
@@ -371,6 +369,8 @@ def patch_prompt(
     for direction in directions:
         source, target = DIRECTIONS[direction]
         runs = runs_by_answer[source]
+        if not runs[target].answer:
+            raise ValueError(f"{direction}: an answer to score needs at least one token")
         for name in (source, target):
             if (source, name) not in sites:
                 sites[source, name] = read_sites(capture, runs[name])
@@ -496,10 +496,13 @@ def clip_patching(
     k_tokens = np.zeros(n, dtype=np.int64)
     index = [(layer, SITES.index(s)) for layer, s in sites]
     for i, question in enumerate(questions):
-        prompt = (prompt_ids(base, question, video), prompt_ids(base, question, None))
+        # the runs scoring the direct answer are the same under every adapter but for the f2l run's
+        scoring_direct = make_runs(base, question, direct[i], video, None) if direct is not None else None
         for a, (label, adapter) in enumerate(by_label.items()):
             runs = {
-                run: make_runs(base, question, answers[label][run][i], video, adapter, prompts=prompt)
+                run: with_adapter(scoring_direct, adapter)
+                if run == "direct"
+                else make_runs(base, question, answers[label][run][i], video, adapter)
                 for run in needed
             }
             first = runs[needed[0]]["base"]
@@ -572,7 +575,7 @@ def clip_patching(
     return xr.Dataset(
         data,
         coords={
-            row: [f"{example.id}/{p.item_id}" for p in prompts],
+            **prompt_coords(example, prompts, questions=True),
             "adapter": list(by_label),
             "layer": np.arange(layers + 1),
             "site": list(SITES),
@@ -580,9 +583,5 @@ def clip_patching(
             "run": needed,
             "source": ("direction", [DIRECTIONS[d][0] for d in directions]),
             "target": ("direction", [DIRECTIONS[d][1] for d in directions]),
-            "clip": (row, [example.id] * n),
-            "benchmark": (row, [p.label for p in prompts]),
-            "kind": (row, [p.kind for p in prompts]),
-            "prompt": (row, questions),
         },
     )

@@ -69,6 +69,7 @@ import xarray as xr
 from f2l.adapter import Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
 from f2l.data import Example, clip_prompts
+from probes.prompts import prompt_coords
 from probes.scoring import score_variants
 
 CONTROLS = ("svd", "random")
@@ -259,15 +260,12 @@ def _one_clip(
             ),
         },
         coords={
-            "example_id": [f"{example.id}/{p.item_id}" for p in prompts],
+            **prompt_coords(example, prompts),
             "k": ks,
             "direction": list(directions),
             "control": list(CONTROLS),
             "layer": np.arange(adapter.num_layers),
             "module": list(adapter.modules),
-            "clip": (row, [example.id] * n),
-            "benchmark": (row, [p.label for p in prompts]),
-            "kind": (row, [p.kind for p in prompts]),
         },
     )
     if slots is None:

@@ -81,15 +81,13 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from f2l.adapter import Adapter, use_adapter
-from f2l.chat import prompt_text
+from f2l.adapter import use_adapter
 from f2l.data import Example, clip_prompts
-from f2l.models import Base
-from f2l.video import Frames
 from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
 from probes.controls import check_adapters, control_adapters, partners_for
 from probes.hooks import NNsightCapture
-from probes.patching import Run, prompt_ids, question_span
+from probes.patching import Run, make_runs, with_adapter
+from probes.prompts import prompt_coords
 
 MEASURES = ("cosine", "share")
 RUNS = ("direct", "f2l", "base")
@@ -105,30 +103,6 @@ CKA = (
     "linear CKA across examples between the f2l and direct runs' residual streams, each example's averaged "
     "over its aligned positions: ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F), X and Y centred over examples"
 )
-
-
-def prompt_runs(base: Base, question: str, video: Frames, adapter: Adapter) -> dict[str, Run]:
-    """The three runs of ``question``'s prompt (no answer after it), their aligned span the ``K`` question
-    tokens shared from the end (``probes.patching.question_span``)."""
-    direct, text = prompt_ids(base, question, video), prompt_ids(base, question, None)
-    full = prompt_text(base.processor, question, with_video=False)
-    tail = full[full.rindex(question) :]
-    k = question_span(
-        base.tokenizer, direct["input_ids"][0].tolist(), text["input_ids"][0].tolist(), question, tail
-    )
-
-    def run(name: str, prompt: dict[str, Tensor], adapter: Adapter | None) -> Run:
-        n = prompt["input_ids"].shape[1]
-        return Run(name, prompt, adapter, start=n - k, span=k, answer=0)
-
-    runs = {
-        "direct": run("direct", direct, None),
-        "f2l": run("f2l", text, adapter),
-        "base": run("base", text, None),
-    }
-    spans = {name: r.ids[r.positions].tolist() for name, r in runs.items()}
-    assert spans["direct"] == spans["f2l"] == spans["base"], "the aligned tokens differ between the runs"
-    return runs
 
 
 @torch.no_grad()
@@ -261,10 +235,11 @@ def clip_similarity(
     means: list[np.ndarray] = []
     k_tokens = []
     for question in questions:
+        prompt = make_runs(base, question, (), video, None)  # no answer: the prompt's runs alone
         resid: dict[str, Tensor] = {}
         per_adapter, per_means = [], []
         for adapter in by_label.values():
-            runs = prompt_runs(base, question, video, adapter)
+            runs = with_adapter(prompt, adapter)
             for name in ("direct", "base"):  # no adapter in the run: read once
                 if name not in resid:
                     resid[name] = read_residuals(capture, runs[name])
@@ -274,7 +249,7 @@ def clip_similarity(
         rows.append(per_adapter)
         means.append(np.stack(per_means))
         k_tokens.append(runs["base"].span)
-    n, layers = len(prompts), means[0].shape[2]
+    layers = means[0].shape[2]
     row = "example_id"
     data = {
         "similarity": (
@@ -304,15 +279,11 @@ def clip_similarity(
     out = xr.Dataset(
         data,
         coords={
-            row: [f"{example.id}/{p.item_id}" for p in prompts],
+            **prompt_coords(example, prompts, questions=True),
             "adapter": list(by_label),
             "layer": np.arange(layers),
             "measure": list(MEASURES),
             "run": list(RUNS),
-            "clip": (row, [example.id] * n),
-            "benchmark": (row, [p.label for p in prompts]),
-            "kind": (row, [p.kind for p in prompts]),
-            "prompt": (row, questions),
         },
     )
     out["layer"].attrs["description"] = (

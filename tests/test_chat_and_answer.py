@@ -1,14 +1,16 @@
-"""Prompts and inputs through the checkpoint's own processor, and the one batched greedy generator
-(``f2l.answer.generate``): batches answer as single rows do, with videos, per-row adapters or a prefix."""
+"""Prompts and inputs through the checkpoint's own processor, the one batched greedy generator
+(``f2l.answer.generate``): batches answer as single rows do, with videos, per-row adapters or a prefix;
+and its teacher-forced rows (``f2l.answer.teacher_forced``) with the videos in context."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from test_lora import random_adapter
 
 from f2l.adapter import Adapter
-from f2l.answer import answer, generate, prefill_video
+from f2l.answer import answer, generate, prefill_video, teacher_forced
 from f2l.chat import count_tokens, model_inputs, prompt_text, video_metadata
 from f2l.models import load_base
 from f2l.video import Frames
@@ -133,3 +135,31 @@ def test_a_batch_answered_from_one_prefix_answers_like_direct(tiny_base):
     assert len(lengths) == 3 and all(a.input_tokens["cached"] > 64 for a in cached)
     with pytest.raises(ValueError, match="not both"):
         generate(tiny_base, questions, videos=[clip] * 3, prefix=prefill_video(tiny_base, clip))
+
+
+def test_teacher_forced_rows_with_videos_in_context_replay_the_greedy_answers(tiny_base):
+    """``prompt + answer`` rows with each question's video in context: the prompt is the one ``generate``
+    read (same length), the model forced along the rows predicts the greedy answers token for token, and
+    a row in a right-padded batch of clips of different lengths is the row alone (ids, mask and frames)."""
+    clips = [render_clip(s, num_frames=n, size=64).frames for s, n in ((1_010_007, 3), (1_010_008, 6))]
+    questions = ["what color is the circle?", "how many objects appear in the video?"]
+    answers = generate(tiny_base, questions, videos=clips, max_new_tokens=8)
+    ids = [list(a.ids) for a in answers]
+    assert all(ids) and ids != [list(a.ids) for a in generate(tiny_base, questions, max_new_tokens=8)]
+    batch = teacher_forced(tiny_base.processor, questions, ids, videos=clips)
+    assert batch.prompt_lengths.tolist() == [sum(a.input_tokens.values()) for a in answers]
+    assert batch.inputs["pixel_values"].shape[:2] == (2, 6)
+    with torch.no_grad():
+        logits = tiny_base.model(**batch.inputs).logits
+    assert torch.equal(logits[batch.rows, batch.positions].argmax(-1), batch.answer_ids)
+    for i, (question, clip) in enumerate(zip(questions, clips, strict=True)):
+        alone = teacher_forced(tiny_base.processor, [question], [ids[i]], videos=[clip])
+        n, frames = alone.input_ids.shape[1], len(clip.timestamps)
+        assert torch.equal(batch.input_ids[i, :n], alone.input_ids[0])
+        assert batch.attention_mask[i].sum() == n and not batch.attention_mask[i, n:].any()
+        assert torch.equal(batch.inputs["pixel_values"][i, :frames], alone.inputs["pixel_values"][0])
+        assert not batch.inputs["pixel_values"][i, frames:].any()  # padding frames, dropped by the model
+    # an empty answer is the prompt alone; text-only rows carry no pixels
+    prompt = teacher_forced(tiny_base.processor, questions[:1], [[]], videos=clips[:1])
+    assert prompt.input_ids.shape[1] == batch.prompt_lengths[0] and prompt.answer_ids.numel() == 0
+    assert set(teacher_forced(tiny_base.processor, questions, ids).inputs) == {"input_ids", "attention_mask"}

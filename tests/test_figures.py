@@ -239,15 +239,14 @@ def delta_norms_dataset(n_clips: int = 3, layers: int = 4, seed: int = 0) -> xr.
     fro = rng.uniform(0.5, 2.0, shape) * (1 + np.arange(layers))[None, :, None]
     ds = xr.Dataset(
         {
-            "fro_norm": (("example_id", "layer", "module"), fro),
-            "spectral_norm": (("example_id", "layer", "module"), fro * 0.7),
-            "stable_rank": (("example_id", "layer", "module"), rng.uniform(1, 4, shape)),
-            "relative_fro": (("example_id", "layer", "module"), fro / 40),
+            "fro_norm": (("clip", "layer", "module"), fro),
+            "spectral_norm": (("clip", "layer", "module"), fro * 0.7),
+            "stable_rank": (("clip", "layer", "module"), rng.uniform(1, 4, shape)),
+            "relative_fro": (("clip", "layer", "module"), fro / 40),
             "weight_fro": (("layer", "module"), np.full((layers, len(MODULES)), 40.0)),
         },
         coords={
-            "example_id": ids,
-            "clip": ("example_id", ids),
+            "clip": ids,
             "layer": list(range(layers)),
             "module": list(MODULES),
         },
@@ -503,6 +502,16 @@ def test_figure_on_its_schema_is_titled_labelled_and_drawn(study, fn):
     fig.canvas.draw()
 
 
+def test_the_footnote_counts_clips_on_either_dim():
+    """``example_id`` is one prompt of one clip (labelled by ``clip``); a dataset of whole clips has a
+    ``clip`` dim: the footnote counts clips either way."""
+    per_prompt = figures.layer_removal_effects(layer_removal_dataset(n_clips=3))
+    per_clip = figures.delta_norms_profile(delta_norms_dataset(n_clips=3))
+    n = layer_removal_dataset(n_clips=3).sizes["example_id"]
+    assert f"3 clips, {n} examples" in " ".join(t.get_text() for t in per_prompt.texts)
+    assert "3 clips ·" in " ".join(t.get_text() for t in per_clip.texts)
+
+
 def test_score_differences_plots_each_paired_difference_and_the_study_verdicts():
     ds = benchmark_dataset(n_clips=3)
     fig = figures.score_differences(ds)
@@ -724,7 +733,7 @@ def _with_nans(ds: xr.Dataset, share: float = 0.4) -> xr.Dataset:
 
 
 def _one(ds: xr.Dataset) -> xr.Dataset:
-    dim = "example_id" if "example_id" in ds.dims else "frames"
+    dim = next(d for d in ("example_id", "clip", "frames") if d in ds.dims)  # the dataset's unit
     return ds.isel({dim: [0]})
 
 

@@ -101,8 +101,8 @@ def test_study_command_end_to_end_batches_resume_and_failures(tmp_path, monkeypa
     assert study.main(argv) == 0  # batches [c0, c1], [c2]
     ds = read_netcdf(out / "delta_norms.nc")
     examples = world_manifest("test", 3)
-    assert dict(ds.sizes) == {"example_id": 3, "layer": 4, "module": 7, "failure": 0}
-    assert list(ds["example_id"].values) == [e.id for e in examples]
+    assert dict(ds.sizes) == {"clip": 3, "layer": 4, "module": 7, "failure": 0}
+    assert list(ds["clip"].values) == [e.id for e in examples]
     assert ds.attrs["rank"] == 8 and ds.attrs["hypernet"].startswith("tiny-hypernet@")
     for name in ("fro_norm", "spectral_norm", "stable_rank", "relative_fro", "weight_fro"):
         assert ("units" in ds[name].attrs) and bool(ds[name].notnull().all())
@@ -115,7 +115,7 @@ def test_study_command_end_to_end_batches_resume_and_failures(tmp_path, monkeypa
         for m in ("q_proj", "down_proj"):
             for layer in (0, 3):
                 fro, spectral = dense_norms(adapter, m, layer)
-                cell = ds.sel(example_id=e.id, layer=layer, module=m)
+                cell = ds.sel(clip=e.id, layer=layer, module=m)
                 np.testing.assert_allclose(float(cell["fro_norm"]), float(fro), rtol=1e-4)
                 np.testing.assert_allclose(float(cell["spectral_norm"]), float(spectral), rtol=1e-4)
     np.testing.assert_allclose(ds["weight_fro"].values, weight_fro(f2l.base.model, ds["module"].values))
@@ -148,10 +148,10 @@ def test_study_command_end_to_end_batches_resume_and_failures(tmp_path, monkeypa
     other = tmp_path / "failing"
     assert study.main(["--out", str(other), *argv[2:4], "--batch-size", "3", "--device", "cpu"]) == 0
     failed = read_netcdf(other / "delta_norms.nc")
-    assert list(failed["example_id"].values) == [examples[0].id, examples[2].id]
+    assert list(failed["clip"].values) == [examples[0].id, examples[2].id]
     assert list(failed["failed_unit"].values) == [bad] and "undecodable video" in str(
         failed["error"].values[0]
     )
     np.testing.assert_allclose(
-        failed["fro_norm"].values, ds["fro_norm"].sel(example_id=failed["example_id"]).values, rtol=1e-4
+        failed["fro_norm"].values, ds["fro_norm"].sel(clip=failed["clip"]).values, rtol=1e-4
     )

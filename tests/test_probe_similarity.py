@@ -18,7 +18,7 @@ from f2l.data import clip_prompts, world_manifest
 from f2l.results import read_netcdf
 from probes.hooks import NNsightCapture
 from probes.patching import make_runs, read_sites
-from probes.similarity import MEASURES, linear_cka, per_example, prompt_runs, read_residuals, similarity
+from probes.similarity import MEASURES, linear_cka, per_example, read_residuals, similarity
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,7 +38,7 @@ def residuals(base64, video, adapter64, capture):
     """Per question: its three runs and their ``[L + 1, K, d]`` residual streams."""
     out = []
     for question in QUESTIONS:
-        runs = prompt_runs(base64, question, video, adapter64)
+        runs = make_runs(base64, question, (), video, adapter64)  # the prompt alone
         out.append((runs, {name: read_residuals(capture, run) for name, run in runs.items()}))
     return out
 

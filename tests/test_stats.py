@@ -1,11 +1,12 @@
-"""The equivalence statistics, tested on synthetic paired scores with known shifts."""
+"""The equivalence statistics, tested on synthetic paired scores with known shifts, and the mean ±
+standard error the studies report."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from f2l.eval.stats import compare_family, compare_paired, holm
+from f2l.eval.stats import compare_family, compare_paired, holm, mean_se
 
 
 def paired(shift: float, n: int, sd: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,3 +69,12 @@ def test_bad_input_is_a_clear_error():
         compare_paired([0.1, 0.2], [0.1])
     with pytest.raises(ValueError, match="margin"):
         compare_paired([0.1, 0.2], [0.1, 0.3], margin=0)
+
+
+def test_mean_se_by_hand_skipping_what_is_not_finite():
+    mean, se = mean_se([0.1, 0.4, np.nan, 0.7, np.inf])
+    assert mean == pytest.approx(0.4)
+    assert se == pytest.approx(0.3 / np.sqrt(3))  # sd of (0.1, 0.4, 0.7) with ddof 1 is 0.3
+    one = mean_se(np.array([[2.5]]))
+    assert one[0] == 2.5 and np.isnan(one[1])
+    assert all(np.isnan(v) for v in mean_se([np.nan, np.nan])) and all(np.isnan(v) for v in mean_se([]))

@@ -38,7 +38,7 @@ MARKERS = "osD^vPX*p"
 
 
 def group_fro_norms(ds: xr.Dataset) -> pd.DataFrame:
-    """||dW||_F of each layer's update per module group (example_id, layer, module_group, fro_norm): the
+    """||dW||_F of each layer's update per module group (clip, layer, module_group, fro_norm): the
     root sum of squares over the group's modules, i.e. the norm of the group's stacked update, so that it
     lines up with the groups that layer removal zeroes."""
     rows = []

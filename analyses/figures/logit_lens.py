@@ -31,6 +31,7 @@ from analyses.figures.style import (
     figure_legend,
     no_data,
 )
+from probes.prompts import clip_means
 
 # route -> (colour, marker, line style, label)
 _RUNS = {
@@ -57,7 +58,7 @@ def route_frame(ds: xr.Dataset, name: str) -> pd.DataFrame:
         parts.append((f"f2l {adapter}", da.sel(run="f2l", adapter=adapter, drop=True)))
     frames = []
     for route, values in parts:
-        clips = values.groupby("clip").mean("example_id", skipna=True)
+        clips = clip_means(values)
         df = clips.rename(name).to_dataframe().reset_index()[["clip", "layer", name]]
         frames.append(df.assign(route=route))
     return pd.concat(frames, ignore_index=True).dropna(subset=[name])

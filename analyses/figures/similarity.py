@@ -32,14 +32,10 @@ from analyses.figures.style import (
     no_data,
     zero_line,
 )
+from probes.prompts import clip_means
 
 BASE = ("no_video", "base (no video) vs direct: reference")  # the reference line's look and label
 SE = {"errorbar": "se"}
-
-
-def _clip_means(da: xr.DataArray) -> xr.DataArray:
-    """Each clip's mean over its prompts (NaN skipped): clips are the independent replicates."""
-    return da.groupby("clip").mean("example_id", skipna=True)
 
 
 def _per_adapter(da: xr.DataArray, adapters) -> xr.DataArray:
@@ -83,10 +79,10 @@ def similarity_per_layer(ds: xr.Dataset) -> Figure:
     similarity = _per_adapter(ds["similarity"], adapters)
     fig, (cos_ax, share_ax) = plt.subplots(1, 2, figsize=(11, 4.8))
     for adapter in adapters:
-        cosine = frame(_clip_means(similarity.sel(adapter=adapter, measure="cosine", drop=True)), "cosine")
+        cosine = frame(clip_means(similarity.sel(adapter=adapter, measure="cosine", drop=True)), "cosine")
         if not cosine.empty:
             _line(cos_ax, cosine, "cosine", adapter)
-    base = frame(_clip_means(ds["cosine_base"]), "cosine")
+    base = frame(clip_means(ds["cosine_base"]), "cosine")
     if not base.empty:
         _line(cos_ax, base, "cosine", None)
     cos_ax.set_ylabel("cosine with the direct run\n(per position, mean over positions)")
@@ -95,7 +91,7 @@ def similarity_per_layer(ds: xr.Dataset) -> Figure:
     share_ax.axhline(1.0, color="0.5", linewidth=1.0, linestyle="--", zorder=1)
     drawn = False
     for adapter in adapters:
-        share = frame(_clip_means(similarity.sel(adapter=adapter, measure="share", drop=True)), "share")
+        share = frame(clip_means(similarity.sel(adapter=adapter, measure="share", drop=True)), "share")
         if not share.empty:
             _line(share_ax, share, "share", adapter)
             drawn = True

@@ -189,6 +189,9 @@ def footnote(ds: xr.Dataset) -> str:
         clips = np.unique(ds["clip"].values).size if "clip" in ds.coords else n_examples
         examples = f"{n_examples} example{'s' * (n_examples != 1)}"
         parts.append(f"{clips} clip{'s' * (clips != 1)}, {examples}" if clips < n_examples else examples)
+    elif "clip" in ds.dims:  # a dataset of whole clips
+        clips = ds.sizes["clip"]
+        parts.append(f"{clips} clip{'s' * (clips != 1)}")
     n_failed = len(failures(ds))
     if n_failed:
         parts.append(f"{n_failed} failed unit{'s' * (n_failed != 1)} left out")

@@ -15,6 +15,8 @@ figures show).
   rejects), else "inferior" (inferiority rejects), else "inconclusive".
 - A bootstrap percentile interval of mean(d) at level 1 - 2·alpha (the interval TOST corresponds to)
   is reported beside the tests; the decisions use the t-tests.
+
+``mean_se`` is the mean ± standard error every study's summary reports of its replicates (clips).
 """
 
 from __future__ import annotations
@@ -47,6 +49,17 @@ class PairedComparison:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def mean_se(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """The mean of the finite ``values`` and its standard error ``sd / sqrt(n)`` (``sd`` with ``ddof=1``):
+    both NaN without a finite value, the standard error NaN with one."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    se = float(v.std(ddof=1)) / np.sqrt(v.size) if v.size > 1 else float("nan")
+    return float(v.mean()), float(se)
 
 
 def _one_sided_p(diffs: np.ndarray, null: float, greater: bool) -> float:

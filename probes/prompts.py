@@ -1,0 +1,39 @@
+"""The labels of a per-prompt dataset, and its replicates.
+
+A study or probe that asks each clip its prompts (the benchmark, scaling and every probe that answers)
+writes one row per prompt of a clip on the ``example_id`` dim, ``"<clip>/<item_id>"``, with coords
+``clip`` (the clip's id), ``benchmark`` (caption category, QA type or manifest label), ``kind``
+("caption" | "qa") and, where the probe records it, ``prompt`` (the question asked). ``example_id`` means
+that, one prompt of one clip, in every dataset; a dataset of whole clips has a ``clip`` dim instead.
+
+The prompts of one clip share its video and its adapter, so clips, not prompts, are the independent
+replicates: a summary averages each clip's prompts first (``clip_means``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import xarray as xr
+
+from f2l.data import Example, Prompt
+
+
+def prompt_coords(example: Example, prompts: Sequence[Prompt], *, questions: bool = False) -> dict:
+    """The ``example_id`` coordinate of ``example``'s ``prompts`` and its labels (``clip``, ``benchmark``,
+    ``kind``; ``prompt`` with ``questions``), as ``xarray`` coords."""
+    row = "example_id"
+    coords = {
+        row: [f"{example.id}/{p.item_id}" for p in prompts],
+        "clip": (row, [example.id] * len(prompts)),
+        "benchmark": (row, [p.label for p in prompts]),
+        "kind": (row, [p.kind for p in prompts]),
+    }
+    if questions:
+        coords["prompt"] = (row, [p.prompt for p in prompts])
+    return coords
+
+
+def clip_means(da: xr.DataArray) -> xr.DataArray:
+    """Each clip's mean of ``da`` over its prompts (NaN skipped), on a ``clip`` dim."""
+    return da.groupby("clip").mean("example_id", skipna=True)

@@ -1,0 +1,42 @@
+"""The labels of a per-prompt dataset (``probes.prompts``) and the mean ± standard error across clips that
+every study's summary reports of them (``analyses.common.clip_mean_se``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from analyses.common import clip_mean_se
+from f2l.data import clip_prompts, world_manifest
+from probes.prompts import clip_means, prompt_coords
+
+
+def test_prompt_coords_label_every_prompt_of_a_clip():
+    example = world_manifest("test", 1)[0]
+    prompts = clip_prompts(example, 2)
+    ds = xr.Dataset(coords=prompt_coords(example, prompts, questions=True))
+    assert list(ds.sizes) == ["example_id"] and ds.sizes["example_id"] == len(prompts)
+    assert list(ds["example_id"].values) == [f"{example.id}/{p.item_id}" for p in prompts]
+    assert set(ds["clip"].values) == {example.id}
+    assert list(ds["benchmark"].values) == [p.label for p in prompts]
+    assert list(ds["prompt"].values) == [p.prompt for p in prompts]
+    assert list(ds["kind"].values) == [p.kind for p in prompts]
+    assert set(ds["kind"].values) == {"caption", "qa"}
+    assert "prompt" not in prompt_coords(example, prompts)
+
+
+def test_clip_means_then_mean_and_standard_error_across_clips():
+    # clip a: prompts 0.2, 0.4 (NaN skipped); clip b: 0.9; clip c: only NaN, so no replicate
+    da = xr.DataArray(
+        [0.2, np.nan, 0.4, 0.9, np.nan],
+        dims="example_id",
+        coords={"example_id": list("vwxyz"), "clip": ("example_id", ["a", "a", "a", "b", "c"])},
+    )
+    means = clip_means(da)
+    np.testing.assert_allclose(means.sel(clip=["a", "b"]).values, [0.3, 0.9])
+    assert np.isnan(float(means.sel(clip="c")))
+    se = np.std([0.3, 0.9], ddof=1) / np.sqrt(2)
+    assert clip_mean_se(da) == f"+0.600 ± {se:.3f}"
+    assert clip_mean_se(da, ".1f") == f"0.6 ± {se:.3f}"
+    assert clip_mean_se(da.where(da["clip"] == "b")) == "+0.900 ± nan"  # one clip: no spread
+    assert clip_mean_se(da.where(da["clip"] == "c")) == "n/a"

@@ -4,6 +4,7 @@
     python -m f2l.train --config my.yaml --steps 3000     # YAML file, then command-line overrides
     torchrun --nproc_per_node 2 -m f2l.train --preset tiny --out runs/ddp
     python -m f2l.train --out runs/tiny-v3 --ship f2l/checkpoints/tiny-hypernet   # how the shipped one is made
+    python -m f2l.train --preset tiny-chunk --ship f2l/checkpoints/tiny-chunk-hypernet   # the chunk stage
 
 Each step: a batch of clips is encoded by the frozen base with the video in context; the
 hypernetwork streams the per-layer states into one adapter per clip; the base *with that adapter
@@ -15,6 +16,12 @@ same base with the video in context), whose greedy tokens and top-k log-probs ar
 per answer token, averaged per row then over rows (so a global batch split across ranks gives the
 same gradient as one process). Only the hypernetwork trains.
 
+The chunk stage (``--stage chunk``, as Doc-to-LoRA's second stage) trains composition: an example is a
+long world clip of 1 to ``max_segments`` segments of ``frames`` frames (``LongClip``); every segment is
+internalized alone, the segment adapters are composed in rank space (``compose``: their mean, or their
+sum) and the student answers the clip's questions (``f2l.world.long_clip_items``) under the composed
+adapter, against targets for the whole clip.
+
 Runs are resumable to the bit: the data of step ``s`` is a pure function of (seed, s), and a
 checkpoint holds the hypernetwork, the optimizer, the step and the RNG states (safetensors + JSON,
 written atomically; the last ``keep_last`` kept). A run killed at any point and restarted with the
@@ -23,6 +30,8 @@ same command continues from its last checkpoint and ends with the same weights.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import shutil
 import sys
@@ -39,25 +48,39 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from f2l import training
-from f2l.adapter import install_lora, use_adapter
-from f2l.answer import teacher_forced
+from f2l.adapter import Adapter, install_lora, use_adapter
+from f2l.answer import generate, teacher_forced
 from f2l.chat import model_inputs, prompt_text
 from f2l.cli import entry_point
 from f2l.config import config_dict
 from f2l.config import parse_config as _parse_config
-from f2l.data import Example, clip_prompts, load_frames, read_manifest, world_manifest
+from f2l.data import (
+    Example,
+    QAItem,
+    caption_prompt,
+    clip_prompts,
+    load_frames,
+    qa_prompt,
+    read_manifest,
+    world_manifest,
+)
 from f2l.distributed import init_distributed, world_size
 from f2l.distributed import rank as dist_rank
 from f2l.encode import ContextFormat
 from f2l.eval.harness import answer_clip
 from f2l.eval.metrics import score_answers
-from f2l.hypernet import KINDS, Hypernet, HypernetConfig, OfficialConfig
+from f2l.hypernet import KINDS, Hypernet, HypernetConfig, OfficialConfig, load_hypernet
 from f2l.io import atomic_write_json
 from f2l.models import Base, load_base
-from f2l.pipeline import Frames2LoRA
+from f2l.pipeline import Frames2LoRA, check_compatible, resolve_hypernet
 from f2l.state_cache import StateCache, as_layers, encode_clip, layer_states
 from f2l.state_cache import read as read_states
 from f2l.teacher import TeacherCache, TeacherRequest, TeacherTarget, teacher_targets
+from f2l.video import Frames
+from f2l.world import LongClipItem, long_clip_items, render_clip, sample_long_truth, split_seeds
+
+STAGES = ("single", "chunk")
+COMPOSITIONS = ("scaled", "plain")
 
 
 @dataclass
@@ -71,8 +94,16 @@ class TrainConfig:
     manifest: str | None = None
     train_clips: int = 512
     val_clips: int = 24
-    frames: int = 8
+    frames: int = 8  # a clip's frames; in the chunk stage, a segment's
     frame_size: int | None = None  # None: the base's own frame size
+    # "single": clips, one adapter each; "chunk": long world clips of 1..max_segments segments, the segment
+    # adapters composed (`compose`: "scaled", their mean; "plain", their sum) before the student answers
+    stage: str = "single"
+    max_segments: int = 8
+    compose: str = "scaled"
+    init_from: str | None = (
+        None  # a hypernetwork (directory or shipped name) whose weights the run starts from
+    )
     prompts_per_clip: int = 2
     qa_per_type: int = 1  # teacher prompts per clip: every caption category + this many QA per type
     # hypernetwork: `kind` picks the section that builds it, f2l's perceiver (f2l.hypernet.perceiver) or
@@ -120,6 +151,14 @@ class TrainConfig:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, not {self.stage!r}")
+        if self.compose not in COMPOSITIONS:
+            raise ValueError(f"compose must be one of {', '.join(COMPOSITIONS)}, not {self.compose!r}")
+        if self.stage == "chunk" and self.manifest:
+            raise ValueError("the chunk stage trains on long world clips; a manifest has no long clips")
+        if self.max_segments < 1:
+            raise ValueError(f"max_segments must be >= 1, not {self.max_segments}")
 
     @property
     def hypernet(self) -> HypernetConfig | OfficialConfig:
@@ -277,10 +316,116 @@ PRESETS["paper-tiny"] = {
 }
 
 
+# The chunk stage on the tiny world, continuing from the shipped tiny hypernetwork (its architecture): long
+# train clips of 1-8 segments, each segment adapter read from the clip's own 8 frames, their mean composed.
+# Targets are the clips' references: the tiny base with a whole long clip in context answers about one
+# object it made up (README, "Training runs", measures it).
+PRESETS["tiny-chunk"] = {
+    **PRESETS["tiny"],
+    "out": "runs/tiny-chunk",
+    "stage": "chunk",
+    "init_from": "tiny",
+    "targets_from": "ground_truth",
+    "train_clips": 256,
+    "val_clips": 16,
+    "batch_clips": 4,
+    "prompts_per_clip": 4,
+    "lr": 3e-4,
+    "steps": 800,
+    "eval_every": 200,
+    "save_every": 50,
+}
+
+
 # ------------------------------------------------------------------------------------------ set-up
 
 
-def load_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
+@dataclass(frozen=True)
+class LongClip:
+    """A long world clip of the chunk stage, ``f2l.world.sample_long_truth(seed, segments)``, read as
+    ``segments`` segments of ``frames`` frames on the clip's own clock (segment ``k`` is frames ``k *
+    frames`` to ``(k + 1) * frames - 1``, as ``Frames2LoRA.internalize(chunk_frames=frames)`` splits it) and
+    asked its ``f2l.world.long_clip_items``."""
+
+    seed: int
+    segments: int
+
+    @property
+    def id(self) -> str:
+        return f"long-{self.seed}-{self.segments}"
+
+    @property
+    def segment_ids(self) -> list[str]:
+        """The state cache's name of each segment (each is encoded alone, as a single clip is)."""
+        return [f"{self.id}/{k}" for k in range(self.segments)]
+
+    @functools.cached_property
+    def items(self) -> list[LongClipItem]:
+        return long_clip_items(sample_long_truth(self.seed, self.segments), self.segments)
+
+    def frames(self, frames: int, size: int) -> Frames:
+        """The whole clip: ``segments * frames`` frames at the centres of equal steps."""
+        clip = render_clip(
+            sample_long_truth(self.seed, self.segments), num_frames=self.segments * frames, size=size
+        )
+        return Frames(clip.frames.pixels, clip.frames.timestamps, source=f"world:{self.id}")
+
+
+def long_pool(split: str, clips: int, max_segments: int) -> list[LongClip]:
+    """``clips`` long clips of ``split``'s seeds, clip ``j`` of ``1 + j % max_segments`` segments (so a clip
+    drawn at random has any count in 1..max_segments alike)."""
+    return [LongClip(seed, 1 + j % max_segments) for j, seed in enumerate(split_seeds(split, clips))]
+
+
+def long_clip_prompt(item: LongClipItem) -> str:
+    """A long clip's item as the base was trained to read it: a caption category's instruction, or the
+    question (a two-way choice with its options listed)."""
+    if item.kind == "caption":
+        return caption_prompt(item.benchmark)
+    return qa_prompt(QAItem(item.id, item.question, item.answer, choices=item.choices))
+
+
+def video_prompts(video: Example | LongClip, qa_per_type: int) -> list[tuple[str, str]]:
+    """The (prompt, reference) rows a video is trained on: a clip's ``clip_prompts``, a long clip's items."""
+    if isinstance(video, LongClip):
+        return [(long_clip_prompt(it), it.answer) for it in video.items]
+    return [(p.prompt, p.reference) for p in clip_prompts(video, qa_per_type)]
+
+
+def video_frames(video: Example | LongClip, frames: int, size: int) -> Frames:
+    """All of a video's frames (what the teacher sees): ``frames`` of a clip, ``frames`` a segment of a long one."""
+    if isinstance(video, LongClip):
+        return video.frames(frames, size)
+    return load_frames(video, num_frames=frames, size=size)
+
+
+def video_segments(video: Example | LongClip, frames: int, size: int) -> list[Frames]:
+    """What the hypernetwork reads of a video, a clip each: a clip whole, a long clip segment by segment."""
+    whole = video_frames(video, frames, size)
+    if not isinstance(video, LongClip):
+        return [whole]
+    return [
+        Frames(whole.pixels[i : i + frames], whole.timestamps[i : i + frames], whole.source)
+        for i in range(0, len(whole.timestamps), frames)
+    ]
+
+
+def segment_ids(video: Example | LongClip) -> list[str]:
+    return video.segment_ids if isinstance(video, LongClip) else [video.id]
+
+
+def composition_weight(compose: str, segments: int) -> float:
+    """Every segment adapter's weight in its clip's composition: ``1/n`` (``scaled``: the mean of the
+    segments' weight changes) or 1 (``plain``: their sum)."""
+    return 1.0 / segments if compose == "scaled" else 1.0
+
+
+def load_examples(cfg: TrainConfig) -> tuple[list[Example | LongClip], list[Example]]:
+    """The training pool (clips, or long clips in the chunk stage) and the held-out single clips."""
+    if cfg.stage == "chunk":
+        return long_pool("train", cfg.train_clips, cfg.max_segments), world_manifest(
+            "val", cfg.val_clips, frames=cfg.frames
+        )
     if cfg.manifest:
         examples = read_manifest(cfg.manifest)
         train = [e for e in examples if e.split in (None, "train")]
@@ -294,14 +439,11 @@ def load_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
 # ------------------------------------------------------------------------------------------ targets
 
 
-def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_size: int) -> dict:
-    """Targets for every (clip, prompt) of the pool, keyed by (example id, prompt), written by
-    ``cfg.teacher_base`` when set (it must share the student's tokenizer: targets are token ids)."""
-    pairs = [
-        (e, p, ref)
-        for e in examples
-        for p, ref in [(r.prompt, r.reference) for r in clip_prompts(e, cfg.qa_per_type)]
-    ]
+def build_targets(base: Base, cfg: TrainConfig, examples: list[Example | LongClip], frame_size: int) -> dict:
+    """Targets for every (video, prompt) of the pool, keyed by (video id, prompt), written by
+    ``cfg.teacher_base`` when set (it must share the student's tokenizer: targets are token ids). The
+    teacher sees the whole video: a long clip's every segment."""
+    pairs = [(e, p, ref) for e in examples for p, ref in video_prompts(e, cfg.qa_per_type)]
     if cfg.targets_from == "ground_truth":
         eou = base.tokenizer.end_of_utterance_token
         return {
@@ -322,7 +464,7 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_s
     requests = []
     for e, p, _ in pairs:
         if e.id not in frames:
-            frames[e.id] = load_frames(e, num_frames=cfg.frames, size=frame_size)
+            frames[e.id] = video_frames(e, cfg.frames, frame_size)
         requests.append(TeacherRequest(e.id, p, frames[e.id]))
     # rank 0 fills the cache; the others wait and read it
     if dist_rank() == 0:
@@ -335,39 +477,62 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example], frame_s
     }
 
 
-def fill_state_cache(base: Base, cfg: TrainConfig, pool: list[Example], frame_size: int) -> dict[str, Path]:
-    """Every pool clip's base states in ``cfg.state_cache`` (``f2l.state_cache``), each rank encoding its
-    share of the missing ones while the others wait; returns each clip's entry file."""
+def target_scores(
+    base: Base, cfg: TrainConfig, pool: list[Example | LongClip], targets: dict
+) -> dict[int, float]:
+    """Mean token-F1 of the targets' text against the references, by the videos' segment count: how right
+    what the student is distilled toward is."""
+    by_count: dict[int, list[float]] = {}
+    for video in pool:
+        rows = video_prompts(video, cfg.qa_per_type)
+        texts = [
+            base.tokenizer.decode(targets[(video.id, p)].tokens, skip_special_tokens=True).strip()
+            for p, _ in rows
+        ]
+        scores = score_answers("token_f1", texts, [ref for _, ref in rows])
+        by_count.setdefault(len(segment_ids(video)), []).extend(scores.tolist())
+    return {n: float(np.mean(v)) for n, v in sorted(by_count.items())}
+
+
+def fill_state_cache(
+    base: Base, cfg: TrainConfig, pool: list[Example | LongClip], frame_size: int
+) -> dict[str, Path]:
+    """Every segment of every pool video (a clip is one) encoded alone into ``cfg.state_cache``
+    (``f2l.state_cache``), each rank encoding its share of the videos with missing entries while the others
+    wait; returns each segment's entry file."""
     cache, context = StateCache(cfg.state_cache, base.digest), cfg.hypernet.context
-    keys = {e.id: cache.key(e.id, cfg.frames, frame_size, context) for e in pool}
-    missing = [e for e in pool[dist_rank() :: world_size()] if keys[e.id] not in cache]
+    keys = {s: cache.key(s, cfg.frames, frame_size, context) for e in pool for s in segment_ids(e)}
+    missing = [
+        e for e in pool[dist_rank() :: world_size()] if any(keys[s] not in cache for s in segment_ids(e))
+    ]
     for e in tqdm(missing, desc="base states", unit="clip", disable=not cfg.progress or not missing):
-        cache.put(
-            keys[e.id], encode_clip(base, load_frames(e, num_frames=cfg.frames, size=frame_size), context)
-        )
+        for s, frames in zip(segment_ids(e), video_segments(e, cfg.frames, frame_size), strict=True):
+            if keys[s] not in cache:
+                cache.put(keys[s], encode_clip(base, frames, context))
     if dist.is_initialized():
         dist.barrier()
-    return {clip: cache.path(key) for clip, key in keys.items()}
+    return {s: cache.path(key) for s, key in keys.items()}
 
 
 # ------------------------------------------------------------------------------------------ the step
 
 
-def step_plan(cfg: TrainConfig, step: int, pool: list[Example]) -> list[tuple[int, list[int]]]:
-    """The global batch of ``step``: (clip index, prompt indices) pairs, a pure function of (seed, step)."""
+def step_plan(cfg: TrainConfig, step: int, pool: list[Example | LongClip]) -> list[tuple[int, list[int]]]:
+    """The global batch of ``step``: (video index, prompt indices) pairs, a pure function of (seed, step)."""
     rng = np.random.default_rng([cfg.seed, step])
     clips = rng.choice(len(pool), size=cfg.batch_clips, replace=len(pool) < cfg.batch_clips)
     plan = []
     for c in clips:
-        n_prompts = len(clip_prompts(pool[c], cfg.qa_per_type))
+        n_prompts = len(video_prompts(pool[c], cfg.qa_per_type))
         plan.append((int(c), rng.choice(n_prompts, size=cfg.prompts_per_clip, replace=False).tolist()))
     return plan
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Item ``i`` is this rank's share of step ``start + i``: the clips' base states read from the state
-    cache (``states``: clip id -> its entry) or else their processor inputs for internalization, and the
-    student rows (prompt tokens + targets). A pure function of (seed, step), so DataLoader workers can
+    """Item ``i`` is this rank's share of step ``start + i``: the videos' segments (a clip is one) as base
+    states read from the state cache (``states``: segment id -> its entry) or else as processor inputs for
+    internalization, and the student rows (prompt tokens + targets); in the chunk stage also each video's
+    segment count and composition weight. A pure function of (seed, step), so DataLoader workers can
     prepare steps ahead (reading, decoding, rendering, the processor) and pinned host memory can feed the
     GPU, while resuming needs no sampler state."""
 
@@ -375,7 +540,7 @@ class StepBatches(torch.utils.data.Dataset):
         self,
         cfg: TrainConfig,
         base: Base,
-        pool: list[Example],
+        pool: list[Example | LongClip],
         targets: dict,
         start: int,
         frame_size: int,
@@ -399,13 +564,13 @@ class StepBatches(torch.utils.data.Dataset):
         clips = [self.pool[c] for c, _ in local]
         prompts, row_targets, row_clip = [], [], []
         for j, (e, (_, prompt_idx)) in enumerate(zip(clips, local, strict=True)):
-            options = clip_prompts(e, cfg.qa_per_type)
+            options = video_prompts(e, cfg.qa_per_type)
             for k in prompt_idx:
-                prompts.append(options[k].prompt)
-                row_targets.append(self.targets[(e.id, options[k].prompt)])
+                prompts.append(options[k][0])
+                row_targets.append(self.targets[(e.id, options[k][0])])
                 row_clip.append(j)
         student = teacher_forced(self.processor, prompts, [t.tokens for t in row_targets])
-        return {
+        batch = {
             "step": step,
             **self.clip_inputs(clips),
             "input_ids": student.input_ids,
@@ -415,14 +580,20 @@ class StepBatches(torch.utils.data.Dataset):
             "row_clip": torch.tensor(row_clip),
             "video_ids": [clips[j].id for j in row_clip],
         }
+        if cfg.stage == "chunk":
+            counts = [len(segment_ids(e)) for e in clips]
+            batch["segments"] = counts
+            batch["weights"] = torch.tensor([composition_weight(cfg.compose, n) for n in counts])
+        return batch
 
-    def clip_inputs(self, clips: list[Example]) -> dict:
-        """``states`` (N, L, T, d) float16 and ``state_mask`` (N, T) from the state cache, or ``encode``:
-        the processor's inputs for the base."""
+    def clip_inputs(self, clips: list[Example | LongClip]) -> dict:
+        """Every segment of ``clips`` in order: ``states`` (S, L, T, d) float16 and ``state_mask`` (S, T)
+        from the state cache, or ``encode``: the processor's inputs for the base."""
         if self.states is not None:
-            hidden, mask = layer_states([read_states(self.states[e.id]) for e in clips])
+            entries = [read_states(self.states[s]) for e in clips for s in segment_ids(e)]
+            hidden, mask = layer_states(entries)
             return {"states": hidden, "state_mask": mask}
-        frames = [load_frames(e, num_frames=self.cfg.frames, size=self.frame_size) for e in clips]
+        frames = [f for e in clips for f in video_segments(e, self.cfg.frames, self.frame_size)]
         context = self.context
         text = prompt_text(
             self.processor, context.prompt, with_video=True, generation_prompt=context.generation_prompt
@@ -454,21 +625,45 @@ def distillation_loss(
     return torch.stack(rows).mean(), stats
 
 
+def composed_clips(hypernet: Hypernet, factors, segments: list[int], weights: torch.Tensor) -> Adapter:
+    """One adapter per video of the chunk stage, batched (ranks zero-padded): the generated factors of its
+    ``segments[i]`` segments (consecutive rows of ``factors``) composed by the kind's rule
+    (``compose_segments``: along the rank) and scaled by its composition weight ``weights[i]``. The
+    segment counts are host integers, so composing reads nothing back from the device."""
+    ends = np.cumsum(segments).tolist()
+    videos = [
+        hypernet.compose_segments({m: (a[s:e], b[s:e]) for m, (a, b) in factors.items()}, {})
+        for s, e in zip([0, *ends[:-1]], ends, strict=True)
+    ]
+    return Adapter.stack(videos).scaled(weights)
+
+
 def student_loss(
     model, base: Base, batch: dict, hypernet: Hypernet, cfg: TrainConfig, device
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One step's forward: the hypernetwork (``model``, DDP-wrapped or not; ``hypernet`` unwrapped) writes an adapter per clip
-    of ``batch`` (a ``StepBatches`` item), each student row answers under its clip's adapter with no
-    visual token, and ``distillation_loss`` scores it. Nothing here reads a value back to the host, so
-    the GPU never waits on Python within a step (``tests/test_train.py`` checks the f2l code for it)."""
+    """One step's forward: the hypernetwork (``model``, DDP-wrapped or not; ``hypernet`` unwrapped) writes an
+    adapter per segment of ``batch`` (a ``StepBatches`` item), a video's segments composed in the chunk
+    stage (``composed_clips``); each student row answers under its video's adapter with no visual token,
+    and ``distillation_loss`` scores it. Nothing here reads a value back to the host, so the GPU never
+    waits on Python within a step (``tests/test_train.py`` checks the f2l code for it)."""
     if "states" in batch:  # read from the state cache
         hidden = batch["states"].to(device, non_blocking=True)
         factors = model(base, states=as_layers(hidden, batch["state_mask"].to(device, non_blocking=True)))
     else:
         factors = model(base, {k: v.to(device, non_blocking=True) for k, v in batch["encode"].items()})
     index = batch["row_clip"].to(device, non_blocking=True)
-    rows = {m: (a.index_select(0, index), b.index_select(0, index)) for m, (a, b) in factors.items()}
-    adapter = hypernet.to_adapter(rows, [{"video_id": v} for v in batch["video_ids"]])
+    provenance = [{"video_id": v} for v in batch["video_ids"]]
+    if "segments" in batch:
+        videos = composed_clips(
+            hypernet, factors, batch["segments"], batch["weights"].to(device, non_blocking=True)
+        )
+        rows = {
+            m: (a.index_select(0, index), b.index_select(0, index)) for m, (a, b) in videos.factors.items()
+        }
+        adapter = Adapter(rows, scaling=videos.scaling.index_select(0, index), provenance=provenance)
+    else:
+        rows = {m: (a.index_select(0, index), b.index_select(0, index)) for m, (a, b) in factors.items()}
+        adapter = hypernet.to_adapter(rows, provenance)
     with use_adapter(base.model, adapter):
         logits = base.model(
             input_ids=batch["input_ids"].to(device, non_blocking=True),
@@ -536,10 +731,34 @@ def evaluate(
         for m in methods:
             preds[m] += [a.text for a in answers[m]]
         refs += [p.reference for p in prompts]
-    hypernet.train(was_training)
     scores = {m: float(score_answers("token_f1", preds[m], refs).mean()) for m in methods}
     scores["f2l_vs_direct"] = float(score_answers("token_f1", preds["f2l"], preds["direct"]).mean())
+    if cfg.stage == "chunk":
+        scores.update(
+            evaluate_composed(pipeline, long_pool("val", cfg.val_clips, cfg.max_segments), cfg, frame_size)
+        )
+    hypernet.train(was_training)
     return scores
+
+
+def evaluate_composed(
+    pipeline: Frames2LoRA, clips: list[LongClip], cfg: TrainConfig, frame_size: int
+) -> dict[str, float]:
+    """Held-out token-F1 of the composed adapter (segments internalized alone, composed by ``cfg.compose``)
+    on long clips' items, over all items (``composed``) and by what they need (``composed_one``,
+    ``composed_several``)."""
+    scores: dict[str, list[float]] = {"one": [], "several": []}
+    for clip in clips:
+        adapter = pipeline.internalize(clip.frames(cfg.frames, frame_size), chunk_frames=cfg.frames)
+        adapter = adapter.scaled(composition_weight(cfg.compose, clip.segments))
+        prompts = [long_clip_prompt(it) for it in clip.items]
+        answers = generate(pipeline.base, prompts, adapter=adapter, max_new_tokens=cfg.max_new_tokens)
+        f1 = score_answers("token_f1", [a.text for a in answers], [it.answer for it in clip.items])
+        for item, score in zip(clip.items, f1.tolist(), strict=True):
+            scores[item.needs].append(score)
+    out = {"composed": float(np.mean(scores["one"] + scores["several"]))}
+    out.update({f"composed_{need}": float(np.mean(v)) for need, v in scores.items() if v})
+    return out
 
 
 # ------------------------------------------------------------------------------------------ the loop
@@ -550,6 +769,21 @@ def build_hypernet(cfg: TrainConfig, base: Base) -> Hypernet:
     settings = cfg.hypernet
     config = type(settings).for_base(base, base_id=f"{cfg.base}@{base.digest}", **settings.settings())
     return KINDS[cfg.kind](config)
+
+
+def start_from(hypernet: Hypernet, init_from: str, base: Base) -> None:
+    """Load the weights of ``init_from`` (a hypernetwork directory or shipped name) into ``hypernet``: it
+    must be of the same kind and architecture and made for this base's weights."""
+    trained = load_hypernet(resolve_hypernet(init_from), device=next(hypernet.parameters()).device)
+    check_compatible(trained.config, base)
+    if trained.kind != hypernet.kind or dataclasses.replace(
+        trained.config, base_id=None
+    ) != dataclasses.replace(hypernet.config, base_id=None):
+        raise ValueError(
+            f"--init-from {init_from}: a {trained.kind} hypernetwork {trained.config} is not the "
+            f"{hypernet.kind} one this run builds ({hypernet.config}); set the run's hypernetwork section to it"
+        )
+    hypernet.load_state_dict(trained.state_dict())
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -565,9 +799,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     pool, val = load_examples(cfg)
     targets = build_targets(base, cfg, pool, frame_size)
     states = fill_state_cache(base, cfg, pool, frame_size) if cfg.state_cache else None
+    scored_targets = {}
+    if cfg.stage == "chunk" and cfg.targets_from == "teacher" and rank == 0:
+        scored_targets = target_scores(base, cfg, pool, targets)
+        print(
+            "targets' token-F1 against the references by segments: "
+            + ", ".join(f"{n}: {v:.3f}" for n, v in scored_targets.items()),
+            file=sys.stderr,
+        )
 
     torch.manual_seed(cfg.seed)
     hypernet = build_hypernet(cfg, base).to(device).train()
+    if cfg.init_from and latest_checkpoint(run_dir) is None:
+        start_from(hypernet, cfg.init_from, base)
     model = hypernet
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -669,6 +913,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if rank == 0:
         final = latest_checkpoint(run_dir)
         summary = {"steps": cfg.steps, "checkpoint": str(final)}
+        if scored_targets:
+            summary["targets_token_f1"] = scored_targets
         records = (
             [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
         )

@@ -168,6 +168,10 @@ def test_every_preset_keeps_its_hypernetwork_settings():
     """The architecture each preset trained before the sections (flat fields then, each kind's names now)."""
     expected = {
         "tiny": ("f2l", {"width": 128, "num_latents": 16, "num_heads": 4, "self_blocks": 1, "alpha": 8.0}),
+        "tiny-chunk": (
+            "f2l",
+            {"width": 128, "num_latents": 16, "num_heads": 4, "self_blocks": 1, "alpha": 8.0},
+        ),
         "tiny-small": (
             "f2l",
             {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
@@ -193,7 +197,7 @@ def test_every_preset_keeps_its_hypernetwork_settings():
             {"latent": 64, "n_latent_queries": 8, "num_blocks": 2, "lora_alpha": 128.0},
         ),
     }
-    assert expected.keys() == PRESETS.keys()
+    assert expected.keys() == set(PRESETS)
     for name, (kind, settings) in expected.items():
         cfg = parse_config(["--preset", name])
         assert cfg.kind == kind and cfg.hypernet is getattr(cfg, kind)
@@ -326,44 +330,49 @@ def test_dataloader_workers_prepare_the_same_steps(tmp_path, random_tiny_dir):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("states", ["encoded", "cached"])
+@pytest.mark.parametrize("states", ["encoded", "cached", "chunk"])
 def test_a_training_step_reads_nothing_back_to_the_host_in_f2l_code(states, tmp_path):
     """On a GPU a host sync stalls the step; CUDA's sync checker needs a GPU, so this catches the forms
     Python code can take (``item``, ``tolist``, ``bool``/``int``/``float`` of a tensor, ``cpu``, ``numpy``,
     ``nonzero``) and asserts none of them is called from f2l during a real step's forward, backward and
-    clipping, with the base encoding the clips and with their states read from the state cache. The ones
-    transformers makes itself (mask checks, SmolVLM's image split) are allowed."""
+    clipping, with the base encoding the clips, with their states read from the state cache, and in the
+    chunk stage (segments read from the cache and composed). The ones transformers makes itself (mask
+    checks, SmolVLM's image split) are allowed."""
     import traceback
     from dataclasses import replace
     from pathlib import Path
 
     import f2l
-    from f2l.data import clip_prompts, world_manifest
+    from f2l.data import world_manifest
     from f2l.pipeline import Frames2LoRA
-    from f2l.train import StepBatches, student_loss
+    from f2l.train import StepBatches, load_examples, student_loss, video_prompts
 
     pipeline = Frames2LoRA.from_pretrained("tiny", device="cpu")
     base, hypernet = pipeline.base, pipeline.hypernet
     cfg = TrainConfig(batch_clips=2, frames=3, prompts_per_clip=2)
     pool = world_manifest("train", 4, frames=3)
+    if states == "chunk":
+        cfg = replace(cfg, stage="chunk", max_segments=3, train_clips=4)
+        pool = load_examples(cfg)[0]
     g = torch.Generator().manual_seed(0)
     targets = {
-        (e.id, o.prompt): TeacherTarget(
+        (e.id, prompt): TeacherTarget(
             tokens=torch.randint(5, 100, (3,), generator=g),
             topk_ids=torch.randint(5, 100, (3, 4), generator=g),
             topk_logprobs=torch.randn(3, 4, generator=g).log_softmax(-1),
         )
         for e in pool
-        for o in clip_prompts(e, cfg.qa_per_type)
+        for prompt, _ in video_prompts(e, cfg.qa_per_type)
     }
     size = base.model.config.vision_config.image_size
     files = None
-    if states == "cached":
+    if states != "encoded":
         from f2l.train import fill_state_cache
 
         files = fill_state_cache(base, replace(cfg, state_cache=str(tmp_path), progress=False), pool, size)
     batch = StepBatches(cfg, base, pool, targets, 0, size, 0, 1, hypernet.context, files)[0]
-    assert ("states" in batch) == (states == "cached")
+    assert ("states" in batch) == (states != "encoded") and ("segments" in batch) == (states == "chunk")
+    assert states != "chunk" or sum(batch["segments"]) > len(batch["segments"])  # some clip is composed
     package = str(Path(f2l.__file__).parent)
     torch_dir = str(Path(torch.__file__).parent)
     syncs: list[str] = []
@@ -394,3 +403,146 @@ def test_a_training_step_reads_nothing_back_to_the_host_in_f2l_code(states, tmp_
     assert syncs == []
     assert torch.isfinite(loss) and loss > 0 and set(stats) == {"ce", "kl"}
     assert grad_norm > 0  # the step reached the hypernetwork
+
+
+# ------------------------------------------------------------------------------------------ the chunk stage
+
+
+def chunk_args(base_dir: Path, out: Path, cache: Path, steps: int) -> list[str]:
+    """``small_args`` as a chunk stage: 6 long clips of 1-3 segments of 3 frames, 2 clips x 2 prompts a step."""
+    return [
+        *small_args(base_dir, out, cache, steps),
+        "--stage", "chunk", "--max-segments", "3", "--batch-clips", "2", "--prompts-per-clip", "2",
+        "--targets-from", "ground_truth",
+    ]  # fmt: skip
+
+
+def test_the_chunk_preset_continues_the_tiny_hypernetwork_and_bad_settings_are_refused():
+    cfg = parse_config(["--preset", "tiny-chunk"])
+    tiny = parse_config(["--preset", "tiny"])
+    assert (cfg.stage, cfg.init_from, cfg.compose, cfg.max_segments, cfg.frames) == (
+        "chunk",
+        "tiny",
+        "scaled",
+        8,
+        8,
+    )
+    assert cfg.f2l == tiny.f2l and cfg.targets_from == "ground_truth"
+    assert parse_config(["--preset", "tiny-chunk", "--compose", "plain"]).compose == "plain"
+    for bad in (
+        ["--stage", "chunks"],
+        ["--compose", "learned"],
+        ["--stage", "chunk", "--manifest", "m.jsonl"],
+    ):
+        with pytest.raises(ValueError, match="stage|compose|manifest"):
+            parse_config(bad)
+
+
+def test_long_clips_cycle_their_segment_counts_and_ground_truth_targets_score_one(random_base):
+    from f2l.train import build_targets, long_pool, target_scores
+
+    pool = long_pool("train", 7, 3)
+    assert [c.segments for c in pool] == [1, 2, 3, 1, 2, 3, 1] and len({c.id for c in pool}) == 7
+    assert [len(c.segment_ids) for c in pool] == [c.segments for c in pool]
+    cfg = TrainConfig(stage="chunk", max_segments=3, targets_from="ground_truth", frames=3)
+    targets = build_targets(random_base, cfg, pool, 64)
+    assert len(targets) == sum(len(c.items) for c in pool)
+    assert target_scores(random_base, cfg, pool, targets) == {1: 1.0, 2: 1.0, 3: 1.0}
+
+
+def test_a_chunk_steps_adapter_is_the_composition_of_its_segment_adapters(tmp_path, tiny_base):
+    """The step reads each segment's states from the state cache and composes the segment adapters; the
+    result is what Frames2LoRA.internalize(chunk_frames=...) composes from the whole clip streamed through
+    the base, weighted 1/n (scaled) or 1 (plain), to float16's precision (README: a few 1e-5)."""
+    from f2l.pipeline import Frames2LoRA
+    from f2l.state_cache import as_layers
+    from f2l.train import StepBatches, composed_clips, fill_state_cache, load_examples
+
+    pipeline = Frames2LoRA.from_pretrained("tiny", base=tiny_base)
+    cfg = TrainConfig(
+        stage="chunk", max_segments=3, frames=3, train_clips=3, batch_clips=3, state_cache=str(tmp_path),
+        progress=False,
+    )  # fmt: skip
+    pool, _ = load_examples(cfg)
+    size = tiny_base.model.config.vision_config.image_size
+    files = fill_state_cache(tiny_base, cfg, pool, size)
+    batch = StepBatches(cfg, tiny_base, pool, _AnyTarget(), 0, size, 0, 1, pipeline.hypernet.context, files)[
+        0
+    ]
+    clips = [pool[c] for c, _ in step_plan(cfg, 0, pool)]
+    assert batch["segments"] == [c.segments for c in clips] and batch["states"].shape[0] == sum(
+        batch["segments"]
+    )
+    assert batch["weights"].tolist() == pytest.approx([1 / c.segments for c in clips])
+    with torch.no_grad():
+        factors = pipeline.hypernet(None, states=as_layers(batch["states"], batch["state_mask"]))
+        scaled = composed_clips(pipeline.hypernet, factors, batch["segments"], batch["weights"])
+        plain = composed_clips(pipeline.hypernet, factors, batch["segments"], torch.ones(len(clips)))
+    assert (
+        scaled.batch_size == len(clips)
+        and scaled.rank == max(batch["segments"]) * pipeline.hypernet.config.rank
+    )
+    for i, clip in enumerate(clips):
+        want = pipeline.internalize(clip.frames(3, size), chunk_frames=3)  # plain: the sum along r
+        for composed, weight in ((scaled, 1 / clip.segments), (plain, 1.0)):
+            got, ref = delta_weights(composed[i]), delta_weights(want.scaled(weight))
+            for m in ref:
+                assert float((got[m] - ref[m]).norm() / ref[m].norm()) < 1e-3, (clip.id, m)
+
+
+def delta_weights(adapter) -> dict[str, torch.Tensor]:
+    """Every layer's weight change ``scaling * B^T A`` of a single adapter, by module."""
+    s = adapter.scaling_tensor()
+    return {m: s * torch.einsum("lri,lro->lio", a, b) for m, (a, b) in adapter.factors.items()}
+
+
+class _AnyTarget(dict):
+    """Targets for any (video, prompt): two tokens (the identity test looks at the adapters only)."""
+
+    def __missing__(self, key):
+        return TeacherTarget(torch.tensor([5, 6]))
+
+
+def test_start_from_loads_a_hypernetwork_of_the_same_architecture_only(tmp_path, random_base):
+    from f2l.train import build_hypernet, start_from
+
+    cfg = parse_config(["--base", "tiny", "--f2l.width", "32", "--f2l.num-latents", "4", "--f2l.rank", "2"])
+    torch.manual_seed(1)
+    trained = build_hypernet(cfg, random_base)
+    trained.save(tmp_path / "h")
+    torch.manual_seed(2)
+    fresh = build_hypernet(cfg, random_base)
+    assert not torch.equal(fresh.state_dict()["latents"], trained.state_dict()["latents"])
+    start_from(fresh, str(tmp_path / "h"), random_base)
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in fresh.state_dict().items())
+    wider = build_hypernet(
+        parse_config(["--f2l.width", "64", "--f2l.num-latents", "4", "--f2l.rank", "2"]), random_base
+    )
+    with pytest.raises(ValueError, match="is not the"):
+        start_from(wider, str(tmp_path / "h"), random_base)
+
+
+def test_chunk_stage_trains_and_resumes_to_the_same_weights(tmp_path, random_tiny_dir, monkeypatch):
+    """Four chunk steps straight, and the same run cut after step 2 and rerun: the same weights; the
+    evaluation reports the composed adapter on held-out long clips (the rerun skips it: it reads no
+    weights' gradient and draws no random number)."""
+    import json
+    import shutil
+
+    import f2l.train as train_module
+
+    out = tmp_path / "run"
+    summary = train(parse_config(chunk_args(random_tiny_dir, out, tmp_path / "cache", 4)))
+    assert {"f2l", "composed"} <= set(summary["val"]) and 0 <= summary["val"]["composed"] <= 1
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4] and all(
+        "kl" not in r for r in log
+    )  # ground truth: CE only
+
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    shutil.rmtree(cut / "checkpoints" / "step-0000004")
+    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {})
+    train(parse_config(chunk_args(random_tiny_dir, cut, tmp_path / "cache", 4)))
+    a, b = final_weights(out), final_weights(cut)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

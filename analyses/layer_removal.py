@@ -60,7 +60,6 @@ class LayerRemovalConfig(AnswerStudyConfig):
     metric: str = "token_f1"
     module_groups: tuple[str, ...] | None = None  # default: every group holding the adapter's modules
     adapters: tuple[str, ...] = ADAPTERS  # whose adapters are edited: real and the negative controls
-    batch_size: int = 32  # XXX
 
 
 def summary(ds: xr.Dataset) -> str:

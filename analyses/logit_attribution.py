@@ -63,8 +63,8 @@ def per_example(da: xr.DataArray) -> xr.DataArray:
     return da.mean("position", skipna=True)
 
 
-def _mean_se(da: xr.DataArray) -> str:
-    """Mean ± standard error across clips of each clip's mean of ``per_example``."""
+def _tokens_mean_se(da: xr.DataArray) -> str:
+    """Mean ± standard error across clips of each clip's mean of ``per_example`` (answer tokens first)."""
     return clip_mean_se(per_example(da))
 
 
@@ -86,7 +86,7 @@ def summary(ds: xr.Dataset) -> str:
     )
     rows = [
         {"layer": int(layer)}
-        | {str(c): _mean_se(ds["dla"].sel(layer=layer, component=c)) for c in ds["component"].values}
+        | {str(c): _tokens_mean_se(ds["dla"].sel(layer=layer, component=c)) for c in ds["component"].values}
         for layer in ds["layer"].values
     ]
     lines.append(markdown_table(rows))
@@ -106,10 +106,10 @@ def summary(ds: xr.Dataset) -> str:
         markdown_table(
             [
                 {
-                    "linearised (resid, last layer)": _mean_se(last),
-                    "exact logit_delta": _mean_se(ds["logit_delta"]),
+                    "linearised (resid, last layer)": _tokens_mean_se(last),
+                    "exact logit_delta": _tokens_mean_se(ds["logit_delta"]),
                     "correlation": corr,
-                    "rms_ratio": _mean_se(ds["rms_ratio"]),
+                    "rms_ratio": _tokens_mean_se(ds["rms_ratio"]),
                 }
             ]
         )

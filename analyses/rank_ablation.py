@@ -23,12 +23,12 @@ them) and figures. Interrupted runs resume where they stopped (one part file per
 Dataset schema (``rank_ablation.nc``; see ``probes.rank_ablation``):
 
 - dims ``example_id`` (``"<clip>/<item_id>"``: one prompt of one clip), ``k`` (directions kept, 0..r),
-  ``direction`` (removed direction, 0 = the largest), ``control`` ("svd", "random"), ``layer``, ``module``,
+  ``singular_direction`` (removed direction, 0 = the largest), ``control`` ("svd", "random"), ``layer``, ``module``,
   and ``failure`` (clips whose computation raised).
 - coords ``clip``, ``benchmark`` (caption category or QA type), ``kind`` ("caption" | "qa") on
   ``example_id``; scalar ``metric``.
-- ``topk_score(example_id, k)``, ``remove_score(example_id, direction, control)``, ``full_score(example_id)``
-  in units of the metric (token-F1 by default); ``singular_values(example_id, layer, module, direction)``
+- ``topk_score(example_id, k)``, ``remove_score(example_id, singular_direction, control)``, ``full_score(example_id)``
+  in units of the metric (token-F1 by default); ``singular_values(example_id, layer, module, singular_direction)``
   (units of the base weights); ``topk_prediction``, ``remove_prediction``, ``full_prediction`` and
   ``reference`` (strings); ``failed_unit(failure)``, ``error(failure)``.
 - only for adapters with static rank slots: dim ``slots`` ("generated", "static": the slots kept), coord
@@ -58,7 +58,7 @@ class RankAblationConfig(AnswerStudyConfig):
     clips: int = 4
     ks: tuple[int, ...] | None = None
     metric: str = "token_f1"
-    batch_size: int = 64  # XXX
+    batch_size: int = 64  # a clip's edited adapters x prompts are hundreds of rows: fewer, larger generates
 
 
 def summary(ds: xr.Dataset) -> str:
@@ -85,20 +85,24 @@ def summary(ds: xr.Dataset) -> str:
     lines.append("Keeping only the top-k singular directions (k = 0: the base with no video):\n")
     lines.append(markdown_table(rows))
     sv = ds["singular_values"].groupby("clip").first()
-    energy = 100 * (sv**2 / (sv**2).sum("direction")).mean(["clip", "layer", "module"])
+    energy = 100 * (sv**2 / (sv**2).sum("singular_direction")).mean(["clip", "layer", "module"])
     drop = full - ds["remove_score"]
     rows = [
         {
             "direction": int(d),
-            "energy %": float(energy.sel(direction=d)),
+            "energy %": float(energy.sel(singular_direction=d)),
         }
-        | {f"drop ({c})": clip_mean_se(drop.sel(direction=d, control=c)) for c in ds["control"].values}
+        | {
+            f"drop ({c})": clip_mean_se(drop.sel(singular_direction=d, control=c))
+            for c in ds["control"].values
+        }
         | {
             "svd - random": clip_mean_se(
-                drop.sel(direction=d, control="svd") - drop.sel(direction=d, control="random")
+                drop.sel(singular_direction=d, control="svd")
+                - drop.sel(singular_direction=d, control="random")
             )
         }
-        for d in ds["direction"].values
+        for d in ds["singular_direction"].values
     ]
     lines.append(
         "Removing one direction: drop = full_score - score (positive = the direction helps); energy = mean "

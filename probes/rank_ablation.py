@@ -40,17 +40,17 @@ adapter (``probes.scoring.score_variants``).
 Dataset schema (``rank_ablation.nc``):
 
 - dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``k`` (directions kept),
-  ``direction`` (index of the removed direction, 0 = the largest), ``control`` ("svd", "random"),
+  ``singular_direction`` (index of the removed direction, 0 = the largest), ``control`` ("svd", "random"),
   ``layer``, ``module``.
 - coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type),
   ``kind(example_id)`` ("caption" | "qa"), scalar ``metric``.
 - ``topk_score(example_id, k)``: the metric with only the top ``k`` directions kept.
-- ``remove_score(example_id, direction, control)``: the metric with that direction (or the random edit
+- ``remove_score(example_id, singular_direction, control)``: the metric with that direction (or the random edit
   of its size) removed.
 - ``full_score(example_id)``: the adapter as made (f2l).
-- ``singular_values(example_id, layer, module, direction)``: the clip's ``s_i`` (repeated on each of its
+- ``singular_values(example_id, layer, module, singular_direction)``: the clip's ``s_i`` (repeated on each of its
   prompts).
-- ``topk_prediction(example_id, k)``, ``remove_prediction(example_id, direction, control)``,
+- ``topk_prediction(example_id, k)``, ``remove_prediction(example_id, singular_direction, control)``,
   ``full_prediction(example_id)``, ``reference(example_id)``: the answers and reference texts.
 - only for adapters with static slots: dim ``slots`` ("generated", "static": the rank slots kept), coord
   ``rank_slots(slots)`` (their indices along the applied rank, e.g. "0-15"), ``slot_score(example_id,
@@ -162,7 +162,7 @@ def rank_ablation(
         "singular directions of the full applied dW (any static rank block included) kept in every layer "
         "and module (0 = none: the base)"
     )
-    out["direction"].attrs["description"] = (
+    out["singular_direction"].attrs["description"] = (
         "singular direction of the full applied dW removed (0 = the largest)"
     )
     if "slots" in out.dims:
@@ -236,19 +236,19 @@ def _one_clip(
                 {"units": units, "description": "score keeping only the top k singular directions"},
             ),
             "remove_score": (
-                (row, "direction", "control"),
+                (row, "singular_direction", "control"),
                 remove_scores,
                 {"units": units, "description": "score with one direction (or its random control) removed"},
             ),
             "full_score": (row, scores[0], {"units": units, "description": "the adapter as made (f2l)"}),
             "singular_values": (
-                (row, "layer", "module", "direction"),
+                (row, "layer", "module", "singular_direction"),
                 np.broadcast_to(singular, (n, *singular.shape)),
                 {"units": "same units as the base weights", "description": "singular values of dW"},
             ),
             "topk_prediction": ((row, "k"), texts[topk].T, {"description": "answer keeping the top k"}),
             "remove_prediction": (
-                (row, "direction", "control"),
+                (row, "singular_direction", "control"),
                 remove_texts,
                 {"description": "answer with the direction removed"},
             ),
@@ -262,7 +262,7 @@ def _one_clip(
         coords={
             **prompt_coords(example, prompts),
             "k": ks,
-            "direction": list(directions),
+            "singular_direction": list(directions),
             "control": list(CONTROLS),
             "layer": np.arange(adapter.num_layers),
             "module": list(adapter.modules),

@@ -274,14 +274,14 @@ def rank_ablation_dataset(n_clips: int = 3, rank: int = 8, layers: int = 4, seed
     ds = xr.Dataset(
         {
             "topk_score": (("example_id", "k"), topk),
-            "remove_score": (("example_id", "direction", "control"), remove),
+            "remove_score": (("example_id", "singular_direction", "control"), remove),
             "full_score": ("example_id", full),
-            "singular_values": (("example_id", "layer", "module", "direction"), sv),
+            "singular_values": (("example_id", "layer", "module", "singular_direction"), sv),
         },
         coords=coords
         | {
             "k": k,
-            "direction": np.arange(rank),
+            "singular_direction": np.arange(rank),
             "control": ["svd", "random"],
             "layer": list(range(layers)),
             "module": list(MODULES),

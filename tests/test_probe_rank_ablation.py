@@ -164,7 +164,7 @@ def test_probe_answers_every_variant_as_if_alone(random_f2l):
     assert dict(ds.sizes) == {
         "example_id": len(prompts),
         "k": r + 1,
-        "direction": r,
+        "singular_direction": r,
         "control": 2,
         "layer": adapter.num_layers,
         "module": len(TARGET_MODULES),
@@ -185,11 +185,11 @@ def test_probe_answers_every_variant_as_if_alone(random_f2l):
     assert list(ds["topk_prediction"].sel(k=0).values) == no_video
     assert full != no_video  # so the two ends are different measurements
     without_top = alone(remove_svd_direction(adapter, 0))
-    assert list(ds["remove_prediction"].sel(direction=0, control="svd").values) == without_top
+    assert list(ds["remove_prediction"].sel(singular_direction=0, control="svd").values) == without_top
     assert without_top != full  # removing the top direction changes answers: the comparisons have teeth
     generator = clip_generator(7, example.id)  # the probe draws direction 0's edit, then direction 1's
     remove_random_direction(adapter, 0, generator)
-    assert list(ds["remove_prediction"].sel(direction=1, control="random").values) == alone(
+    assert list(ds["remove_prediction"].sel(singular_direction=1, control="random").values) == alone(
         remove_random_direction(adapter, 1, generator)
     )
     for score, text in (("topk_score", "topk_prediction"), ("remove_score", "remove_prediction")):
@@ -218,7 +218,7 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     assert dict(ds.sizes) == {
         "example_id": len(prompts),
         "k": 9,
-        "direction": 8,
+        "singular_direction": 8,
         "control": 2,
         "layer": 4,
         "module": 7,
@@ -245,8 +245,8 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     assert "static" not in summary  # the f2l kind has no static rank slots
     assert f"| 0 | {float(ds['topk_score'].sel(k=0).mean()):.3f} ± nan |" in summary
     sv = ds["singular_values"].isel(example_id=0)
-    energy = float((100 * sv**2 / (sv**2).sum("direction")).sel(direction=0).mean())
-    drop = float((ds["full_score"] - ds["remove_score"].sel(direction=0, control="svd")).mean())
+    energy = float((100 * sv**2 / (sv**2).sum("singular_direction")).sel(singular_direction=0).mean())
+    drop = float((ds["full_score"] - ds["remove_score"].sel(singular_direction=0, control="svd")).mean())
     assert f"| 0 | {energy:.3f} | {drop:+.3f} ± nan |" in summary
 
     def must_not_run(*args, **kwargs):
@@ -299,7 +299,7 @@ def test_official_adapter_tells_generated_from_static_slots(official):
     assert list(ds["slots"].values) == ["generated", "static"]
     assert list(ds["rank_slots"].values) == [f"0-{r - 1}", f"{r}-{2 * r - 1}"]
     # the SVD parts are of the full applied dW, static block included
-    assert ds.sizes["direction"] == 2 * r and list(ds["module"].values) == ["down_proj"]
+    assert ds.sizes["singular_direction"] == 2 * r and list(ds["module"].values) == ["down_proj"]
     np.testing.assert_allclose(
         ds["singular_values"].values[0, :, 0], applied.to(torch.float64).svd()["down_proj"].S.numpy()
     )

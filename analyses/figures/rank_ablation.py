@@ -104,7 +104,7 @@ def rank_ablation_curves(ds: xr.Dataset) -> Figure:
         else:
             sns.lineplot(
                 data=df,
-                x="direction",
+                x="singular_direction",
                 y="score",
                 hue="control",
                 style="control",
@@ -117,7 +117,7 @@ def rank_ablation_curves(ds: xr.Dataset) -> Figure:
                 ax=ax,
                 legend=False,
             )
-            integer_ticks(ax, _thinned(ds["direction"].values))
+            integer_ticks(ax, _thinned(ds["singular_direction"].values))
         _full_line(ax, ds)
         ax.legend(
             handles=[
@@ -149,14 +149,14 @@ def rank_ablation_curves(ds: xr.Dataset) -> Figure:
     if spectrum:
         ax = axes[2]
         sv = ds["singular_values"]
-        energy = 100 * sv**2 / (sv**2).sum("direction")
+        energy = 100 * sv**2 / (sv**2).sum("singular_direction")
         df = frame(energy, "energy")
         if df.empty:
             no_data(ax)
         else:
             sns.barplot(
                 data=df,
-                x="direction",
+                x="singular_direction",
                 y="energy",
                 color=METHOD_COLORS["f2l"],
                 **CI95,

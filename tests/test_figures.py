@@ -16,6 +16,7 @@ from matplotlib.collections import PathCollection
 from analyses import figures
 from analyses.figures import FIGURES, save_study_figures
 from analyses.figures.__main__ import main as figures_main
+from analyses.figures.efficiency import PANELS
 from analyses.figures.scaling import sweep_point as scaling_sweep_point
 from analyses.figures.style import label as method_label
 from f2l.results import write_netcdf
@@ -532,11 +533,12 @@ def test_spider_draws_each_methods_mean_per_category():
     fig = figures.spider(ds)
     qa_axis = fig.axes[1]
     assert qa_axis.name == "polar" and [t.get_text() for t in qa_axis.get_xticklabels()][0] == "attribute"
-    f2l = ds["score"].sel({"method": "f2l", "metric": "token_f1"})
-    expected = [float(f2l.where(ds["benchmark"] == t).mean()) for t in QA_TYPES]
-    f2l_line = qa_axis.lines[1]  # direct, f2l, no_video
-    np.testing.assert_allclose(f2l_line.get_ydata()[:-1], expected)
-    assert f2l_line.get_ydata()[-1] == f2l_line.get_ydata()[0]  # closed polygon
+    assert len(qa_axis.lines) == 3  # the spider's methods: direct, f2l, no_video
+    for method, line in zip(["direct", "f2l", "no_video"], qa_axis.lines, strict=True):
+        scores = ds["score"].sel({"method": method, "metric": "token_f1"})
+        expected = [float(scores.where(ds["benchmark"] == t).mean()) for t in QA_TYPES]
+        np.testing.assert_allclose(line.get_ydata()[:-1], expected, err_msg=method)
+        assert line.get_ydata()[-1] == line.get_ydata()[0]  # closed polygon
 
 
 def test_efficiency_overhead_draws_every_round_paired_with_the_base():
@@ -569,6 +571,27 @@ def test_efficiency_uses_log_axes_and_leaves_out_zero_bytes():
     assert len(ys) == 3  # f2l, f2l_merged, kv_cache: no_video and direct store nothing and are left out
     np.testing.assert_allclose(ys[-1], ds["stored_bytes"].sel({"method": "kv_cache"}).values)
     assert by_title["query time to first token"].get_ylabel() == "seconds"
+
+
+def test_efficiency_budgets_draw_one_line_per_method_that_has_each_cost():
+    ds = efficiency_dataset()
+    fig = figures.efficiency_budgets(ds)
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    for name, title, unit in PANELS:
+        ys = _line_ys(by_title[title])
+        da = ds[name]
+        if "method" not in da.dims:  # token_reduction: one line
+            expected = [da.values]
+        else:  # a line per method with a positive value, in the legend's order; the rest left out
+            values = [
+                da.sel({"method": m}).values for m in ["direct", "f2l", "f2l_merged", "kv_cache", "no_video"]
+            ]
+            expected = [v[np.isfinite(v) & (v > 0)] for v in values if (np.isfinite(v) & (v > 0)).any()]
+        assert len(ys) == len(expected) > 0, title
+        scale = 2**20 if unit == "MiB" else 1
+        for y, e in zip(ys, expected, strict=True):
+            np.testing.assert_allclose(y, np.asarray(e, float) / scale, err_msg=title)
+    assert len(_line_ys(by_title["reusable preprocessing per video"])) == 3  # f2l, f2l_merged, kv_cache
 
 
 def test_layer_removal_bars_are_mean_effects_and_norms_panel_is_optional():
@@ -648,8 +671,10 @@ def test_dla_is_on_a_symlog_axis_and_averages_answer_tokens_only():
     fig = figures.dla_per_layer(ds)
     ax = fig.axes[0]
     assert ax.get_yscale() == "symlog"
-    resid = ds["dla"].sel(component="resid").mean("position", skipna=True).mean("example_id").values
-    assert any(len(y) == len(resid) and np.allclose(y, resid) for y in _line_ys(ax))
+    ys = _line_ys(ax)
+    for component in ds["component"].values:  # one line per component, each its mean over answer tokens
+        mean = ds["dla"].sel(component=component).mean("position", skipna=True).mean("example_id").values
+        assert sum(len(y) == len(mean) and np.allclose(y, mean) for y in ys) == 1, component
 
 
 def test_patching_draws_each_sites_mean_restored_per_direction_and_the_threshold():
@@ -661,9 +686,10 @@ def test_patching_draws_each_sites_mean_restored_per_direction_and_the_threshold
         assert [t.get_text() for t in ax.get_xticklabels()][-1] == "final"
         mean = ds["restored"].sel(direction=direction, adapter="real").mean("example_id", skipna=True)
         ys = _line_ys(ax)
-        assert any(len(y) == 5 and np.allclose(y, mean.sel(site="resid_pre").values) for y in ys)
-        mlp = mean.sel(site="mlp_out").values[:-1]  # no sublayer point at the final residual
-        assert any(len(y) == 4 and np.allclose(y, mlp) for y in ys)
+        assert sum(len(y) == 5 and np.allclose(y, mean.sel(site="resid_pre").values) for y in ys) == 1
+        for site in ("attn_out", "mlp_out"):
+            sub = mean.sel(site=site).values[:-1]  # no sublayer point at the final residual
+            assert sum(len(y) == 4 and np.allclose(y, sub) for y in ys) == 1, site
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[0].startswith("resid_pre") and len(legend) == 3
     fig = figures.patching_effects(ds)
@@ -756,8 +782,9 @@ def test_figure_copes_with_nan_one_example_and_failures(study, fn, case):
         assert "every unit failed (2)" in text and "synthetic failure" in text
     if case == "all_nan":
         assert "no data" in text or "not measured (NaN)" in text
-    if case in ("nan", "one"):
-        assert any(_drawn(ax) for ax in fig.axes)
+    if case in ("nan", "one"):  # every panel still has data to draw (none is NaN throughout)
+        panels = [ax for ax in fig.axes if ax.axison]
+        assert panels and all(_drawn(ax) > 0 for ax in panels), [_drawn(ax) for ax in panels]
 
 
 def test_missing_methods_are_left_out_or_said():

@@ -80,6 +80,7 @@ from f2l.video import Frames
 from f2l.world import LongClipItem, long_clip_items, render_clip, sample_long_truth, split_seeds
 
 STAGES = ("single", "chunk")
+TARGETS = ("teacher", "ground_truth")
 COMPOSITIONS = ("scaled", "plain")
 
 
@@ -97,10 +98,13 @@ class TrainConfig:
     frames: int = 8  # a clip's frames; in the chunk stage, a segment's
     frame_size: int | None = None  # None: the base's own frame size
     # "single": clips, one adapter each; "chunk": long world clips of 1..max_segments segments, the segment
-    # adapters composed (`compose`: "scaled", their mean; "plain", their sum) before the student answers
+    # adapters composed (`compose`: "scaled", their mean; "plain", their sum) before the student answers, and
+    # `single_clips` of stage 1's clips a step with their prompts and the teacher's targets, so that what the
+    # single stage taught is kept
     stage: str = "single"
     max_segments: int = 8
     compose: str = "scaled"
+    single_clips: int = 0  # chunk stage: single train clips beside the long ones in every step (stage 1's)
     init_from: str | None = (
         None  # a hypernetwork (directory or shipped name) whose weights the run starts from
     )
@@ -115,7 +119,8 @@ class TrainConfig:
     kl_weight: float = 1.0
     ce_weight: float = 1.0
     top_k: int = 16
-    targets_from: str = "teacher"  # or "ground_truth": the reference captions/answers instead
+    # or "ground_truth": the reference captions/answers instead (in the chunk stage, for the long clips)
+    targets_from: str = "teacher"
     teacher_base: str | None = None  # the base that writes teacher targets (default: the student's)
     max_new_tokens: int = 48
     teacher_cache: str = "runs/teacher-cache"
@@ -155,10 +160,17 @@ class TrainConfig:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, not {self.stage!r}")
         if self.compose not in COMPOSITIONS:
             raise ValueError(f"compose must be one of {', '.join(COMPOSITIONS)}, not {self.compose!r}")
+        if self.targets_from not in TARGETS:
+            raise ValueError(f"targets_from must be one of {', '.join(TARGETS)}, not {self.targets_from!r}")
         if self.stage == "chunk" and self.manifest:
             raise ValueError("the chunk stage trains on long world clips; a manifest has no long clips")
         if self.max_segments < 1:
             raise ValueError(f"max_segments must be >= 1, not {self.max_segments}")
+
+    @property
+    def clips_per_step(self) -> int:
+        """The videos of a global batch: ``batch_clips`` (long ones in the chunk stage, then its single clips)."""
+        return self.batch_clips + (self.single_clips if self.stage == "chunk" else 0)
 
     @property
     def hypernet(self) -> HypernetConfig | OfficialConfig:
@@ -316,10 +328,10 @@ PRESETS["paper-tiny"] = {
 }
 
 
-# The chunk stage on the tiny world, continuing from the shipped tiny hypernetwork (its architecture): long
-# train clips of 1-8 segments, each segment adapter read from the clip's own 8 frames, their mean composed.
-# Targets are the clips' references: the tiny base with a whole long clip in context answers about one
-# object it made up (README, "Training runs", measures it).
+# The chunk stage on the tiny world, continuing from the shipped tiny hypernetwork (its architecture): 4 long
+# train clips of 1-8 segments a step, each segment adapter read from 8 of the clip's frames, their mean
+# composed, and 2 of stage 1's clips. The long clips' targets are their references: the tiny base with a
+# whole long clip in context answers about one object it made up (README, "Training runs", measures it).
 PRESETS["tiny-chunk"] = {
     **PRESETS["tiny"],
     "out": "runs/tiny-chunk",
@@ -329,11 +341,12 @@ PRESETS["tiny-chunk"] = {
     "train_clips": 256,
     "val_clips": 16,
     "batch_clips": 4,
+    "single_clips": 2,
     "prompts_per_clip": 4,
     "lr": 3e-4,
-    "steps": 800,
-    "eval_every": 200,
-    "save_every": 50,
+    "steps": 700,
+    "eval_every": 350,
+    "save_every": 100,
 }
 
 
@@ -421,11 +434,12 @@ def composition_weight(compose: str, segments: int) -> float:
 
 
 def load_examples(cfg: TrainConfig) -> tuple[list[Example | LongClip], list[Example]]:
-    """The training pool (clips, or long clips in the chunk stage) and the held-out single clips."""
+    """The training pool (clips; in the chunk stage ``train_clips`` long clips, then as many single clips
+    when it keeps some in its steps) and the held-out single clips."""
     if cfg.stage == "chunk":
-        return long_pool("train", cfg.train_clips, cfg.max_segments), world_manifest(
-            "val", cfg.val_clips, frames=cfg.frames
-        )
+        singles = world_manifest("train", cfg.train_clips, frames=cfg.frames) if cfg.single_clips else []
+        pool = [*long_pool("train", cfg.train_clips, cfg.max_segments), *singles]
+        return pool, world_manifest("val", cfg.val_clips, frames=cfg.frames)
     if cfg.manifest:
         examples = read_manifest(cfg.manifest)
         train = [e for e in examples if e.split in (None, "train")]
@@ -442,18 +456,20 @@ def load_examples(cfg: TrainConfig) -> tuple[list[Example | LongClip], list[Exam
 def build_targets(base: Base, cfg: TrainConfig, examples: list[Example | LongClip], frame_size: int) -> dict:
     """Targets for every (video, prompt) of the pool, keyed by (video id, prompt), written by
     ``cfg.teacher_base`` when set (it must share the student's tokenizer: targets are token ids). The
-    teacher sees the whole video: a long clip's every segment."""
+    teacher sees the whole video: a long clip's every segment. ``cfg.targets_from`` says which the stage's own
+    videos get; the single clips of a chunk stage get the teacher's, as in the single stage."""
     pairs = [(e, p, ref) for e in examples for p, ref in video_prompts(e, cfg.qa_per_type)]
-    if cfg.targets_from == "ground_truth":
-        eou = base.tokenizer.end_of_utterance_token
-        return {
-            (e.id, p): TeacherTarget(
-                torch.tensor(base.tokenizer(f" {ref}{eou}", add_special_tokens=False)["input_ids"])
-            )
-            for e, p, ref in pairs
-        }
-    if cfg.targets_from != "teacher":
-        raise ValueError(f"targets_from must be 'teacher' or 'ground_truth', not {cfg.targets_from!r}")
+    eou = base.tokenizer.end_of_utterance_token
+    targets = {
+        (e.id, p): TeacherTarget(
+            torch.tensor(base.tokenizer(f" {ref}{eou}", add_special_tokens=False)["input_ids"])
+        )
+        for e, p, ref in pairs
+        if target_source(cfg, e) == "ground_truth"
+    }
+    pairs = [(e, p, ref) for e, p, ref in pairs if target_source(cfg, e) == "teacher"]
+    if not pairs:
+        return targets
     if cfg.teacher_base not in (None, cfg.base):
         teacher = load_base(cfg.teacher_base, device=base.device)
         if teacher.tokenizer.get_vocab() != base.tokenizer.get_vocab():
@@ -472,9 +488,15 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example | LongCli
     if dist.is_initialized():
         dist.barrier()
         cache = TeacherCache(cfg.teacher_cache, base.digest, cfg.top_k, cfg.max_new_tokens)
-    return {
-        (e.id, p): cache.get(r.key(cache.base_digest)) for (e, p, _), r in zip(pairs, requests, strict=True)
-    }
+    targets.update(
+        {(e.id, p): cache.get(r.key(cache.base_digest)) for (e, p, _), r in zip(pairs, requests, strict=True)}
+    )
+    return targets
+
+
+def target_source(cfg: TrainConfig, video: Example | LongClip) -> str:
+    """``cfg.targets_from`` for the stage's own videos; "teacher" for the single clips a chunk stage keeps."""
+    return "teacher" if cfg.stage == "chunk" and not isinstance(video, LongClip) else cfg.targets_from
 
 
 def target_scores(
@@ -518,9 +540,16 @@ def fill_state_cache(
 
 
 def step_plan(cfg: TrainConfig, step: int, pool: list[Example | LongClip]) -> list[tuple[int, list[int]]]:
-    """The global batch of ``step``: (video index, prompt indices) pairs, a pure function of (seed, step)."""
+    """The global batch of ``step``: (video index, prompt indices) pairs, a pure function of (seed, step).
+    In the chunk stage ``batch_clips`` long clips come first, then ``single_clips`` single ones."""
     rng = np.random.default_rng([cfg.seed, step])
-    clips = rng.choice(len(pool), size=cfg.batch_clips, replace=len(pool) < cfg.batch_clips)
+    longs = sum(isinstance(v, LongClip) for v in pool) or len(pool)
+    clips = rng.choice(longs, size=cfg.batch_clips, replace=longs < cfg.batch_clips).tolist()
+    if cfg.clips_per_step > cfg.batch_clips:
+        singles = len(pool) - longs
+        clips += (
+            longs + rng.choice(singles, size=cfg.single_clips, replace=singles < cfg.single_clips)
+        ).tolist()
     plan = []
     for c in clips:
         n_prompts = len(video_prompts(pool[c], cfg.qa_per_type))
@@ -789,8 +818,8 @@ def start_from(hypernet: Hypernet, init_from: str, base: Base) -> None:
 def train(cfg: TrainConfig) -> dict[str, Any]:
     init_distributed()
     rank, world = dist_rank(), world_size()
-    if cfg.batch_clips % world:
-        raise ValueError(f"batch_clips={cfg.batch_clips} must divide evenly across {world} ranks")
+    if cfg.clips_per_step % world:
+        raise ValueError(f"{cfg.clips_per_step} clips a step must divide evenly across {world} ranks")
     device = cfg.device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
     run_dir = cfg.out_dir
     base = load_base(cfg.base, device=device)

@@ -409,11 +409,12 @@ def test_a_training_step_reads_nothing_back_to_the_host_in_f2l_code(states, tmp_
 
 
 def chunk_args(base_dir: Path, out: Path, cache: Path, steps: int) -> list[str]:
-    """``small_args`` as a chunk stage: 6 long clips of 1-3 segments of 3 frames, 2 clips x 2 prompts a step."""
+    """``small_args`` as a chunk stage: 3 long clips of 1-3 segments of 3 frames and 3 single clips, 2 long
+    clips and 1 single clip x 2 prompts a step."""
     return [
         *small_args(base_dir, out, cache, steps),
-        "--stage", "chunk", "--max-segments", "3", "--batch-clips", "2", "--prompts-per-clip", "2",
-        "--targets-from", "ground_truth",
+        "--train-clips", "3", "--stage", "chunk", "--max-segments", "3", "--batch-clips", "2", "--single-clips", "1",
+        "--prompts-per-clip", "2", "--targets-from", "ground_truth",
     ]  # fmt: skip
 
 
@@ -439,7 +440,7 @@ def test_the_chunk_preset_continues_the_tiny_hypernetwork_and_bad_settings_are_r
 
 
 def test_long_clips_cycle_their_segment_counts_and_ground_truth_targets_score_one(random_base):
-    from f2l.train import build_targets, long_pool, target_scores
+    from f2l.train import build_targets, load_examples, long_pool, target_scores, video_prompts
 
     pool = long_pool("train", 7, 3)
     assert [c.segments for c in pool] == [1, 2, 3, 1, 2, 3, 1] and len({c.id for c in pool}) == 7
@@ -448,6 +449,14 @@ def test_long_clips_cycle_their_segment_counts_and_ground_truth_targets_score_on
     targets = build_targets(random_base, cfg, pool, 64)
     assert len(targets) == sum(len(c.items) for c in pool)
     assert target_scores(random_base, cfg, pool, targets) == {1: 1.0, 2: 1.0, 3: 1.0}
+
+    kept = TrainConfig(stage="chunk", max_segments=3, train_clips=5, batch_clips=3, single_clips=2)
+    pool = load_examples(kept)[0]
+    assert [type(v).__name__ for v in pool] == ["LongClip"] * 5 + ["Example"] * 5
+    for step in range(4):  # long clips first, then single ones, each with its own prompts
+        plan = step_plan(kept, step, pool)
+        assert [c < 5 for c, _ in plan] == [True] * 3 + [False] * 2
+        assert all(len(set(p)) == 2 and max(p) < len(video_prompts(pool[c], 1)) for c, p in plan)
 
 
 def test_a_chunk_steps_adapter_is_the_composition_of_its_segment_adapters(tmp_path, tiny_base):
@@ -535,9 +544,8 @@ def test_chunk_stage_trains_and_resumes_to_the_same_weights(tmp_path, random_tin
     summary = train(parse_config(chunk_args(random_tiny_dir, out, tmp_path / "cache", 4)))
     assert {"f2l", "composed"} <= set(summary["val"]) and 0 <= summary["val"]["composed"] <= 1
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1, 2, 3, 4] and all(
-        "kl" not in r for r in log
-    )  # ground truth: CE only
+    # the long clips' targets are their references (CE only), the single clips' the teacher's (KL too)
+    assert [r["step"] for r in log] == [1, 2, 3, 4] and all("kl" in r for r in log)
 
     cut = tmp_path / "cut"
     shutil.copytree(out, cut)

@@ -55,8 +55,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from analyses.common import StudyConfig, study_main
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, generate
+from analyses.common import AnswersConfig, BatchConfig, FramesConfig, study_main
+from f2l.answer import generate
 from f2l.data import QAItem, caption_prompt, qa_prompt
 from f2l.eval.harness import answer_clip, score_predictions
 from f2l.eval.stats import bootstrap_ci
@@ -64,6 +64,7 @@ from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
 from f2l.video import Frames
 from f2l.world import LongClipItem, long_clip_items, render_clip, sample_long_truth, split_seeds
+from probes.prompts import clip_means
 
 NAME = "composition"
 FULL_CHUNKS = (2, 4, 8)
@@ -74,15 +75,12 @@ RENAMED = {"f2l": "f2l_whole", "f2l_chunked": "f2l_composed"}
 
 
 @dataclass
-class CompositionConfig(StudyConfig):
+class CompositionConfig(BatchConfig, AnswersConfig, FramesConfig):
     """Settings of the composition study (every field is a command-line flag). ``manifest`` is refused:
-    the questions come from the ground truth of long world clips."""
+    the questions come from the ground truth of long world clips; ``frames`` is per segment."""
 
     clips: int = 8  # long clips at each segment count
-    frames: int = 8  # frames per segment (the hypernetwork's training length)
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     n_chunks: tuple[int, ...] = (2, 4)  # segment counts (--full: 2, 4 and 8)
-    batch_size: int = 16
 
     @property
     def chunk_counts(self) -> tuple[int, ...]:
@@ -174,14 +172,14 @@ def clip_dataset(pipeline, clip: str, cfg: CompositionConfig) -> xr.Dataset:
     return ds
 
 
-def clip_means(ds: xr.Dataset, method: str, n: int, needs: str) -> np.ndarray:
+def needs_clip_means(ds: xr.Dataset, method: str, n: int, needs: str) -> np.ndarray:
     """Per-clip mean scores of ``method`` at ``n`` segments on questions that need ``needs``: a clip's
     questions share its adapters, so clips are the unit."""
     da = ds["score"].sel({"method": method, "n_chunks": n})
     da = da.where((ds["needs"] == needs) & da.notnull(), drop=True)
     if da.sizes["example_id"] == 0:
         return np.array([])
-    return da.groupby("clip").mean("example_id").values
+    return clip_means(da).values
 
 
 def _interval(values: np.ndarray, signed: bool = False) -> str:
@@ -216,7 +214,7 @@ def summary(ds: xr.Dataset) -> str:
         rows = []
         for method in ds["method"].values:
             row = {"method": str(method)}
-            row.update({f"needs {need}": _interval(clip_means(ds, method, n, need)) for need in needs})
+            row.update({f"needs {need}": _interval(needs_clip_means(ds, method, n, need)) for need in needs})
             rows.append(row)
         lines.append(markdown_table(rows))
         rows = []
@@ -224,7 +222,7 @@ def summary(ds: xr.Dataset) -> str:
             for reference in ("f2l_whole", "direct"):
                 row = {"difference": f"{method} - {reference}"}
                 for need in needs:
-                    diffs = clip_means(ds, method, n, need) - clip_means(ds, reference, n, need)
+                    diffs = needs_clip_means(ds, method, n, need) - needs_clip_means(ds, reference, n, need)
                     row[f"needs {need}"] = _interval(diffs, signed=True)
                 rows.append(row)
         lines.append(markdown_table(rows))

@@ -555,8 +555,8 @@ STUDIES = [
                 "(nats; the f2l columns per adapter):",
                 'by_benchmark = ds["logp"].isel(layer=-1).groupby("benchmark").mean("example_id")\n'
                 'table = by_benchmark.sel(run="f2l").to_pandas().add_prefix("f2l ")\n'
-                'for run in ("direct", "base"):\n'
-                '    table.insert(0, run, by_benchmark.sel(run=run, adapter="real").to_pandas())\n'
+                'for route in ("direct", "base"):\n'
+                '    table.insert(0, route, by_benchmark.sel(run=route, adapter="real").to_pandas())\n'
                 "table.round(2)",
             ),
         ],

@@ -52,7 +52,7 @@ def base64(random_tiny_dir):
 @pytest.fixture(scope="module")
 def adapter64(base64):
     """A random adapter on every projection of ``base64``, in float64."""
-    from test_lora import random_adapter
+    from support import random_adapter
 
     return random_adapter(base64.model).to(torch.float64)
 

@@ -9,7 +9,9 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import REPO
+
+ROOT = REPO
 PACKAGE = ROOT / "f2l"
 OUTSIDE = ("probes", "analyses")  # they import f2l; f2l never imports them
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from test_lora import random_adapter
+from support import random_adapter
 
 from f2l.adapter import Adapter
 from f2l.answer import generate

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_lora import random_adapter
+from support import random_adapter
 
 from f2l.adapter import Adapter
 from f2l.answer import answer, generate, prefill_video, teacher_forced

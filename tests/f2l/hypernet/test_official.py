@@ -14,6 +14,7 @@ import peft
 import pytest
 import torch
 from safetensors.torch import load_file
+from support import REPO
 
 from f2l.adapter import export_peft, use_adapter
 from f2l.chat import model_inputs, prompt_text
@@ -112,10 +113,7 @@ def test_a_mutated_weight_breaks_the_match(hypernet, io):
 
 def test_one_loader_for_every_kind(converted, tmp_path):
     assert type(load_hypernet(converted)) is OfficialHypernet
-    assert (
-        type(load_hypernet(Path(__file__).resolve().parents[1] / "f2l/checkpoints/tiny-hypernet"))
-        is PerceiverHypernet
-    )
+    assert type(load_hypernet(REPO / "f2l/checkpoints/tiny-hypernet")) is PerceiverHypernet
     meta = json.loads((converted / "hypernet_config.json").read_text())
     (tmp_path / "hypernet_config.json").write_text(json.dumps({**meta, "kind": "other"}))
     with pytest.raises(ValueError, match="unknown hypernetwork kind 'other'"):

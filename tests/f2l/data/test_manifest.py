@@ -508,7 +508,9 @@ def test_official_round_trip_both_ways(tmp_path: Path, no_data_root) -> None:
         write_official_manifest(tmp_path / "w.jsonl", [_world_example()])
 
 
-def test_official_rows_without_a_reference_read_and_write_back_without_one(tmp_path: Path, no_data_root) -> None:
+def test_official_rows_without_a_reference_read_and_write_back_without_one(
+    tmp_path: Path, no_data_root
+) -> None:
     """Inference manifests carry no target: the prompt is kept with the empty reference."""
     row = {"id": "test-x-c", "video_path": "/abs/x.mp4", "prompt": "Describe the video.", "dataset": "d"}
     (example,) = read_manifest(_official(tmp_path, [row]))

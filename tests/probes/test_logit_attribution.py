@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from test_lora import random_adapter
+from support import random_adapter
 
 from f2l.adapter import text_model_of, use_adapter
 from f2l.answer import greedy_answer_ids, teacher_forced

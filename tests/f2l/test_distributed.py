@@ -8,10 +8,10 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch.distributed as dist
+from support import REPO
 
 from f2l.distributed import barrier, init_distributed, rank, world_size
 
@@ -59,7 +59,7 @@ def _free_port() -> int:
 
 def test_torchrun_variables_give_each_process_its_rank_and_the_world_size(tmp_path):
     port = _free_port()
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     procs = []
     for r in range(2):
         env = {

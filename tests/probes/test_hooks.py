@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_lora import random_adapter
+from support import random_adapter
 
 from f2l.adapter import Adapter, text_model_of, use_adapter
 from f2l.answer import teacher_forced

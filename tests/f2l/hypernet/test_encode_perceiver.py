@@ -190,7 +190,9 @@ def test_layers_read_together_equal_layers_read_one_at_a_time(random_base, clips
     # noise of the size of the others' terms, so a per-tensor scale would compare noise with noise
     scale = max(float(g.abs().max()) for g in alone.values())
     for k, g in alone.items():
-        torch.testing.assert_close(together[k], g, rtol=1e-4, atol=1e-5 * scale, msg=lambda m, k=k: f"{k}: {m}")
+        torch.testing.assert_close(
+            together[k], g, rtol=1e-4, atol=1e-5 * scale, msg=lambda m, k=k: f"{k}: {m}"
+        )
 
 
 def test_long_clips_are_encoded_in_frame_chunks_with_the_same_states(random_base, clips, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support import random_adapter
 from torch import nn
 
 from f2l.adapter import (
@@ -24,21 +25,6 @@ from f2l.adapter import (
 from f2l.adapter.lora import SUBLAYER
 from f2l.chat import model_inputs, prompt_text
 from f2l.models import load_base
-
-
-def random_adapter(model, rank: int = 4, seed: int = 0, scaling: float = 0.5, std: float = 0.15) -> Adapter:
-    """Random factors large enough that the adapter visibly changes the logits."""
-    text = text_model_of(model)
-    g = torch.Generator().manual_seed(seed)
-    factors = {}
-    for m in TARGET_MODULES:
-        lin = getattr(getattr(text.layers[0], SUBLAYER[m]), m)
-        n = len(text.layers)
-        factors[m] = (
-            std * torch.randn(n, rank, lin.in_features, generator=g),
-            std * torch.randn(n, rank, lin.out_features, generator=g),
-        )
-    return Adapter(factors, scaling=scaling, provenance={"video_id": f"v{seed}"})
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from test_lora import random_adapter
-from test_probe_patching import ANSWERS, QUESTIONS, _Pipeline, random_frames
+from support import ANSWERS, QUESTIONS, FakePipeline, random_adapter, random_frames
 
 from f2l.adapter import text_model_of, use_adapter
 from f2l.data import clip_prompts, world_manifest
@@ -126,7 +125,7 @@ def test_transformer_lens_bridge_gives_the_same_numbers(base64, capture, runs):
 
 def test_dataset_schema(random_base):
     example = world_manifest("test", 1)[0]
-    pipeline = _Pipeline(random_base, random_adapter(random_base.model, seed=5))
+    pipeline = FakePipeline(random_base, random_adapter(random_base.model, seed=5))
     # this pipeline's blank control is the real adapter itself: its numbers must come out the same
     ds = logit_lens(
         pipeline, [example], frames=2, prompts_per_clip=3, max_new_tokens=5, adapters=("real", "blank")

@@ -111,7 +111,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from f2l.distributed import init_distributed, rank
     from f2l.results import Study
-    from tests.test_results import UNITS, unit_dataset
+    from test_results import UNITS, unit_dataset
 
     init_distributed()
     seen = []
@@ -124,7 +124,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_two_torchrun_ranks_give_the_same_dataset_as_one(tmp_path: Path) -> None:
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parent)
     script = tmp_path / "shard.py"
     script.write_text(SCRIPT.format(root=root))
     single = Study(tmp_path / "one", "demo", config={"n": 4})

@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from test_lora import random_adapter
+from support import ANSWERS, QUESTIONS, FakePipeline, random_adapter, random_frames
 
 from f2l.adapter import text_model_of, use_adapter
 from f2l.answer import greedy_answer_ids
 from f2l.data import clip_prompts, world_manifest
 from f2l.results import read_netcdf
-from f2l.video import Frames
 from probes.hooks import NNsightCapture
 from probes.patching import (
     DIRECTIONS,
@@ -31,17 +30,7 @@ from probes.patching import (
     restored_fraction,
 )
 
-# a capitalised and a lower-case question: "User: what" merges the space into " what", the video's
-# "\n\nwhat" does not, so the second shares all but its first token
-QUESTIONS = ["Describe the video in one sentence.", "how many squares are there?"]
-ANSWERS = [[300, 17, 421, 88, 49], [12, 500, 501]]  # teacher-forced: any tokens will do
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def random_frames(n: int = 2, size: int = 64, seed: int = 0) -> Frames:
-    rng = np.random.default_rng(seed)
-    return Frames(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), np.arange(n, dtype=float))
 
 
 @pytest.fixture(scope="module")
@@ -185,22 +174,9 @@ def test_greedy_answers_end_with_their_stop_token_and_teacher_force_back(random_
             assert logits[run.predicting].argmax(-1).tolist() == answer
 
 
-class _Pipeline:
-    """What the probe needs of a ``Frames2LoRA``: a base, frames for an example and an adapter."""
-
-    def __init__(self, base, adapter):
-        self.base, self.adapter = base, adapter
-
-    def example_frames(self, example, frames):
-        return random_frames(frames, self.base.model.config.vision_config.image_size)
-
-    def internalize(self, frames):
-        return self.adapter
-
-
 def test_dataset_schema_and_the_identities_in_it(random_base):
     example = world_manifest("test", 1)[0]
-    pipeline = _Pipeline(random_base, random_adapter(random_base.model, seed=5))
+    pipeline = FakePipeline(random_base, random_adapter(random_base.model, seed=5))
     # this pipeline's blank control is the real adapter itself: every number must come out the same
     ds = patching(
         pipeline, [example], frames=2, prompts_per_clip=3, max_new_tokens=5, min_effect=0.3,

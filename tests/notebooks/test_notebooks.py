@@ -12,10 +12,11 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from support import REPO
 
 from analyses.figures import COMPANIONS
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = REPO / "notebooks"
 # study -> (its Config class, the tiniest settings that still fill every figure of its notebook; short
 # answers keep the generating studies quick)
 SHORT = {"max_new_tokens": 8}

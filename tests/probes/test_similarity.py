@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from test_lora import random_adapter
-from test_probe_patching import QUESTIONS, _Pipeline, random_frames
+from support import QUESTIONS, FakePipeline, random_adapter, random_frames
 
 from f2l.adapter import text_model_of
 from f2l.data import clip_prompts, world_manifest
@@ -113,7 +112,7 @@ def test_linear_cka_identities_and_invariances():
 
 def test_dataset_schema_and_the_identities_in_it(random_base):
     examples = world_manifest("test", 2)
-    pipeline = _Pipeline(random_base, random_adapter(random_base.model, seed=5))
+    pipeline = FakePipeline(random_base, random_adapter(random_base.model, seed=5))
     ds = similarity(pipeline, examples, frames=2, prompts_per_clip=3)
     layers = len(text_model_of(random_base.model).layers)
     d = random_base.model.config.text_config.hidden_size
@@ -139,7 +138,7 @@ def test_dataset_schema_and_the_identities_in_it(random_base):
     np.testing.assert_allclose(ds["cka"].sel(layer=0), 1.0, atol=1e-5)  # the same embeddings
     assert ds.attrs["cka_examples"] == 6 and (ds["question_tokens"] >= 5).all()
     # a pipeline whose adapter changes nothing: f2l is base, its share 0 and its CKA base's
-    zero = _Pipeline(random_base, random_adapter(random_base.model, seed=5).scaled(0.0))
+    zero = FakePipeline(random_base, random_adapter(random_base.model, seed=5).scaled(0.0))
     same = similarity(zero, examples[:1], frames=2, prompts_per_clip=2).sel(adapter="real")
     np.testing.assert_allclose(
         same["similarity"].sel(measure="share").isel(layer=slice(1, None)), 0.0, atol=1e-6

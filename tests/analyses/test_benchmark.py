@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from support import REPO
 
 import analyses.benchmark as benchmark
 from f2l.config import parse_config
 from f2l.results import read_netcdf
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 TINY = ["--clips", "2", "--max-new-tokens", "8"]
 #: 2 clips, 2 methods, 3 prompts a clip: the runs that only check bookkeeping (resume, ranks).
 SMALL = [

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import REPO
 
 from f2l.data.__main__ import main
 from f2l.data.converters import (
@@ -22,8 +23,6 @@ from f2l.data.converters import (
 )
 from f2l.data.manifest import QAItem, iter_prompts, read_manifest
 from f2l.data.official import write_official_manifest
-
-REPO = Path(__file__).resolve().parents[1]
 
 ANET = {
     "v_abc": {

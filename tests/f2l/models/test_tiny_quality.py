@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from f2l.basetrain.pretrain import PretrainConfig, eval_rows, evaluate, pretrain
+from f2l.training import STATE_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +91,7 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypat
     monkeypatch.setattr(pretrain_module, "training_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         pretrain(config("resumed"))
-    assert (tmp_path / ".resumed.resume" / "state.json").is_file() and not (tmp_path / "resumed").exists()
+    assert (tmp_path / ".resumed.resume" / STATE_FILE).is_file() and not (tmp_path / "resumed").exists()
     monkeypatch.setattr(pretrain_module, "training_batch", real_batch)
     with pytest.raises(SystemExit, match="other settings"):
         pretrain(replace(config("resumed"), lr=1e-4))

@@ -29,7 +29,11 @@ from f2l.hypernet import Hypernet, load_hypernet, module_shapes_of, read_kind_co
 from f2l.models import CHECKPOINTS_DIR, Base, load_base
 from f2l.video import Frames, load_video
 
-SHIPPED_HYPERNETS = {"tiny": "tiny-hypernet", "paper-tiny": "paper-tiny-hypernet"}
+SHIPPED_HYPERNETS = {
+    "tiny": "tiny-hypernet",
+    "paper-tiny": "paper-tiny-hypernet",
+    "tiny-chunk": "tiny-chunk-hypernet",  # `tiny` continued by the chunk stage (f2l.train --preset tiny-chunk)
+}
 
 
 class InputsTransform(Protocol):

@@ -344,8 +344,8 @@ PRESETS["tiny-chunk"] = {
     "single_clips": 2,
     "prompts_per_clip": 4,
     "lr": 3e-4,
-    "steps": 700,
-    "eval_every": 350,
+    "steps": 1200,
+    "eval_every": 400,
     "save_every": 100,
 }
 

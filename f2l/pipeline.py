@@ -32,7 +32,7 @@ from f2l.video import Frames, load_video
 SHIPPED_HYPERNETS = {
     "tiny": "tiny-hypernet",
     "paper-tiny": "paper-tiny-hypernet",
-    "tiny-chunk": "tiny-chunk-hypernet",  # `tiny` continued by the chunk stage (f2l.train --preset tiny-chunk)
+    "tiny-chunk": "tiny-chunk-hypernet",  # `tiny` continued by the chunk stage (--preset tiny-chunk)
 }
 
 

@@ -169,7 +169,8 @@ class TrainConfig:
 
     @property
     def clips_per_step(self) -> int:
-        """The videos of a global batch: ``batch_clips`` (long ones in the chunk stage, then its single clips)."""
+        """The videos of a global batch: ``batch_clips`` (long ones in the chunk stage, then its single
+        clips)."""
         return self.batch_clips + (self.single_clips if self.stage == "chunk" else 0)
 
     @property
@@ -406,7 +407,8 @@ def video_prompts(video: Example | LongClip, qa_per_type: int) -> list[tuple[str
 
 
 def video_frames(video: Example | LongClip, frames: int, size: int) -> Frames:
-    """All of a video's frames (what the teacher sees): ``frames`` of a clip, ``frames`` a segment of a long one."""
+    """All of a video's frames (what the teacher sees): ``frames`` of a clip, ``frames`` a segment of a
+    long one."""
     if isinstance(video, LongClip):
         return video.frames(frames, size)
     return load_frames(video, num_frames=frames, size=size)
@@ -810,7 +812,8 @@ def start_from(hypernet: Hypernet, init_from: str, base: Base) -> None:
     ) != dataclasses.replace(hypernet.config, base_id=None):
         raise ValueError(
             f"--init-from {init_from}: a {trained.kind} hypernetwork {trained.config} is not the "
-            f"{hypernet.kind} one this run builds ({hypernet.config}); set the run's hypernetwork section to it"
+            f"{hypernet.kind} one this run builds ({hypernet.config}); set the run's hypernetwork section "
+            "to it"
         )
     hypernet.load_state_dict(trained.state_dict())
 

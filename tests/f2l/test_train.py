@@ -413,8 +413,8 @@ def chunk_args(base_dir: Path, out: Path, cache: Path, steps: int) -> list[str]:
     clips and 1 single clip x 2 prompts a step."""
     return [
         *small_args(base_dir, out, cache, steps),
-        "--train-clips", "3", "--stage", "chunk", "--max-segments", "3", "--batch-clips", "2", "--single-clips", "1",
-        "--prompts-per-clip", "2", "--targets-from", "ground_truth",
+        "--train-clips", "3", "--stage", "chunk", "--max-segments", "3", "--batch-clips", "2",
+        "--single-clips", "1", "--prompts-per-clip", "2", "--targets-from", "ground_truth",
     ]  # fmt: skip
 
 
@@ -560,7 +560,8 @@ def test_chunk_stage_trains_and_resumes_to_the_same_weights(tmp_path, random_tin
 def test_the_shipped_chunk_hypernetwork_composes_better_and_keeps_single_clips(tiny_base, one_thread):
     """The claim of the chunk stage on held-out clips: at 8 segments its scaled composition answers the
     questions that join several objects' runs better than the hypernetwork it continued (README: +0.12 on
-    30 test clips; 0.284 vs 0.185 on these 3 val clips), and single clips no worse (0.649 vs 0.628 on these 4)."""
+    30 test clips; 0.284 vs 0.185 on these 3 val clips), and single clips no worse (0.649 vs 0.628 on
+    these 4)."""
     from f2l.data import clip_prompts, load_frames, world_manifest
     from f2l.eval.harness import answer_clip
     from f2l.eval.metrics import score_answers

@@ -19,7 +19,7 @@ from f2l.distributed import init_distributed, rank
 from f2l.eval.stats import mean_se
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, provenance
-from probes.controls import swap_partners
+from probes.controls import ADAPTERS, swap_partners
 from probes.prompts import clip_means
 
 
@@ -69,6 +69,16 @@ class AnswersConfig(StudyConfig):
 @dataclass
 class BatchConfig(StudyConfig):
     batch_size: int = 16  # rows a forward pass (or a generate) holds
+
+
+@dataclass
+class PromptSubsetConfig(PromptsConfig):
+    prompts_per_clip: int | None = None  # default: every prompt of the clip
+
+
+@dataclass
+class ControlsConfig(StudyConfig):
+    adapters: tuple[str, ...] = ADAPTERS  # the adapters probed: the real one and the negative controls
 
 
 @dataclass

@@ -42,24 +42,30 @@ from dataclasses import dataclass, replace
 import numpy as np
 import xarray as xr
 
-from analyses.common import AnswerStudyConfig, clip_mean_se, open_probe_study, study_main, study_partners
+from analyses.common import (
+    AnswerStudyConfig,
+    ControlsConfig,
+    clip_mean_se,
+    open_probe_study,
+    study_main,
+    study_partners,
+)
 from f2l.hypernet import read_kind_config
 from f2l.pipeline import resolve_hypernet
 from f2l.results import markdown_table
-from probes.controls import ADAPTERS, check_adapters
+from probes.controls import check_adapters
 from probes.layer_removal import adapter_groups, layer_removal
 
 NAME = "layer_removal"
 
 
 @dataclass
-class LayerRemovalConfig(AnswerStudyConfig):
+class LayerRemovalConfig(ControlsConfig, AnswerStudyConfig):
     """Settings of the layer-removal study (every field is a command-line flag)."""
 
     clips: int = 48
     metric: str = "token_f1"
     module_groups: tuple[str, ...] | None = None  # default: every group holding the adapter's modules
-    adapters: tuple[str, ...] = ADAPTERS  # whose adapters are edited: real and the negative controls
 
 
 def summary(ds: xr.Dataset) -> str:

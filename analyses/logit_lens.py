@@ -44,9 +44,17 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from analyses.common import AnswerStudyConfig, clip_mean_se, open_probe_study, study_main, study_partners
+from analyses.common import (
+    AnswerStudyConfig,
+    ControlsConfig,
+    PromptSubsetConfig,
+    clip_mean_se,
+    open_probe_study,
+    study_main,
+    study_partners,
+)
 from f2l.results import markdown_table
-from probes.controls import ADAPTERS, check_adapters
+from probes.controls import check_adapters
 from probes.hooks import BACKENDS, make_capture
 from probes.logit_lens import logit_lens
 
@@ -54,11 +62,9 @@ NAME = "logit_lens"
 
 
 @dataclass
-class LogitLensConfig(AnswerStudyConfig):
+class LogitLensConfig(ControlsConfig, PromptSubsetConfig, AnswerStudyConfig):
     """Settings of the logit-lens study (every field is a command-line flag)."""
 
-    prompts_per_clip: int | None = None  # default: every prompt of the clip
-    adapters: tuple[str, ...] = ADAPTERS  # the f2l run's adapters: real and the negative controls
     backend: str = "nnsight"
 
 

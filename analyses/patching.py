@@ -49,9 +49,17 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from analyses.common import AnswerStudyConfig, clip_mean_se, open_probe_study, study_main, study_partners
+from analyses.common import (
+    AnswerStudyConfig,
+    ControlsConfig,
+    PromptSubsetConfig,
+    clip_mean_se,
+    open_probe_study,
+    study_main,
+    study_partners,
+)
 from f2l.results import markdown_table
-from probes.controls import ADAPTERS, check_adapters
+from probes.controls import check_adapters
 from probes.hooks import NNsightCapture
 from probes.patching import DIRECTIONS, MIN_EFFECT, patching
 
@@ -59,12 +67,10 @@ NAME = "patching"
 
 
 @dataclass
-class PatchingConfig(AnswerStudyConfig):
+class PatchingConfig(ControlsConfig, PromptSubsetConfig, AnswerStudyConfig):
     """Settings of the activation-patching study (every field is a command-line flag)."""
 
-    prompts_per_clip: int | None = None  # default: every prompt of the clip
     directions: tuple[str, ...] = tuple(DIRECTIONS)
-    adapters: tuple[str, ...] = ADAPTERS  # the f2l run's adapters: real and the negative controls
     min_effect: float = MIN_EFFECT  # nats: restored is NaN where |logp_source - logp_target| is under it
 
 

@@ -47,15 +47,16 @@ import numpy as np
 import xarray as xr
 
 from analyses.common import (
+    ControlsConfig,
     FramesConfig,
-    PromptsConfig,
+    PromptSubsetConfig,
     clip_mean_se,
     open_probe_study,
     study_main,
     study_partners,
 )
 from f2l.results import markdown_table
-from probes.controls import ADAPTERS, check_adapters
+from probes.controls import check_adapters
 from probes.hooks import NNsightCapture
 from probes.similarity import MIN_GAP, add_cka, clip_similarity
 
@@ -63,11 +64,9 @@ NAME = "similarity"
 
 
 @dataclass
-class SimilarityConfig(PromptsConfig, FramesConfig):
+class SimilarityConfig(ControlsConfig, PromptSubsetConfig, FramesConfig):
     """Settings of the residual-stream similarity study (every field is a command-line flag)."""
 
-    prompts_per_clip: int | None = None  # default: every prompt of the clip
-    adapters: tuple[str, ...] = ADAPTERS  # the f2l run's adapters: real and the negative controls
     min_gap: float = MIN_GAP  # relative: share is NaN where ||h_base - h_direct||_F <= min_gap ||h_direct||_F
 
 

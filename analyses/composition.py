@@ -57,13 +57,12 @@ import xarray as xr
 
 from analyses.common import AnswersConfig, BatchConfig, FramesConfig, study_main
 from f2l.answer import generate
-from f2l.data import QAItem, caption_prompt, qa_prompt
+from f2l.data import LongClip, long_clip_prompt
 from f2l.eval.harness import answer_clip, score_predictions
 from f2l.eval.stats import bootstrap_ci
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
-from f2l.video import Frames
-from f2l.world import LongClipItem, long_clip_items, render_clip, sample_long_truth, split_seeds
+from f2l.world import split_seeds
 from probes.prompts import clip_means
 
 NAME = "composition"
@@ -90,36 +89,12 @@ class CompositionConfig(BatchConfig, AnswersConfig, FramesConfig):
         return counts
 
 
-def clip_id(seed: int, segments: int) -> str:
-    return f"long-{seed}-{segments}"
-
-
-def parse_clip_id(clip: str) -> tuple[int, int]:
-    _, seed, segments = clip.split("-")
-    return int(seed), int(segments)
-
-
-def item_prompt(item: LongClipItem) -> str:
-    """The prompt as the base was trained to read it: a caption category's instruction, or the question
-    (a two-way choice with its options listed)."""
-    if item.kind == "caption":
-        return caption_prompt(item.benchmark)
-    return qa_prompt(QAItem(item.id, item.question, item.answer, choices=item.choices))
-
-
-def long_clip_frames(seed: int, segments: int, frames: int, size: int) -> Frames:
-    """The long clip's ``segments x frames`` frames at the centres of equal steps, on its own clock: segment
-    ``k`` is frames ``k * frames`` to ``(k + 1) * frames - 1``."""
-    clip = render_clip(sample_long_truth(seed, segments), num_frames=segments * frames, size=size)
-    return Frames(clip.frames.pixels, clip.frames.timestamps, source=f"world:{clip_id(seed, segments)}")
-
-
 def clip_dataset(pipeline, clip: str, cfg: CompositionConfig) -> xr.Dataset:
     """Every method's token-F1 on the long clip's questions, at the clip's segment count."""
-    seed, n = parse_clip_id(clip)
-    items = long_clip_items(sample_long_truth(seed, n), n)
-    questions = [item_prompt(it) for it in items]
-    video = long_clip_frames(seed, n, cfg.frames, pipeline.base.model.config.vision_config.image_size)
+    long_clip = LongClip.from_id(clip)
+    n, items = long_clip.segments, long_clip.items
+    questions = [long_clip_prompt(it) for it in items]
+    video = long_clip.frames(cfg.frames, pipeline.base.model.config.vision_config.image_size)
     opts = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size}
     methods = ("direct", "f2l", "f2l_chunked", "no_video")
     answers = answer_clip(pipeline, video, questions, methods, chunk_frames=cfg.frames, **opts)
@@ -207,7 +182,7 @@ def summary(ds: xr.Dataset) -> str:
     )
     needs = [n for n in NEEDS if n in set(ds["needs"].values)]
     for n in (int(v) for v in ds["n_chunks"].values):
-        clips = {str(c) for c in ds["clip"].values if parse_clip_id(str(c))[1] == n}
+        clips = {str(c) for c in ds["clip"].values if LongClip.from_id(str(c)).segments == n}
         if not clips:
             continue
         lines.append(f"## {n} segment{'s' * (n > 1)} ({len(clips)} clips)\n")
@@ -239,7 +214,7 @@ def run(cfg: CompositionConfig) -> xr.Dataset:
     torch.manual_seed(cfg.seed)
     counts = cfg.chunk_counts
     f2l = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
-    clips = [clip_id(seed, n) for seed in split_seeds(cfg.split, cfg.num_clips) for n in counts]
+    clips = [LongClip(seed, n).id for seed in split_seeds(cfg.split, cfg.num_clips) for n in counts]
     config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh", "clips", "full")}
     config["n_chunks"] = list(counts)
     attrs = provenance(f2l, seed=cfg.seed, metric="token_f1", segment_frames=cfg.frames)

@@ -31,7 +31,6 @@ same command continues from its last checkpoint and ends with the same weights.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import shutil
 import sys
@@ -56,11 +55,11 @@ from f2l.config import config_dict
 from f2l.config import parse_config as _parse_config
 from f2l.data import (
     Example,
-    QAItem,
-    caption_prompt,
+    LongClip,
     clip_prompts,
     load_frames,
-    qa_prompt,
+    long_clip_prompt,
+    long_pool,
     read_manifest,
     world_manifest,
 )
@@ -77,7 +76,6 @@ from f2l.state_cache import StateCache, as_layers, encode_clip, layer_states
 from f2l.state_cache import read as read_states
 from f2l.teacher import TeacherCache, TeacherRequest, TeacherTarget, teacher_targets
 from f2l.video import Frames
-from f2l.world import LongClipItem, long_clip_items, render_clip, sample_long_truth, split_seeds
 
 STAGES = ("single", "chunk")
 TARGETS = ("teacher", "ground_truth")
@@ -352,51 +350,6 @@ PRESETS["tiny-chunk"] = {
 
 
 # ------------------------------------------------------------------------------------------ set-up
-
-
-@dataclass(frozen=True)
-class LongClip:
-    """A long world clip of the chunk stage, ``f2l.world.sample_long_truth(seed, segments)``, read as
-    ``segments`` segments of ``frames`` frames on the clip's own clock (segment ``k`` is frames ``k *
-    frames`` to ``(k + 1) * frames - 1``, as ``Frames2LoRA.internalize(chunk_frames=frames)`` splits it) and
-    asked its ``f2l.world.long_clip_items``."""
-
-    seed: int
-    segments: int
-
-    @property
-    def id(self) -> str:
-        return f"long-{self.seed}-{self.segments}"
-
-    @property
-    def segment_ids(self) -> list[str]:
-        """The state cache's name of each segment (each is encoded alone, as a single clip is)."""
-        return [f"{self.id}/{k}" for k in range(self.segments)]
-
-    @functools.cached_property
-    def items(self) -> list[LongClipItem]:
-        return long_clip_items(sample_long_truth(self.seed, self.segments), self.segments)
-
-    def frames(self, frames: int, size: int) -> Frames:
-        """The whole clip: ``segments * frames`` frames at the centres of equal steps."""
-        clip = render_clip(
-            sample_long_truth(self.seed, self.segments), num_frames=self.segments * frames, size=size
-        )
-        return Frames(clip.frames.pixels, clip.frames.timestamps, source=f"world:{self.id}")
-
-
-def long_pool(split: str, clips: int, max_segments: int) -> list[LongClip]:
-    """``clips`` long clips of ``split``'s seeds, clip ``j`` of ``1 + j % max_segments`` segments (so a clip
-    drawn at random has any count in 1..max_segments alike)."""
-    return [LongClip(seed, 1 + j % max_segments) for j, seed in enumerate(split_seeds(split, clips))]
-
-
-def long_clip_prompt(item: LongClipItem) -> str:
-    """A long clip's item as the base was trained to read it: a caption category's instruction, or the
-    question (a two-way choice with its options listed)."""
-    if item.kind == "caption":
-        return caption_prompt(item.benchmark)
-    return qa_prompt(QAItem(item.id, item.question, item.answer, choices=item.choices))
 
 
 def video_prompts(video: Example | LongClip, qa_per_type: int) -> list[tuple[str, str]]:

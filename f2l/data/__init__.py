@@ -21,6 +21,7 @@ from f2l.data.converters import (
     convert_vdc,
     temporal_paragraph,
 )
+from f2l.data.long_clips import LongClip, long_clip_prompt, long_pool
 from f2l.data.manifest import (
     CAPTION_PROMPTS,
     Example,
@@ -42,6 +43,9 @@ from f2l.data.manifest import (
 from f2l.data.official import iter_official_manifest, resolve_data_root, write_official_manifest
 
 __all__ = [
+    "LongClip",
+    "long_clip_prompt",
+    "long_pool",
     "CAPTION_PROMPTS",
     "CONVERTERS",
     "FINEVIDEO_MIX",

@@ -5,6 +5,8 @@ clips at 1 and 2 segments)."""
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ import analyses.composition as composition
 from f2l.adapter import Adapter
 from f2l.answer import generate
 from f2l.config import parse_config
-from f2l.data import CAPTION_PROMPTS
+from f2l.data import CAPTION_PROMPTS, LongClip, long_clip_prompt
 from f2l.eval.metrics import token_f1
 from f2l.results import read_netcdf
 from f2l.video import Frames
@@ -52,7 +54,7 @@ def segments_of(video: Frames, frames: int, from_zero: bool = False) -> list[Fra
 def test_prompts_are_the_worlds_and_two_way_choices_list_their_options():
     truth = sample_long_truth(SEEDS[0], 4)
     items = long_clip_items(truth, 4)
-    prompts = {it.id: composition.item_prompt(it) for it in items}
+    prompts = {it.id: long_clip_prompt(it) for it in items}
     assert prompts["color-2"] == f"what color is the {truth.objects[2].shape}?"
     assert prompts["count"] == "how many objects are there?"
     assert prompts["temporal"] == CAPTION_PROMPTS["temporal"]
@@ -65,17 +67,17 @@ def test_prompts_are_the_worlds_and_two_way_choices_list_their_options():
 
 def test_long_clip_frames_are_the_segments_in_order_on_the_clips_clock():
     truth = sample_long_truth(SEEDS[0], 4)
-    video = composition.long_clip_frames(SEEDS[0], 4, 3, 32)
+    video = LongClip(SEEDS[0], 4).frames(3, 32)
     assert video.num_frames == 12 and video.pixels.shape == (12, 32, 32, 3)
     ordinary = frame_times(sample_long_truth(SEEDS[0], 1), 3)  # an 8 s clip's frame times
     for k, segment in enumerate(segments_of(video, 3)):
         np.testing.assert_allclose(segment.timestamps, ordinary + 8.0 * k)
         np.testing.assert_array_equal(segment.pixels, render_frames(truth, ordinary + 8.0 * k, 32))
-    assert composition.parse_clip_id(composition.clip_id(SEEDS[1], 8)) == (SEEDS[1], 8)
+    assert LongClip.from_id(LongClip(SEEDS[1], 8).id) == LongClip(SEEDS[1], 8)
 
 
 def test_composing_segment_adapters_is_their_sum_and_one_segment_is_itself(pipeline):
-    video = composition.long_clip_frames(SEEDS[0], 2, 4, 64)
+    video = LongClip(SEEDS[0], 2).frames(4, 64)
     segments = pipeline.internalize_batch(segments_of(video, 4)).unbind()
     composed = pipeline.internalize(video, chunk_frames=4)
     module = composed.modules[0]
@@ -99,10 +101,10 @@ def test_end_to_end_dataset_has_one_segment_count_per_clip(run):
     assert list(ds["method"].values) == list(composition.METHODS)
     assert list(ds["n_chunks"].values) == [1, 2] and ds.sizes["failure"] == 0
     assert ds["score"].dims == ("example_id", "method", "n_chunks")
-    clips = [composition.clip_id(seed, n) for seed in SEEDS for n in (1, 2)]
+    clips = [LongClip(seed, n).id for seed in SEEDS for n in (1, 2)]
     assert list(dict.fromkeys(ds["clip"].values)) == clips
     for clip in clips:
-        seed, n = composition.parse_clip_id(clip)
+        seed, n = astuple(LongClip.from_id(clip))
         items = long_clip_items(sample_long_truth(seed, n), n)
         rows = ds.sel(example_id=[f"{clip}/{it.id}" for it in items])
         assert list(rows["reference"].values) == [it.answer for it in items]
@@ -137,12 +139,12 @@ def test_one_segment_composed_answers_as_the_whole_clip_adapter(run):
 
 def test_answers_are_each_methods_on_the_long_clip(run, pipeline):
     _, ds = run
-    clip = composition.clip_id(SEEDS[1], 2)
-    seed, n = composition.parse_clip_id(clip)
+    clip = LongClip(SEEDS[1], 2).id
+    seed, n = astuple(LongClip.from_id(clip))
     items = long_clip_items(sample_long_truth(seed, n), n)
-    questions = [composition.item_prompt(it) for it in items]
+    questions = [long_clip_prompt(it) for it in items]
     rows = ds["prediction"].sel(example_id=[f"{clip}/{it.id}" for it in items], n_chunks=n)
-    video = composition.long_clip_frames(seed, n, 8, 64)
+    video = LongClip(seed, n).frames(8, 64)
     segments = pipeline.internalize_batch(segments_of(video, 8)).unbind()
     expected = {
         "direct": {"videos": [video] * len(questions)},

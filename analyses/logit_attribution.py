@@ -36,6 +36,7 @@ Dataset schema (``logit_attribution.nc``; see ``probes.logit_attribution``):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,12 +137,10 @@ def run(cfg: LogitAttributionConfig) -> xr.Dataset:
     if cfg.contrast not in CONTRASTS:
         raise ValueError(f"unknown contrast {cfg.contrast!r}; choose from {list(CONTRASTS)}")
     f2l, examples, study = open_probe_study(cfg, NAME)
-    capture = None
+    # built at the first pending clip: a resumed run that has nothing to do skips it
+    capture = functools.cache(lambda: make_capture(cfg.backend, f2l.base.model))
 
     def one_clip(clip_id: str) -> xr.Dataset:
-        nonlocal capture
-        if capture is None:  # built at the first pending clip: a resumed run that has nothing to do skips it
-            capture = make_capture(cfg.backend, f2l.base.model)
         return logit_attribution(
             f2l,
             [examples[clip_id]],
@@ -150,7 +149,7 @@ def run(cfg: LogitAttributionConfig) -> xr.Dataset:
             contrast=cfg.contrast,
             max_new_tokens=cfg.max_new_tokens,
             batch_size=cfg.batch_size,
-            capture=capture,
+            capture=capture(),
         )
 
     study.run(list(examples), one_clip, desc="logit attribution")

@@ -39,6 +39,7 @@ Dataset schema (``logit_lens.nc``; see ``probes.logit_lens``):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,12 +116,10 @@ def run(cfg: LogitLensConfig) -> xr.Dataset:
     adapters = check_adapters(cfg.adapters)
     f2l, examples, study = open_probe_study(cfg, NAME)
     partners = study_partners(cfg, adapters)
-    capture = None
+    # built at the first pending clip: a resumed run that has nothing to do skips it
+    capture = functools.cache(lambda: make_capture(cfg.backend, f2l.base.model))
 
     def one_clip(clip_id: str) -> xr.Dataset:
-        nonlocal capture
-        if capture is None:  # built at the first pending clip: a resumed run that has nothing to do skips it
-            capture = make_capture(cfg.backend, f2l.base.model)
         return logit_lens(
             f2l,
             [examples[clip_id]],
@@ -131,7 +130,7 @@ def run(cfg: LogitLensConfig) -> xr.Dataset:
             partners=partners,
             max_new_tokens=cfg.max_new_tokens,
             batch_size=cfg.batch_size,
-            capture=capture,
+            capture=capture(),
         )
 
     study.run(list(examples), one_clip, desc="logit lens")

@@ -44,6 +44,7 @@ Dataset schema (``patching.nc``; see ``probes.patching``):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,12 +165,10 @@ def run(cfg: PatchingConfig) -> xr.Dataset:
     adapters = check_adapters(cfg.adapters)
     f2l, examples, study = open_probe_study(cfg, NAME)
     partners = study_partners(cfg, adapters)
-    capture = None
+    # built at the first pending clip: a resumed run that has nothing to do skips it
+    capture = functools.cache(lambda: NNsightCapture(f2l.base.model))
 
     def one_clip(clip_id: str) -> xr.Dataset:
-        nonlocal capture
-        if capture is None:  # built at the first pending clip: a resumed run that has nothing to do skips it
-            capture = NNsightCapture(f2l.base.model)
         return patching(
             f2l,
             [examples[clip_id]],
@@ -182,7 +181,7 @@ def run(cfg: PatchingConfig) -> xr.Dataset:
             min_effect=cfg.min_effect,
             max_new_tokens=cfg.max_new_tokens,
             batch_size=cfg.batch_size,
-            capture=capture,
+            capture=capture(),
         )
 
     study.run(list(examples), one_clip, desc="patching")

@@ -41,6 +41,7 @@ Dataset schema (``similarity.nc``; see ``probes.similarity``):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,12 +131,10 @@ def run(cfg: SimilarityConfig) -> xr.Dataset:
     partners = study_partners(cfg, adapters)
     merge = study.merge
     study.merge = lambda units: add_cka(merge(units))  # CKA spans clips: computed over the merged parts
-    capture = None
+    # built at the first pending clip: a resumed run that has nothing to do skips it
+    capture = functools.cache(lambda: NNsightCapture(f2l.base.model))
 
     def one_clip(clip_id: str) -> xr.Dataset:
-        nonlocal capture
-        if capture is None:  # built at the first pending clip: a resumed run that has nothing to do skips it
-            capture = NNsightCapture(f2l.base.model)
         return clip_similarity(
             f2l,
             examples[clip_id],
@@ -143,7 +142,7 @@ def run(cfg: SimilarityConfig) -> xr.Dataset:
             cfg.qa_per_type,
             cfg.prompts_per_clip,
             cfg.min_gap,
-            capture,
+            capture(),
             adapters=adapters,
             partner=partners.get(clip_id),
         )

@@ -629,7 +629,7 @@ def student_loss(
     adapter per segment of ``batch`` (a ``StepBatches`` item), a video's segments composed in the chunk
     stage (``composed_clips``); each student row answers under its video's adapter with no visual token,
     and ``distillation_loss`` scores it. Nothing here reads a value back to the host, so the GPU never
-    waits on Python within a step (``tests/test_train.py`` checks the f2l code for it)."""
+    waits on Python within a step (``tests/f2l/test_train.py`` checks the f2l code for it)."""
     if "states" in batch:  # read from the state cache
         hidden = batch["states"].to(device, non_blocking=True)
         factors = model(base, states=as_layers(hidden, batch["state_mask"].to(device, non_blocking=True)))

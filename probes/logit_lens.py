@@ -66,7 +66,7 @@ from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
 from probes.controls import check_adapters, control_adapters, partners_for
 from probes.hooks import BridgeCapture, Capture, NNsightCapture, make_capture
 from probes.patching import Run, make_runs, with_adapter
-from probes.prompts import prompt_coords
+from probes.prompts import prompt_attrs, prompt_coords
 from probes.similarity import read_residuals
 
 RUNS = ("direct", "f2l", "base")
@@ -244,15 +244,16 @@ def clip_lens(
     out["layer"].attrs["description"] = "the decoder layer whose input is read; the last: the final residual"
     out["adapter"].attrs["description"] = ADAPTER_DESCRIPTION
     out.attrs.update(
-        probe="logit_lens",
-        answer_definition=ANSWER,
-        readout=READOUT,
-        kl_definition=KL,
-        backend=capture.backend,
-        frames=frames,
-        qa_per_type=qa_per_type,
-        max_new_tokens=max_new_tokens,
+        prompt_attrs(
+            probe="logit_lens",
+            answer_definition=ANSWER,
+            readout=READOUT,
+            kl_definition=KL,
+            backend=capture.backend,
+            max_new_tokens=max_new_tokens,
+            frames=frames,
+            qa_per_type=qa_per_type,
+            prompts_per_clip=prompts_per_clip,
+        )
     )
-    if prompts_per_clip is not None:
-        out.attrs["prompts_per_clip"] = prompts_per_clip
     return out

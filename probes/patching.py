@@ -116,7 +116,7 @@ from f2l.video import Frames
 from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
 from probes.controls import check_adapters, control_adapters, partners_for
 from probes.hooks import NNsightCapture
-from probes.prompts import prompt_coords
+from probes.prompts import prompt_attrs, prompt_coords
 
 SITES = ("resid_pre", "attn_out", "mlp_out")
 RUNS = ("direct", "f2l")  # the runs whose greedy answers are scored (every direction's source)
@@ -433,17 +433,18 @@ def patching(
     out["direction"].attrs["description"] = "source -> target: whose activation is patched into which run"
     out["adapter"].attrs["description"] = ADAPTER_DESCRIPTION
     out.attrs.update(
-        probe="patching",
-        logp=LOGP,
-        restored_definition=RESTORED,
-        min_effect=min_effect,
-        backend=capture.backend,
-        frames=frames,
-        qa_per_type=qa_per_type,
-        max_new_tokens=max_new_tokens,
+        prompt_attrs(
+            probe="patching",
+            logp=LOGP,
+            restored_definition=RESTORED,
+            min_effect=min_effect,
+            backend=capture.backend,
+            max_new_tokens=max_new_tokens,
+            frames=frames,
+            qa_per_type=qa_per_type,
+            prompts_per_clip=prompts_per_clip,
+        )
     )
-    if prompts_per_clip is not None:
-        out.attrs["prompts_per_clip"] = prompts_per_clip
     return out
 
 

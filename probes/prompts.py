@@ -34,6 +34,15 @@ def prompt_coords(example: Example, prompts: Sequence[Prompt], *, questions: boo
     return coords
 
 
+def prompt_attrs(*, frames: int, qa_per_type: int, prompts_per_clip: int | None = None, **attrs) -> dict:
+    """A per-prompt dataset's ``attrs``: ``attrs`` and which prompts of each clip were asked (frames, QA
+    per type, and ``prompts_per_clip`` only when a probe kept a subset)."""
+    out = {**attrs, "frames": frames, "qa_per_type": qa_per_type}
+    if prompts_per_clip is not None:
+        out["prompts_per_clip"] = prompts_per_clip
+    return out
+
+
 def clip_means(da: xr.DataArray) -> xr.DataArray:
     """Each clip's mean of ``da`` over its prompts (NaN skipped), on a ``clip`` dim."""
     return da.groupby("clip").mean("example_id", skipna=True)

@@ -87,7 +87,7 @@ from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
 from probes.controls import check_adapters, control_adapters, partners_for
 from probes.hooks import NNsightCapture
 from probes.patching import Run, make_runs, with_adapter
-from probes.prompts import prompt_coords
+from probes.prompts import prompt_attrs, prompt_coords
 
 MEASURES = ("cosine", "share")
 RUNS = ("direct", "f2l", "base")
@@ -291,16 +291,17 @@ def clip_similarity(
     )
     out["adapter"].attrs["description"] = ADAPTER_DESCRIPTION
     out.attrs.update(
-        probe="similarity",
-        positions=POSITIONS,
-        cosine_definition=COSINE,
-        share_definition=SHARE,
-        cka_definition=CKA,
-        min_gap=min_gap,
-        backend=capture.backend,
-        frames=frames,
-        qa_per_type=qa_per_type,
+        prompt_attrs(
+            probe="similarity",
+            positions=POSITIONS,
+            cosine_definition=COSINE,
+            share_definition=SHARE,
+            cka_definition=CKA,
+            min_gap=min_gap,
+            backend=capture.backend,
+            frames=frames,
+            qa_per_type=qa_per_type,
+            prompts_per_clip=prompts_per_clip,
+        )
     )
-    if prompts_per_clip is not None:
-        out.attrs["prompts_per_clip"] = prompts_per_clip
     return out

@@ -8,7 +8,7 @@ import xarray as xr
 
 from analyses.common import clip_mean_se
 from f2l.data import clip_prompts, world_manifest
-from probes.prompts import clip_means, prompt_coords
+from probes.prompts import clip_means, prompt_attrs, prompt_coords
 
 
 def test_prompt_coords_label_every_prompt_of_a_clip():
@@ -23,6 +23,13 @@ def test_prompt_coords_label_every_prompt_of_a_clip():
     assert list(ds["kind"].values) == [p.kind for p in prompts]
     assert set(ds["kind"].values) == {"caption", "qa"}
     assert "prompt" not in prompt_coords(example, prompts)
+
+
+def test_prompt_attrs_record_a_subset_only_when_one_was_kept():
+    every = prompt_attrs(probe="x", frames=8, qa_per_type=1)
+    assert every == {"probe": "x", "frames": 8, "qa_per_type": 1}
+    subset = prompt_attrs(probe="x", frames=12, qa_per_type=2, prompts_per_clip=3)
+    assert subset == {"probe": "x", "frames": 12, "qa_per_type": 2, "prompts_per_clip": 3}
 
 
 def test_clip_means_then_mean_and_standard_error_across_clips():

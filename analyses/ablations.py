@@ -471,20 +471,21 @@ def summary(ds: xr.Dataset) -> str:
         lines.append(
             f"Over the shipped hypernetwork's {BUDGET_MINUTES}-minute training budget: {', '.join(over)}.\n"
         )
-    lines.append("## Each row against the baseline\n")
-    lines.append(
-        "The row's f2l minus the baseline's, paired by clip, with the verdict of `row - baseline` at the "
-        "same margin (≥: no worse than the baseline; <: worse by more than the margin).\n"
-    )
-    rows = []
-    for row in ds["row"].values[1:]:
-        sel = ds.sel(row=row)
-        entry = {"row": str(row), "change": f"`{sel['change'].item()}`"}
-        for b in benches:
-            cell = sel.sel(benchmark=b)
-            entry[b] = marked(float(cell["vs_baseline_diff"]), str(cell["vs_baseline_verdict"].item()))
-        rows.append(entry)
-    lines.append(markdown_table(rows))
+    if ds.sizes["row"] > 1:
+        lines.append("## Each row against the baseline\n")
+        lines.append(
+            "The row's f2l minus the baseline's, paired by clip, with the verdict of `row - baseline` at the "
+            "same margin (≥: no worse than the baseline; <: worse by more than the margin).\n"
+        )
+        rows = []
+        for row in ds["row"].values[1:]:
+            sel = ds.sel(row=row)
+            entry = {"row": str(row), "change": f"`{sel['change'].item()}`"}
+            for b in benches:
+                cell = sel.sel(benchmark=b)
+                entry[b] = marked(float(cell["vs_baseline_diff"]), str(cell["vs_baseline_verdict"].item()))
+            rows.append(entry)
+        lines.append(markdown_table(rows))
     lines.append("## Rows\n")
     lines += [f"- `{row}`: {ds['description'].sel(row=row).item()}" for row in ds["row"].values]
     return "\n".join(lines) + "\n"

@@ -151,10 +151,13 @@ class VideoPrefix:
 
 
 @torch.inference_mode()
-def prefill_video(base: Base, video: Frames) -> VideoPrefix:
-    """Run the base over the video part of a prompt once and keep its KV cache."""
-    text = prompt_text(base.processor, "", with_video=True)
-    inputs = model_inputs(base.processor, [text], [video], device=base.device)
+def prefill_video(base: Base, video: Frames, *, inputs=None) -> VideoPrefix:
+    """Run the base over the video part of a prompt once and keep its KV cache. ``inputs``: the model
+    inputs of a one-row ``[video + question]`` prompt laid out otherwise (e.g. frames tiled by the image
+    processor), read up to the last frame; default: ``video`` through the processor's video path."""
+    if inputs is None:
+        text = prompt_text(base.processor, "", with_video=True)
+        inputs = model_inputs(base.processor, [text], [video], device=base.device)
     ids = inputs["input_ids"][0]
     fake = base.tokenizer.convert_tokens_to_ids(base.processor.fake_image_token)
     # special tokens split the text: what follows the last frame's closing token tokenizes alone

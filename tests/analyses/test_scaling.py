@@ -1,4 +1,5 @@
-"""analyses.scaling: the degeneracy detector, the tiled frame layout, and the command end to end."""
+"""analyses.scaling: the degeneracy detector, the tiled frame layout, direct answers from a shared prefill,
+the intervals over clips, and the command end to end."""
 
 from __future__ import annotations
 
@@ -10,19 +11,25 @@ import torch
 
 from analyses import scaling
 from analyses.scaling import (
+    FULL_FRAMES,
+    FULL_RESOLUTIONS,
+    ScalingConfig,
     is_degenerate,
     repeated_ngram_fraction,
     shared_answer_fraction,
     tiled_video_inputs,
     video_inputs,
 )
+from f2l.answer import answer, decode, prefill_video
 from f2l.chat import model_inputs, prompt_text
+from f2l.config import parse_config
 from f2l.data import clip_prompts, world_manifest, write_manifest
 from f2l.eval.metrics import token_f1
+from f2l.eval.stats import bootstrap_ci
 from f2l.results import read_netcdf
 from f2l.world import render_clip
 
-ARGS = ["--clips", "1", "--frames", "4", "8", "--resolutions", "64", "96", "--resolution-frames", "4"]
+ARGS = ["--clips", "2", "--frames", "4", "8", "--resolutions", "64", "96", "--resolution-frames", "4"]
 ARGS += ["--max-new-tokens", "8"]
 
 
@@ -86,14 +93,35 @@ def test_tiled_layout_is_the_video_path_at_the_tile_size_and_tiles_larger_frames
         assert visual_per_frame(video_inputs(tiny_base, "q", clip, tiling=False)) == processor.image_seq_len
 
 
+def test_direct_answers_from_the_shared_prefill_are_those_of_the_video_in_context(tiny_base):
+    """Frames tiled by the image processor (96 px: 2 x 2 tiles and a global view each), prefilled once:
+    every question answers token for token as with the whole prompt in one pass, over as many tokens."""
+    clip = render_clip(1010001, num_frames=3, size=96).frames
+    prefix = prefill_video(tiny_base, clip, inputs=video_inputs(tiny_base, "", clip, tiling=True))
+    assert prefix.visual_tokens == 3 * 80
+    for question in ("Describe the video in detail.", "what color is the square?", "how many objects?"):
+        whole = decode(tiny_base, video_inputs(tiny_base, question, clip, tiling=True), max_new_tokens=8)[0]
+        shared = answer(tiny_base, None, question, prefix=prefix, max_new_tokens=8)
+        assert shared.ids == whole.ids and shared.stop == whole.stop, question
+        assert sum(shared.input_tokens.values()) == sum(whole.input_tokens.values())
+
+
+def test_full_is_the_issues_grid_on_eight_clips():
+    full = parse_config(ScalingConfig, ["--full"], prog="scaling")
+    assert full.num_clips == 8 and parse_config(ScalingConfig, [], prog="scaling").num_clips == 2
+    assert FULL_FRAMES[0] == 12 and FULL_FRAMES[-1] == 1024
+    assert FULL_RESOLUTIONS[-1] == 4 * FULL_RESOLUTIONS[0]
+
+
 @pytest.fixture(scope="module")
 def scaling_run(tmp_path_factory):
-    """One held-out world clip cut down to three prompts (two caption categories, one question), so that
-    the run stays small: 3 grid points x 3 prompts x 2 methods."""
+    """Two held-out world clips cut down to two prompts each (a caption category and a question), so that
+    the run stays small but has intervals over clips: 3 grid points x 2 clips x 2 prompts x 2 methods."""
     out = tmp_path_factory.mktemp("scaling")
-    example = world_manifest("test", 1)[0]
-    captions = {k: example.captions[k] for k in ("short", "background")}
-    manifest = write_manifest(out / "clip.jsonl", [replace(example, captions=captions, qa=example.qa[:1])])
+    examples = [
+        replace(e, captions={"short": e.captions["short"]}, qa=e.qa[:1]) for e in world_manifest("test", 2)
+    ]
+    manifest = write_manifest(out / "clips.jsonl", examples)
     args = ["--out", str(out), "--manifest", str(manifest), *ARGS]
     assert scaling.main(args) == 0
     return out, args, read_netcdf(out / "scaling.nc")
@@ -103,7 +131,7 @@ def test_scaling_end_to_end(scaling_run):
     out, _, ds = scaling_run
     assert list(ds["method"].values) == ["direct", "f2l"]
     assert list(ds["frames"].values) == [4, 8] and list(ds["resolution"].values) == [64, 96]
-    assert ds.sizes["example_id"] == 3 and sorted(ds["kind"].values) == ["caption", "caption", "qa"]
+    assert ds.sizes["example_id"] == 4 and sorted(ds["kind"].values) == ["caption", "caption", "qa", "qa"]
     assert ds.attrs["metric"] == "token_f1" and ds.attrs["training_resolution"] == 64
 
     run = ds["score"].notnull().all(["example_id", "method"])
@@ -136,6 +164,39 @@ def test_scaling_end_to_end(scaling_run):
     assert "## Frames, at 64 px" in md and "## Resolution, at 4 frames" in md
     assert "same answer" in md and "(the references: " in md
     assert md.count("\n| 4 |") == 1 and "\n| 8 |" in md and "\n| 96 |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| 8 |"))
+    low, high = ds["score_ci"].sel({"method": "f2l", "frames": 8, "resolution": 64}).values
+    f2l = float(ds["mean_score"].sel({"method": "f2l", "frames": 8, "resolution": 64}))
+    assert f"{f2l:.3f} [{low:.3f}, {high:.3f}]" in row
+
+
+def test_intervals_are_over_clips_of_their_prompts_means(scaling_run):
+    """Each clip's mean over its prompts, by hand; their mean and its bootstrap interval over the two clips
+    (whose resampled means are one clip, the other, or both: the 95% interval runs from the lower clip to
+    the higher); the paired difference f2l - direct the same way."""
+    _, _, ds = scaling_run
+    clips = sorted(set(ds["clip"].values))
+    assert list(ds["replicate"].values) == clips and list(ds["bound"].values) == ["low", "high"]
+    for name in ("score", "degenerate", "same_answer"):
+        for frames, resolution in ((4, 64), (8, 64), (4, 96)):
+            point = {"frames": frames, "resolution": resolution}
+            by_clip = {}
+            for method in ("direct", "f2l"):
+                values = ds[name].sel({"method": method, **point}).values
+                means = np.array([values[ds["clip"].values == c].mean() for c in clips])
+                by_clip[method] = means
+                sel = {"method": method, **point}
+                np.testing.assert_allclose(ds[f"clip_{name}"].sel(sel).values, means)
+                assert float(ds[f"mean_{name}"].sel(sel)) == pytest.approx(means.mean())
+                ci = ds[f"{name}_ci"].sel(sel).values
+                np.testing.assert_allclose(ci, [means.min(), means.max()])
+                np.testing.assert_allclose(ci, bootstrap_ci(means, 0.95))
+            if name == "score":
+                diffs = by_clip["f2l"] - by_clip["direct"]
+                assert float(ds["score_diff"].sel(point)) == pytest.approx(diffs.mean())
+                np.testing.assert_allclose(ds["score_diff_ci"].sel(point).values, [diffs.min(), diffs.max()])
+    assert ds["mean_score"].sel({"frames": 8, "resolution": 96}).isnull().all()  # in neither sweep
+    assert ds.attrs["ci_level"] == 0.95
 
 
 def test_scaling_resumes_without_recomputing(scaling_run, monkeypatch):
@@ -149,3 +210,5 @@ def test_scaling_resumes_without_recomputing(scaling_run, monkeypatch):
     again = read_netcdf(out / "scaling.nc")
     assert again.sizes["failure"] == 0
     np.testing.assert_array_equal(again["ttft_s"].values, first["ttft_s"].values)  # timings never repeat
+    for name in ("score_ci", "score_diff_ci", "same_answer_ci"):  # recomputed from the merged parts, alike
+        np.testing.assert_array_equal(again[name].values, first[name].values)

@@ -9,24 +9,23 @@ import sys
 
 import pytest
 import yaml
+from support import REPO
 
 from f2l import ask, cli, train
 from f2l.video import VideoDecodeError
 from f2l.world.splits import split_seeds
 
-STUDIES = [
-    "benchmark",
-    "composition",
-    "delta_norms",
-    "efficiency",
-    "layer_removal",
-    "logit_attribution",
-    "rank_ablation",
-    "scaling",
-]
+# every study and probe command: the modules of analyses/ and probes/ that run as a program
+PROGRAMS = sorted(
+    f"{path.parent.name}.{path.stem}"
+    for folder in ("analyses", "probes")
+    for path in (REPO / folder).glob("*.py")
+    if 'if __name__ == "__main__":' in path.read_text()
+)
 COMMANDS = [
     ("f2l.ask", []),
     ("f2l.infer", []),
+    ("f2l.context", []),
     ("f2l.convert", ["official"]),
     ("f2l.data.__main__", ["convert"]),
     ("f2l.data.__main__", ["world"]),
@@ -34,11 +33,16 @@ COMMANDS = [
     ("f2l.train", []),
     ("f2l.basetrain.pretrain", []),
     ("f2l.basetrain.recipe", []),
-    ("probes.linear_probes", []),
     ("f2l.models.shapes", []),
     ("analyses.figures.__main__", []),
-    *((f"analyses.{study}", []) for study in STUDIES),
+    *((module, []) for module in PROGRAMS),
 ]
+
+
+def test_the_program_list_finds_the_studies_and_probes():
+    assert {"analyses.benchmark", "analyses.ablations", "probes.linear_probes", "probes.direction"} <= set(
+        PROGRAMS
+    )
 
 
 def one_error_line(err: str) -> str:

@@ -174,22 +174,41 @@ STUDIES = [
             "adapter made from the same frames) along two sweeps: more frames at the training resolution, "
             "and larger frames at a fixed frame count. The paper claims the adapter stays stable where "
             "direct inference degrades; this measures it: score, query time, input tokens, and the share "
-            "of degenerate (empty or repetitive) answers."
+            "of degenerate (empty or repetitive) answers. A clip's prompts share its video and adapter, so "
+            "clips are the replicates: means are across clips of each clip's mean over its prompts, with "
+            "95% bootstrap intervals over clips, and `f2l - direct` is paired by clip."
         ),
         config="ScalingConfig",
-        small="clips=1, frames=(8, 16), resolutions=(64, 96)",
+        small="clips=2, frames=(8, 16), resolutions=(64, 96)",
         duration="a few minutes",
         figures=[
             (
                 "**Top row: the frame sweep; bottom row: the resolution sweep.** Each panel's title says "
-                "where the other axis was held. Bands are 95% bootstrap intervals across prompts.",
+                "where the other axis was held. Token-F1, the paired difference `f2l - direct` and the shares "
+                "of degenerate and shared answers are means across clips, each bar its 95% bootstrap "
+                "interval over clips (none from a single clip); time and tokens are medians across prompts, "
+                "with bands.",
                 "fig = figures.scaling_curves(ds)",
             ),
         ],
         explore=[
             (
-                "Mean token-F1 at each grid point that was run:",
-                'ds["score"].mean("example_id").to_series().dropna().unstack("method").round(3)',
+                "Mean token-F1 across clips at each grid point that was run, with its 95% interval over "
+                "clips:",
+                'low, high = (ds["score_ci"].sel(bound=b, drop=True) for b in ("low", "high"))\n'
+                'table = ds["mean_score"].to_dataset(name="mean").assign(low=low, high=high).to_dataframe()\n'
+                'table.dropna(subset=["mean"]).unstack("method").round(3)',
+            ),
+            (
+                "The paired per-clip difference `f2l - direct`, with its 95% interval over clips: where the "
+                "interval lies above zero, the adapter beats the video in context there:",
+                'low, high = (ds["score_diff_ci"].sel(bound=b, drop=True) for b in ("low", "high"))\n'
+                'table = ds["score_diff"].to_dataset(name="f2l - direct").assign(low=low, high=high)\n'
+                'table.to_dataframe().dropna(subset=["f2l - direct"]).round(3)',
+            ),
+            (
+                "Each clip's mean token-F1 (the replicates the intervals resample):",
+                'ds["clip_score"].to_series().dropna().unstack("method").round(3)',
             ),
             (
                 "Answers flagged as degenerate, if any:",

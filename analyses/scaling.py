@@ -117,9 +117,9 @@ class ScalingConfig(AnswersConfig, PromptsConfig):
     resolution_frames: int = 12  # frames per clip in the resolution sweep
     tiling: bool = True  # split frames larger than a tile as SmolVLM's image processor does
 
-    # --full runs the 8 clips a point the issue asks for, not the 100 of the other studies: a clip costs
-    # every grid point (eleven of them, up to 1,024 frames, where the base reads 26,700 tokens twice: once
-    # to answer, once to internalize), minutes a clip on one CPU thread, so 100 clips would take a day.
+    # --full runs the 8 clips a point the issue asks for, not the other studies' 100: a clip costs all eleven
+    # grid points, up to 1,024 frames where the base reads 26,700 tokens twice (to answer, to internalize),
+    # so that 100 clips would take hours on a CPU where 8 take minutes.
     full_clips: ClassVar[int] = 8
 
 

@@ -14,15 +14,16 @@ never undo it): a smaller run for a test, a cache path, another seed.
 Each row trains into ``<work>/<row>`` and ships ``<work>/<row>/hypernet`` (``f2l.train --ship``); an
 interrupted run resumes on the same command, a finished one (summary and shipped hypernetwork present) is
 not trained again, and a run of another config is refused unless ``--fresh`` discards it with its
-benchmarks. Then ``analyses.benchmark`` (direct, f2l, no_video; resumable clip by clip) runs into
-``<work>/<row>/bench-<clips>``, so a 12-clip and a 200-clip benchmark of one row live side by side.
+benchmarks. Then ``analyses.benchmark`` (resumable clip by clip) runs into ``<work>/<row>/bench-<clips>``, so
+a 12-clip and a 200-clip benchmark of one row live side by side: direct, f2l and no_video for the
+baseline, f2l alone for every other row, whose statistics take the baseline's direct and no_video
+(``beside_baseline``: they never see the hypernetwork).
 
 **The issue's criterion.** On a benchmark where the video matters, ``f2l - direct`` must be equivalent or
 non-inferior (margin ``--margin``, Holm across benchmarks). The video matters where the benchmark's own test
 finds ``no_video - direct`` *inferior*: the question alone scores worse than the video by more than the
 margin. Elsewhere f2l cannot be told from answering blind, so its verdict there says nothing about the
-video. The benchmarks that qualify come from each row's own benchmark; direct and no_video never see the
-hypernetwork (they are the same in every row).
+video. The benchmarks that qualify are the same in every row (the baseline's direct and no_video).
 
 **Training minutes** are the wall time of a run's steps from its ``log.jsonl`` (held-out evaluations
 included; loading the base and the one-time teacher targets and base states, shared by every row through
@@ -248,8 +249,11 @@ def training_seconds(run_dir: str | Path) -> float:
     return total
 
 
-def bench_config(run: TrainConfig, cfg: AblationsConfig) -> benchmark.BenchmarkConfig:
-    """The benchmark of a row's shipped hypernetwork: direct, f2l and no_video at the run's frame count."""
+def bench_config(
+    run: TrainConfig, cfg: AblationsConfig, methods: tuple[str, ...] = METHODS
+) -> benchmark.BenchmarkConfig:
+    """The benchmark of a row's shipped hypernetwork at the run's frame count: ``methods`` (the baseline
+    runs direct, f2l and no_video; another row f2l alone, see ``beside_baseline``)."""
     return benchmark.BenchmarkConfig(
         out=str(run.out_dir / f"bench-{cfg.clips}"),
         hypernet=str(run.ship),
@@ -260,7 +264,7 @@ def bench_config(run: TrainConfig, cfg: AblationsConfig) -> benchmark.BenchmarkC
         frames=run.frames,
         max_new_tokens=cfg.max_new_tokens,
         batch_size=cfg.batch_size,
-        methods=METHODS,
+        methods=methods,
         metrics=(cfg.metric,),
         benchmarks=cfg.benchmarks,
         margin=cfg.margin,
@@ -285,6 +289,20 @@ def run_benchmark(bench: benchmark.BenchmarkConfig, fresh: bool) -> xr.Dataset:
     return ds
 
 
+def beside_baseline(row: xr.Dataset, baseline: xr.Dataset, cfg: AblationsConfig) -> xr.Dataset:
+    """A row's f2l scores beside the baseline's direct and no_video, with the benchmark's statistics.
+    Direct and no_video never see the hypernetwork, so on the same base, clips and prompts they are the
+    baseline's answers: a row answers only with its adapter (a benchmark of a third of the work)."""
+    if list(row["example_id"].values) != list(baseline["example_id"].values):
+        raise RuntimeError("a row's benchmark holds other prompts than the baseline's: rerun it with --fresh")
+    # (``sel`` takes ``method`` as its own keyword: the dim goes in a dict)
+    score = xr.concat(
+        [(row if m == "f2l" else baseline)["score"].sel({"method": [m]}) for m in METHODS], dim="method"
+    )
+    scores = xr.Dataset({"score": score}, coords={k: baseline[k] for k in ("clip", "benchmark")})
+    return benchmark.add_statistics(scores, margin=cfg.margin, alpha=cfg.alpha, seed=cfg.seed)
+
+
 def run(cfg: AblationsConfig) -> xr.Dataset:
     """Train and benchmark every selected row that is not done yet, then collect them (also written to
     ``<out>/ablations.nc`` and ``<out>/ablations.md``)."""
@@ -299,9 +317,10 @@ def run(cfg: AblationsConfig) -> xr.Dataset:
                 run_cfg = dataclasses.replace(run_cfg, device=cfg.device)
             print(f"{where}: training {run_cfg.steps} steps into {run_cfg.out_dir}", file=sys.stderr)
             train(run_cfg)
-        bench = bench_config(run_cfg, cfg)
+        bench = bench_config(run_cfg, cfg, METHODS if name == BASELINE else ("f2l",))
         print(f"{where}: benchmark of {cfg.clips} clips into {bench.out}", file=sys.stderr)
-        benches[name] = run_benchmark(bench, cfg.fresh)
+        ds = run_benchmark(bench, cfg.fresh)
+        benches[name] = ds if name == BASELINE else beside_baseline(ds, benches[BASELINE], cfg)
     ds = collect(configs, benches, cfg)
     out = Path(cfg.out)
     write_netcdf(ds, out / f"{NAME}.nc")

@@ -88,13 +88,13 @@ class BenchmarkConfig(AnswerStudyConfig):
 
     @property
     def run_methods(self) -> tuple[str, ...]:
-        """The methods to run, in ``METHODS`` order (``--full``: all of them)."""
+        """The methods to run, in ``METHODS`` order (``--full``: all of them). Without direct a run has no
+        contrasts, only its means: scores to set beside another run's direct of the same clips, as
+        ``analyses.ablations`` does (direct never sees the hypernetwork)."""
         chosen = set(METHODS if self.full else self.methods)
         unknown = sorted(chosen - set(METHODS))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
-        if REFERENCE not in chosen:
-            raise ValueError(f"the methods must include {REFERENCE!r}: every contrast is against it")
         return tuple(m for m in METHODS if m in chosen)
 
 
@@ -172,7 +172,10 @@ def _describe_rows(ds: xr.Dataset) -> xr.Dataset:
 
 
 def contrasts_of(methods) -> list[str]:
-    """``"<method> - direct"`` for every method other than direct, in ``METHODS`` order."""
+    """``"<method> - direct"`` for every method other than direct, in ``METHODS`` order (none without
+    direct)."""
+    if REFERENCE not in set(methods):
+        return []
     return [f"{m} - {REFERENCE}" for m in METHODS if m in set(methods) and m != REFERENCE]
 
 
@@ -224,11 +227,16 @@ def add_statistics(
                 stats["p_inferiority"][c, s, k] = result.p_inferior
                 verdict[c, s, k] = result.verdict
     cube = ("contrast", "suite", "metric")
-    out = ds.assign_coords(contrast=contrasts, suite=suites)
+    out = ds.assign_coords(suite=suites)
     out["mean_score"] = (("suite", "method", "metric"), means)
     out["mean_score"].attrs.update(
         units="metric units", description="mean over clips of each clip's mean score on the suite"
     )
+    out["suite"].attrs["description"] = "benchmark (caption category / QA type / manifest label)"
+    out.attrs.update(margin=float(margin), alpha=float(alpha))
+    if not contrasts:  # a run without direct: its means alone
+        return out
+    out = out.assign_coords(contrast=contrasts)
     for field, values in stats.items():
         out[field] = (cube, values)
     out["n_clips"] = (cube, n_clips)
@@ -250,8 +258,6 @@ def add_statistics(
         f"equivalent / non-inferior / inferior / inconclusive at alpha {alpha}, or '{NOT_TESTED}'"
     )
     out["contrast"].attrs["description"] = "method - direct, paired by clip"
-    out["suite"].attrs["description"] = "benchmark (caption category / QA type / manifest label)"
-    out.attrs.update(margin=float(margin), alpha=float(alpha))
     return out
 
 
@@ -271,14 +277,16 @@ def summary(ds: xr.Dataset) -> str:
         f"benchmarks).\n"
     )
     methods = [str(m) for m in ds["method"].values]
+    contrasts = ds["contrast"].values if "contrast" in ds.coords else []
     for metric in ds["metric"].values:
         lines.append(f"## {metric}\n")
         rows = []
         for suite in ds["suite"].values:
-            row = {"benchmark": str(suite), "clips": int(ds["n_clips"].sel(suite=suite, metric=metric).max())}
+            on_suite = ds["clip"].values[ds["benchmark"].values == suite]
+            row = {"benchmark": str(suite), "clips": len(np.unique(on_suite))}
             for m in methods:
                 row[m] = float(ds["mean_score"].sel({"suite": suite, "method": m, "metric": metric}))
-            for c in ds["contrast"].values:
+            for c in contrasts:
                 sel = {"contrast": c, "suite": suite, "metric": metric}
                 v = str(ds["verdict"].sel(sel).values)
                 if v != NOT_TESTED:
@@ -288,14 +296,14 @@ def summary(ds: xr.Dataset) -> str:
             rows.append(row)
         lines.append(markdown_table(rows))
         counts = []
-        for c in ds["contrast"].values:
+        for c in contrasts:
             verdicts = [str(v) for v in ds["verdict"].sel(contrast=c, metric=metric).values]
             tested = [v for v in verdicts if v != NOT_TESTED]
             if tested:
                 tally = ", ".join(f"{tested.count(v)} {v}" for v in dict.fromkeys(tested))
                 counts.append(f"- `{c}`: {tally} of {len(tested)} benchmarks")
         floor = f"no_video - {REFERENCE}"
-        if floor in ds["contrast"].values:
+        if floor in contrasts:
             blind = ds["suite"].values[
                 ds["verdict"].sel(contrast=floor, metric=metric).values == "equivalent"
             ]

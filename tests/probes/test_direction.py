@@ -6,7 +6,7 @@ import json
 
 from f2l.data import iter_prompts, world_example
 from f2l.world import sample_truth, split_seeds
-from probes.direction import GROUPS, DirectionConfig, direction_scores, main, question_group
+from probes.direction import GROUPS, main, question_group
 
 
 def direction_prompts(clips: int):
@@ -33,8 +33,10 @@ def test_every_direction_question_falls_in_the_group_its_clip_says():
 
 
 def test_scores_per_group_on_the_shipped_base(tmp_path):
-    cfg = DirectionConfig(clips=6, offset=0)
-    result = direction_scores(cfg)
+    out = tmp_path / "direction.json"
+    assert main(["--clips", "6", "--offset", "0", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["clips"] == 6
     questions = sum(1 for _ in direction_prompts(6))
     assert sum(row["questions"] for row in result["groups"].values()) == questions
     camera = result["groups"]["camera"]
@@ -44,6 +46,3 @@ def test_scores_per_group_on_the_shipped_base(tmp_path):
         assert 0.0 <= score["token_f1"] <= 1.0
         assert score["ci95"][0] <= score["token_f1"] <= score["ci95"][1]
     assert sum(result["commonest_direct_answers"].values()) <= questions
-    out = tmp_path / "direction.json"
-    assert main(["--clips", "2", "--offset", "0", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["config"]["clips"] == 2

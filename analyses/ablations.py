@@ -64,7 +64,7 @@ import xarray as xr
 from analyses import benchmark
 from analyses.compare_hypernets import compare_runs
 from f2l.cli import UsageError, entry_point
-from f2l.config import NOT_A_SETTING, config_dict, parse_config
+from f2l.config import NOT_A_SETTING, config_dict, dotted_settings, parse_config
 from f2l.eval.stats import DEFAULT_ALPHA, DEFAULT_MARGIN
 from f2l.io import atomic_write_text
 from f2l.results import StudyConfigError, markdown_table, provenance, write_netcdf
@@ -184,14 +184,7 @@ def row_config(
 def flat_settings(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     """A run config as JSON values under dotted names (``f2l.rank``), the form ``config.json`` stores."""
     data = json.loads(json.dumps(config_dict(cfg) if isinstance(cfg, TrainConfig) else cfg))
-
-    def walk(d: dict, prefix: str = "") -> dict[str, Any]:
-        out = {}
-        for k, v in d.items():
-            out |= walk(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v}
-        return out
-
-    return walk(data)
+    return dotted_settings(TrainConfig, data)
 
 
 def changed_settings(a: TrainConfig | dict, b: TrainConfig | dict, ignore: Sequence[str] = ()) -> list[str]:

@@ -55,13 +55,11 @@ import xarray as xr
 
 from analyses.common import AnswerStudyConfig, study_examples, study_main
 from f2l.data import Example, Prompt, clip_prompts, iter_prompts
-from f2l.distributed import rank
 from f2l.eval.harness import METHODS, METRIC_NAMES, answer_clip, is_closed, score_predictions
 from f2l.eval.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, compare_family
 from f2l.eval.token_merge import DEFAULT_FACTOR
-from f2l.io import atomic_write_text
 from f2l.pipeline import Frames2LoRA
-from f2l.results import Study, markdown_table, provenance, write_netcdf
+from f2l.results import Study, markdown_table, provenance
 from probes.prompts import prompt_coords
 
 NAME = "benchmark"
@@ -336,15 +334,13 @@ def run(cfg: BenchmarkConfig) -> xr.Dataset:
     config["methods"] = list(methods)
     study = Study(cfg.out, NAME, config=config, attrs=provenance(f2l, seed=cfg.seed), fresh=cfg.fresh)
     study.run(list(examples), lambda clip_id: clip_dataset(f2l, examples[clip_id], cfg, judge), desc=NAME)
-    ds = study.finish(list(examples))
-    if "score" in ds:
-        ds = add_statistics(ds, margin=cfg.margin, alpha=cfg.alpha, seed=cfg.seed)
-    else:
-        ds.attrs.update(margin=float(cfg.margin), alpha=float(cfg.alpha))
-    if rank() == 0:
-        write_netcdf(ds, study.path)
-        atomic_write_text(study.out_dir / f"{NAME}.md", summary(ds))
-    return ds
+
+    def statistics(ds: xr.Dataset) -> xr.Dataset:
+        if "score" in ds:
+            return add_statistics(ds, margin=cfg.margin, alpha=cfg.alpha, seed=cfg.seed)
+        return ds.assign_attrs(margin=float(cfg.margin), alpha=float(cfg.alpha))
+
+    return study.finish(list(examples), derive=statistics, summary=summary)
 
 
 def main(argv: list[str] | None = None) -> int:

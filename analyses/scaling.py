@@ -88,12 +88,10 @@ from f2l.adapter import Adapter
 from f2l.answer import answer, prefill_video, synchronize
 from f2l.chat import model_inputs, prompt_text, video_metadata
 from f2l.data import Example, clip_prompts
-from f2l.distributed import rank
 from f2l.eval.metrics import normalize_answer, token_f1
 from f2l.eval.stats import bootstrap_ci, mean_se
-from f2l.io import atomic_write_text
 from f2l.pipeline import Frames2LoRA
-from f2l.results import Study, markdown_table, provenance, write_netcdf
+from f2l.results import Study, markdown_table, provenance
 from f2l.video import Frames
 from probes.prompts import clip_means, prompt_coords
 
@@ -464,13 +462,9 @@ def run(cfg: ScalingConfig) -> xr.Dataset:
     by_id = {e.id: e for e in examples}
     units = list(by_id)
     study.run(units, lambda unit: measure_clip(pipeline, by_id[unit], cfg, points), desc="clips")
-    ds = study.finish(units)
-    if "score" in ds:
-        ds = add_intervals(ds)
-    if rank() == 0:
-        write_netcdf(ds, study.path)
-        atomic_write_text(study.out_dir / "scaling.md", summarize(ds))
-    return ds
+    return study.finish(
+        units, derive=lambda ds: add_intervals(ds) if "score" in ds else ds, summary=summarize
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

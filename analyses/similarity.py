@@ -129,8 +129,6 @@ def run(cfg: SimilarityConfig) -> xr.Dataset:
     adapters = check_adapters(cfg.adapters)
     f2l, examples, study = open_probe_study(cfg, NAME)
     partners = study_partners(cfg, adapters)
-    merge = study.merge
-    study.merge = lambda units: add_cka(merge(units))  # CKA spans clips: computed over the merged parts
     # built at the first pending clip: a resumed run that has nothing to do skips it
     capture = functools.cache(lambda: NNsightCapture(f2l.base.model))
 
@@ -148,7 +146,7 @@ def run(cfg: SimilarityConfig) -> xr.Dataset:
         )
 
     study.run(list(examples), one_clip, desc="similarity")
-    return study.finish(list(examples), summary=summary)
+    return study.finish(list(examples), derive=add_cka, summary=summary)  # CKA spans clips
 
 
 def main(argv: list[str] | None = None) -> int:

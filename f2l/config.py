@@ -91,6 +91,12 @@ def _typed(name: str, value: Any, kind: type, many: bool) -> Any:
     return value
 
 
+def dotted_settings(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``values`` of a ``cls`` config (its ``config_dict`` or a stored ``config.json``) under dotted
+    names (``{"f2l": {"rank": 8}}`` -> ``{"f2l.rank": 8}``), the names its flags and presets use."""
+    return _flatten(values, _settings(cls)[1])
+
+
 def config_dict(cfg: Any) -> dict[str, Any]:
     """``cfg`` as JSON-able data (sections as mappings, tuples as lists, no ``NOT_A_SETTING`` field): the
     form a run records (``config.json``) and ``--config`` reads back."""

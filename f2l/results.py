@@ -207,13 +207,20 @@ class Study:
             self.record(unit, ds)
 
     def finish(
-        self, units: Sequence[str], *, summary: Callable[[xr.Dataset], str] | None = None
+        self,
+        units: Sequence[str],
+        *,
+        derive: Callable[[xr.Dataset], xr.Dataset] | None = None,
+        summary: Callable[[xr.Dataset], str] | None = None,
     ) -> xr.Dataset:
-        """Merge all ranks' parts (in ``units`` order) into ``<out>/<name>.nc``; with ``summary``, also
-        write its Markdown to ``<out>/<name>.md``. Every rank returns the merged dataset."""
+        """Merge all ranks' parts (in ``units`` order) into ``<out>/<name>.nc``; with ``derive``, what spans
+        clips (statistics, intervals) is added to the merged dataset first, recomputed on every run; with
+        ``summary``, also write its Markdown to ``<out>/<name>.md``. Every rank returns the written dataset."""
         barrier()
         if rank() == 0:
             ds = self.merge(units)
+            if derive is not None:
+                ds = derive(ds)
             write_netcdf(ds, self.path)
             if summary is not None:
                 atomic_write_text(self.out_dir / f"{self.name}.md", summary(ds))

@@ -20,6 +20,7 @@ its prior and ``object with others`` not says binding is what fails.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -72,7 +73,8 @@ def direction_scores(cfg: DirectionConfig) -> dict:
     ]
     groups = np.array([question_group(r) for r in rows])
     questions = [r.prompt for r in rows]
-    videos = [load_frames(r.example, size=size) for r in rows]
+    clips = {r.example.id: load_frames(r.example, size=size) for r in rows}  # each clip rendered once
+    videos = [clips[r.example.id] for r in rows]
     answers = {
         method: [
             a.text
@@ -80,23 +82,22 @@ def direction_scores(cfg: DirectionConfig) -> dict:
         ]
         for method, vids in (("direct", videos), ("no_video", None))
     }
+    f1 = {
+        m: np.array([token_f1(a, r.reference) for a, r in zip(answers[m], rows, strict=True)])
+        for m in METHODS
+    }
     table = {}
     for group in GROUPS:
         mask = groups == group
         table[group] = {"questions": int(mask.sum())}
         for method in METHODS:
-            f1 = np.array([token_f1(a, r.reference) for a, r in zip(answers[method], rows, strict=True)])[
-                mask
-            ]
-            low, high = bootstrap_ci(f1, 0.95) if len(f1) > 1 else (float("nan"), float("nan"))
+            scores = f1[method][mask]
+            low, high = bootstrap_ci(scores, 0.95) if len(scores) > 1 else (float("nan"), float("nan"))
             table[group][method] = {
-                "token_f1": float(f1.mean()) if len(f1) else float("nan"),
+                "token_f1": float(scores.mean()) if len(scores) else float("nan"),
                 "ci95": [low, high],
             }
-    counts: dict[str, int] = {}
-    for a in answers["direct"]:
-        counts[a] = counts.get(a, 0) + 1
-    commonest = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:5])
+    commonest = dict(Counter(answers["direct"]).most_common(5))
     return {"config": asdict(cfg), "groups": table, "commonest_direct_answers": commonest}
 
 

@@ -3,12 +3,20 @@ trained tiny base (for tests of real behaviour)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# The suite runs as two pytest-xdist workers (pyproject's addopts), one per core: each worker and every
+# process it starts (torchrun ranks, CLI runs) keeps to one thread, since two workers of two threads on
+# two cores wait on each other's threads. Run alone (`-n 0`), a test process takes both cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,12 @@ f and no later, so the targets never ask the model to see the future; motion and
 asked of the first frame, where nothing has moved yet. A question's answer tokens then find the
 fact written on the last frames' tokens instead of having to derive it.
 
+Direction is the one fact the cells alone did not carry to the answer: "which way does the red circle
+move?" must find the red object's cells and read a motion that each cell holds only weakly. The
+optional binding head (``TemporalHeads(binding=True)``) writes it where the main object's looks are
+written: on the frame mean, a table of each visible colour's motion (colours are unique within a clip),
+so that the answer can read the named object's motion from any token of a later frame.
+
 The heads are a training device only: they are not part of the saved checkpoint, which stays a plain
 SmolVLM.
 """
@@ -52,6 +58,7 @@ MOTION_CLASSES = ("none", *MOTIONS)  # the motion of the object filling a cell
 EVENT_KINDS = ("none", "appears", "leaves")  # the first event so far: its kind ...
 EVENT_COLORS = ("none", *COLORS)  # ... and its object's colour (colours are unique within a clip)
 MAX_OBJECTS = 3
+IGNORE = -100  # a target that is not asked (F.cross_entropy's ignore_index)
 
 
 def cell_targets(truth: ClipTruth, num_frames: int, size: int, grid: int) -> dict[str, np.ndarray]:
@@ -83,6 +90,13 @@ def cell_targets(truth: ClipTruth, num_frames: int, size: int, grid: int) -> dic
             out[f] = cells.reshape(grid * grid, n)
     main = truth.objects[0]
     taus = frame_times(truth, num_frames) / truth.duration
+    # per frame and colour, the motion of the object of that colour, asked where it is visible in this
+    # frame and the one before (its motion shows only then); IGNORE elsewhere
+    color_motion = np.full((num_frames, len(COLORS)), IGNORE, np.int64)
+    for o in truth.objects:
+        shown = np.array([o.visible(float(t)) for t in taus])
+        moved = shown & np.concatenate([[False], shown[:-1]])
+        color_motion[moved, list(COLORS).index(o.color)] = MOTIONS.index(o.motion)
     visible = np.array([sum(o.visible(float(t)) for o in truth.objects) for t in taus])
     seen = np.array([sum(o.appear <= t for o in truth.objects) for t in taus])
     first_kind = np.zeros(num_frames, np.int64)
@@ -107,6 +121,7 @@ def cell_targets(truth: ClipTruth, num_frames: int, size: int, grid: int) -> dic
         "main_color": np.full(num_frames, list(COLORS).index(main.color)),
         "main_shape": np.full(num_frames, SHAPES.index(main.shape)),
         "main_size": np.full(num_frames, list(SIZES).index(main.size)),
+        "color_motion": color_motion,
     }
 
 
@@ -150,8 +165,11 @@ class TemporalHeads(nn.Module):
     """Linear read-outs of the text model's hidden states at the visual tokens (cells) and of their
     frame mean: what only comparing a frame with the earlier ones can tell."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, binding: bool = False):
         super().__init__()
+        # per frame, each colour's motion (the module docstring's binding head); absent when off, so
+        # checkpoints and snapshots of runs without it keep their keys
+        self.color_motion = nn.Linear(width, len(COLORS) * len(MOTIONS)) if binding else None
         self.motion = nn.Linear(width, len(MOTION_CLASSES))
         self.camera = nn.Linear(width, len(CAMERAS))
         self.visible = nn.Linear(width, MAX_OBJECTS + 1)
@@ -179,6 +197,11 @@ class TemporalHeads(nn.Module):
         }
         for key in ("visible", "seen", "first_kind", "first_color"):
             parts[key] = F.cross_entropy(getattr(self, key)(frame), stacked(key))
+        if self.color_motion is not None:
+            table = self.color_motion(frame[moved]).view(-1, len(COLORS), len(MOTIONS))
+            parts["color_motion"] = F.cross_entropy(
+                table.flatten(0, 1), stacked("color_motion")[moved].flatten(), ignore_index=IGNORE
+            )
         return parts
 
 

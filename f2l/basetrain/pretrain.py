@@ -65,6 +65,7 @@ class PretrainConfig:
     grounding_weight: float = 1.0  # auxiliary cell-content loss on visual tokens (f2l.basetrain.grounding)
     temporal_weight: float = 1.0  # auxiliary motion/count/event loss on the text model's visual-token states
     temporal_layer: int = 2  # ... read at this hidden state (0: embeddings, i: after decoder layer i)
+    binding_weight: float = 0.0  # each visible colour's motion on the frame mean there (grounding.py; 0: off)
     caption_share: float = 0.5  # the rest are QA turns
     focus_qa: str | None = None  # a QA type that a later stage drills (e.g. "direction") ...
     focus_share: float = 0.0  # ... as this share of all turns, drawn before the caption/QA split
@@ -311,7 +312,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
 
     width = model.config.text_config.hidden_size
     heads = GroundingHeads(width)
-    temporal = TemporalHeads(width)
+    temporal = TemporalHeads(width, binding=cfg.binding_weight > 0)
     named = [
         *model.named_parameters(),
         *heads.named_parameters(prefix="grounding"),
@@ -364,7 +365,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
         if read_states:
             states = out.hidden_states[cfg.temporal_layer][batch["input_ids"] == model.config.image_token_id]
             parts = temporal.loss(states, grounding, processor.image_seq_len)
-            loss = loss + cfg.temporal_weight * sum(parts.values())
+            weights = {"color_motion": cfg.binding_weight}
+            loss = loss + cfg.temporal_weight * sum(weights.get(k, 1.0) * v for k, v in parts.items())
             record.update({f"temporal_{k}": v.item() for k, v in parts.items()})
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; no checkpoint written")

@@ -11,6 +11,7 @@ from f2l.basetrain.grounding import (
     COLOR_CLASSES,
     EVENT_COLORS,
     EVENT_KINDS,
+    IGNORE,
     MOTION_CLASSES,
     TemporalHeads,
     cell_targets,
@@ -81,6 +82,46 @@ def test_motion_cells_carry_the_motion_of_the_object_filling_them(clips):
             checked += 1
     assert checked > 100
     assert set(MOTION_CLASSES[1:]) == set(MOTIONS) and len(COLOR_CLASSES) == len(COLORS) + 1
+
+
+def test_the_binding_table_holds_each_visible_colours_motion_from_its_second_frame_on(clips):
+    """``color_motion[f, c]`` is the motion of the object of colour c where it is visible in frames f - 1
+    and f, and not asked anywhere else: not before it appears, not in its first frame, not after it leaves."""
+    asked_late = 0
+    for truth, targets, _ in clips:
+        taus = np.arange(FRAMES)  # visibility per frame, read back from the cell coverage
+        table = targets["color_motion"]
+        assert table.shape == (FRAMES, len(COLORS))
+        on_screen = targets["color"][..., 1:].sum(1) > 0  # (frame, colour): any cell covered
+        for c, color in enumerate(COLORS):
+            objects = [o for o in truth.objects if o.color == color]
+            if not objects:
+                assert (table[:, c] == IGNORE).all()
+                continue
+            asked = table[:, c] != IGNORE
+            assert (table[asked, c] == MOTIONS.index(objects[0].motion)).all()
+            assert not asked[0]
+            shown = on_screen[:, c]
+            assert (shown[taus[asked]] & shown[taus[asked] - 1]).all()  # seen now and a frame ago
+            asked_late += int(asked.any() and not asked[1])
+        assert (table[1:, list(COLORS).index(truth.main.color)] != IGNORE).all()  # the main object: always
+    assert asked_late > 10  # objects that appear mid-clip are asked only once they have moved
+
+
+def test_the_binding_head_is_optional_and_trains_from_the_second_frame():
+    """Off by default (no parameters, no loss term: old snapshots keep their keys); on, its loss is finite
+    and ignores the first frame."""
+    assert TemporalHeads(16).color_motion is None
+    assert not any("color_motion" in k for k in TemporalHeads(16).state_dict())
+    torch.manual_seed(0)
+    heads = TemporalHeads(16, binding=True)
+    targets = [cell_targets(sample_truth(s), 3, SIZE, GRID) for s in (3, 4)]
+    hidden = torch.randn(2 * 3 * GRID * GRID, 16, requires_grad=True)
+    parts = heads.loss(hidden, targets, GRID * GRID)
+    assert torch.isfinite(parts["color_motion"]) and parts["color_motion"] > 0
+    parts["color_motion"].backward()
+    frames = hidden.grad.view(2, 3, GRID * GRID, 16).abs().sum((2, 3))
+    assert (frames[:, 0] == 0).all() and (frames[:, 1:] > 0).all()
 
 
 def test_motion_and_camera_are_not_asked_of_the_first_frame():

@@ -6,13 +6,20 @@ its fields are flags named with a dot (``--f2l.width 128``), keys of a nested ma
 (``f2l: {width: 128}``) and dotted keys in presets (``"f2l.width": 128``). Fields marked ``NOT_A_SETTING``
 (facts read off something else, such as a base's layer count) are neither. YAML is read with
 ``safe_load`` (no code runs) and unknown keys are an error, not a silent no-op; ``config_dict`` writes a
-config back in the form ``--config`` reads.
+config back in the form ``--config`` reads. A flag's ``--help`` line is the comment on its field's
+line(s) in the dataclass's source, so the help says what the code says (a comment above a field often
+heads a group of them, so it is not taken).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import inspect
+import io
+import textwrap
+import tokenize
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -49,6 +56,41 @@ def _settings(cls: type, prefix: str = "") -> tuple[dict[str, tuple[dataclasses.
         else:
             leaves[name] = (f, hint)
     return leaves, sections
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """{field name: the comment on its line(s)} from the source of ``cls`` and of the dataclasses it
+    derives from ("" for none, or when the source cannot be read)."""
+    notes: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's comment wins over its base's
+        if not dataclasses.is_dataclass(klass) or klass is object:
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        comments = {  # line number -> comment text (1-based, as ast)
+            tok.start[0]: tok.string.lstrip("#").strip()
+            for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+            if tok.type == tokenize.COMMENT
+        }
+        for node in ast.parse(source).body[0].body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                lines = range(node.lineno, node.end_lineno + 1)
+                notes[node.target.id] = " ".join(comments[n] for n in lines if n in comments)
+    return notes
+
+
+def _help_lines(cls: type, prefix: str = "") -> dict[str, str]:
+    """{dotted setting name: its field's comment} for ``cls`` and its sections (as ``_settings``)."""
+    hints, notes, out = typing.get_type_hints(cls), _field_comments(cls), {}
+    for f in dataclasses.fields(cls):
+        hint = hints.get(f.name)
+        if dataclasses.is_dataclass(hint):
+            out.update(_help_lines(hint, prefix + f.name + "."))
+        else:
+            out[prefix + f.name] = notes.get(f.name, "")
+    return out
 
 
 def _flatten(mapping: Mapping[str, Any], sections: set[str], prefix: str = "") -> dict[str, Any]:
@@ -134,9 +176,11 @@ def parse_config(
     )
     parser.add_argument("--config", help=f"YAML file of {cls.__name__} fields")
     leaves, sections = _settings(cls)
+    notes = _help_lines(cls)
     for name, (f, hint) in leaves.items():
         flag = f"--{name.replace('_', '-')}"
-        helptext = f"(default: {f.default!r})" if f.default is not dataclasses.MISSING else None
+        default = f"(default: {f.default!r})" if f.default is not dataclasses.MISSING else ""
+        helptext = " ".join(part for part in (notes[name], default) if part).replace("%", "%%") or None
         if hint is bool:
             parser.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=helptext

@@ -127,3 +127,36 @@ def test_upgrade_rewrites_an_older_form_before_the_unknown_key_check(tmp_path: P
     assert parse_nested(["--config", str(path)], upgrade=upgrade).net.width == 48
     with pytest.raises(SystemExit):
         parse_nested(["--config", str(path)])
+
+
+@dataclass
+class Block:
+    width: int = 128  # hidden size of the block (in features)
+
+
+@dataclass
+class Commented:
+    # a heading over the group below, not any one field's help
+    steps: int = 10  # optimiser steps, 100% of them logged
+    lr: float = 1e-3
+    block: Block = field(default_factory=Block)
+
+
+@dataclass
+class Derived(Commented):
+    lr: float = 3e-4  # the peak rate
+
+
+def test_help_is_the_comment_on_each_fields_line(capsys) -> None:
+    """Each flag's help is its field's inline comment (a subclass's wins; sections' dotted flags too;
+    a heading comment above a field is no field's help), then its default."""
+    with pytest.raises(SystemExit):
+        parse_config(Derived, ["--help"], prog="demo")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--steps STEPS optimiser steps, 100% of them logged (default: 10)" in text
+    assert "--lr LR the peak rate (default: 0.0003)" in text
+    assert "--block.width BLOCK.WIDTH hidden size of the block (in features) (default: 128)" in text
+    assert "heading" not in text
+    with pytest.raises(SystemExit):
+        parse_config(Commented, ["--help"], prog="demo")
+    assert "--lr LR (default: 0.001)" in " ".join(capsys.readouterr().out.split())

@@ -9,12 +9,17 @@ direction question of a clip falls in one group:
 
 - ``camera``: "which way does the camera move?" (the whole frame's motion, no object to find);
 - ``object alone``: an object that shares no moment of the clip with another one: nothing to bind;
-- ``object with others``: an object on screen together with at least one other.
+- ``object with others``: an object on screen together with at least one other;
+
+and each object group splits by the camera: ``still camera`` or ``moving camera``. The answer is the
+object's own motion, while a panning or zooming camera moves it on screen too (a still object under a
+pan to the right slides left), so only under a still camera is the motion on screen the answer.
 
 Greedy answers with the video in context and without it (the question alone: the prior) are scored by
 token-F1 against the world's answer; per group the mean with a 95% bootstrap interval over questions.
 A group at its prior with the video says the motion is not read there at all; ``object alone`` above
-its prior and ``object with others`` not says binding is what fails.
+its prior and ``object with others`` not says binding is what fails; ``still camera`` above its prior
+and ``moving camera`` not says the base reads motion on screen but cannot take the camera's out of it.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from f2l.io import atomic_write_json
 from f2l.models import load_base
 from f2l.world import sample_truth, split_seeds
 
-GROUPS = ("camera", "object alone", "object with others")
+OBJECT_GROUPS = ("object alone", "object with others")
+GROUPS = ("camera", *(f"{g}, {c} camera" for g in OBJECT_GROUPS for c in ("still", "moving")))
 METHODS = ("direct", "no_video")
 
 
@@ -53,10 +59,13 @@ def question_group(prompt: Prompt) -> str:
     """The group of one direction question of a world clip (see the module docstring)."""
     if prompt.prompt == "which way does the camera move?":
         return "camera"
-    objects = sample_truth(prompt.example.video.world_seed).objects
-    (asked,) = [o for o in objects if f"the {o.name} move?" in prompt.prompt]
-    together = any(o is not asked and o.appear < asked.leave and asked.appear < o.leave for o in objects)
-    return "object with others" if together else "object alone"
+    truth = sample_truth(prompt.example.video.world_seed)
+    (asked,) = [o for o in truth.objects if f"the {o.name} move?" in prompt.prompt]
+    together = any(
+        o is not asked and o.appear < asked.leave and asked.appear < o.leave for o in truth.objects
+    )
+    camera = "still" if truth.camera == "still" else "moving"
+    return f"{OBJECT_GROUPS[together]}, {camera} camera"
 
 
 def direction_scores(cfg: DirectionConfig) -> dict:

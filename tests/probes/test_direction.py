@@ -16,19 +16,22 @@ def direction_prompts(clips: int):
 
 def test_every_direction_question_falls_in_the_group_its_clip_says():
     seen = set()
-    for prompt in direction_prompts(30):
+    for prompt in direction_prompts(60):
         group = question_group(prompt)
         seen.add(group)
-        objects = sample_truth(prompt.example.video.world_seed).objects
+        truth = sample_truth(prompt.example.video.world_seed)
+        objects = truth.objects
         if group == "camera":
             assert "camera" in prompt.prompt
-        elif len(objects) == 1:
-            assert group == "object alone"
+            continue
+        assert group.endswith("still camera" if truth.camera == "still" else "moving camera")
+        if len(objects) == 1:
+            assert group.startswith("object alone")
         else:  # an object alone in a clip of several only when none of the others overlaps it in time
             (asked,) = [o for o in objects if o.name in prompt.prompt]
             spans = [(o.appear, o.leave) for o in objects if o is not asked]
             overlaps = [a < asked.leave and asked.appear < b for a, b in spans]
-            assert (group == "object with others") == any(overlaps)
+            assert group.startswith("object with others") == any(overlaps)
     assert seen == set(GROUPS)
 
 

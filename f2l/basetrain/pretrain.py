@@ -38,13 +38,14 @@ from tqdm.auto import tqdm
 from f2l import training
 from f2l.answer import generate
 from f2l.basetrain.grounding import GroundingHeads, TemporalHeads, cell_targets
+from f2l.basetrain.grow import grow
 from f2l.chat import answer_suffix, model_inputs, prompt_text
 from f2l.cli import entry_point
 from f2l.config import parse_config as _parse_config
 from f2l.data import CAPTION_PROMPTS, Example, iter_prompts, load_frames, world_example
 from f2l.eval.metrics import token_f1
 from f2l.io import atomic_directory, atomic_save_safetensors, atomic_write_json
-from f2l.models import CHECKPOINTS_DIR, Base
+from f2l.models import CHECKPOINTS_DIR, Base, resolve_checkpoint
 from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
 from f2l.world import CAPTION_CATEGORIES, QA_TYPES, SPLITS, sample_truth, split_seeds, world_text_corpus
 
@@ -79,6 +80,7 @@ class PretrainConfig:
     max_new_tokens: int = 48
     seed: int = 0
     init_from: str | None = None  # a checkpoint directory to continue training instead of starting anew
+    grow_from: str | None = None  # a smaller base (name or directory) grown into the preset to start from
     threads: int = 0  # 0: torch's default
     save_every: int = 200  # steps between resumable snapshots (beside the output: .<name>.resume/)
     fresh: bool = False  # discard an interrupted run's snapshot instead of resuming from it
@@ -295,11 +297,18 @@ def pretrain(cfg: PretrainConfig) -> dict:
     preset = PRESETS[cfg.preset]
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    if cfg.init_from:  # continue from a checkpoint directory (its tokenizer and processor too)
+    if cfg.init_from and cfg.grow_from:
+        raise ValueError(
+            "--init-from continues a base of the preset's sizes, --grow-from grows a smaller one: pick one"
+        )
+    if cfg.init_from or cfg.grow_from:  # start from a checkpoint directory (its tokenizer and processor too)
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        model = AutoModelForImageTextToText.from_pretrained(cfg.init_from, dtype=torch.float32)
-        processor = AutoProcessor.from_pretrained(cfg.init_from)
+        start = cfg.init_from or resolve_checkpoint(cfg.grow_from)
+        model = AutoModelForImageTextToText.from_pretrained(start, dtype=torch.float32)
+        processor = AutoProcessor.from_pretrained(start)
+        if cfg.grow_from:  # f2l.basetrain.grow: the same function at the preset's sizes
+            model = grow(model, processor, preset, seed=cfg.seed)
     else:
         model, processor = build_untrained(preset, _corpus(cfg.tokenizer_clips), seed=cfg.seed)
     base = Base(model=model, processor=processor, name=f"f2l-{cfg.preset}", path=cfg.out_dir)

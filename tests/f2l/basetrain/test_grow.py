@@ -14,6 +14,14 @@ from f2l.models.tiny import PRESETS
 
 
 @pytest.fixture(scope="module")
+def random_base(random_tiny_dir):
+    """A private copy of the random tiny base: the session's one may carry other modules' LoRA wrappers."""
+    from f2l.models import load_base
+
+    return load_base(random_tiny_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
 def inputs(random_base):
     rng = np.random.default_rng(0)
     from f2l.video import Frames

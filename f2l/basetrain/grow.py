@@ -25,8 +25,6 @@ answers as the tiny did up to that noise (exactly at ``noise=0``, tested to floa
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 
 from f2l.models.tiny import TinyPreset, build_config
@@ -80,8 +78,7 @@ def grow(model, processor, preset: TinyPreset, *, noise: float = 1e-2, seed: int
     if preset.text_layers < old_text.num_hidden_layers:
         raise ValueError(f"cannot grow {old_text.num_hidden_layers} layers into {preset.text_layers}")
 
-    config = build_config(preset, processor.tokenizer)
-    config.f2l_preset = asdict(preset)
+    config = build_config(preset, processor.tokenizer)  # records the preset's sizes (f2l_preset)
     grown = AutoModelForImageTextToText.from_config(config, dtype=model.dtype)
     grown.generation_config = model.generation_config
     old_state = model.state_dict()

@@ -227,6 +227,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "f2l.width": 256,
         "f2l.num_latents": 32,
         "f2l.self_blocks": 2,
+        "steps": 3000,  # as the tiny: its 1,500 fell short of the video
     },
     # paper-like: SmolVLM2 on GPU, 12 frames at the processor's 384 px, bf16
     "smolvlm2-500m": {

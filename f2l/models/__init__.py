@@ -64,7 +64,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
         if not (path / "config.json").is_file():
             raise CheckpointNotFoundError(
                 f"The shipped base {key!r} is missing at {path}. Rebuild it with "
-                f"`python -m f2l.basetrain.pretrain --preset {SHIPPED[key]}`."
+                f"`python -m f2l.basetrain.recipe --preset {SHIPPED[key]}`."
             )
         return path
     path = Path(key).expanduser()

@@ -30,16 +30,23 @@ def test_shipped_tiny_loads_through_the_auto_classes():
     assert size_mb < 20, f"the shipped tiny checkpoint should be a few MB, is {size_mb:.1f} MB"
 
 
-def test_shipped_tiny_is_the_tiny_preset_and_has_the_parameters_it_records(tiny_base):
-    """The checkpoint is what ``PRESETS["tiny"]`` builds (its config rebuilt from the preset and the
-    shipped tokenizer), with the parameter count and preset its ``pretrain_scores.json`` records. Its
+# What the README states of each shipped scale: vision layers x width, frame side, patch; text layers x width.
+SHIPPED_SHAPES = {"tiny": ("tiny", (2, 128, 64, 8), (4, 128)), "tiny-small": ("small", (2, 128, 64, 8), (6, 256))}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_SHAPES))
+def test_each_shipped_base_is_its_preset_and_has_the_parameters_it_records(name, tiny_base):
+    """The checkpoint is what its ``PRESETS`` entry builds (its config rebuilt from the preset and the
+    shipped tokenizer), with the parameter count and preset its ``pretrain_scores.json`` records. Their
     held-out scores are measured, not read, in test_tiny_quality."""
     from transformers import AutoModelForImageTextToText
 
     from f2l.models.tiny import build_config
 
-    shipped = tiny_base.model.config
-    rebuilt = build_config(PRESETS["tiny"], tiny_base.tokenizer)
+    preset_name, vision_shape, text_shape = SHIPPED_SHAPES[name]
+    base = tiny_base if name == "tiny" else load_base(name, device="cpu")
+    shipped = base.model.config
+    rebuilt = build_config(PRESETS[preset_name], base.tokenizer)
     for ours, theirs in (
         (rebuilt.text_config, shipped.text_config),
         (rebuilt.vision_config, shipped.vision_config),
@@ -48,23 +55,29 @@ def test_shipped_tiny_is_the_tiny_preset_and_has_the_parameters_it_records(tiny_
         diff = {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if k != "dtype" and a.get(k) != b.get(k)}
         assert not diff, diff
     assert (shipped.scale_factor, shipped.image_token_id) == (rebuilt.scale_factor, rebuilt.image_token_id)
-    # what the README states: vision 2 x 128, 64 px frames, patch 8, text 4 layers x 128
     vision, text = shipped.vision_config, shipped.text_config
-    assert (vision.num_hidden_layers, vision.hidden_size, vision.image_size, vision.patch_size) == (
-        2,
-        128,
-        64,
-        8,
-    )
-    assert (text.num_hidden_layers, text.hidden_size) == (4, 128)
+    assert (vision.num_hidden_layers, vision.hidden_size, vision.image_size, vision.patch_size) == vision_shape
+    assert (text.num_hidden_layers, text.hidden_size) == text_shape
 
-    record = json.loads((resolve_checkpoint("tiny") / "pretrain_scores.json").read_text())
-    count = sum(p.numel() for p in tiny_base.model.parameters())
+    record = json.loads((resolve_checkpoint(name) / "pretrain_scores.json").read_text())
+    count = sum(p.numel() for p in base.model.parameters())
     with torch.device("meta"):
         built = AutoModelForImageTextToText.from_config(rebuilt)
     assert count == sum(p.numel() for p in built.parameters()) == record["parameters"]
-    preset = dataclasses.asdict(PRESETS["tiny"])
+    preset = dataclasses.asdict(PRESETS[preset_name])
     assert {k: preset[k] for k in record["preset"]} == record["preset"]
+    size_mb = sum(p.stat().st_size for p in resolve_checkpoint(name).iterdir()) / 2**20
+    assert size_mb < 30, f"a shipped base should be a few tens of MB at most, {name} is {size_mb:.1f} MB"
+
+
+def test_the_second_scale_has_several_times_the_tiny_text_model(tiny_base):
+    """The issue's "several times the tiny's parameters (wider and deeper text model)"."""
+    small = load_base("tiny-small", device="cpu")
+    tiny_text = sum(p.numel() for p in tiny_base.text_model.parameters())
+    small_text = sum(p.numel() for p in small.text_model.parameters())
+    assert small_text > 4 * tiny_text, (small_text, tiny_text)
+    assert len(small.text_model.layers) > len(tiny_base.text_model.layers)
+    assert small.model.config.text_config.hidden_size > tiny_base.model.config.text_config.hidden_size
 
 
 def test_a_frame_is_image_seq_len_visual_tokens_through_processor_and_model(tiny_base):

@@ -1,5 +1,6 @@
-"""Does the shipped tiny base really see? Held-out world clips it never trained on, answered with the
-video in context and without it: the video must carry most of the score."""
+"""Does each shipped base (the tiny, and the small grown from it) really see? Held-out world clips it
+never trained on, answered with the video in context and without it: the video must carry most of the
+score."""
 
 from __future__ import annotations
 
@@ -15,26 +16,36 @@ from f2l.training import STATE_FILE
 
 pytestmark = pytest.mark.slow
 
+# How much the video must add, by QA type and scale. The small's blind answers to "which came first?"
+# name an object in the right template (0.70 token-F1 on these clips against the tiny's 0.3-0.4), so
+# the video's margin there is smaller at that scale although it answers as well (0.85).
+MARGINS = {
+    "tiny": {"attribute": 0.3, "background": 0.1, "count": 0.3, "temporal_order": 0.3, "all": 0.15},
+    "tiny-small": {"attribute": 0.5, "background": 0.1, "count": 0.4, "temporal_order": 0.08, "all": 0.15},
+}
 
-@pytest.fixture(scope="module")
-def held_out_scores(tiny_base):
+
+@pytest.fixture(scope="module", params=sorted(MARGINS))
+def held_out_scores(request, tiny_base):
     """Token-F1 by caption category and QA type on test-split clips beyond the 200 the pretrain script
-    scores itself on, with the video in context and without it."""
+    scores itself on, with the video in context and without it, for one shipped scale."""
+    from f2l.models import load_base
+
+    base = tiny_base if request.param == "tiny" else load_base(request.param, device="cpu")
     rows = eval_rows("test", 24, frames=8, offset=5000)
-    scores = evaluate(tiny_base, rows, frame_size=64, max_new_tokens=40, batch_size=48)
-    return {m: {"all": s["token_f1"], **s["by_category"]} for m, s in scores.items()}
+    scores = evaluate(base, rows, frame_size=64, max_new_tokens=40, batch_size=48)
+    return request.param, {m: {"all": s["token_f1"], **s["by_category"]} for m, s in scores.items()}
 
 
-def test_tiny_base_sees_the_video(held_out_scores):
+def test_each_shipped_base_sees_the_video(held_out_scores):
     """What one frame shows (colours, the background) and what only the sequence shows (how many objects
-    came and went, which event came first). The camera caption is not asserted: the shipped base tells
-    pans from zooms only a little better than its prior (README, "The shipped tiny SmolVLM2")."""
-    direct, blind = held_out_scores["direct"], held_out_scores["no_video"]
-    assert direct["attribute"] > blind["attribute"] + 0.3, (direct, blind)  # "what color is the <shape>?"
-    assert direct["background"] > blind["background"] + 0.1, (direct, blind)
-    assert direct["count"] > blind["count"] + 0.3, (direct, blind)
-    assert direct["temporal_order"] > blind["temporal_order"] + 0.3, (direct, blind)
-    assert direct["all"] > blind["all"] + 0.15, (direct, blind)
+    came and went, which event came first), at both scales. The camera caption is not asserted: the
+    shipped bases tell pans from zooms only a little better than their prior (README, "The shipped tiny
+    SmolVLM2")."""
+    scale, scores = held_out_scores
+    direct, blind = scores["direct"], scores["no_video"]
+    for key, margin in MARGINS[scale].items():  # attribute: "what color is the <shape>?"
+        assert direct[key] > blind[key] + margin, (scale, key, direct, blind)
 
 
 def test_pretrain_script_builds_a_loadable_checkpoint(tmp_path):

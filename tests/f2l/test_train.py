@@ -185,6 +185,10 @@ def test_every_preset_keeps_its_hypernetwork_settings():
             "f2l",
             {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
         ),
+        "tiny-small-chunk": (
+            "f2l",
+            {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
+        ),
         "smolvlm2-500m": (
             "f2l",
             {"width": 512, "num_latents": 64, "num_heads": 8, "self_blocks": 2, "alpha": 16.0},
@@ -438,6 +442,16 @@ def test_the_chunk_preset_continues_the_tiny_hypernetwork_and_bad_settings_are_r
         8,
     )
     assert cfg.f2l == tiny.f2l and cfg.targets_from == "ground_truth"
+    small, small_stage1 = (
+        parse_config(["--preset", "tiny-small-chunk"]),
+        parse_config(["--preset", "tiny-small"]),
+    )
+    assert (small.stage, small.init_from, small.base, small.f2l) == (
+        "chunk",
+        "tiny-small",
+        "tiny-small",
+        small_stage1.f2l,
+    )
     assert parse_config(["--preset", "tiny-chunk", "--compose", "plain"]).compose == "plain"
     for bad in (
         ["--stage", "chunks"],

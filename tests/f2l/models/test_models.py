@@ -31,7 +31,10 @@ def test_shipped_tiny_loads_through_the_auto_classes():
 
 
 # What the README states of each shipped scale: vision layers x width, frame side, patch; text layers x width.
-SHIPPED_SHAPES = {"tiny": ("tiny", (2, 128, 64, 8), (4, 128)), "tiny-small": ("small", (2, 128, 64, 8), (6, 256))}
+SHIPPED_SHAPES = {
+    "tiny": ("tiny", (2, 128, 64, 8), (4, 128)),
+    "tiny-small": ("small", (2, 128, 64, 8), (6, 256)),
+}
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_SHAPES))
@@ -56,7 +59,12 @@ def test_each_shipped_base_is_its_preset_and_has_the_parameters_it_records(name,
         assert not diff, diff
     assert (shipped.scale_factor, shipped.image_token_id) == (rebuilt.scale_factor, rebuilt.image_token_id)
     vision, text = shipped.vision_config, shipped.text_config
-    assert (vision.num_hidden_layers, vision.hidden_size, vision.image_size, vision.patch_size) == vision_shape
+    assert (
+        vision.num_hidden_layers,
+        vision.hidden_size,
+        vision.image_size,
+        vision.patch_size,
+    ) == vision_shape
     assert (text.num_hidden_layers, text.hidden_size) == text_shape
 
     record = json.loads((resolve_checkpoint(name) / "pretrain_scores.json").read_text())

@@ -1,5 +1,5 @@
-"""Does the shipped hypernetwork internalize? Held-out world clips, answered from the adapter alone
-(zero visual tokens) against the same base with the video in context and with no video."""
+"""Do the shipped hypernetworks internalize? Held-out world clips, answered from the adapter alone
+(zero visual tokens) against the same base with the video in context and with no video, at both scales."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def f2l():
     return Frames2LoRA.from_pretrained("tiny", device="cpu")
+
+
+@pytest.fixture(scope="module", params=["tiny", "tiny-small"])
+def each_scale(request, f2l):
+    """The shipped hypernetwork of each scale with its base: the tiny, and the small's."""
+    return f2l if request.param == "tiny" else Frames2LoRA.from_pretrained(request.param, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +55,8 @@ def _scores(f2l, examples, frames: int, methods=("direct", "no_video", "f2l")) -
     }
 
 
-def test_adapter_only_answers_match_video_in_context(f2l, examples):
-    s = _scores(f2l, examples, frames=8)
+def test_adapter_only_answers_match_video_in_context(each_scale, examples):
+    s = _scores(each_scale, examples, frames=8)
     assert s["f2l"] > s["no_video"] + 0.08, s
     assert s["f2l"] > s["direct"] - 0.05, s
 

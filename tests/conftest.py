@@ -73,6 +73,14 @@ def tiny_base():
     return load_base("tiny", device="cpu")
 
 
+@pytest.fixture(scope="session")
+def small_base():
+    """The shipped second-scale base (grown from the tiny)."""
+    from f2l.models import load_base
+
+    return load_base("tiny-small", device="cpu")
+
+
 # Test data written by the authors' official code, kept beside the checkout and never regenerated here
 # (its README states the format): a checkpoint at the tiny base's shapes and its outputs for given inputs.
 OFFICIAL_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official-frames2lora"

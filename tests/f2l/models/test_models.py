@@ -38,7 +38,7 @@ SHIPPED_SHAPES = {
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_SHAPES))
-def test_each_shipped_base_is_its_preset_and_has_the_parameters_it_records(name, tiny_base):
+def test_each_shipped_base_is_its_preset_and_has_the_parameters_it_records(name, tiny_base, small_base):
     """The checkpoint is what its ``PRESETS`` entry builds (its config rebuilt from the preset and the
     shipped tokenizer), with the parameter count and preset its ``pretrain_scores.json`` records. Their
     held-out scores are measured, not read, in test_tiny_quality."""
@@ -47,7 +47,7 @@ def test_each_shipped_base_is_its_preset_and_has_the_parameters_it_records(name,
     from f2l.models.tiny import build_config
 
     preset_name, vision_shape, text_shape = SHIPPED_SHAPES[name]
-    base = tiny_base if name == "tiny" else load_base(name, device="cpu")
+    base = tiny_base if name == "tiny" else small_base
     shipped = base.model.config
     rebuilt = build_config(PRESETS[preset_name], base.tokenizer)
     for ours, theirs in (
@@ -78,9 +78,9 @@ def test_each_shipped_base_is_its_preset_and_has_the_parameters_it_records(name,
     assert size_mb < 30, f"a shipped base should be a few tens of MB at most, {name} is {size_mb:.1f} MB"
 
 
-def test_the_second_scale_has_several_times_the_tiny_text_model(tiny_base):
+def test_the_second_scale_has_several_times_the_tiny_text_model(tiny_base, small_base):
     """The issue's "several times the tiny's parameters (wider and deeper text model)"."""
-    small = load_base("tiny-small", device="cpu")
+    small = small_base
     tiny_text = sum(p.numel() for p in tiny_base.text_model.parameters())
     small_text = sum(p.numel() for p in small.text_model.parameters())
     assert small_text > 4 * tiny_text, (small_text, tiny_text)

@@ -26,12 +26,10 @@ MARGINS = {
 
 
 @pytest.fixture(scope="module", params=sorted(MARGINS))
-def held_out_scores(request, tiny_base):
+def held_out_scores(request, tiny_base, small_base):
     """Token-F1 by caption category and QA type on test-split clips beyond the 200 the pretrain script
     scores itself on, with the video in context and without it, for one shipped scale."""
-    from f2l.models import load_base
-
-    base = tiny_base if request.param == "tiny" else load_base(request.param, device="cpu")
+    base = {"tiny": tiny_base, "tiny-small": small_base}[request.param]
     rows = eval_rows("test", 24, frames=8, offset=5000)
     scores = evaluate(base, rows, frame_size=64, max_new_tokens=40, batch_size=48)
     return request.param, {m: {"all": s["token_f1"], **s["by_category"]} for m, s in scores.items()}

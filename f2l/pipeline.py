@@ -34,6 +34,7 @@ SHIPPED_HYPERNETS = {
     "paper-tiny": "paper-tiny-hypernet",
     "tiny-chunk": "tiny-chunk-hypernet",  # `tiny` continued by the chunk stage (--preset tiny-chunk)
     "tiny-small": "tiny-small-hypernet",  # the second scale's (--preset tiny-small, on the `small` base)
+    "tiny-small-chunk": "tiny-small-chunk-hypernet",  # `tiny-small` continued by the chunk stage
 }
 
 

@@ -366,12 +366,13 @@ _CHUNK_STAGE = {
 }
 PRESETS["tiny-chunk"] = {**PRESETS["tiny"], **_CHUNK_STAGE, "out": "runs/tiny-chunk", "init_from": "tiny"}
 # The small scale's: half the steps (the tiny's composed score gained most of its rise by step 400-800,
-# README "Training runs"), at twice the cost a step.
+# README "Training runs"), at twice the cost a step, from the small hypernetwork's first 3,000 steps (run
+# `--preset tiny-small` first; the shipped `tiny-small` is those continued by `tiny-small-continued`).
 PRESETS["tiny-small-chunk"] = {
     **PRESETS["tiny-small"],
     **_CHUNK_STAGE,
     "out": "runs/tiny-small-chunk",
-    "init_from": "tiny-small",
+    "init_from": "runs/tiny-small/checkpoints/step-0003000",
     "steps": 600,
     "eval_every": 200,
 }

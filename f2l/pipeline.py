@@ -34,7 +34,13 @@ SHIPPED_HYPERNETS = {
     "paper-tiny": "paper-tiny-hypernet",
     "tiny-chunk": "tiny-chunk-hypernet",  # `tiny` continued by the chunk stage (--preset tiny-chunk)
     "tiny-small": "tiny-small-hypernet",  # the second scale's (--preset tiny-small, on the `small` base)
-    "tiny-small-chunk": "tiny-small-chunk-hypernet",  # `tiny-small` continued by the chunk stage
+    "tiny-small-chunk": "tiny-small-chunk-hypernet",  # `tiny-small`'s first stage continued by the chunk stage
+}
+# The `f2l.train` presets that build a shipped hypernetwork, in order, where it is more than its own name's:
+# the small scale's continue its first run's last checkpoint (runs/tiny-small/checkpoints/step-0003000).
+SHIPPED_RECIPES = {
+    "tiny-small": ("tiny-small", "tiny-small-continued"),
+    "tiny-small-chunk": ("tiny-small", "tiny-small-chunk"),
 }
 
 
@@ -54,11 +60,11 @@ def resolve_hypernet(name_or_path: str | os.PathLike) -> Path:
     key = str(name_or_path)
     path = CHECKPOINTS_DIR / SHIPPED_HYPERNETS[key] if key in SHIPPED_HYPERNETS else Path(key).expanduser()
     if not (path / "hypernet_config.json").is_file():
-        hint = (
-            f" Rebuild it with `python -m f2l.train --preset {key} --ship {path}`."
-            if key in SHIPPED_HYPERNETS
-            else ""
-        )
+        hint = ""
+        if key in SHIPPED_HYPERNETS:
+            *first, last = SHIPPED_RECIPES.get(key, (key,))
+            steps = [f"python -m f2l.train --preset {p}" for p in first]
+            hint = f" Rebuild it with `{' && '.join([*steps, f'python -m f2l.train --preset {last} --ship {path}'])}`."
         raise FileNotFoundError(f"no hypernetwork at {path} (hypernet_config.json missing).{hint}")
     return path
 

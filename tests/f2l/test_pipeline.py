@@ -101,3 +101,25 @@ def test_a_bfloat16_base_works_with_a_float32_hypernetwork(random_f2l, random_ti
     assert out.input_tokens["visual"] == 0 and out.new_tokens >= 1
     merged = f2l.generate(adapter, "what color is the circle?", max_new_tokens=3, merged=True)
     assert merged.new_tokens >= 1
+
+
+def test_a_missing_shipped_hypernetwork_names_the_presets_that_rebuild_it(tmp_path, monkeypatch):
+    """Each shipped name's recipe is presets of f2l.train, in order; a stage that continues another reads
+    the checkpoint the stage before it writes."""
+    from f2l import pipeline
+    from f2l.train import PRESETS, parse_config
+
+    monkeypatch.setattr(pipeline, "CHECKPOINTS_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError) as missing:
+        pipeline.resolve_hypernet("tiny-small")
+    assert str(missing.value).endswith(
+        "Rebuild it with `python -m f2l.train --preset tiny-small && python -m f2l.train --preset "
+        f"tiny-small-continued --ship {tmp_path}/tiny-small-hypernet`."
+    )
+    with pytest.raises(FileNotFoundError, match=r"`python -m f2l.train --preset tiny --ship "):
+        pipeline.resolve_hypernet("tiny")
+    for name in pipeline.SHIPPED_HYPERNETS:
+        stages = [parse_config(["--preset", p]) for p in pipeline.SHIPPED_RECIPES.get(name, (name,))]
+        assert all(p in PRESETS for p in pipeline.SHIPPED_RECIPES.get(name, (name,)))
+        for before, after in zip(stages, stages[1:], strict=False):
+            assert after.init_from.startswith(f"{before.out}/checkpoints/step-{before.steps:07d}")

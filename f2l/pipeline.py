@@ -62,9 +62,8 @@ def resolve_hypernet(name_or_path: str | os.PathLike) -> Path:
     if not (path / "hypernet_config.json").is_file():
         hint = ""
         if key in SHIPPED_HYPERNETS:
-            *first, last = SHIPPED_RECIPES.get(key, (key,))
-            steps = [f"python -m f2l.train --preset {p}" for p in first]
-            hint = f" Rebuild it with `{' && '.join([*steps, f'python -m f2l.train --preset {last} --ship {path}'])}`."
+            commands = [f"python -m f2l.train --preset {p}" for p in SHIPPED_RECIPES.get(key, (key,))]
+            hint = f" Rebuild it with `{' && '.join(commands)} --ship {path}`."
         raise FileNotFoundError(f"no hypernetwork at {path} (hypernet_config.json missing).{hint}")
     return path
 

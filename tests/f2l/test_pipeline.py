@@ -119,7 +119,8 @@ def test_a_missing_shipped_hypernetwork_names_the_presets_that_rebuild_it(tmp_pa
     with pytest.raises(FileNotFoundError, match=r"`python -m f2l.train --preset tiny --ship "):
         pipeline.resolve_hypernet("tiny")
     for name in pipeline.SHIPPED_HYPERNETS:
-        stages = [parse_config(["--preset", p]) for p in pipeline.SHIPPED_RECIPES.get(name, (name,))]
-        assert all(p in PRESETS for p in pipeline.SHIPPED_RECIPES.get(name, (name,)))
+        recipe = pipeline.SHIPPED_RECIPES.get(name, (name,))
+        assert all(p in PRESETS for p in recipe)
+        stages = [parse_config(["--preset", p]) for p in recipe]
         for before, after in zip(stages, stages[1:], strict=False):
             assert after.init_from.startswith(f"{before.out}/checkpoints/step-{before.steps:07d}")

@@ -21,7 +21,9 @@ def f2l():
 @pytest.fixture(scope="module", params=["tiny", "tiny-small"])
 def each_scale(request, f2l):
     """The shipped hypernetwork of each scale with its base: the tiny, and the small's."""
-    return f2l if request.param == "tiny" else Frames2LoRA.from_pretrained(request.param, device="cpu")
+    if request.param == "tiny":
+        return f2l
+    return Frames2LoRA.from_pretrained(request.param, base=request.getfixturevalue("small_base"))
 
 
 @pytest.fixture(scope="module")

@@ -360,6 +360,15 @@ PRESETS["tiny-small-continued"] = {
     "lr": 3e-4,
     "init_from": "runs/tiny-small/checkpoints/step-0003000",
 }
+# Two one-change continuations of the shipped second run (run `--preset tiny-small-continued` first), a
+# third 3,000 steps each at the same rate: the same losses (a control for the steps), and the KL term alone
+# (the tiny's `kl-only` ablation row closed its background and detailed gaps at equal steps).
+PRESETS["tiny-small-third"] = {
+    **PRESETS["tiny-small-continued"],
+    "out": "runs/tiny-small-third",
+    "init_from": "runs/tiny-small-continued/checkpoints/step-0003000",
+}
+PRESETS["tiny-small-third-kl"] = {**PRESETS["tiny-small-third"], "out": "runs/tiny-small-third-kl", "ce_weight": 0.0}
 PRESETS["tiny-chunk"] = {**PRESETS["tiny"], **_CHUNK_STAGE, "out": "runs/tiny-chunk", "init_from": "tiny"}
 # The small scale's: half the steps (the tiny's composed score gained most of its rise by step 400-800,
 # README "Training runs"), at twice the cost a step, from the small hypernetwork's first 3,000 steps (run

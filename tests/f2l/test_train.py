@@ -193,6 +193,14 @@ def test_every_preset_keeps_its_hypernetwork_settings():
             "f2l",
             {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
         ),
+        "tiny-small-third": (
+            "f2l",
+            {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
+        ),
+        "tiny-small-third-kl": (
+            "f2l",
+            {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
+        ),
         "smolvlm2-500m": (
             "f2l",
             {"width": 512, "num_latents": 64, "num_heads": 8, "self_blocks": 2, "alpha": 16.0},

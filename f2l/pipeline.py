@@ -37,9 +37,9 @@ SHIPPED_HYPERNETS = {
     "tiny-small-chunk": "tiny-small-chunk-hypernet",  # `tiny-small`'s first stage continued by the chunk stage
 }
 # The `f2l.train` presets that build a shipped hypernetwork, in order, where it is more than its own name's:
-# the small scale's continue its first run's last checkpoint (runs/tiny-small/checkpoints/step-0003000).
+# each of the small scale's later stages continues the last checkpoint of the one before it.
 SHIPPED_RECIPES = {
-    "tiny-small": ("tiny-small", "tiny-small-continued"),
+    "tiny-small": ("tiny-small", "tiny-small-continued", "tiny-small-third"),
     "tiny-small-chunk": ("tiny-small", "tiny-small-chunk"),
 }
 

@@ -175,31 +175,20 @@ def test_an_older_runs_flat_config_reads_back_to_the_architecture_it_trained(rec
 
 def test_every_preset_keeps_its_hypernetwork_settings():
     """The architecture each preset trained before the sections (flat fields then, each kind's names now)."""
+    tiny = ("f2l", {"width": 128, "num_latents": 16, "num_heads": 4, "self_blocks": 1, "alpha": 8.0})
+    small = ("f2l", {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0})
     expected = {
-        "tiny": ("f2l", {"width": 128, "num_latents": 16, "num_heads": 4, "self_blocks": 1, "alpha": 8.0}),
-        "tiny-chunk": (
-            "f2l",
-            {"width": 128, "num_latents": 16, "num_heads": 4, "self_blocks": 1, "alpha": 8.0},
-        ),
-        "tiny-small": (
-            "f2l",
-            {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
-        ),
-        "tiny-small-chunk": (
-            "f2l",
-            {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
-        ),
-        "tiny-small-continued": (
-            "f2l",
-            {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
-        ),
-        "tiny-small-third": (
-            "f2l",
-            {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
-        ),
-        "tiny-small-third-kl": (
-            "f2l",
-            {"width": 256, "num_latents": 32, "num_heads": 4, "self_blocks": 2, "alpha": 8.0},
+        "tiny": tiny,
+        "tiny-chunk": tiny,
+        **dict.fromkeys(
+            (
+                "tiny-small",
+                "tiny-small-chunk",
+                "tiny-small-continued",
+                "tiny-small-third",
+                "tiny-small-third-kl",
+            ),
+            small,
         ),
         "smolvlm2-500m": (
             "f2l",

@@ -373,7 +373,7 @@ PRESETS["tiny-small-third-kl"] = {**PRESETS["tiny-small-third"], "out": "runs/ti
 PRESETS["tiny-chunk"] = {**PRESETS["tiny"], **_CHUNK_STAGE, "out": "runs/tiny-chunk", "init_from": "tiny"}
 # The small scale's: half the steps (the tiny's composed score gained most of its rise by step 400-800,
 # README "Training runs"), at twice the cost a step, from the small hypernetwork's first 3,000 steps (run
-# `--preset tiny-small` first; the shipped `tiny-small` is those continued by `tiny-small-continued`).
+# `--preset tiny-small` first; the shipped `tiny-small` continues them, SHIPPED_RECIPES).
 PRESETS["tiny-small-chunk"] = {
     **PRESETS["tiny-small"],
     **_CHUNK_STAGE,

@@ -187,6 +187,7 @@ def test_every_preset_keeps_its_hypernetwork_settings():
                 "tiny-small-continued",
                 "tiny-small-third",
                 "tiny-small-third-kl",
+                "tiny-small-fourth",
             ),
             small,
         ),

@@ -1,0 +1,148 @@
+"""What reaches the adapter: a clip's ground truth, probed from what the hypernetwork reads and from
+what it writes.
+
+    python -m probes.adapter_probes                                        # the shipped tiny (~1 min)
+    python -m probes.adapter_probes --base tiny-small --hypernet tiny-small --clips 300 --out p.json
+
+Each test clip is encoded as the hypernetwork reads it (its own context format), and the hypernetwork
+writes the clip's adapter. A softmax-regression probe (``linear_probes.fit_probe``: fitted on half the
+clips, scored on the other half, beside always answering the commonest class) reads each fact of the
+clip's ground truth (``FACTS``) from
+
+- the base's states entering each decoder layer, averaged over the clip's real tokens: the
+  hypernetwork's input, and
+- the adapter's factors (every module's A and B, flattened): the hypernetwork's output,
+
+each reduced to the same number of principal components (label-free, over all clips), so the two
+sides have the same room. A fact the input holds and the adapter does not is one the hypernetwork
+drops: what no amount of answering skill downstream can bring back.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from f2l.cli import entry_point
+from f2l.config import parse_config
+from f2l.data import load_frames, world_manifest
+from f2l.encode import internalization_inputs, stream_hidden_states
+from f2l.io import atomic_write_json
+from f2l.models import load_base
+from f2l.pipeline import Frames2LoRA
+from probes.linear_probes import fit_probe
+
+# fact -> how it is read off a world clip's ground truth (``Example.meta["truth"]``)
+FACTS = {
+    "camera": lambda t: t["camera"],
+    "background": lambda t: t["background"],
+    "object_color": lambda t: t["objects"][0]["color"],
+    "object_shape": lambda t: t["objects"][0]["shape"],
+    "object_motion": lambda t: t["objects"][0]["motion"],
+    "objects": lambda t: str(len(t["objects"])),
+}
+
+
+@dataclass
+class AdapterProbeConfig:
+    base: str = "tiny"
+    hypernet: str = "tiny"
+    clips: int = 160  # test-split world clips
+    batch_size: int = 8
+    components: int = 32  # principal components each side is reduced to
+    steps: int = 300  # optimisation steps per probe
+    seed: int = 0
+    out: str | None = None  # also write the accuracies here (JSON)
+
+
+def labels(truths: list[dict]) -> dict[str, tuple[torch.Tensor, list[str]]]:
+    """Per fact: each clip's class index and the class names (sorted)."""
+    out = {}
+    for fact, read in FACTS.items():
+        values = [read(t) for t in truths]
+        names = sorted(set(values))
+        out[fact] = (torch.tensor([names.index(v) for v in values]), names)
+    return out
+
+
+def principal_components(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``x`` (n, d) centred and projected on its top ``k`` principal directions (fewer if n or d is)."""
+    x = x - x.mean(0)
+    k = min(k, *x.shape)
+    _, _, v = torch.pca_lowrank(x, q=k, center=False, niter=4)
+    return x @ v
+
+
+def mean_states(base, inputs) -> torch.Tensor:
+    """The state entering each decoder layer averaged over each row's real tokens: (layers, rows, width)."""
+    per_layer = []
+
+    def consume(s):
+        mask = s.mask.unsqueeze(-1).float()
+        per_layer.append((s.hidden.float() * mask).sum(1) / mask.sum(1))
+
+    stream_hidden_states(base, inputs, consume)
+    return torch.stack(per_layer)
+
+
+@torch.inference_mode()
+def collect(cfg: AdapterProbeConfig):
+    """Per clip: the mean state entering each decoder layer (layers, clips, width), the flattened
+    adapter factors (clips, d) and the ground truth."""
+    base = load_base(cfg.base, device="cpu")
+    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, base=base)
+    size = base.model.config.vision_config.image_size
+    examples = world_manifest("test", cfg.clips)
+    states, factors = [], []
+    for i in tqdm(range(0, len(examples), cfg.batch_size), desc="adapter probes", unit="batch"):
+        clips = [load_frames(e, size=size) for e in examples[i : i + cfg.batch_size]]
+        states.append(mean_states(base, internalization_inputs(base, clips, f2l.hypernet.context)))
+        adapter = f2l.internalize_batch(clips)
+        factors.append(
+            torch.cat([t.float().flatten(1) for a, b in adapter.factors.values() for t in (a, b)], dim=1)
+        )
+    return torch.cat(states, 1), torch.cat(factors), [e.meta["truth"] for e in examples]
+
+
+def run(cfg: AdapterProbeConfig) -> dict:
+    torch.manual_seed(cfg.seed)
+    states, factors, truths = collect(cfg)
+    adapter = principal_components(factors, cfg.components)
+    inputs = [principal_components(layer, cfg.components) for layer in states]
+    results = {"config": asdict(cfg), "facts": {}}
+    for fact, (y, names) in labels(truths).items():
+        results["facts"][fact] = {
+            "classes": names,
+            "states_by_layer": [fit_probe(x, y, cfg.steps, cfg.seed) for x in inputs],
+            "adapter": fit_probe(adapter, y, cfg.steps, cfg.seed),
+        }
+    for fact, r in results["facts"].items():
+        layers = " / ".join(f"{s['accuracy']:.2f}" for s in r["states_by_layer"])
+        print(
+            f"{fact}: states by layer {layers}, adapter {r['adapter']['accuracy']:.2f} "
+            f"(commonest {r['adapter']['baseline']:.2f}, {len(r['classes'])} classes, n {r['adapter']['n']})",
+            file=sys.stderr,
+        )
+    if cfg.out:
+        atomic_write_json(Path(cfg.out), results)
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> AdapterProbeConfig:
+    return parse_config(
+        AdapterProbeConfig, argv, prog="python -m probes.adapter_probes", description=__doc__.split("\n\n")[0]
+    )
+
+
+@entry_point
+def main(argv: list[str]) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -46,7 +46,7 @@ def test_principal_components_keep_the_large_directions():
 
 @pytest.mark.slow
 def test_the_shipped_tiny_hypernetwork_keeps_the_background_and_drops_the_camera(tmp_path, one_thread):
-    """README, "The second scale's hypernetwork": the base's states hold the camera's motion from layer
+    """README, "Where the camera is lost": the base's states hold the camera's motion from layer
     2 on and the adapter does not, while the background's colour is in both."""
     out = tmp_path / "probes.json"
     facts = run(AdapterProbeConfig(clips=160, out=str(out)))["facts"]

@@ -109,6 +109,10 @@ def collect(cfg: AdapterProbeConfig):
 
 
 def run(cfg: AdapterProbeConfig) -> dict:
+    if cfg.clips < 4 or cfg.components < 1:
+        raise ValueError(
+            f"need --clips >= 4 (half fitted, half scored) and --components >= 1, not {cfg.clips}, {cfg.components}"
+        )
     torch.manual_seed(cfg.seed)
     states, factors, truths = collect(cfg)
     adapter = principal_components(factors, cfg.components)
@@ -120,27 +124,36 @@ def run(cfg: AdapterProbeConfig) -> dict:
             "states_by_layer": [fit_probe(x, y, cfg.steps, cfg.seed) for x in inputs],
             "adapter": fit_probe(adapter, y, cfg.steps, cfg.seed),
         }
-    for fact, r in results["facts"].items():
-        layers = " / ".join(f"{s['accuracy']:.2f}" for s in r["states_by_layer"])
-        print(
-            f"{fact}: states by layer {layers}, adapter {r['adapter']['accuracy']:.2f} "
-            f"(commonest {r['adapter']['baseline']:.2f}, {len(r['classes'])} classes, n {r['adapter']['n']})",
-            file=sys.stderr,
-        )
     if cfg.out:
         atomic_write_json(Path(cfg.out), results)
     return results
 
 
-def parse_args(argv: list[str] | None = None) -> AdapterProbeConfig:
-    return parse_config(
-        AdapterProbeConfig, argv, prog="python -m probes.adapter_probes", description=__doc__.split("\n\n")[0]
-    )
+def summary(results: dict) -> str:
+    """One line a fact: the probe's accuracy from the states entering each layer and from the adapter."""
+    lines = []
+    for fact, r in results["facts"].items():
+        layers = " / ".join(f"{s['accuracy']:.2f}" for s in r["states_by_layer"])
+        a = r["adapter"]
+        lines.append(
+            f"{fact}: states by layer {layers}; adapter {a['accuracy']:.2f} "
+            f"(commonest {a['baseline']:.2f}, {len(r['classes'])} classes, {a['n']} clips)"
+        )
+    return "\n".join(lines)
 
 
 @entry_point
 def main(argv: list[str]) -> int:
-    run(parse_args(argv))
+    doc = __doc__.split("\n\n")[0]
+    print(
+        summary(
+            run(
+                parse_config(
+                    AdapterProbeConfig, argv, prog="python -m probes.adapter_probes", description=doc
+                )
+            )
+        )
+    )
     return 0
 
 

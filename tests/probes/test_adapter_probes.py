@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from probes.adapter_probes import AdapterProbeConfig, labels, principal_components, run
+from probes.adapter_probes import AdapterProbeConfig, labels, main, principal_components, run
 
 
 def test_labels_read_each_fact_off_the_ground_truth():
@@ -42,6 +42,11 @@ def test_principal_components_keep_the_large_directions():
     residual = (z @ fit - (signal - signal.mean(0))).square().sum() / (signal - signal.mean(0)).square().sum()
     assert residual < 1e-3
     assert principal_components(x[:5], 32).shape == (5, 5)  # never more components than clips
+
+
+def test_too_few_clips_is_a_one_line_error(capsys):
+    assert main(["--clips", "2"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: need --clips >= 4")
 
 
 @pytest.mark.slow

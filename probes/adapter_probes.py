@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from f2l.cli import entry_point
 from f2l.config import parse_config
 from f2l.data import load_frames, world_manifest
-from f2l.encode import internalization_inputs, stream_hidden_states
+from f2l.encode import LayerStates, collect_hidden_states, internalization_inputs
 from f2l.io import atomic_write_json
 from f2l.models import load_base
 from f2l.pipeline import Frames2LoRA
@@ -77,16 +77,10 @@ def principal_components(x: torch.Tensor, k: int) -> torch.Tensor:
     return x @ v
 
 
-def mean_states(base, inputs) -> torch.Tensor:
-    """The state entering each decoder layer averaged over each row's real tokens: (layers, rows, width)."""
-    per_layer = []
-
-    def consume(s):
-        mask = s.mask.unsqueeze(-1).float()
-        per_layer.append((s.hidden.float() * mask).sum(1) / mask.sum(1))
-
-    stream_hidden_states(base, inputs, consume)
-    return torch.stack(per_layer)
+def token_mean(layer: LayerStates) -> torch.Tensor:
+    """A layer's states averaged over each row's real tokens: (rows, width)."""
+    mask = layer.mask.unsqueeze(-1).float()
+    return (layer.hidden.float() * mask).sum(1) / mask.sum(1)
 
 
 @torch.inference_mode()
@@ -100,8 +94,9 @@ def collect(cfg: AdapterProbeConfig):
     states, factors = [], []
     for i in tqdm(range(0, len(examples), cfg.batch_size), desc="adapter probes", unit="batch"):
         clips = [load_frames(e, size=size) for e in examples[i : i + cfg.batch_size]]
-        states.append(mean_states(base, internalization_inputs(base, clips, f2l.hypernet.context)))
-        adapter = f2l.internalize_batch(clips)
+        layers = collect_hidden_states(base, internalization_inputs(base, clips, f2l.hypernet.context))
+        states.append(torch.stack([token_mean(layer) for layer in layers]))
+        adapter = f2l.hypernet.adapter_from_states(layers)  # the base ran once for both sides
         factors.append(
             torch.cat([t.float().flatten(1) for a, b in adapter.factors.values() for t in (a, b)], dim=1)
         )
@@ -145,15 +140,8 @@ def summary(results: dict) -> str:
 @entry_point
 def main(argv: list[str]) -> int:
     doc = __doc__.split("\n\n")[0]
-    print(
-        summary(
-            run(
-                parse_config(
-                    AdapterProbeConfig, argv, prog="python -m probes.adapter_probes", description=doc
-                )
-            )
-        )
-    )
+    cfg = parse_config(AdapterProbeConfig, argv, prog="python -m probes.adapter_probes", description=doc)
+    print(summary(run(cfg)))
     return 0
 
 

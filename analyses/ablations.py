@@ -117,6 +117,7 @@ ROWS: dict[str, Row] = {
     # the teacher's prompts
     "prompts-4": Row("4 prompts of a clip a step (twice the student rows)", ("--prompts-per-clip", "4")),
     "qa-3": Row("3 questions of each QA type a clip among the teacher's prompts", ("--qa-per-type", "3")),
+    "camera-3x": Row("the camera caption drawn 3x as often as any other prompt", ("--prompt-weights", "camera=3")),
     # the targets
     "ground-truth": Row("the references as targets, not the teacher's", ("--targets-from", "ground_truth")),
     # the learning-rate schedule

@@ -404,12 +404,13 @@ PRESETS["tiny-small-fourth"] = {
 # A camera-weighted 3,000 steps from the shipped small hypernetwork (the third run's last checkpoint): the
 # base's states hold the camera motion (a linear probe reads it at 0.67 after layer 2) but the adapter drops
 # it (0.26, `probes.adapter_probes`), and the fourth run's 3,000 uniform steps did not move it. The camera
-# caption drawn 3x as often as any other prompt.
+# caption drawn 3x as often as any other prompt, for half the fourth run's steps.
 PRESETS["tiny-small-camera"] = {
     **PRESETS["tiny-small-third"],
     "out": "runs/tiny-small-camera",
     "init_from": "tiny-small",
     "prompt_weights": ("camera=3",),
+    "steps": 1500,
 }
 PRESETS["tiny-chunk"] = {**PRESETS["tiny"], **_CHUNK_STAGE, "out": "runs/tiny-chunk", "init_from": "tiny"}
 # The small scale's: half the steps (the tiny's composed score gained most of its rise by step 400-800,

@@ -403,13 +403,13 @@ def test_a_training_step_reads_nothing_back_to_the_host_in_f2l_code(states, tmp_
         pool = load_examples(cfg)[0]
     g = torch.Generator().manual_seed(0)
     targets = {
-        (e.id, prompt): TeacherTarget(
+        (e.id, row.prompt): TeacherTarget(
             tokens=torch.randint(5, 100, (3,), generator=g),
             topk_ids=torch.randint(5, 100, (3, 4), generator=g),
             topk_logprobs=torch.randn(3, 4, generator=g).log_softmax(-1),
         )
         for e in pool
-        for prompt, _ in video_prompts(e, cfg.qa_per_type)
+        for row in video_prompts(e, cfg.qa_per_type)
     }
     size = base.model.config.vision_config.image_size
     files = None

@@ -401,7 +401,7 @@ PRESETS["tiny-small-fourth"] = {
     "out": "runs/tiny-small-fourth",
     "init_from": "runs/tiny-small-third/checkpoints/step-0003000",
 }
-# A camera-weighted 3,000 steps from the shipped small hypernetwork (the third run's last checkpoint): the
+# A camera-weighted 1,500 steps from the shipped small hypernetwork (the third run's last checkpoint): the
 # base's states hold the camera motion (a linear probe reads it at 0.67 after layer 2) but the adapter drops
 # it (0.26, `probes.adapter_probes`), and the fourth run's 3,000 uniform steps did not move it. The camera
 # caption drawn 3x as often as any other prompt, for half the fourth run's steps. Camera +0.010 [-0.005,

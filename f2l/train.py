@@ -500,7 +500,7 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example | LongCli
     ``cfg.teacher_base`` when set (it must share the student's tokenizer: targets are token ids). The
     teacher sees the whole video: a long clip's every segment. ``cfg.targets_from`` says which the stage's own
     videos get; the single clips of a chunk stage get the teacher's, as in the single stage."""
-    pairs = [(e, p, ref) for e in examples for p, ref, _ in video_prompts(e, cfg.qa_per_type)]
+    pairs = [(e, row.prompt, row.reference) for e in examples for row in video_prompts(e, cfg.qa_per_type)]
     eou = base.tokenizer.end_of_utterance_token
     targets = {
         (e.id, p): TeacherTarget(
@@ -550,8 +550,8 @@ def target_scores(
     for video in pool:
         rows = video_prompts(video, cfg.qa_per_type)
         texts = [
-            base.tokenizer.decode(targets[(video.id, p)].tokens, skip_special_tokens=True).strip()
-            for p, _, _ in rows
+            base.tokenizer.decode(targets[(video.id, row.prompt)].tokens, skip_special_tokens=True).strip()
+            for row in rows
         ]
         scores = score_answers("token_f1", texts, [row.reference for row in rows])
         by_count.setdefault(len(segment_ids(video)), []).extend(scores.tolist())

@@ -120,6 +120,7 @@ ROWS: dict[str, Row] = {
     "camera-3x": Row("the camera caption drawn 3x as often as any other prompt", ("--prompt-weights", "camera=3")),
     # the targets
     "ground-truth": Row("the references as targets, not the teacher's", ("--targets-from", "ground_truth")),
+    "camera-truth": Row("the camera caption's reference as its target, not the teacher's", ("--reference-labels", "camera")),
     # the learning-rate schedule
     "lr-3e-3": Row("peak learning rate 3e-3 (3x)", ("--lr", "3e-3")),
     "lr-3e-4": Row("peak learning rate 3e-4 (a third)", ("--lr", "3e-4")),
@@ -191,9 +192,12 @@ def row_config(
 
 
 def flat_settings(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
-    """A run config as JSON values under dotted names (``f2l.rank``), the form ``config.json`` stores."""
+    """A run config as JSON values under dotted names (``f2l.rank``), the form ``config.json`` stores. A
+    setting a stored config lacks was added after its run, which trained with the setting's default."""
     data = json.loads(json.dumps(config_dict(cfg) if isinstance(cfg, TrainConfig) else cfg))
-    return dotted_settings(TrainConfig, data)
+    if isinstance(cfg, TrainConfig):
+        return dotted_settings(TrainConfig, data)
+    return {**flat_settings(TrainConfig()), **dotted_settings(TrainConfig, data)}
 
 
 def changed_settings(a: TrainConfig | dict, b: TrainConfig | dict, ignore: Sequence[str] = ()) -> list[str]:

@@ -111,6 +111,9 @@ class TrainConfig:
     # with probability proportional to their label's weight (1 unless named), without replacement
     prompt_weights: tuple[str, ...] = ()
     qa_per_type: int = 1  # teacher prompts per clip: every caption category + this many QA per type
+    # labels (as prompt_weights names them) whose rows are distilled toward their reference answer (CE on
+    # its tokens, no teacher): for a fact the teacher itself reads poorly, e.g. "camera"
+    reference_labels: tuple[str, ...] = ()
     # hypernetwork: `kind` picks the section that builds it, f2l's perceiver (f2l.hypernet.perceiver) or
     # the authors' design (f2l.hypernet.official), each with its own settings and defaults
     kind: str = "f2l"
@@ -413,6 +416,15 @@ PRESETS["tiny-small-camera"] = {
     "prompt_weights": ("camera=3",),
     "steps": 1500,
 }
+# The same continuation with the camera caption's reference as its target instead of the teacher's (whose own
+# camera caption is right barely over the question alone: README "Where the camera is lost").
+PRESETS["tiny-small-camera-truth"] = {
+    **PRESETS["tiny-small-third"],
+    "out": "runs/tiny-small-camera-truth",
+    "init_from": "tiny-small",
+    "reference_labels": ("camera",),
+    "steps": 1500,
+}
 PRESETS["tiny-chunk"] = {**PRESETS["tiny"], **_CHUNK_STAGE, "out": "runs/tiny-chunk", "init_from": "tiny"}
 # The small scale's: half the steps (the tiny's composed score gained most of its rise by step 400-800,
 # README "Training runs"), at twice the cost a step, from the small hypernetwork's first 3,000 steps (run
@@ -500,16 +512,16 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example | LongCli
     ``cfg.teacher_base`` when set (it must share the student's tokenizer: targets are token ids). The
     teacher sees the whole video: a long clip's every segment. ``cfg.targets_from`` says which the stage's own
     videos get; the single clips of a chunk stage get the teacher's, as in the single stage."""
-    pairs = [(e, row.prompt, row.reference) for e in examples for row in video_prompts(e, cfg.qa_per_type)]
+    rows = [(e, row) for e in examples for row in video_prompts(e, cfg.qa_per_type)]
     eou = base.tokenizer.end_of_utterance_token
     targets = {
-        (e.id, p): TeacherTarget(
-            torch.tensor(base.tokenizer(f" {ref}{eou}", add_special_tokens=False)["input_ids"])
+        (e.id, row.prompt): TeacherTarget(
+            torch.tensor(base.tokenizer(f" {row.reference}{eou}", add_special_tokens=False)["input_ids"])
         )
-        for e, p, ref in pairs
-        if target_source(cfg, e) == "ground_truth"
+        for e, row in rows
+        if target_source(cfg, e, row.label) == "ground_truth"
     }
-    pairs = [(e, p, ref) for e, p, ref in pairs if target_source(cfg, e) == "teacher"]
+    pairs = [(e, row.prompt) for e, row in rows if target_source(cfg, e, row.label) == "teacher"]
     if not pairs:
         return targets
     if cfg.teacher_base not in (None, cfg.base):
@@ -520,7 +532,7 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example | LongCli
     cache = TeacherCache(cfg.teacher_cache, base.digest, cfg.top_k, cfg.max_new_tokens)
     frames = {}
     requests = []
-    for e, p, _ in pairs:
+    for e, p in pairs:
         if e.id not in frames:
             frames[e.id] = video_frames(e, cfg.frames, frame_size)
         requests.append(TeacherRequest(e.id, p, frames[e.id]))
@@ -531,13 +543,17 @@ def build_targets(base: Base, cfg: TrainConfig, examples: list[Example | LongCli
         dist.barrier()
         cache = TeacherCache(cfg.teacher_cache, base.digest, cfg.top_k, cfg.max_new_tokens)
     targets.update(
-        {(e.id, p): cache.get(r.key(cache.base_digest)) for (e, p, _), r in zip(pairs, requests, strict=True)}
+        {(e.id, p): cache.get(r.key(cache.base_digest)) for (e, p), r in zip(pairs, requests, strict=True)}
     )
     return targets
 
 
-def target_source(cfg: TrainConfig, video: Example | LongClip) -> str:
-    """``cfg.targets_from`` for the stage's own videos; "teacher" for the single clips a chunk stage keeps."""
+def target_source(cfg: TrainConfig, video: Example | LongClip, label: str) -> str:
+    """Where a row's target comes from: the reference for ``cfg.reference_labels``; else
+    ``cfg.targets_from`` for the stage's own videos, and the teacher for the single clips a chunk stage
+    keeps."""
+    if label in cfg.reference_labels:
+        return "ground_truth"
     return "teacher" if cfg.stage == "chunk" and not isinstance(video, LongClip) else cfg.targets_from
 
 
@@ -578,14 +594,14 @@ def fill_state_cache(
     return {s: cache.path(key) for s, key in keys.items()}
 
 
-def check_prompt_weights(cfg: TrainConfig, pool: list[Example | LongClip]) -> None:
-    """A weighted label the pool's prompts never carry is a typo, not a no-op: a one-line error."""
+def check_labels(cfg: TrainConfig, pool: list[Example | LongClip]) -> None:
+    """A label in ``prompt_weights`` or ``reference_labels`` that the pool's prompts never carry is a typo,
+    not a no-op: a one-line error."""
     labels = {row.label for video in pool for row in video_prompts(video, cfg.qa_per_type)}
-    unknown = sorted(set(cfg.weights_by_label) - labels)
-    if unknown:
-        raise ValueError(
-            f"prompt_weights names {unknown}, which no training prompt has; known: {sorted(labels)}"
-        )
+    for name, named in (("prompt_weights", cfg.weights_by_label), ("reference_labels", cfg.reference_labels)):
+        unknown = sorted(set(named) - labels)
+        if unknown:
+            raise ValueError(f"{name} names {unknown}, which no training prompt has; known: {sorted(labels)}")
 
 
 # ------------------------------------------------------------------------------------------ the step
@@ -883,7 +899,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     install_lora(base.model, cfg.hypernet.target_modules)
     frame_size = cfg.frame_size or base.model.config.vision_config.image_size
     pool, val = load_examples(cfg)
-    check_prompt_weights(cfg, pool)
+    check_labels(cfg, pool)
     targets = build_targets(base, cfg, pool, frame_size)
     states = fill_state_cache(base, cfg, pool, frame_size) if cfg.state_cache else None
     scored_targets = {}

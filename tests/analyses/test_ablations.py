@@ -252,6 +252,13 @@ def test_a_row_of_another_config_is_refused_up_front_and_fresh_discards_it(tmp_p
         ablations.run(cfg)
     ablations.check_rows(dataclasses.replace(cfg, fresh=True))
     assert not stored.out_dir.exists()
+    # a run recorded before a setting existed trained with its default: the same config, not another
+    older = config_dict(stored)
+    del older["reference_labels"]
+    stored.out_dir.mkdir(parents=True)
+    (stored.out_dir / "config.json").write_text(json.dumps(older))
+    ablations.check_rows(cfg)
+    assert stored.out_dir.exists()
     with pytest.raises(UsageError, match="steps-3000 .* changes nothing"):
         ablations.check_rows(dataclasses.replace(cfg, rows=("steps-3000",), train_args=("--steps", "3000")))
 

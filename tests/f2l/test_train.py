@@ -66,7 +66,7 @@ def test_prompt_weights_draw_a_label_as_often_as_its_weight_says():
     clip's pair with probability 3/13 + (10/13)(3/12) = 0.423 (0.182 unweighted). All weights 1 is the
     unweighted plan itself, so runs before the weights draw what they drew."""
     from f2l.data import world_manifest
-    from f2l.train import check_prompt_weights, video_prompts
+    from f2l.train import check_labels, video_prompts
 
     pool = world_manifest("train", 10)
     camera = [r.label for r in video_prompts(pool[0], 1)].index("camera")
@@ -84,12 +84,37 @@ def test_prompt_weights_draw_a_label_as_often_as_its_weight_says():
     ones = TrainConfig(batch_clips=4, prompt_weights=("camera=1", "count=1"))
     assert all(step_plan(ones, s, pool) == step_plan(plain, s, pool) for s in range(20))
 
-    check_prompt_weights(weighted, pool)
-    with pytest.raises(ValueError, match="camrea"):
-        check_prompt_weights(TrainConfig(prompt_weights=("camrea=3",)), pool)
+    check_labels(weighted, pool)
+    with pytest.raises(ValueError, match="prompt_weights names .*camrea"):
+        check_labels(TrainConfig(prompt_weights=("camrea=3",)), pool)
+    with pytest.raises(ValueError, match="reference_labels names .*camrea"):
+        check_labels(TrainConfig(reference_labels=("camrea",)), pool)
     for bad in ("camera", "camera=0", "camera=x", "=2"):
         with pytest.raises(ValueError, match="label=weight"):
             TrainConfig(prompt_weights=(bad,))
+
+
+def test_reference_labels_take_their_rows_targets_from_the_references(random_base, tmp_path):
+    """``--reference-labels camera``: the camera caption's target is its reference (its tokens, no teacher
+    distribution); every other row keeps the teacher's target, token for token."""
+    from f2l.data import world_manifest
+    from f2l.train import build_targets, video_prompts
+
+    pool = world_manifest("train", 2, frames=3)
+    common = dict(frames=3, max_new_tokens=3, teacher_cache=str(tmp_path), progress=False)
+    teacher = build_targets(random_base, TrainConfig(**common), pool, 64)
+    mixed = build_targets(random_base, TrainConfig(**common, reference_labels=("camera",)), pool, 64)
+    assert mixed.keys() == teacher.keys() and len(mixed) == 2 * 11
+    eou = random_base.tokenizer.end_of_utterance_token
+    for video in pool:
+        for row in video_prompts(video, 1):
+            got, taught = mixed[(video.id, row.prompt)], teacher[(video.id, row.prompt)]
+            if row.label == "camera":
+                assert got.topk_ids is None and taught.topk_ids is not None
+                text = random_base.tokenizer.decode(got.tokens)
+                assert text == f" {row.reference}{eou}" and "camera" in text
+            else:
+                assert torch.equal(got.tokens, taught.tokens) and torch.equal(got.topk_ids, taught.topk_ids)
 
 
 def test_config_layers_preset_yaml_and_flags(tmp_path):

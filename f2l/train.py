@@ -44,11 +44,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from f2l import training
 from f2l.adapter import Adapter, install_lora, use_adapter
 from f2l.answer import generate, teacher_forced
+from f2l.camera_head import WEIGHTS_FILE as CAMERA_HEAD_FILE
+from f2l.camera_head import CameraHead, camera_classes
 from f2l.chat import model_inputs, prompt_text
 from f2l.cli import entry_point
 from f2l.config import config_dict
@@ -69,7 +72,7 @@ from f2l.encode import ContextFormat
 from f2l.eval.harness import answer_clip
 from f2l.eval.metrics import score_answers
 from f2l.hypernet import KINDS, Hypernet, HypernetConfig, OfficialConfig, load_hypernet
-from f2l.io import atomic_write_json
+from f2l.io import atomic_save_safetensors, atomic_write_json
 from f2l.models import Base, load_base
 from f2l.pipeline import Frames2LoRA, check_compatible, resolve_hypernet
 from f2l.state_cache import StateCache, as_layers, encode_clip, layer_states
@@ -122,6 +125,9 @@ class TrainConfig:
     # distillation
     kl_weight: float = 1.0
     ce_weight: float = 1.0
+    # an auxiliary loss (f2l.camera_head): a linear head names each world clip's camera motion from the
+    # hypernetwork's read latents, its cross-entropy against the ground truth weighted this much; 0: off
+    camera_weight: float = 0.0
     top_k: int = 16
     # or "ground_truth": the reference captions/answers instead (in the chunk stage, for the long clips)
     targets_from: str = "teacher"
@@ -170,6 +176,8 @@ class TrainConfig:
             raise ValueError("the chunk stage trains on long world clips; a manifest has no long clips")
         if self.max_segments < 1:
             raise ValueError(f"max_segments must be >= 1, not {self.max_segments}")
+        if self.camera_weight < 0 or (self.camera_weight and self.stage == "chunk"):
+            raise ValueError("camera_weight is a weight >= 0, for the single stage's world clips")
         self.weights_by_label  # noqa: B018 (a malformed weight is an error at parse time, not at step 1)
 
     @property
@@ -681,6 +689,8 @@ class StepBatches(torch.utils.data.Dataset):
             "row_clip": torch.tensor(row_clip),
             "video_ids": [clips[j].id for j in row_clip],
         }
+        if cfg.camera_weight:
+            batch["camera"] = camera_classes(clips)
         if cfg.stage == "chunk":
             counts = [len(segment_ids(e)) for e in clips]
             batch["segments"] = counts
@@ -742,16 +752,18 @@ def composed_clips(hypernet: Hypernet, factors, segments: list[int], weights: to
 def student_loss(
     model, base: Base, batch: dict, hypernet: Hypernet, cfg: TrainConfig, device
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One step's forward: the hypernetwork (``model``, DDP-wrapped or not; ``hypernet`` unwrapped) writes an
-    adapter per segment of ``batch`` (a ``StepBatches`` item), a video's segments composed in the chunk
-    stage (``composed_clips``); each student row answers under its video's adapter with no visual token,
-    and ``distillation_loss`` scores it. Nothing here reads a value back to the host, so the GPU never
-    waits on Python within a step (``tests/f2l/test_train.py`` checks the f2l code for it)."""
+    """One step's forward: the hypernetwork (``model``, DDP-wrapped or not, a ``CameraHead`` around it when
+    ``cfg.camera_weight``; ``hypernet`` unwrapped) writes an adapter per segment of ``batch`` (a
+    ``StepBatches`` item), a video's segments composed in the chunk stage (``composed_clips``); each student
+    row answers under its video's adapter with no visual token, and ``distillation_loss`` scores it, plus
+    the camera head's cross-entropy. Nothing here reads a value back to the host, so the GPU never waits
+    on Python within a step (``tests/f2l/test_train.py`` checks the f2l code for it)."""
     if "states" in batch:  # read from the state cache
         hidden = batch["states"].to(device, non_blocking=True)
-        factors = model(base, states=as_layers(hidden, batch["state_mask"].to(device, non_blocking=True)))
+        out = model(base, states=as_layers(hidden, batch["state_mask"].to(device, non_blocking=True)))
     else:
-        factors = model(base, {k: v.to(device, non_blocking=True) for k, v in batch["encode"].items()})
+        out = model(base, {k: v.to(device, non_blocking=True) for k, v in batch["encode"].items()})
+    factors, camera_logits = out if cfg.camera_weight else (out, None)
     index = batch["row_clip"].to(device, non_blocking=True)
     provenance = [{"video_id": v} for v in batch["video_ids"]]
     if "segments" in batch:
@@ -770,7 +782,12 @@ def student_loss(
             input_ids=batch["input_ids"].to(device, non_blocking=True),
             attention_mask=batch["attention_mask"].to(device, non_blocking=True),
         ).logits
-    return distillation_loss(logits, batch["target_pos"], batch["targets"], cfg)
+    loss, stats = distillation_loss(logits, batch["target_pos"], batch["targets"], cfg)
+    if camera_logits is not None:
+        camera_ce = F.cross_entropy(camera_logits.float(), batch["camera"].to(device, non_blocking=True))
+        loss = loss + cfg.camera_weight * camera_ce
+        stats["camera_ce"] = camera_ce.detach()
+    return loss, stats
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
@@ -779,17 +796,21 @@ def student_loss(
 def save_checkpoint(
     run_dir: Path,
     step: int,
-    hypernet: Hypernet,
+    trained: Hypernet | CameraHead,
     opt: torch.optim.Optimizer,
     cfg: TrainConfig,
     keep_last: int,
 ) -> Path:
-    """``run_dir/checkpoints/step-XXXXXXX/`` (``f2l.training.save_checkpoint``: all or nothing), then
-    all but the last ``keep_last`` removed."""
+    """``run_dir/checkpoints/step-XXXXXXX/`` (``f2l.training.save_checkpoint``: all or nothing): the
+    hypernetwork, and a ``CameraHead``'s linear head beside it; then all but the last ``keep_last``
+    removed."""
     root = run_dir / "checkpoints"
 
     def write(directory: Path) -> None:
+        hypernet = trained.hypernet if isinstance(trained, CameraHead) else trained
         hypernet.save(directory, extra={"train_config": config_dict(cfg), "step": step})
+        if isinstance(trained, CameraHead):
+            atomic_save_safetensors(directory / CAMERA_HEAD_FILE, trained.linear.state_dict())
 
     final = training.save_checkpoint(root / f"step-{step:07d}", opt, {"step": step}, write)
     for old in sorted(root.glob("step-*"))[:-keep_last]:
@@ -802,9 +823,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, hypernet: Hypernet, opt: torch.optim.Optimizer) -> int:
-    loaded = type(hypernet).load(path, device=next(hypernet.parameters()).device)
-    hypernet.load_state_dict(loaded.state_dict())
+def load_checkpoint(path: Path, trained: Hypernet | CameraHead, opt: torch.optim.Optimizer) -> int:
+    """Restore ``save_checkpoint``'s weights into ``trained`` and the optimizer; the step it saved."""
+    hypernet = trained.hypernet if isinstance(trained, CameraHead) else trained
+    device = next(hypernet.parameters()).device
+    hypernet.load_state_dict(type(hypernet).load(path, device=device).state_dict())
+    if isinstance(trained, CameraHead):
+        trained.linear.load_state_dict(load_file(path / CAMERA_HEAD_FILE, device=str(device)))
     return int(training.load_checkpoint(path, opt)["step"])
 
 
@@ -900,6 +925,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     frame_size = cfg.frame_size or base.model.config.vision_config.image_size
     pool, val = load_examples(cfg)
     check_labels(cfg, pool)
+    if cfg.camera_weight:
+        camera_classes(pool)  # every clip has its ground truth, or a one-line error now
     targets = build_targets(base, cfg, pool, frame_size)
     states = fill_state_cache(base, cfg, pool, frame_size) if cfg.state_cache else None
     scored_targets = {}
@@ -915,18 +942,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     hypernet = build_hypernet(cfg, base).to(device).train()
     if cfg.init_from and latest_checkpoint(run_dir) is None:
         start_from(hypernet, cfg.init_from, base)
-    model = hypernet
+    trained = CameraHead(hypernet).to(device) if cfg.camera_weight else hypernet  # what the optimiser moves
+    model = trained
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
-            hypernet, device_ids=[torch.cuda.current_device()] if torch.cuda.is_available() else None
+            trained, device_ids=[torch.cuda.current_device()] if torch.cuda.is_available() else None
         )
     opt = torch.optim.AdamW(
-        hypernet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas)
+        trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas)
     )
     start = 0
     resume_from = latest_checkpoint(run_dir)
     if resume_from is not None:
-        start = load_checkpoint(resume_from, hypernet, opt)
+        start = load_checkpoint(resume_from, trained, opt)
         if rank == 0:
             print(f"f2l.train: resuming {run_dir} from step {start}", file=sys.stderr)
     if rank == 0:
@@ -971,7 +999,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         loss.backward()
         # after backward the gradients are all-reduced, so grad_norm is the same number on every rank:
         # a non-finite loss anywhere makes it non-finite everywhere, and all ranks stop together
-        grad_norm = torch.nn.utils.clip_grad_norm_(hypernet.parameters(), cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trained.parameters(), cfg.grad_clip)
         evaluating = (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps
         saving = (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps
         if (step + 1) % cfg.log_every == 0 or evaluating or saving:  # the only host syncs of a step
@@ -1006,7 +1034,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                         if k != "step":
                             writer.add_scalar(k, v, step + 1)
                 if saving:
-                    save_checkpoint(run_dir, step + 1, hypernet, opt, cfg, cfg.keep_last)
+                    save_checkpoint(run_dir, step + 1, trained, opt, cfg, cfg.keep_last)
         else:
             opt.step()
         if dist.is_initialized():

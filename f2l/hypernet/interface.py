@@ -97,6 +97,11 @@ class Hypernet(nn.Module):
         """The generated factors of layers ``layers`` from their ``read_layers`` output."""
         raise NotImplementedError
 
+    @property
+    def read_width(self) -> int:
+        """The width of ``read_layers``' output, ``(N, L, latents, read_width)``."""
+        raise NotImplementedError
+
     def to_adapter(self, factors: Factors, provenance: Any = None) -> Adapter:
         """The batched adapter applied to the model for generated ``factors`` (one sample a row)."""
         raise NotImplementedError
@@ -130,9 +135,24 @@ class Hypernet(nn.Module):
         group_bytes: int = READ_GROUP_BYTES,
         states: Sequence[LayerStates] | None = None,
     ) -> Factors:
-        """Stream the frozen base over ``inputs``, reading layers' states as they arrive, then write every
-        layer's generated factors; or, given ``states`` (layers 0..L-1, e.g. from ``f2l.state_cache``),
-        read those the same way without the base. Gradients reach only the hypernetwork.
+        """Every layer's generated factors from what ``read_all`` keeps of the layers' states."""
+        return self.write_all(self.read_all(base, inputs, group_bytes, states))
+
+    def write_all(self, read: Tensor) -> Factors:
+        """``write_factors`` of every layer from ``read_all``'s output."""
+        # arange on the device, not a tensor from a host list: no host-device copy in a training step
+        return self.write_factors(read, torch.arange(read.shape[1], device=read.device))
+
+    def read_all(
+        self,
+        base,
+        inputs=None,
+        group_bytes: int = READ_GROUP_BYTES,
+        states: Sequence[LayerStates] | None = None,
+    ) -> Tensor:
+        """Stream the frozen base over ``inputs``, reading layers' states as they arrive (``read_layers``),
+        or, given ``states`` (layers 0..L-1, e.g. from ``f2l.state_cache``), read those the same way
+        without the base: ``(N, L, ...)``. Gradients reach only the hypernetwork.
 
         States are held until the held layers reach ``group_bytes`` (or the last layer arrives), then
         read together: a short clip is read in a few batches, a long clip (whose single layer exceeds
@@ -157,9 +177,7 @@ class Hypernet(nn.Module):
         else:
             for layer in states:
                 consume(layer)
-        latents = torch.cat(read, 1)
-        # arange on the device, not a tensor from a host list: no host-device copy in a training step
-        return self.write_factors(latents, torch.arange(latents.shape[1], device=latents.device))
+        return torch.cat(read, 1)
 
     @property
     def context(self) -> ContextFormat:

@@ -258,6 +258,10 @@ class OfficialHypernet(Hypernet):
         latents = perceiver.encoder(perceiver.modality_projection(hidden.to(dtype)), mask)
         return latents.view(len(group), n, *latents.shape[1:]).transpose(0, 1)
 
+    @property
+    def read_width(self) -> int:
+        return self.config.latent
+
     def write_factors(self, read: Tensor, layers: Tensor) -> Factors:
         """Generated factors ``{module: (A (N, L, r, d_in), B (N, L, r, d_out))}``, batched over layers."""
         c = self.config

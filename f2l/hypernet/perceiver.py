@@ -224,6 +224,10 @@ class PerceiverHypernet(Hypernet):
             for i, m in enumerate(c.target_modules)
         }
 
+    @property
+    def read_width(self) -> int:
+        return self.config.width
+
     def to_adapter(self, factors: Factors, provenance: Any = None) -> Adapter:
         return Adapter(factors=factors, scaling=self.config.scaling, provenance=provenance or {})
 

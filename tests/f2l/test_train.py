@@ -678,3 +678,43 @@ def test_each_shipped_chunk_hypernetwork_composes_better_and_keeps_single_clips(
         single[name] = sum(scores) / len(scores)
     assert composed[f"{before}-chunk"] > composed[before] + 0.05, composed
     assert single[f"{before}-chunk"] > single[before] - 0.03, single
+
+
+def test_camera_head_trains_beside_the_hypernetwork_resumes_exactly_and_is_not_shipped(
+    tmp_path, random_tiny_dir, monkeypatch
+):
+    """``--camera-weight``: the head's cross-entropy (f2l.camera_head) joins the loss and is logged; a run
+    cut after step 2 and rerun ends with the same hypernetwork and head; the packaged hypernetwork holds
+    no head; the chunk stage refuses it."""
+    import json
+    import shutil
+
+    import f2l.train as train_module
+    from f2l.camera_head import WEIGHTS_FILE
+    from f2l.world import CAMERAS
+
+    out, ship = tmp_path / "run", tmp_path / "shipped"
+    args = [*small_args(random_tiny_dir, out, tmp_path / "cache", 4), "--camera-weight", "0.5"]
+    train(parse_config([*args, "--ship", str(ship)]))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert all(abs(r["camera_ce"] - 1.609) < 0.5 for r in log)  # ln 5 at the start, 4 steps at 3e-3
+    ckpt = sorted((out / "checkpoints").glob("step-*"))[-1]
+    head = load_file(ckpt / WEIGHTS_FILE)
+    assert head["weight"].shape == (len(CAMERAS), 32)
+    assert not (ship / WEIGHTS_FILE).exists() and (ship / "hypernet.safetensors").exists()
+
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    shutil.rmtree(cut / "checkpoints" / "step-0000004")
+    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {})
+    train(parse_config(
+        [*small_args(random_tiny_dir, cut, tmp_path / "cache", 4), "--camera-weight", "0.5"]
+    ))  # fmt: skip
+    a, b = final_weights(out), final_weights(cut)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    again = load_file(sorted((cut / "checkpoints").glob("step-*"))[-1] / WEIGHTS_FILE)
+    assert all(torch.equal(head[k], again[k]) for k in head)
+
+    with pytest.raises(ValueError, match="camera_weight"):
+        TrainConfig(camera_weight=0.5, stage="chunk")

@@ -433,6 +433,15 @@ PRESETS["tiny-small-camera-truth"] = {
     "reference_labels": ("camera",),
     "steps": 1500,
 }
+# The same continuation with the auxiliary camera head (f2l.camera_head) at the weight that moved the tiny's
+# camera (README, ablation row camera-head).
+PRESETS["tiny-small-camera-head"] = {
+    **PRESETS["tiny-small-third"],
+    "out": "runs/tiny-small-camera-head",
+    "init_from": "tiny-small",
+    "camera_weight": 0.5,
+    "steps": 1500,
+}
 PRESETS["tiny-chunk"] = {**PRESETS["tiny"], **_CHUNK_STAGE, "out": "runs/tiny-chunk", "init_from": "tiny"}
 # The small scale's: half the steps (the tiny's composed score gained most of its rise by step 400-800,
 # README "Training runs"), at twice the cost a step, from the small hypernetwork's first 3,000 steps (run

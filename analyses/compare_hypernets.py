@@ -8,7 +8,9 @@ Both runs must hold the same clips and prompts (the same base, split and setting
 replication, so each clip's scores on a suite are averaged before the paired test, as in
 ``analyses.benchmark``. Per suite: both means, ``B - A`` with its bootstrap interval, and the verdict of
 ``f2l.eval.stats.compare_family`` (Holm across suites) at ``--margin``; ``direct`` of each run is shown
-beside them (equal when the base is).
+beside them (equal when the base is). ``--reference-method direct`` compares B's adapter with A's video in
+context instead: the benchmark's own ``f2l - direct`` for a run that answered with the adapter alone
+(``--methods f2l``), read against a run of the same clips that answered with the video.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ def compare_runs(
     b,
     *,
     method: str = "f2l",
+    reference_method: str | None = None,
     metric: str = "token_f1",
     margin: float = DEFAULT_MARGIN,
     alpha: float = DEFAULT_ALPHA,
 ) -> pd.DataFrame:
-    """One row per suite: both runs' mean ``method`` score, direct's, and ``b - a`` paired by clip."""
+    """One row per suite: B's mean ``method`` score, A's ``reference_method`` (default: ``method``) score,
+    direct's, and ``B - A`` paired by clip."""
+    reference = reference_method or method
     if sorted(map(str, a["example_id"].values)) != sorted(map(str, b["example_id"].values)):
         raise UsageError("the two runs hold different prompts: compare runs of the same clips and settings")
     clips_a, clips_b = per_clip_scores(a, metric), per_clip_scores(b, metric)
@@ -41,7 +46,7 @@ def compare_runs(
     pairs = {}
     for suite in suites:
         joined = pd.concat(
-            [clips_b.loc[suite, method], clips_a.loc[suite, method]], axis=1, keys=["b", "a"]
+            [clips_b.loc[suite, method], clips_a.loc[suite, reference]], axis=1, keys=["b", "a"]
         ).dropna()
         if len(joined) >= 2:
             pairs[suite] = (joined["b"].values, joined["a"].values)
@@ -51,7 +56,7 @@ def compare_runs(
         row = {
             "suite": suite,
             "direct": clips_a.loc[suite, "direct"].mean() if "direct" in clips_a else float("nan"),
-            "A": clips_a.loc[suite, method].mean(),
+            "A": clips_a.loc[suite, reference].mean(),
             "B": clips_b.loc[suite, method].mean(),
         }
         if suite in family:
@@ -69,17 +74,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("a", type=Path, help="benchmark.nc of hypernetwork A (the reference)")
     parser.add_argument("b", type=Path, help="benchmark.nc of hypernetwork B")
     parser.add_argument("--method", default="f2l", help="the method compared (default: f2l)")
+    parser.add_argument(
+        "--reference-method", default=None, help="A's method B is compared with (default: --method)"
+    )
     parser.add_argument("--metric", default="token_f1")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
     add_debug_flag(parser)
     args = parser.parse_args(argv)
     a, b = read_netcdf(args.a), read_netcdf(args.b)
-    table = compare_runs(a, b, method=args.method, metric=args.metric, margin=args.margin, alpha=args.alpha)
+    reference = args.reference_method or args.method
+    table = compare_runs(
+        a,
+        b,
+        method=args.method,
+        reference_method=reference,
+        metric=args.metric,
+        margin=args.margin,
+        alpha=args.alpha,
+    )
     level = f"{1 - 2 * args.alpha:.0%}"
     print(
-        f"A = {a.attrs.get('hypernet')}, B = {b.attrs.get('hypernet')}; {args.metric} of {args.method}, "
-        f"B - A paired by clip, {level} interval, margin {args.margin}, Holm across suites\n"
+        f"A = {a.attrs.get('hypernet')} ({reference}), B = {b.attrs.get('hypernet')} ({args.method}); "
+        f"{args.metric}, B - A paired by clip, {level} interval, margin {args.margin}, Holm across suites\n"
     )
     rows = [
         {

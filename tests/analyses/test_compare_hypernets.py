@@ -54,4 +54,18 @@ def test_runs_of_other_prompts_are_refused_and_the_command_prints_a_table(tmp_pa
     run({"same": 0.1, "worse": 0.0}).to_netcdf(tmp_path / "b.nc")
     assert main([str(tmp_path / "a.nc"), str(tmp_path / "b.nc")]) == 0
     out = capsys.readouterr().out
-    assert "| same |" in out and "+0.1" in out and "A = h0, B = h0" in out
+    assert "| same |" in out and "+0.1" in out and "A = h0 (f2l), B = h0 (f2l)" in out
+
+
+def test_a_run_of_the_adapter_alone_is_read_against_the_other_runs_video():
+    """``--reference-method direct``: B's f2l against A's direct, paired by clip; B need not hold direct."""
+    a, b = run({"same": 0.0, "worse": -0.3}), run({"same": 0.05, "worse": -0.2})
+    b_alone = b.sel(method=["f2l"])
+    table = compare_runs(a, b_alone, reference_method="direct").set_index("suite")
+    assert table.loc["same", "B - A"] == pytest.approx(0.05, abs=0.01)
+    assert table.loc["worse", "B - A"] == pytest.approx(-0.2, abs=0.01)
+    assert (
+        table.loc["worse", "verdict"] == "inferior" and table.loc["same", "A"] == table.loc["same", "direct"]
+    )
+    against_f2l = compare_runs(a, b_alone).set_index("suite")
+    assert against_f2l.loc["worse", "B - A"] == pytest.approx(0.1, abs=0.01)

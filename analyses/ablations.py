@@ -122,6 +122,7 @@ ROWS: dict[str, Row] = {
     "ground-truth": Row("the references as targets, not the teacher's", ("--targets-from", "ground_truth")),
     "camera-truth": Row("the camera caption's reference as its target, not the teacher's", ("--reference-labels", "camera")),
     "camera-head": Row("an auxiliary head names the camera's motion from the read latents (weight 0.5)", ("--camera-weight", "0.5")),
+    "camera-head-0.1": Row("the camera head at a fifth of that weight (0.1)", ("--camera-weight", "0.1")),
     # the learning-rate schedule
     "lr-3e-3": Row("peak learning rate 3e-3 (3x)", ("--lr", "3e-3")),
     "lr-3e-4": Row("peak learning rate 3e-4 (a third)", ("--lr", "3e-4")),

@@ -442,6 +442,12 @@ PRESETS["tiny-small-camera-head"] = {
     "camera_weight": 0.5,
     "steps": 1500,
 }
+# and at the weight that moved the tiny's camera at little cost to the rest (ablation row camera-head-0.1)
+PRESETS["tiny-small-camera-head-0.1"] = {
+    **PRESETS["tiny-small-camera-head"],
+    "out": "runs/tiny-small-camera-head-0.1",
+    "camera_weight": 0.1,
+}
 PRESETS["tiny-chunk"] = {**PRESETS["tiny"], **_CHUNK_STAGE, "out": "runs/tiny-chunk", "init_from": "tiny"}
 # The small scale's: half the steps (the tiny's composed score gained most of its rise by step 400-800,
 # README "Training runs"), at twice the cost a step, from the small hypernetwork's first 3,000 steps (run

@@ -10,12 +10,15 @@ clips, scored on the other half, beside always answering the commonest class) re
 clip's ground truth (``FACTS``) from
 
 - the base's states entering each decoder layer, averaged over the clip's real tokens: the
-  hypernetwork's input, and
+  hypernetwork's input,
+- what the hypernetwork read of them (``Hypernet.read_all``, averaged over layers and latents: what
+  training's camera head reads, ``f2l.camera_head``), between the two, and
 - the adapter's factors (every module's A and B, flattened): the hypernetwork's output,
 
-each reduced to the same number of principal components (label-free, over all clips), so the two
-sides have the same room. A fact the input holds and the adapter does not is one the hypernetwork
-drops: what no amount of answering skill downstream can bring back.
+each reduced to the same number of principal components (label-free, over all clips), so the sides
+have the same room. A fact the input holds and the adapter does not is one the hypernetwork drops:
+what no amount of answering skill downstream can bring back; the middle side says whether reading or
+writing drops it.
 """
 
 from __future__ import annotations
@@ -85,22 +88,24 @@ def token_mean(layer: LayerStates) -> torch.Tensor:
 
 @torch.inference_mode()
 def collect(cfg: AdapterProbeConfig):
-    """Per clip: the mean state entering each decoder layer (layers, clips, width), the flattened
-    adapter factors (clips, d) and the ground truth."""
+    """Per clip: the mean state entering each decoder layer (layers, clips, width), the mean read latent
+    (clips, read width), the flattened adapter factors (clips, d) and the ground truth."""
     base = load_base(cfg.base, device="cpu")
     f2l = Frames2LoRA.from_pretrained(cfg.hypernet, base=base)
     size = base.model.config.vision_config.image_size
     examples = world_manifest("test", cfg.clips)
-    states, factors = [], []
+    states, read, factors = [], [], []
     for i in tqdm(range(0, len(examples), cfg.batch_size), desc="adapter probes", unit="batch"):
         clips = [load_frames(e, size=size) for e in examples[i : i + cfg.batch_size]]
         layers = collect_hidden_states(base, internalization_inputs(base, clips, f2l.hypernet.context))
         states.append(torch.stack([token_mean(layer) for layer in layers]))
-        adapter = f2l.hypernet.adapter_from_states(layers)  # the base ran once for both sides
+        latents = f2l.hypernet.read_all(None, states=layers)  # the base ran once for every side
+        read.append(latents.float().flatten(1, 2).mean(1))
+        adapter = f2l.hypernet.to_adapter(f2l.hypernet.write_all(latents))
         factors.append(
             torch.cat([t.float().flatten(1) for a, b in adapter.factors.values() for t in (a, b)], dim=1)
         )
-    return torch.cat(states, 1), torch.cat(factors), [e.meta["truth"] for e in examples]
+    return torch.cat(states, 1), torch.cat(read), torch.cat(factors), [e.meta["truth"] for e in examples]
 
 
 def run(cfg: AdapterProbeConfig) -> dict:
@@ -109,14 +114,16 @@ def run(cfg: AdapterProbeConfig) -> dict:
             f"need --clips >= 4 (half fitted, half scored) and --components >= 1, not {cfg.clips}, {cfg.components}"
         )
     torch.manual_seed(cfg.seed)
-    states, factors, truths = collect(cfg)
+    states, read, factors, truths = collect(cfg)
     adapter = principal_components(factors, cfg.components)
     inputs = [principal_components(layer, cfg.components) for layer in states]
+    latents = principal_components(read, cfg.components)  # last: the two sides above draw what they drew
     results = {"config": asdict(cfg), "facts": {}}
     for fact, (y, names) in labels(truths).items():
         results["facts"][fact] = {
             "classes": names,
             "states_by_layer": [fit_probe(x, y, cfg.steps, cfg.seed) for x in inputs],
+            "latents": fit_probe(latents, y, cfg.steps, cfg.seed),
             "adapter": fit_probe(adapter, y, cfg.steps, cfg.seed),
         }
     if cfg.out:
@@ -125,13 +132,14 @@ def run(cfg: AdapterProbeConfig) -> dict:
 
 
 def summary(results: dict) -> str:
-    """One line a fact: the probe's accuracy from the states entering each layer and from the adapter."""
+    """One line a fact: the probe's accuracy from the states entering each layer, from the read latents
+    and from the adapter."""
     lines = []
     for fact, r in results["facts"].items():
         layers = " / ".join(f"{s['accuracy']:.2f}" for s in r["states_by_layer"])
         a = r["adapter"]
         lines.append(
-            f"{fact}: states by layer {layers}; adapter {a['accuracy']:.2f} "
+            f"{fact}: states by layer {layers}; latents {r['latents']['accuracy']:.2f}; adapter {a['accuracy']:.2f} "
             f"(commonest {a['baseline']:.2f}, {len(r['classes'])} classes, {a['n']} clips)"
         )
     return "\n".join(lines)

@@ -52,11 +52,12 @@ def test_too_few_clips_is_a_one_line_error(capsys):
 @pytest.mark.slow
 def test_the_shipped_tiny_hypernetwork_keeps_the_background_and_drops_the_camera(tmp_path, one_thread):
     """README, "Where the camera is lost": the base's states hold the camera's motion from layer
-    2 on and the adapter does not, while the background's colour is in both."""
+    2 on and the adapter does not, while the background's colour is in all three sides."""
     out = tmp_path / "probes.json"
     facts = run(AdapterProbeConfig(clips=160, out=str(out)))["facts"]
     background, camera = facts["background"], facts["camera"]
     assert background["adapter"]["accuracy"] > background["adapter"]["baseline"] + 0.5, background["adapter"]
+    assert background["latents"]["accuracy"] > background["latents"]["baseline"] + 0.5, background["latents"]
     assert max(s["accuracy"] for s in background["states_by_layer"]) > 0.8
     seen = max(s["accuracy"] for s in camera["states_by_layer"][2:])
     assert seen > camera["states_by_layer"][2]["baseline"] + 0.2  # the base has computed it

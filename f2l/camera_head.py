@@ -35,6 +35,12 @@ def camera_classes(videos: Sequence[Example]) -> Tensor:
     return torch.tensor(out)
 
 
+def pooled_read(read: Tensor) -> Tensor:
+    """``Hypernet.read_all``'s output ``(N, L, latents, width)`` averaged over layers and latents: ``(N,
+    width)``, what the head reads (and ``probes.adapter_probes`` probes)."""
+    return read.flatten(1, 2).mean(1)
+
+
 class CameraHead(nn.Module):
     """The hypernetwork (``hypernet``) and the head: ``forward`` returns its factors and the camera logits
     ``(N, len(CAMERAS))``, so one call (and one DDP forward) yields both."""
@@ -46,4 +52,4 @@ class CameraHead(nn.Module):
 
     def forward(self, base, inputs=None, states=None):
         read = self.hypernet.read_all(base, inputs, states=states)  # (N, L, latents, width)
-        return self.hypernet.write_all(read), self.linear(read.flatten(1, 2).mean(1))
+        return self.hypernet.write_all(read), self.linear(pooled_read(read))

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from f2l.camera_head import pooled_read
 from f2l.cli import entry_point
 from f2l.config import parse_config
 from f2l.data import load_frames, world_manifest
@@ -100,7 +101,7 @@ def collect(cfg: AdapterProbeConfig):
         layers = collect_hidden_states(base, internalization_inputs(base, clips, f2l.hypernet.context))
         states.append(torch.stack([token_mean(layer) for layer in layers]))
         latents = f2l.hypernet.read_all(None, states=layers)  # the base ran once for every side
-        read.append(latents.float().flatten(1, 2).mean(1))
+        read.append(pooled_read(latents.float()))
         adapter = f2l.hypernet.to_adapter(f2l.hypernet.write_all(latents))
         factors.append(
             torch.cat([t.float().flatten(1) for a, b in adapter.factors.values() for t in (a, b)], dim=1)

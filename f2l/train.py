@@ -912,20 +912,27 @@ def build_hypernet(cfg: TrainConfig, base: Base) -> Hypernet:
     return KINDS[cfg.kind](config)
 
 
-def start_from(hypernet: Hypernet, init_from: str, base: Base) -> None:
-    """Load the weights of ``init_from`` (a hypernetwork directory or shipped name) into ``hypernet``: it
-    must be of the same kind and architecture and made for this base's weights."""
-    trained = load_hypernet(resolve_hypernet(init_from), device=next(hypernet.parameters()).device)
-    check_compatible(trained.config, base)
-    if trained.kind != hypernet.kind or dataclasses.replace(
-        trained.config, base_id=None
+def start_from(trained: Hypernet | CameraHead, init_from: str, base: Base) -> None:
+    """Load the weights of ``init_from`` (a hypernetwork directory or shipped name) into ``trained``'s
+    hypernetwork: it must be of the same kind and architecture and made for this base's weights. A
+    ``CameraHead`` also takes the head a training checkpoint holds beside it (so a staged recipe continues
+    its head), and keeps its fresh one where there is none (a packaged hypernetwork)."""
+    hypernet = trained.hypernet if isinstance(trained, CameraHead) else trained
+    path = resolve_hypernet(init_from)
+    device = next(hypernet.parameters()).device
+    loaded = load_hypernet(path, device=device)
+    check_compatible(loaded.config, base)
+    if loaded.kind != hypernet.kind or dataclasses.replace(
+        loaded.config, base_id=None
     ) != dataclasses.replace(hypernet.config, base_id=None):
         raise ValueError(
-            f"--init-from {init_from}: a {trained.kind} hypernetwork {trained.config} is not the "
+            f"--init-from {init_from}: a {loaded.kind} hypernetwork {loaded.config} is not the "
             f"{hypernet.kind} one this run builds ({hypernet.config}); set the run's hypernetwork section "
             "to it"
         )
-    hypernet.load_state_dict(trained.state_dict())
+    hypernet.load_state_dict(loaded.state_dict())
+    if isinstance(trained, CameraHead) and (path / CAMERA_HEAD_FILE).exists():
+        trained.linear.load_state_dict(load_file(path / CAMERA_HEAD_FILE, device=str(device)))
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -955,9 +962,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     torch.manual_seed(cfg.seed)
     hypernet = build_hypernet(cfg, base).to(device).train()
-    if cfg.init_from and latest_checkpoint(run_dir) is None:
-        start_from(hypernet, cfg.init_from, base)
     trained = CameraHead(hypernet).to(device) if cfg.camera_weight else hypernet  # what the optimiser moves
+    if cfg.init_from and latest_checkpoint(run_dir) is None:
+        start_from(trained, cfg.init_from, base)
     model = trained
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(

@@ -619,6 +619,35 @@ def test_start_from_loads_a_hypernetwork_of_the_same_architecture_only(tmp_path,
         start_from(wider, str(tmp_path / "h"), random_base)
 
 
+def test_start_from_continues_the_camera_head_a_checkpoint_holds(tmp_path, random_base):
+    """A staged recipe with ``--camera-weight`` continues the previous stage's head; from a directory
+    without one (a packaged hypernetwork) the head stays as it was built."""
+    from safetensors.torch import save_file
+
+    from f2l.camera_head import WEIGHTS_FILE, CameraHead
+    from f2l.train import build_hypernet, start_from
+
+    cfg = parse_config(["--base", "tiny", "--f2l.width", "32", "--f2l.num-latents", "4", "--f2l.rank", "2"])
+    torch.manual_seed(1)
+    trained = CameraHead(build_hypernet(cfg, random_base))
+    trained.hypernet.save(tmp_path / "packaged")
+    trained.hypernet.save(tmp_path / "checkpoint")
+    save_file(trained.linear.state_dict(), str(tmp_path / "checkpoint" / WEIGHTS_FILE))
+    for source, head_follows in (("checkpoint", True), ("packaged", False)):
+        torch.manual_seed(2)
+        fresh = CameraHead(build_hypernet(cfg, random_base))
+        built = {k: v.clone() for k, v in fresh.linear.state_dict().items()}
+        start_from(fresh, str(tmp_path / source), random_base)
+        assert all(
+            torch.equal(v, trained.hypernet.state_dict()[k]) for k, v in fresh.hypernet.state_dict().items()
+        )
+        expected = trained.linear.state_dict() if head_follows else built
+        assert all(torch.equal(v, expected[k]) for k, v in fresh.linear.state_dict().items()), source
+        assert not torch.equal(
+            fresh.linear.weight, (built if head_follows else trained.linear.state_dict())["weight"]
+        )
+
+
 def test_chunk_stage_trains_and_resumes_to_the_same_weights(tmp_path, random_tiny_dir, monkeypatch):
     """Four chunk steps straight, and the same run cut after step 2 and rerun: the same weights; the
     evaluation reports the composed adapter on held-out long clips (the rerun skips it: it reads no

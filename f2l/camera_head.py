@@ -12,12 +12,15 @@ hypernetwork so that a resumed run continues it, and a packaged hypernetwork lea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from f2l.data import Example
 from f2l.hypernet import Hypernet
+from f2l.io import atomic_save_safetensors
 from f2l.world import CAMERAS
 
 WEIGHTS_FILE = "camera_head.safetensors"
@@ -53,3 +56,22 @@ class CameraHead(nn.Module):
     def forward(self, base, inputs=None, states=None):
         read = self.hypernet.read_all(base, inputs, states=states)  # (N, L, latents, width)
         return self.hypernet.write_all(read), self.linear(pooled_read(read))
+
+    def save_head(self, directory: Path) -> None:
+        """The head's weights into a training checkpoint ``directory``, beside the hypernetwork."""
+        atomic_save_safetensors(directory / WEIGHTS_FILE, self.linear.state_dict())
+
+    def load_head(self, directory: Path) -> bool:
+        """The head's weights from ``directory`` when it holds them (a training checkpoint; a packaged
+        hypernetwork does not); whether it did."""
+        if not (directory / WEIGHTS_FILE).exists():
+            return False
+        self.linear.load_state_dict(
+            load_file(directory / WEIGHTS_FILE, device=str(self.linear.weight.device))
+        )
+        return True
+
+
+def hypernet_of(trained: Hypernet | CameraHead) -> Hypernet:
+    """The hypernetwork inside what training's optimiser moves (itself, or a ``CameraHead``'s)."""
+    return trained.hypernet if isinstance(trained, CameraHead) else trained

@@ -44,14 +44,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from f2l import training
 from f2l.adapter import Adapter, install_lora, use_adapter
 from f2l.answer import generate, teacher_forced
-from f2l.camera_head import WEIGHTS_FILE as CAMERA_HEAD_FILE
-from f2l.camera_head import CameraHead, camera_classes
+from f2l.camera_head import CameraHead, camera_classes, hypernet_of
 from f2l.chat import model_inputs, prompt_text
 from f2l.cli import entry_point
 from f2l.config import config_dict
@@ -72,7 +70,7 @@ from f2l.encode import ContextFormat
 from f2l.eval.harness import answer_clip
 from f2l.eval.metrics import score_answers
 from f2l.hypernet import KINDS, Hypernet, HypernetConfig, OfficialConfig, load_hypernet
-from f2l.io import atomic_save_safetensors, atomic_write_json
+from f2l.io import atomic_write_json
 from f2l.models import Base, load_base
 from f2l.pipeline import Frames2LoRA, check_compatible, resolve_hypernet
 from f2l.state_cache import StateCache, as_layers, encode_clip, layer_states
@@ -838,10 +836,9 @@ def save_checkpoint(
     root = run_dir / "checkpoints"
 
     def write(directory: Path) -> None:
-        hypernet = trained.hypernet if isinstance(trained, CameraHead) else trained
-        hypernet.save(directory, extra={"train_config": config_dict(cfg), "step": step})
+        hypernet_of(trained).save(directory, extra={"train_config": config_dict(cfg), "step": step})
         if isinstance(trained, CameraHead):
-            atomic_save_safetensors(directory / CAMERA_HEAD_FILE, trained.linear.state_dict())
+            trained.save_head(directory)
 
     final = training.save_checkpoint(root / f"step-{step:07d}", opt, {"step": step}, write)
     for old in sorted(root.glob("step-*"))[:-keep_last]:
@@ -856,11 +853,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(path: Path, trained: Hypernet | CameraHead, opt: torch.optim.Optimizer) -> int:
     """Restore ``save_checkpoint``'s weights into ``trained`` and the optimizer; the step it saved."""
-    hypernet = trained.hypernet if isinstance(trained, CameraHead) else trained
-    device = next(hypernet.parameters()).device
-    hypernet.load_state_dict(type(hypernet).load(path, device=device).state_dict())
-    if isinstance(trained, CameraHead):
-        trained.linear.load_state_dict(load_file(path / CAMERA_HEAD_FILE, device=str(device)))
+    hypernet = hypernet_of(trained)
+    hypernet.load_state_dict(
+        type(hypernet).load(path, device=next(hypernet.parameters()).device).state_dict()
+    )
+    if isinstance(trained, CameraHead) and not trained.load_head(path):
+        raise FileNotFoundError(f"{path} holds no camera head to resume")
     return int(training.load_checkpoint(path, opt)["step"])
 
 
@@ -933,10 +931,9 @@ def start_from(trained: Hypernet | CameraHead, init_from: str, base: Base) -> No
     hypernetwork: it must be of the same kind and architecture and made for this base's weights. A
     ``CameraHead`` also takes the head a training checkpoint holds beside it (so a staged recipe continues
     its head), and keeps its fresh one where there is none (a packaged hypernetwork)."""
-    hypernet = trained.hypernet if isinstance(trained, CameraHead) else trained
+    hypernet = hypernet_of(trained)
     path = resolve_hypernet(init_from)
-    device = next(hypernet.parameters()).device
-    loaded = load_hypernet(path, device=device)
+    loaded = load_hypernet(path, device=next(hypernet.parameters()).device)
     check_compatible(loaded.config, base)
     if loaded.kind != hypernet.kind or dataclasses.replace(
         loaded.config, base_id=None
@@ -947,8 +944,8 @@ def start_from(trained: Hypernet | CameraHead, init_from: str, base: Base) -> No
             "to it"
         )
     hypernet.load_state_dict(loaded.state_dict())
-    if isinstance(trained, CameraHead) and (path / CAMERA_HEAD_FILE).exists():
-        trained.linear.load_state_dict(load_file(path / CAMERA_HEAD_FILE, device=str(device)))
+    if isinstance(trained, CameraHead):
+        trained.load_head(path)
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def test_the_confusion_counts_each_methods_answers_by_truth():
         "camera is still",
         "camera pans left",
         "camera zooms out",
-    ]  # fmt: skip  (zooms in is the truth three times; ties in alphabetical order)
+    ]  # zooms in is the truth three times; ties in alphabetical order
     assert int(count.sum()) == 12  # six prompts, two methods; the open caption is not counted
     direct, f2l = count.sel({"method": "direct"}), count.sel({"method": "f2l"})
     assert int(direct.sel({"truth": "camera zooms in", "answer": "camera zooms in"})) == 2

@@ -468,8 +468,8 @@ PRESETS["tiny-small-head-third"] = {
 }
 PRESETS["tiny-chunk"] = {**PRESETS["tiny"], **_CHUNK_STAGE, "out": "runs/tiny-chunk", "init_from": "tiny"}
 # The small scale's: half the steps (the tiny's composed score gained most of its rise by step 400-800,
-# README "Training runs"), at twice the cost a step, from the small hypernetwork's first 3,000 steps (run
-# `--preset tiny-small` first; the shipped `tiny-small` continues them, SHIPPED_RECIPES).
+# README "Training runs"), at twice the cost a step, from the no-head recipe's first 3,000 steps (run
+# `--preset tiny-small` first; the shipped `tiny-small` is the same recipe with the camera head).
 PRESETS["tiny-small-chunk"] = {
     **PRESETS["tiny-small"],
     **_CHUNK_STAGE,

@@ -390,9 +390,9 @@ PRESETS["tiny-small-continued"] = {
 }
 # Two one-change continuations of the second run (run `--preset tiny-small-continued` first), a third 3,000
 # steps each at the same rate: the same losses (6 of 9 on 200 test clips, from 5; shipped until the head
-# recipe below replaced it), and the KL term
-# alone (the tiny's `kl-only` row closed its background and detailed gaps at equal steps; here it moved no
-# benchmark by more than 0.01 against the same-loss run, README).
+# recipe below replaced it), and the KL term alone (the tiny's `kl-only` row closed its background and
+# detailed gaps at equal steps; here it moved no benchmark by more than 0.01 against the same-loss run,
+# README).
 PRESETS["tiny-small-third"] = {
     **PRESETS["tiny-small-continued"],
     "out": "runs/tiny-small-third",

@@ -425,7 +425,7 @@ PRESETS["tiny-small-camera"] = {
     "steps": 1500,
 }
 # The same continuation with the camera caption's reference as its target instead of the teacher's (whose own
-# camera caption is right barely over the question alone: README "Where the camera is lost").
+# camera caption is right barely over the question alone: README "Where the no-head recipe lost the camera").
 PRESETS["tiny-small-camera-truth"] = {
     **PRESETS["tiny-small-third"],
     "out": "runs/tiny-small-camera-truth",

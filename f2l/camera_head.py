@@ -6,8 +6,9 @@ Why: the base's states hold the camera's motion (a linear probe reads it at 0.67
 the adapter a hypernetwork trained without the head writes keeps little of it (0.26; README "Where the
 no-head recipe lost the camera"), while distillation asks for it in one prompt in eleven. The head asks
 for it from every clip of every step, without taking rows from the other prompts; from the first step it
-closes the small's camera gap (README "How the camera was closed"). It exists in training only: checkpoints hold it beside the
-hypernetwork so that a resumed run continues it, and a packaged hypernetwork leaves it out.
+closes the small's camera gap (README "How the camera was closed"). It exists in training only:
+checkpoints hold it beside the hypernetwork so that a resumed run continues it, and a packaged
+hypernetwork leaves it out.
 """
 
 from __future__ import annotations

@@ -34,14 +34,14 @@ SHIPPED_HYPERNETS = {
     "paper-tiny": "paper-tiny-hypernet",
     "tiny-chunk": "tiny-chunk-hypernet",  # `tiny` continued by the chunk stage (--preset tiny-chunk)
     "tiny-small": "tiny-small-hypernet",  # the second scale's (SHIPPED_RECIPES, on the `small` base)
-    # the no-head recipe's first stage (--preset tiny-small) continued by the chunk stage
+    # the shipped recipe's first stage (--preset tiny-small-head) continued by the chunk stage
     "tiny-small-chunk": "tiny-small-chunk-hypernet",
 }
 # The `f2l.train` presets that build a shipped hypernetwork, in order, where it is more than its own name's:
 # each of the small scale's later stages continues the last checkpoint of the one before it.
 SHIPPED_RECIPES = {
     "tiny-small": ("tiny-small-head", "tiny-small-head-continued", "tiny-small-head-third"),
-    "tiny-small-chunk": ("tiny-small", "tiny-small-chunk"),
+    "tiny-small-chunk": ("tiny-small-head", "tiny-small-head-chunk"),
 }
 
 

@@ -251,6 +251,7 @@ def test_every_preset_keeps_its_hypernetwork_settings():
                 "tiny-small-head",
                 "tiny-small-head-continued",
                 "tiny-small-head-third",
+                "tiny-small-head-chunk",
             ),
             small,
         ),
@@ -684,9 +685,9 @@ def test_each_shipped_chunk_hypernetwork_composes_better_and_keeps_single_clips(
 ):
     """The claim of the chunk stage on held-out clips, at each scale: at 8 segments its scaled composition
     answers the questions that join several objects' runs better than the scale's shipped single-clip
-    hypernetwork (on these 3 val clips tiny 0.187 -> 0.335, small 0.168 -> 0.277; the small's chunk stage
-    started from the first 3,000 steps of the no-head recipe, `--preset tiny-small`, 0.142), and single
-    clips within 0.03 of it (on these 4: tiny 0.614 -> 0.661, small 0.673 -> 0.656)."""
+    hypernetwork (on these 3 val clips tiny 0.187 -> 0.335, small 0.168 -> 0.337; from the no-head
+    recipe's first stage, `--preset tiny-small-chunk`, the small's reached 0.277), and single clips within
+    0.03 of it (on these 4: tiny 0.614 -> 0.661, small 0.673 -> 0.691; no-head 0.656)."""
     from f2l.data import clip_prompts, load_frames, world_manifest
     from f2l.eval.harness import answer_clip
     from f2l.eval.metrics import score_answers

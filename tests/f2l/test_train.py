@@ -252,6 +252,7 @@ def test_every_preset_keeps_its_hypernetwork_settings():
                 "tiny-small-head-continued",
                 "tiny-small-head-third",
                 "tiny-small-head-chunk",
+                "tiny-small-head-third-truth",
             ),
             small,
         ),

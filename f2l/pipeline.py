@@ -40,7 +40,7 @@ SHIPPED_HYPERNETS = {
 # The `f2l.train` presets that build a shipped hypernetwork, in order, where it is more than its own name's:
 # each of the small scale's later stages continues the last checkpoint of the one before it.
 SHIPPED_RECIPES = {
-    "tiny-small": ("tiny-small-head", "tiny-small-head-continued", "tiny-small-head-third"),
+    "tiny-small": ("tiny-small-head", "tiny-small-head-continued", "tiny-small-head-third-truth"),
     "tiny-small-chunk": ("tiny-small-head", "tiny-small-head-chunk"),
 }
 

@@ -114,7 +114,7 @@ def test_a_missing_shipped_hypernetwork_names_the_presets_that_rebuild_it(tmp_pa
         pipeline.resolve_hypernet("tiny-small")
     assert str(missing.value).endswith(
         "Rebuild it with `python -m f2l.train --preset tiny-small-head && python -m f2l.train --preset "
-        "tiny-small-head-continued && python -m f2l.train --preset tiny-small-head-third --ship "
+        "tiny-small-head-continued && python -m f2l.train --preset tiny-small-head-third-truth --ship "
         f"{tmp_path}/tiny-small-hypernet`."
     )
     with pytest.raises(FileNotFoundError, match=r"`python -m f2l.train --preset tiny --ship "):

@@ -686,12 +686,15 @@ def test_each_shipped_chunk_hypernetwork_composes_better_and_keeps_single_clips(
 ):
     """The claim of the chunk stage on held-out clips, at each scale: at 8 segments its scaled composition
     answers the questions that join several objects' runs better than the scale's shipped single-clip
-    hypernetwork (on these 3 val clips tiny 0.187 -> 0.335, small 0.168 -> 0.337; from the no-head
+    hypernetwork (on these 3 val clips tiny 0.187 -> 0.335, small 0.144 -> 0.337; from the no-head
     recipe's first stage, `--preset tiny-small-chunk`, the small's reached 0.277), and single clips within
-    0.03 of it (on these 4: tiny 0.614 -> 0.661, small 0.673 -> 0.691; no-head 0.656)."""
+    the benchmark's margin of it (on these 4: tiny 0.614 -> 0.661, small 0.715 -> 0.691: the shipped small
+    learnt attribute QA from the references in its last run, which its chunk stage, continuing its first,
+    did not; against that run's teacher-target twin, 0.673)."""
     from f2l.data import clip_prompts, load_frames, world_manifest
     from f2l.eval.harness import answer_clip
     from f2l.eval.metrics import score_answers
+    from f2l.eval.stats import DEFAULT_MARGIN
     from f2l.pipeline import Frames2LoRA
     from f2l.train import LongClip, evaluate_composed
     from f2l.world import split_seeds
@@ -714,7 +717,7 @@ def test_each_shipped_chunk_hypernetwork_composes_better_and_keeps_single_clips(
             ).tolist()
         single[name] = sum(scores) / len(scores)
     assert composed[f"{before}-chunk"] > composed[before] + 0.05, composed
-    assert single[f"{before}-chunk"] > single[before] - 0.03, single
+    assert single[f"{before}-chunk"] > single[before] - DEFAULT_MARGIN, single
 
 
 def test_camera_head_trains_beside_the_hypernetwork_resumes_exactly_and_is_not_shipped(

@@ -452,8 +452,8 @@ PRESETS["tiny-small-camera-head-0.1"] = {
 # first step, one change: as 1,500-step continuations of the no-head recipe, the head put the camera in the
 # read latents (0.37 -> 0.51) without moving the answers, while on the tiny, trained with it from the start
 # (ablation row camera-head-0.1), it moved both. From the start it closed the camera on the small too (8 of
-# 9 on 200 test clips after 6,000 and 9,000 steps, against 6 of 9): the shipped `tiny-small`
-# (SHIPPED_RECIPES). Run the three in order.
+# 9 on 200 test clips after 6,000 and 9,000 steps, against 6 of 9). The shipped `tiny-small` runs the first
+# two and then `tiny-small-head-third-truth`, below (SHIPPED_RECIPES).
 PRESETS["tiny-small-head"] = {**PRESETS["tiny-small"], "out": "runs/tiny-small-head", "camera_weight": 0.1}
 PRESETS["tiny-small-head-continued"] = {
     **PRESETS["tiny-small-continued"],
@@ -466,10 +466,11 @@ PRESETS["tiny-small-head-third"] = {
     "out": "runs/tiny-small-head-third",
     "init_from": "runs/tiny-small-head-continued/checkpoints/step-0003000",
 }
-# The shipped recipe's third run with one change, attribute QA distilled toward the reference colour (CE, no
-# teacher): the small base's own attribute answers are right 72% of the time, and the shipped adapter stays
-# 0.025 under them on 200 test clips, too close for the interval to decide; on the tiny, reference targets
-# put the adapter above the video on attribute (ablation row ground-truth).
+# The head recipe's third run with one change, attribute QA distilled toward the reference colour (CE, no
+# teacher): the small base's own attribute answers are right 72% of the time, and the teacher-target third
+# run stayed 0.025 under them on 200 test clips, too close for the interval to decide; on the tiny, reference
+# targets put the adapter above the video on attribute (ablation row ground-truth). The shipped `tiny-small`'s
+# last run: 9 of 9 on those clips.
 PRESETS["tiny-small-head-third-truth"] = {
     **PRESETS["tiny-small-head-third"],
     "out": "runs/tiny-small-head-third-truth",
@@ -478,7 +479,7 @@ PRESETS["tiny-small-head-third-truth"] = {
 PRESETS["tiny-chunk"] = {**PRESETS["tiny"], **_CHUNK_STAGE, "out": "runs/tiny-chunk", "init_from": "tiny"}
 # The small scale's: half the steps (the tiny's composed score gained most of its rise by step 400-800,
 # README "Training runs"), at twice the cost a step, from the no-head recipe's first 3,000 steps (run
-# `--preset tiny-small` first; the shipped `tiny-small` is the same recipe with the camera head).
+# `--preset tiny-small` first); kept as the record of that start, the shipped one is `tiny-small-head-chunk`.
 PRESETS["tiny-small-chunk"] = {
     **PRESETS["tiny-small"],
     **_CHUNK_STAGE,

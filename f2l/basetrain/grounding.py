@@ -26,7 +26,9 @@ Direction is the one fact the cells alone did not carry to the answer: "which wa
 move?" must find the red object's cells and read a motion that each cell holds only weakly. The
 optional binding head (``TemporalHeads(binding=True)``) writes it where the main object's looks are
 written: on the frame mean, a table of each visible colour's motion (colours are unique within a clip),
-so that the answer can read the named object's motion from any token of a later frame.
+so that the answer can read the named object's motion from any token of a later frame. Read off the
+frame mean it never learnt (``binding_loss`` says why); ``--binding-layer`` reads it off every token
+of a later layer instead.
 
 The heads are a training device only: they are not part of the saved checkpoint, which stays a plain
 SmolVLM.
@@ -197,12 +199,30 @@ class TemporalHeads(nn.Module):
         }
         for key in ("visible", "seen", "first_kind", "first_color"):
             parts[key] = F.cross_entropy(getattr(self, key)(frame), stacked(key))
-        if self.color_motion is not None:
-            table = self.color_motion(frame[moved]).view(-1, len(COLORS), len(MOTIONS))
-            parts["color_motion"] = F.cross_entropy(
-                table.flatten(0, 1), stacked("color_motion")[moved].flatten(), ignore_index=IGNORE
-            )
         return parts
+
+    def binding_loss(
+        self,
+        hidden: torch.Tensor,
+        targets: list[dict[str, np.ndarray]],
+        tokens_per_frame: int,
+        per_token: bool = False,
+    ) -> torch.Tensor:
+        """The binding head's loss: each visible colour's motion (``color_motion``), from the clip's second
+        frame on, read off the frame mean of ``hidden`` (laid out as in ``loss``) or, ``per_token``, off
+        every visual token of the frame. A mean of tokens that each hold their own colour and motion is a
+        sum, from which no linear read can tell which motion goes with which colour; one token after a
+        layer's attention and MLP can hold the pairs."""
+        table = torch.from_numpy(np.concatenate([t["color_motion"] for t in targets])).to(hidden.device)
+        moved = torch.from_numpy(np.concatenate([np.arange(len(t["camera"])) > 0 for t in targets]))
+        cells = hidden.view(-1, tokens_per_frame, hidden.shape[-1]).float()[moved.to(hidden.device)]
+        table = table[moved.to(hidden.device)]
+        if per_token:
+            table = table[:, None].expand(-1, tokens_per_frame, -1)
+        else:
+            cells = cells.mean(1)
+        logits = self.color_motion(cells).view(*cells.shape[:-1], len(COLORS), len(MOTIONS))
+        return F.cross_entropy(logits.reshape(-1, len(MOTIONS)), table.reshape(-1), ignore_index=IGNORE)
 
 
 NONE_WEIGHT = 0.2

@@ -47,7 +47,15 @@ from f2l.eval.metrics import token_f1
 from f2l.io import atomic_directory, atomic_save_safetensors, atomic_write_json
 from f2l.models import CHECKPOINTS_DIR, Base, resolve_checkpoint
 from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
-from f2l.world import CAPTION_CATEGORIES, QA_TYPES, SPLITS, sample_truth, split_seeds, world_text_corpus
+from f2l.world import (
+    CAMERAS,
+    CAPTION_CATEGORIES,
+    QA_TYPES,
+    SPLITS,
+    sample_truth,
+    split_seeds,
+    world_text_corpus,
+)
 
 
 @dataclass
@@ -66,10 +74,18 @@ class PretrainConfig:
     grounding_weight: float = 1.0  # auxiliary cell-content loss on visual tokens (f2l.basetrain.grounding)
     temporal_weight: float = 1.0  # auxiliary motion/count/event loss on the text model's visual-token states
     temporal_layer: int = 2  # ... read at this hidden state (0: embeddings, i: after decoder layer i)
-    binding_weight: float = 0.0  # each visible colour's motion on the frame mean there (grounding.py; 0: off)
+    binding_weight: float = (
+        0.0  # each visible colour's motion, a table read at the temporal layer (0: off) ...
+    )
+    binding_layer: int | None = (
+        None  # ... off its frame mean (None), or off every visual token after this layer
+    )
     caption_share: float = 0.5  # the rest are QA turns
     focus_qa: str | None = None  # a QA type that a later stage drills (e.g. "direction") ...
-    focus_share: float = 0.0  # ... as this share of all turns, drawn before the caption/QA split
+    focus_share: float = 0.0  # ... as this share of all turns, drawn before the caption/QA split ...
+    focus_camera: str | None = (
+        None  # ... on clips of this camera motion only ("still": screen motion is own motion)
+    )
     per_turn_loss: bool = False  # average the answer loss within each turn, then over turns (see turn_loss)
     no_video_share: float = 0.1  # text-only turns: the question without the video
     eval_every: int = 300
@@ -82,6 +98,7 @@ class PretrainConfig:
     init_from: str | None = None  # a checkpoint directory to continue training instead of starting anew
     grow_from: str | None = None  # a smaller base (name or directory) grown into the preset to start from
     threads: int = 0  # 0: torch's default
+    device: str = "cpu"  # "cuda" trains on a GPU; the batches are still rendered on the CPU
     save_every: int = 200  # steps between resumable snapshots (beside the output: .<name>.resume/)
     fresh: bool = False  # discard an interrupted run's snapshot instead of resuming from it
 
@@ -96,7 +113,9 @@ class PretrainConfig:
     def identity(self) -> dict:
         """The fields that decide what a run computes: a snapshot resumes only a run of the same."""
         return {
-            k: v for k, v in asdict(self).items() if k not in ("threads", "save_every", "fresh", "eval_every")
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("threads", "device", "save_every", "fresh", "eval_every")
         }
 
 
@@ -115,9 +134,29 @@ def _corpus(n_clips: int):
     yield from world_text_corpus(split_seeds("train", n_clips))
 
 
-def _sample_turn(rng: np.random.Generator, example: Example, cfg: PretrainConfig):
+def _focus(rng: np.random.Generator, cfg: PretrainConfig) -> bool:
+    """Whether the next turn is one of the focus stage's drilled questions."""
+    return bool(cfg.focus_share) and rng.random() < cfg.focus_share
+
+
+def _focus_seed(seed: int, cfg: PretrainConfig) -> int:
+    """``seed``, or with ``cfg.focus_camera`` the first train clip from it on whose camera moves so (a
+    fifth of the world's clips per camera motion, so a handful of clips ahead)."""
+    if cfg.focus_camera is None:
+        return seed
+    train = SPLITS["train"]
+    while sample_truth(seed).camera != cfg.focus_camera:
+        seed = train.start + (seed + 1 - train.start) % (train.stop - train.start)
+    return seed
+
+
+def _sample_turn(rng: np.random.Generator, example: Example, cfg: PretrainConfig, focus: bool | None = None):
+    """One (prompt, reference) of ``example``: a focus question (``focus``; drawn here when None), else a
+    caption with probability ``caption_share``, else any QA."""
     rows = []
-    if cfg.focus_share and rng.random() < cfg.focus_share:
+    if focus is None:
+        focus = _focus(rng, cfg)
+    if focus:
         rows = list(iter_prompts([example], kinds=("qa",), qa_types=(cfg.focus_qa,)))
     if not rows:
         kinds = ("caption",) if rng.random() < cfg.caption_share else ("qa",)
@@ -137,8 +176,11 @@ def training_batch(base: Base, rng: np.random.Generator, cfg: PretrainConfig):
     side = base.model.config.vision_config.image_size
     grid = side // (base.model.config.vision_config.patch_size * base.model.config.scale_factor)
     for seed in seeds:
+        focus = _focus(rng, cfg)
+        if focus:
+            seed = _focus_seed(int(seed), cfg)
         example = world_example(int(seed), frames=n_frames)
-        prompt, answer = _sample_turn(rng, example, cfg)
+        prompt, answer = _sample_turn(rng, example, cfg, focus)
         texts.append(
             prompt_text(base.processor, prompt, with_video=with_video) + answer_suffix(base.processor, answer)
         )
@@ -292,6 +334,8 @@ def _load_snapshot(
 def pretrain(cfg: PretrainConfig) -> dict:
     if cfg.focus_share and cfg.focus_qa not in QA_TYPES:
         raise ValueError(f"--focus-qa must be one of {', '.join(QA_TYPES)} when --focus-share is set")
+    if cfg.focus_camera is not None and cfg.focus_camera not in CAMERAS:
+        raise ValueError(f"--focus-camera must be one of {', '.join(CAMERAS)}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     preset = PRESETS[cfg.preset]
@@ -311,6 +355,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
             model = grow(model, processor, preset, seed=cfg.seed)
     else:
         model, processor = build_untrained(preset, _corpus(cfg.tokenizer_clips), seed=cfg.seed)
+    model.to(cfg.device)
     base = Base(model=model, processor=processor, name=f"f2l-{cfg.preset}", path=cfg.out_dir)
     n_params = sum(p.numel() for p in model.parameters())
     print(
@@ -322,6 +367,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
     width = model.config.text_config.hidden_size
     heads = GroundingHeads(width)
     temporal = TemporalHeads(width, binding=cfg.binding_weight > 0)
+    heads.to(cfg.device)
+    temporal.to(cfg.device)
     named = [
         *model.named_parameters(),
         *heads.named_parameters(prefix="grounding"),
@@ -360,6 +407,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     for step in bar:
         model.train()
         batch, grounding = training_batch(base, rng, cfg)
+        batch = batch.to(cfg.device)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg, heads=group.get("heads", False))
         read_states = bool(grounding) and cfg.temporal_weight > 0
@@ -372,8 +420,17 @@ def pretrain(cfg: PretrainConfig) -> dict:
             loss = loss + cfg.grounding_weight * aux
             record["grounding_loss"] = aux.item()
         if read_states:
-            states = out.hidden_states[cfg.temporal_layer][batch["input_ids"] == model.config.image_token_id]
+            visual = batch["input_ids"] == model.config.image_token_id
+            states = out.hidden_states[cfg.temporal_layer][visual]
             parts = temporal.loss(states, grounding, processor.image_seq_len)
+            if cfg.binding_weight:
+                layer = cfg.temporal_layer if cfg.binding_layer is None else cfg.binding_layer
+                parts["color_motion"] = temporal.binding_loss(
+                    out.hidden_states[layer][visual],
+                    grounding,
+                    processor.image_seq_len,
+                    per_token=cfg.binding_layer is not None,
+                )
             weights = {"color_motion": cfg.binding_weight}
             loss = loss + cfg.temporal_weight * sum(weights.get(k, 1.0) * v for k, v in parts.items())
             record.update({f"temporal_{k}": v.item() for k, v in parts.items()})

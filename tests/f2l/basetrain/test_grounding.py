@@ -117,11 +117,32 @@ def test_the_binding_head_is_optional_and_trains_from_the_second_frame():
     heads = TemporalHeads(16, binding=True)
     targets = [cell_targets(sample_truth(s), 3, SIZE, GRID) for s in (3, 4)]
     hidden = torch.randn(2 * 3 * GRID * GRID, 16, requires_grad=True)
-    parts = heads.loss(hidden, targets, GRID * GRID)
-    assert torch.isfinite(parts["color_motion"]) and parts["color_motion"] > 0
-    parts["color_motion"].backward()
-    frames = hidden.grad.view(2, 3, GRID * GRID, 16).abs().sum((2, 3))
-    assert (frames[:, 0] == 0).all() and (frames[:, 1:] > 0).all()
+    assert "color_motion" not in heads.loss(hidden, targets, GRID * GRID)  # its own loss, at its own layer
+    for per_token in (False, True):
+        hidden.grad = None
+        loss = heads.binding_loss(hidden, targets, GRID * GRID, per_token=per_token)
+        assert torch.isfinite(loss) and loss > 0
+        loss.backward()
+        frames = hidden.grad.view(2, 3, GRID * GRID, 16).abs().sum((2, 3))
+        assert (frames[:, 0] == 0).all() and (frames[:, 1:] > 0).all()
+
+
+def test_the_per_token_binding_read_is_the_frame_mean_read_when_a_frame_is_one_token_repeated():
+    """Per token, every visual token of a frame is scored against the frame's colour-motion table: where
+    all tokens of a frame are equal (so equal to their mean) the two reads give the same loss, and where
+    they differ, not."""
+    torch.manual_seed(0)
+    heads = TemporalHeads(16, binding=True)
+    targets = [cell_targets(sample_truth(s), 3, SIZE, GRID) for s in (3, 4)]
+    frames = torch.randn(2 * 3, 1, 16)
+    repeated = frames.expand(-1, GRID * GRID, -1).reshape(-1, 16)
+    mean_read = heads.binding_loss(repeated, targets, GRID * GRID)
+    assert torch.allclose(heads.binding_loss(repeated, targets, GRID * GRID, per_token=True), mean_read)
+    varied = repeated + torch.randn_like(repeated)
+    assert not torch.allclose(
+        heads.binding_loss(varied, targets, GRID * GRID, per_token=True),
+        heads.binding_loss(varied, targets, GRID * GRID),
+    )
 
 
 def test_motion_and_camera_are_not_asked_of_the_first_frame():
@@ -194,3 +215,28 @@ def test_a_focus_stage_drills_one_qa_type_and_leaves_other_stages_unchanged():
     plain = np.mean([t in directions for t in turns(PretrainConfig())])
     assert 0.5 <= share <= 0.65 and plain < 0.15, (share, plain)  # 0.5 drilled + the plain draw's own
     assert turns(PretrainConfig(focus_qa="direction", focus_share=0.0)) == turns(PretrainConfig())
+
+
+def test_a_focus_camera_draws_the_drilled_questions_from_clips_of_that_camera_only(monkeypatch):
+    """``--focus-camera still``: every drilled turn's clip has a still camera (its own train clip or the
+    next such one); without a focus share the setting changes no batch."""
+    import f2l.basetrain.pretrain as pre
+    from f2l.models import load_base
+
+    base = load_base("tiny")
+    drawn, real = [], pre.world_example
+    monkeypatch.setattr(pre, "world_example", lambda seed, **kw: drawn.append(seed) or real(seed, **kw))
+
+    def cameras(cfg: PretrainConfig) -> list[str]:
+        drawn.clear()
+        pre.training_batch(base, np.random.default_rng(0), cfg)
+        return [sample_truth(seed).camera for seed in drawn]
+
+    drill = {"batch_size": 8, "focus_qa": "direction", "focus_share": 1.0}
+    assert cameras(PretrainConfig(**drill, focus_camera="still")) == ["still"] * 8
+    assert len(set(cameras(PretrainConfig(**drill)))) > 1  # without it the clips' cameras vary
+    a, _ = pre.training_batch(base, np.random.default_rng(1), PretrainConfig(batch_size=4))
+    b, _ = pre.training_batch(
+        base, np.random.default_rng(1), PretrainConfig(batch_size=4, focus_camera="still")
+    )
+    assert torch.equal(a["input_ids"], b["input_ids"])

@@ -74,18 +74,12 @@ class PretrainConfig:
     grounding_weight: float = 1.0  # auxiliary cell-content loss on visual tokens (f2l.basetrain.grounding)
     temporal_weight: float = 1.0  # auxiliary motion/count/event loss on the text model's visual-token states
     temporal_layer: int = 2  # ... read at this hidden state (0: embeddings, i: after decoder layer i)
-    binding_weight: float = (
-        0.0  # each visible colour's motion, a table read at the temporal layer (0: off) ...
-    )
-    binding_layer: int | None = (
-        None  # ... off its frame mean (None), or off every visual token after this layer
-    )
+    binding_weight: float = 0.0  # each visible colour's motion, a table (grounding.py; 0: off) read ...
+    binding_layer: int | None = None  # ... off the temporal layer's frame mean (None), or every token after i
     caption_share: float = 0.5  # the rest are QA turns
     focus_qa: str | None = None  # a QA type that a later stage drills (e.g. "direction") ...
     focus_share: float = 0.0  # ... as this share of all turns, drawn before the caption/QA split ...
-    focus_camera: str | None = (
-        None  # ... on clips of this camera motion only ("still": screen motion is own motion)
-    )
+    focus_camera: str | None = None  # ... from clips of this camera motion only (e.g. "still")
     per_turn_loss: bool = False  # average the answer loss within each turn, then over turns (see turn_loss)
     no_video_share: float = 0.1  # text-only turns: the question without the video
     eval_every: int = 300
@@ -355,6 +349,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
             model = grow(model, processor, preset, seed=cfg.seed)
     else:
         model, processor = build_untrained(preset, _corpus(cfg.tokenizer_clips), seed=cfg.seed)
+    layers = model.config.text_config.num_hidden_layers
+    for flag, layer in (("--temporal-layer", cfg.temporal_layer), ("--binding-layer", cfg.binding_layer)):
+        if layer is not None and not 0 <= layer <= layers:
+            raise ValueError(f"{flag} must be a hidden state of the text model, 0 to {layers}")
     model.to(cfg.device)
     base = Base(model=model, processor=processor, name=f"f2l-{cfg.preset}", path=cfg.out_dir)
     n_params = sum(p.numel() for p in model.parameters())

@@ -240,3 +240,28 @@ def test_a_focus_camera_draws_the_drilled_questions_from_clips_of_that_camera_on
         base, np.random.default_rng(1), PretrainConfig(batch_size=4, focus_camera="still")
     )
     assert torch.equal(a["input_ids"], b["input_ids"])
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            {"binding_weight": 1.0, "binding_layer": 5},
+            "--binding-layer must be a hidden state of the text model, 0 to 4",
+        ),
+        (
+            {"focus_qa": "direction", "focus_share": 0.3, "focus_camera": "tilt"},
+            "--focus-camera must be one of",
+        ),
+    ],
+)
+def test_a_stage_with_a_layer_or_camera_the_base_lacks_stops_before_training(setting, message, tmp_path):
+    """The tiny's text model has 4 layers (hidden states 0 to 4) and the world five camera motions: other
+    values stop the stage with a one-line error, before its first step."""
+    from f2l.basetrain.pretrain import pretrain
+    from f2l.models import CHECKPOINTS_DIR
+
+    cfg = PretrainConfig(**setting, init_from=str(CHECKPOINTS_DIR / "tiny"), out=str(tmp_path / "x"))
+    with pytest.raises(ValueError, match=message):
+        pretrain(cfg)
+    assert not (tmp_path / "x").exists()

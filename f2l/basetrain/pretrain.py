@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from f2l import training
 from f2l.answer import generate
-from f2l.basetrain.grounding import GroundingHeads, TemporalHeads, cell_targets
+from f2l.basetrain.grounding import MAX_OBJECTS, GroundingHeads, TemporalHeads, cell_targets
 from f2l.basetrain.grow import grow
 from f2l.chat import answer_suffix, model_inputs, prompt_text
 from f2l.cli import entry_point
@@ -79,7 +79,8 @@ class PretrainConfig:
     caption_share: float = 0.5  # the rest are QA turns
     focus_qa: str | None = None  # a QA type that a later stage drills (e.g. "direction") ...
     focus_share: float = 0.0  # ... as this share of all turns, drawn before the caption/QA split ...
-    focus_camera: str | None = None  # ... from clips of this camera motion only (e.g. "still")
+    focus_camera: str | None = None  # ... from clips of this camera motion only (e.g. "still") ...
+    focus_objects: int | None = None  # ... and of this many objects (1: nothing to bind the question to)
     per_turn_loss: bool = False  # average the answer loss within each turn, then over turns (see turn_loss)
     no_video_share: float = 0.1  # text-only turns: the question without the video
     eval_every: int = 300
@@ -134,12 +135,19 @@ def _focus(rng: np.random.Generator, cfg: PretrainConfig) -> bool:
 
 
 def _focus_seed(seed: int, cfg: PretrainConfig) -> int:
-    """``seed``, or with ``cfg.focus_camera`` the first train clip from it on whose camera moves so (a
-    fifth of the world's clips per camera motion, so a handful of clips ahead)."""
-    if cfg.focus_camera is None:
+    """``seed``, or the first train clip from it on whose camera moves as ``cfg.focus_camera`` says and
+    that holds ``cfg.focus_objects`` objects (each a fifth and a third of the world's clips: a handful of
+    clips ahead, a dozen or so for both)."""
+
+    def wanted(truth) -> bool:
+        return (cfg.focus_camera is None or truth.camera == cfg.focus_camera) and (
+            cfg.focus_objects is None or len(truth.objects) == cfg.focus_objects
+        )
+
+    if cfg.focus_camera is None and cfg.focus_objects is None:
         return seed
     train = SPLITS["train"]
-    while sample_truth(seed).camera != cfg.focus_camera:
+    while not wanted(sample_truth(seed)):
         seed = train.start + (seed + 1 - train.start) % (train.stop - train.start)
     return seed
 
@@ -330,6 +338,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
         raise ValueError(f"--focus-qa must be one of {', '.join(QA_TYPES)} when --focus-share is set")
     if cfg.focus_camera is not None and cfg.focus_camera not in CAMERAS:
         raise ValueError(f"--focus-camera must be one of {', '.join(CAMERAS)}")
+    if cfg.focus_objects is not None and not 1 <= cfg.focus_objects <= MAX_OBJECTS:
+        raise ValueError(f"--focus-objects must be 1 to {MAX_OBJECTS}, the world's clips' counts")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     preset = PRESETS[cfg.preset]

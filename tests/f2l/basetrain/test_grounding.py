@@ -217,9 +217,10 @@ def test_a_focus_stage_drills_one_qa_type_and_leaves_other_stages_unchanged():
     assert turns(PretrainConfig(focus_qa="direction", focus_share=0.0)) == turns(PretrainConfig())
 
 
-def test_a_focus_camera_draws_the_drilled_questions_from_clips_of_that_camera_only(monkeypatch):
-    """``--focus-camera still``: every drilled turn's clip has a still camera (its own train clip or the
-    next such one); without a focus share the setting changes no batch."""
+def test_a_focus_camera_and_count_draw_the_drilled_questions_from_such_clips_only(monkeypatch):
+    """``--focus-camera still`` (``--focus-objects 1``): every drilled turn's clip has a still camera (and
+    one object): its own train clip or the next such one; without a focus share the setting changes no
+    batch."""
     import f2l.basetrain.pretrain as pre
     from f2l.models import load_base
 
@@ -227,14 +228,17 @@ def test_a_focus_camera_draws_the_drilled_questions_from_clips_of_that_camera_on
     drawn, real = [], pre.world_example
     monkeypatch.setattr(pre, "world_example", lambda seed, **kw: drawn.append(seed) or real(seed, **kw))
 
-    def cameras(cfg: PretrainConfig) -> list[str]:
+    def clips(cfg: PretrainConfig) -> list[tuple[str, int]]:
         drawn.clear()
         pre.training_batch(base, np.random.default_rng(0), cfg)
-        return [sample_truth(seed).camera for seed in drawn]
+        return [(sample_truth(seed).camera, len(sample_truth(seed).objects)) for seed in drawn]
 
     drill = {"batch_size": 8, "focus_qa": "direction", "focus_share": 1.0}
-    assert cameras(PretrainConfig(**drill, focus_camera="still")) == ["still"] * 8
-    assert len(set(cameras(PretrainConfig(**drill)))) > 1  # without it the clips' cameras vary
+    assert {camera for camera, _ in clips(PretrainConfig(**drill, focus_camera="still"))} == {"still"}
+    assert clips(PretrainConfig(**drill, focus_camera="still", focus_objects=1)) == [("still", 1)] * 8
+    assert {n for _, n in clips(PretrainConfig(**drill, focus_objects=2))} == {2}
+    plain = clips(PretrainConfig(**drill))  # without them the clips' cameras and counts vary
+    assert len({camera for camera, _ in plain}) > 1 and len({n for _, n in plain}) > 1
     a, _ = pre.training_batch(base, np.random.default_rng(1), PretrainConfig(batch_size=4))
     b, _ = pre.training_batch(
         base, np.random.default_rng(1), PretrainConfig(batch_size=4, focus_camera="still")
@@ -253,6 +257,7 @@ def test_a_focus_camera_draws_the_drilled_questions_from_clips_of_that_camera_on
             {"focus_qa": "direction", "focus_share": 0.3, "focus_camera": "tilt"},
             "--focus-camera must be one of",
         ),
+        ({"focus_qa": "direction", "focus_share": 0.3, "focus_objects": 4}, "--focus-objects must be 1 to 3"),
     ],
 )
 def test_a_stage_with_a_layer_or_camera_the_base_lacks_stops_before_training(setting, message, tmp_path):

@@ -28,7 +28,7 @@ optional binding head (``TemporalHeads(binding=True)``) writes it where the main
 written: on the frame mean, a table of each visible colour's motion (colours are unique within a clip),
 so that the answer can read the named object's motion from any token of a later frame. Read off the
 frame mean it never learnt (``binding_loss`` says why); ``--binding-layer`` reads it off every token
-of a later layer instead.
+of a later layer instead, where it did not learn either (README, the direction attacks).
 
 The heads are a training device only: they are not part of the saved checkpoint, which stays a plain
 SmolVLM.

@@ -215,8 +215,9 @@ class TemporalHeads(nn.Module):
         layer's attention and MLP can hold the pairs."""
         table = torch.from_numpy(np.concatenate([t["color_motion"] for t in targets])).to(hidden.device)
         moved = torch.from_numpy(np.concatenate([np.arange(len(t["camera"])) > 0 for t in targets]))
-        cells = hidden.view(-1, tokens_per_frame, hidden.shape[-1]).float()[moved.to(hidden.device)]
-        table = table[moved.to(hidden.device)]
+        moved = moved.to(hidden.device)
+        cells = hidden.view(-1, tokens_per_frame, hidden.shape[-1]).float()[moved]
+        table = table[moved]
         if per_token:
             table = table[:, None].expand(-1, tokens_per_frame, -1)
         else:

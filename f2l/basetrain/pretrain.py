@@ -152,12 +152,10 @@ def _focus_seed(seed: int, cfg: PretrainConfig) -> int:
     return seed
 
 
-def _sample_turn(rng: np.random.Generator, example: Example, cfg: PretrainConfig, focus: bool | None = None):
-    """One (prompt, reference) of ``example``: a focus question (``focus``; drawn here when None), else a
-    caption with probability ``caption_share``, else any QA."""
+def _sample_turn(rng: np.random.Generator, example: Example, cfg: PretrainConfig, focus: bool):
+    """One (prompt, reference) of ``example``: a focus question when ``focus`` (``_focus``), else a caption
+    with probability ``caption_share``, else any QA."""
     rows = []
-    if focus is None:
-        focus = _focus(rng, cfg)
     if focus:
         rows = list(iter_prompts([example], kinds=("qa",), qa_types=(cfg.focus_qa,)))
     if not rows:

@@ -201,7 +201,7 @@ def test_turn_loss_weighs_a_one_word_answer_like_a_caption():
 def test_a_focus_stage_drills_one_qa_type_and_leaves_other_stages_unchanged():
     """``--focus-qa direction --focus-share s`` makes about s of the turns direction QA; at share 0 the
     turns (and the random stream) are exactly those of a config without the field."""
-    from f2l.basetrain.pretrain import _sample_turn
+    from f2l.basetrain.pretrain import _focus, _sample_turn
     from f2l.data import world_example
 
     examples = [world_example(seed, frames=4) for seed in range(40)]
@@ -209,7 +209,7 @@ def test_a_focus_stage_drills_one_qa_type_and_leaves_other_stages_unchanged():
 
     def turns(cfg, n=400):
         rng = np.random.default_rng(0)
-        return [_sample_turn(rng, examples[i % len(examples)], cfg) for i in range(n)]
+        return [_sample_turn(rng, examples[i % len(examples)], cfg, _focus(rng, cfg)) for i in range(n)]
 
     share = np.mean([t in directions for t in turns(PretrainConfig(focus_qa="direction", focus_share=0.5))])
     plain = np.mean([t in directions for t in turns(PretrainConfig())])

@@ -28,7 +28,10 @@ optional binding head (``TemporalHeads(binding=True)``) writes it where the main
 written: on the frame mean, a table of each visible colour's motion (colours are unique within a clip),
 so that the answer can read the named object's motion from any token of a later frame. Read off the
 frame mean it never learnt (``binding_loss`` says why); ``--binding-layer`` reads it off every token
-of a later layer instead, where it did not learn either (README, the direction attacks).
+of a later layer instead, where it did not learn either (README, the direction attacks). Motion is a
+change of place, yet a connector token barely knows which cell it is (``probes.linear_probes``): the
+optional position head (``GroundingHeads(position=True)``, ``--position-weight``) asks every token an
+object covers where that object's centre is on screen, so that a later frame can compare places.
 
 The heads are a training device only: they are not part of the saved checkpoint, which stays a plain
 SmolVLM.
@@ -60,6 +63,7 @@ MOTION_CLASSES = ("none", *MOTIONS)  # the motion of the object filling a cell
 EVENT_KINDS = ("none", "appears", "leaves")  # the first event so far: its kind ...
 EVENT_COLORS = ("none", *COLORS)  # ... and its object's colour (colours are unique within a clip)
 MAX_OBJECTS = 3
+POSITION_BINS = 8  # the object-position target's bins per axis: 8 px at 64 px, a fifth of a clip's travel
 IGNORE = -100  # a target that is not asked (F.cross_entropy's ignore_index)
 
 
@@ -72,16 +76,20 @@ def cell_targets(truth: ClipTruth, num_frames: int, size: int, grid: int) -> dic
     colors = np.zeros((num_frames, grid * grid, len(COLOR_CLASSES)), np.float32)
     shapes = np.zeros((num_frames, grid * grid, len(SHAPE_CLASSES)), np.float32)
     motions = np.zeros((num_frames, grid * grid, len(MOTION_CLASSES)), np.float32)
+    position = np.full((num_frames, grid * grid, 2), IGNORE, np.int64)
     for f, t in enumerate(frame_times(truth, num_frames)):
         color_map = np.zeros((size, size), np.int64)
         shape_map = np.zeros((size, size), np.int64)
         motion_map = np.zeros((size, size), np.int64)
+        object_map = np.zeros((size, size), np.int64)  # 1 + the index of the object drawn there, 0: none
         order = sorted(range(len(truth.objects)), key=lambda i: -SIZES[truth.objects[i].size])  # as drawn
         for i in order:
             mask = object_mask(truth, i, float(t), size)
             color_map[mask] = COLOR_CLASSES.index(truth.objects[i].color)
             shape_map[mask] = SHAPE_CLASSES.index(truth.objects[i].shape)
             motion_map[mask] = MOTION_CLASSES.index(truth.objects[i].motion)
+            object_map[mask] = i + 1
+        position[f] = _object_positions(object_map, len(truth.objects), grid)
         for out, labels, n in (
             (colors, color_map, len(COLOR_CLASSES)),
             (shapes, shape_map, len(SHAPE_CLASSES)),
@@ -124,14 +132,36 @@ def cell_targets(truth: ClipTruth, num_frames: int, size: int, grid: int) -> dic
         "main_shape": np.full(num_frames, SHAPES.index(main.shape)),
         "main_size": np.full(num_frames, list(SIZES).index(main.size)),
         "color_motion": color_motion,
+        "position": position,
     }
+
+
+def _object_positions(object_map: np.ndarray, n_objects: int, grid: int) -> np.ndarray:
+    """Per cell (row-major), the (x, y) bins of the on-screen centre of the object covering most of it
+    (its visible pixels; ``POSITION_BINS`` per axis); ``IGNORE`` where no object covers a quarter."""
+    size = object_map.shape[0]
+    cell = size // grid
+    out = np.full((grid * grid, 2), IGNORE, np.int64)
+    onehot = np.eye(n_objects + 1, dtype=np.float32)[object_map[: grid * cell, : grid * cell]]
+    cover = onehot.reshape(grid, cell, grid, cell, -1).mean((1, 3)).reshape(grid * grid, -1)[:, 1:]
+    for i in range(n_objects):
+        ys, xs = np.nonzero(object_map == i + 1)
+        if len(xs) == 0:
+            continue
+        centre = np.array([xs.mean(), ys.mean()]) + 0.5
+        bins = np.minimum((centre / size * POSITION_BINS).astype(np.int64), POSITION_BINS - 1)
+        mine = (cover.argmax(1) == i) & (cover.max(1) >= 0.25)
+        out[mine] = bins
+    return out
 
 
 class GroundingHeads(nn.Module):
     """Linear read-outs of the connector's visual tokens (cell contents) and of their frame mean."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, position: bool = False):
         super().__init__()
+        # where each token's object is on screen (``position_loss``); absent when off, as the binding head
+        self.position = nn.Linear(width, 2 * POSITION_BINS) if position else None
         self.color = nn.Linear(width, len(COLOR_CLASSES))
         self.shape = nn.Linear(width, len(SHAPE_CLASSES))
         self.background = nn.Linear(width, len(BACKGROUNDS))
@@ -161,6 +191,15 @@ class GroundingHeads(nn.Module):
         for key in ("background", "texture", "main_color", "main_shape", "main_size"):
             loss = loss + F.cross_entropy(getattr(self, key)(frame), stacked(key))
         return loss
+
+    def position_loss(self, visual: torch.Tensor, targets: list[dict[str, np.ndarray]]) -> torch.Tensor:
+        """Cross-entropy of the (x, y) bins of the on-screen centre of the object covering each token
+        (``cell_targets``' ``position``), ``visual`` laid out as in ``loss``. The probes found a connector
+        token barely knows which cell it is (28% of 16), and motion is a change of place: a token that
+        says where its object is lets a later frame's token compare places across frames."""
+        target = torch.from_numpy(np.concatenate([t["position"] for t in targets])).to(visual.device)
+        logits = self.position(visual.float()).view(-1, 2, POSITION_BINS)
+        return F.cross_entropy(logits.reshape(-1, POSITION_BINS), target.reshape(-1), ignore_index=IGNORE)
 
 
 class TemporalHeads(nn.Module):

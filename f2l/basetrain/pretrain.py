@@ -76,6 +76,7 @@ class PretrainConfig:
     temporal_layer: int = 2  # ... read at this hidden state (0: embeddings, i: after decoder layer i)
     binding_weight: float = 0.0  # each visible colour's motion, a table (grounding.py; 0: off) read ...
     binding_layer: int | None = None  # ... off the temporal layer's frame mean (None), or every token after i
+    position_weight: float = 0.0  # where each connector token's object is on screen (grounding.py; 0: off)
     caption_share: float = 0.5  # the rest are QA turns
     focus_qa: str | None = None  # a QA type that a later stage drills (e.g. "direction") ...
     focus_share: float = 0.0  # ... as this share of all turns, drawn before the caption/QA split ...
@@ -187,7 +188,7 @@ def training_batch(base: Base, rng: np.random.Generator, cfg: PretrainConfig):
         answers.append(answer)
         if with_video:
             videos.append(load_frames(example, size=side))
-            if cfg.grounding_weight or cfg.temporal_weight:
+            if cfg.grounding_weight or cfg.temporal_weight or cfg.position_weight:
                 grounding.append(cell_targets(sample_truth(int(seed)), n_frames, side, grid))
     inputs = model_inputs(base.processor, texts, videos if with_video else None, padding_side="right")
     inputs["labels"] = answer_labels(base, inputs, answers)
@@ -371,7 +372,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     )
 
     width = model.config.text_config.hidden_size
-    heads = GroundingHeads(width)
+    heads = GroundingHeads(width, position=cfg.position_weight > 0)
     temporal = TemporalHeads(width, binding=cfg.binding_weight > 0)
     heads.to(cfg.device)
     temporal.to(cfg.device)
@@ -420,11 +421,16 @@ def pretrain(cfg: PretrainConfig) -> dict:
         out = model(**batch, output_hidden_states=read_states)
         loss = turn_loss(out.logits, batch["labels"]) if cfg.per_turn_loss else out.loss
         record = {"step": step + 1, "lm_loss": loss.item()}
-        if grounding and cfg.grounding_weight:
+        if grounding and (cfg.grounding_weight or cfg.position_weight):
             visual = torch.cat(list(_connector_outputs(out)))
-            aux = heads.loss(visual, grounding, processor.image_seq_len)
-            loss = loss + cfg.grounding_weight * aux
-            record["grounding_loss"] = aux.item()
+            if cfg.grounding_weight:
+                aux = heads.loss(visual, grounding, processor.image_seq_len)
+                loss = loss + cfg.grounding_weight * aux
+                record["grounding_loss"] = aux.item()
+            if cfg.position_weight:
+                where = heads.position_loss(visual, grounding)
+                loss = loss + cfg.position_weight * where
+                record["position_loss"] = where.item()
         if read_states:
             visual = batch["input_ids"] == model.config.image_token_id
             states = out.hidden_states[cfg.temporal_layer][visual]

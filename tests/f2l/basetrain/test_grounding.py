@@ -13,11 +13,14 @@ from f2l.basetrain.grounding import (
     EVENT_KINDS,
     IGNORE,
     MOTION_CLASSES,
+    POSITION_BINS,
+    GroundingHeads,
     TemporalHeads,
     cell_targets,
 )
 from f2l.basetrain.pretrain import PretrainConfig, _lr_at, turn_loss
-from f2l.world import CAMERAS, COLORS, MOTIONS, qa, sample_truth
+from f2l.world import CAMERAS, COLORS, MOTIONS, object_mask, qa, sample_truth
+from f2l.world.render import frame_times
 from f2l.world.language import NUMBER_WORDS
 
 FRAMES, SIZE, GRID = 8, 64, 4
@@ -125,6 +128,50 @@ def test_the_binding_head_is_optional_and_trains_from_the_second_frame():
         loss.backward()
         frames = hidden.grad.view(2, 3, GRID * GRID, 16).abs().sum((2, 3))
         assert (frames[:, 0] == 0).all() and (frames[:, 1:] > 0).all()
+
+
+def test_position_cells_hold_the_bins_of_their_objects_on_screen_centre(clips):
+    """A cell mostly covered by one object is asked that object's centre, binned from its mask; a lone
+    object under a still camera moves across the bins the way the clip says it moves."""
+    checked, lone = 0, 0
+    for truth, targets, _ in clips:
+        position = targets["position"]
+        assert position.shape == (FRAMES, GRID * GRID, 2)
+        assert ((position == IGNORE) | ((position >= 0) & (position < POSITION_BINS))).all()
+        assert (position[targets["color"][..., 1:].sum(-1) < 0.25] == IGNORE).all()  # no object there
+        if len(truth.objects) == 1:  # with others, occlusion moves a centre off the unoccluded mask's
+            for f, t in enumerate(frame_times(truth, FRAMES)):
+                ys, xs = np.nonzero(object_mask(truth, 0, float(t), SIZE))
+                mostly = targets["color"][f, :, COLOR_CLASSES.index(truth.main.color)] > 0.5
+                if mostly.any():
+                    want = ((np.array([xs.mean(), ys.mean()]) + 0.5) / SIZE * POSITION_BINS).astype(int)
+                    assert (position[f, mostly] == want).all()
+                    checked += 1
+        if len(truth.objects) == 1 and truth.camera == "still" and truth.main.motion != "still":
+            axis = 0 if truth.main.motion in ("left", "right") else 1
+            sign = 1 if truth.main.motion in ("right", "down") else -1
+            seen = [position[f][position[f, :, 0] >= 0] for f in range(FRAMES)]
+            seen = [cells[0] for cells in seen if len(cells)]  # frames where it covers a quarter of a cell
+            if len(seen) == FRAMES:  # 0.4 of the frame over the clip: over 3 of the 8 bins
+                assert sign * (seen[-1][axis] - seen[0][axis]) >= 2
+                lone += 1
+    assert checked > 50 and lone >= 1
+
+
+def test_the_position_head_is_optional_and_skips_cells_without_an_object():
+    """Off by default (no parameters); on, a finite loss whose gradient reaches object cells only."""
+    assert GroundingHeads(16).position is None
+    assert not any(k.startswith("position") for k in GroundingHeads(16).state_dict())
+    torch.manual_seed(0)
+    heads = GroundingHeads(16, position=True)
+    targets = [cell_targets(sample_truth(s), 3, SIZE, GRID) for s in (3, 4)]
+    visual = torch.randn(2 * 3 * GRID * GRID, 16, requires_grad=True)
+    loss = heads.position_loss(visual, targets)
+    assert torch.isfinite(loss) and 0 < loss < 2 * np.log(POSITION_BINS) + 2
+    loss.backward()
+    asked = torch.from_numpy(np.concatenate([t["position"][..., 0] for t in targets]).reshape(-1) != IGNORE)
+    touched = visual.grad.abs().sum(1) > 0
+    assert asked.any() and (~asked).any() and torch.equal(touched, asked)
 
 
 def test_the_per_token_binding_read_is_the_frame_mean_read_when_a_frame_is_one_token_repeated():

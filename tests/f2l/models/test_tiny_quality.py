@@ -68,7 +68,8 @@ def test_pretrain_script_builds_a_loadable_checkpoint(tmp_path):
 
 def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch):
     """A run interrupted after its step-2 snapshot and started again ends with exactly the weights of an
-    uninterrupted run (temporal heads and the per-turn loss on, so every saved part is exercised)."""
+    uninterrupted run (temporal heads, the position head and the per-turn loss on, so every saved part is
+    exercised)."""
     import f2l.basetrain.pretrain as pretrain_module
 
     def config(name: str) -> PretrainConfig:
@@ -83,6 +84,7 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypat
             max_new_tokens=2,
             max_frames=4,
             temporal_weight=1.0,
+            position_weight=1.0,
             head_warmup=1,
             per_turn_loss=True,
             out=str(tmp_path / name),
@@ -115,6 +117,8 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypat
     log = (tmp_path / "resumed" / "pretrain_log.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in log]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
+    with_video = [r for r in records if "grounding_loss" in r]
+    assert with_video and all(r["position_loss"] > 0 for r in with_video)
     elapsed = [r["elapsed_s"] for r in records]
     assert elapsed == sorted(elapsed)  # the clock carries over the interruption rather than restarting
     assert not (tmp_path / ".resumed.resume").exists()  # a finished run leaves no snapshot behind

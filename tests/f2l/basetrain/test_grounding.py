@@ -20,8 +20,8 @@ from f2l.basetrain.grounding import (
 )
 from f2l.basetrain.pretrain import PretrainConfig, _lr_at, turn_loss
 from f2l.world import CAMERAS, COLORS, MOTIONS, object_mask, qa, sample_truth
-from f2l.world.render import frame_times
 from f2l.world.language import NUMBER_WORDS
+from f2l.world.render import frame_times
 
 FRAMES, SIZE, GRID = 8, 64, 4
 

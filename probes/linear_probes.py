@@ -12,6 +12,10 @@ of the train-split cells and scored on the other half, reads
   frame on), from the text model's states at the visual tokens after each decoder layer (0: the
   embeddings, i.e. the connector's output), against always guessing the commonest class.
 
+- ``object_motion``: how an object moves, from the mean of the states at the cells it covers more than
+  half (from the second frame on), one example per object: the read a question would get if it found
+  exactly the named object's tokens (binding done perfectly), so what is left is whether they hold it.
+
 - ``direction_at_answer``: the answer to "which way does the <object> move?" from the states at the
   position that predicts the answer's first token (the end of the prompt), after each layer, beside
   the same probe on the same questions asked without the video (what the question alone gives away):
@@ -37,6 +41,7 @@ from f2l.cli import entry_point
 from f2l.config import parse_config
 from f2l.io import atomic_write_json
 from f2l.models import load_base
+from f2l.world import CAMERAS
 
 
 @dataclass
@@ -47,6 +52,7 @@ class ProbeConfig:
     frames: int = 8
     seed: int = 1
     steps: int = 300  # full-batch optimisation steps per probe
+    camera: str | None = None  # probe clips of this camera motion only (e.g. "still": screen motion is own)
     out: str | None = None  # also write the accuracies here (JSON)
 
 
@@ -81,13 +87,13 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, steps: int = 300, seed: int = 0)
 
 @torch.inference_mode()
 def collect(base, cfg: ProbeConfig):
-    """States at the visual tokens (per hidden layer) with each token's cell and per-cell motion target."""
-    batch_cfg = PretrainConfig(
-        batch_size=cfg.batch_size, min_frames=cfg.frames, max_frames=cfg.frames, no_video_share=0.0
-    )
+    """States at the visual tokens (per hidden layer) with each token's cell and per-cell motion target,
+    and per object its tokens (cells it covers more than half, second frame on) and motion class."""
+    batch_cfg = _batch_config(cfg, batch_size=cfg.batch_size, no_video_share=0.0)
     rng = np.random.default_rng(cfg.seed)
-    states, cells, motion = [], [], []
+    states, cells, motion, objects, object_motion = [], [], [], [], []
     image_token = base.model.config.image_token_id
+    offset = 0  # of the clip's first token among all collected ones
     for _ in tqdm(range(cfg.batches), desc="linear probes: states", unit="batch"):
         batch, targets = training_batch(base, rng, batch_cfg)
         batch.pop("labels")
@@ -100,11 +106,26 @@ def collect(base, cfg: ProbeConfig):
             m = t["motion"].copy()
             m[0] = 0.0  # no motion is visible in a clip's first frame
             motion.append(m.reshape(frames * per_frame, -1))
+            for color in range(1, t["color"].shape[-1]):  # colours are unique within a clip
+                mine = t["color"][..., color] > 0.5
+                mine[0] = False
+                if mine.any():
+                    objects.append(offset + np.flatnonzero(mine.reshape(-1)))
+                    object_motion.append(int(t["motion"][mine].sum(0)[1:].argmax()))
+            offset += frames * per_frame
     return (
         torch.cat(states, 1).float(),
         torch.from_numpy(np.concatenate(cells)),
         torch.from_numpy(np.concatenate(motion)),
+        objects,
+        torch.tensor(object_motion),
     )
+
+
+def _batch_config(cfg: ProbeConfig, **fields) -> PretrainConfig:
+    """Batches of ``cfg.frames``-frame train clips; of ``cfg.camera`` clips only when it is set."""
+    focus = {"focus_qa": "direction", "focus_share": 1.0, "focus_camera": cfg.camera} if cfg.camera else {}
+    return PretrainConfig(min_frames=cfg.frames, max_frames=cfg.frames, **{**focus, **fields})
 
 
 @torch.inference_mode()
@@ -112,10 +133,9 @@ def collect_direction_answers(base, cfg: ProbeConfig, video: bool = True):
     """States (per hidden layer) at the last prompt token of direction questions asked with the video
     (or the same questions without it), and each question's answer as a class index (with the answers'
     names)."""
-    batch_cfg = PretrainConfig(
+    batch_cfg = _batch_config(
+        cfg,
         batch_size=cfg.batch_size,
-        min_frames=cfg.frames,
-        max_frames=cfg.frames,
         no_video_share=0.0 if video else 1.0,
         focus_qa="direction",
         focus_share=1.0,
@@ -139,8 +159,10 @@ def collect_direction_answers(base, cfg: ProbeConfig, video: bool = True):
 
 
 def run(cfg: ProbeConfig) -> dict:
+    if cfg.camera is not None and cfg.camera not in CAMERAS:
+        raise ValueError(f"--camera must be one of {', '.join(CAMERAS)}")
     base = load_base(cfg.base, device="cpu")
-    states, cells, motion = collect(base, cfg)
+    states, cells, motion, objects, object_motion = collect(base, cfg)
     asked, answer, names = collect_direction_answers(base, cfg)
     blind, blind_answer, _ = collect_direction_answers(base, cfg, video=False)
     if not torch.equal(answer, blind_answer):
@@ -151,6 +173,10 @@ def run(cfg: ProbeConfig) -> dict:
         "config": asdict(cfg),
         "cell": fit_probe(states[0], cells, cfg.steps, cfg.seed),
         "motion_by_layer": [fit_probe(layer[covered], moving_class, cfg.steps, cfg.seed) for layer in states],
+        "object_motion_by_layer": [
+            fit_probe(torch.stack([layer[i].mean(0) for i in objects]), object_motion, cfg.steps, cfg.seed)
+            for layer in states
+        ],
         "direction_answers": names,
         "direction_at_answer_by_layer": [fit_probe(layer, answer, cfg.steps, cfg.seed) for layer in asked],
         "direction_at_answer_blind_by_layer": [fit_probe(x, answer, cfg.steps, cfg.seed) for x in blind],
@@ -163,6 +189,12 @@ def run(cfg: ProbeConfig) -> dict:
     for i, r in enumerate(results["motion_by_layer"]):
         print(
             f"object motion after layer {i}: {r['accuracy']:.3f} (commonest {r['baseline']:.3f}, n {r['n']})",
+            file=sys.stderr,
+        )
+    for i, r in enumerate(results["object_motion_by_layer"]):
+        print(
+            f"an object's motion from the mean of its cells after layer {i}: {r['accuracy']:.3f} "
+            f"(commonest {r['baseline']:.3f}, n {r['n']} objects)",
             file=sys.stderr,
         )
     seen, blind_fit = results["direction_at_answer_by_layer"], results["direction_at_answer_blind_by_layer"]

@@ -24,7 +24,7 @@ def test_probe_reads_a_linear_label_and_not_a_random_one():
 @pytest.mark.slow
 def test_shipped_base_knows_where_its_tokens_are_and_computes_motion_across_frames(tmp_path, one_thread):
     out = tmp_path / "probes.json"
-    results = run(ProbeConfig(batches=20, out=str(out)))
+    results = run(ProbeConfig(batches=20, batch_size=32, out=str(out)))
     cell = results["cell"]
     assert cell["accuracy"] > 3 / cell["classes"], cell
     motion = results["motion_by_layer"]
@@ -34,9 +34,19 @@ def test_shipped_base_knows_where_its_tokens_are_and_computes_motion_across_fram
         and motion[2]["accuracy"] > motion[2]["baseline"] + 0.1
     )
     assert json.loads(out.read_text())["motion_by_layer"][2]["accuracy"] == motion[2]["accuracy"]
+    # an object's own cells averaged (the named object's tokens found perfectly): its motion is there
+    # after layer 2 and not in one frame's tokens
+    objects = results["object_motion_by_layer"]
+    assert objects[2]["n"] > 100 and objects[2]["classes"] == 5
+    assert objects[2]["accuracy"] > max(objects[0]["accuracy"], objects[2]["baseline"]) + 0.1, objects
     # the answer position of "which way does the <object> move?": the video adds something after the
     # layers that compute motion (layer 2 on), above the same questions asked blind
     assert results["direction_answers"] == ["down", "in", "left", "out", "right", "still", "up"]
     seen, blind = results["direction_at_answer_by_layer"], results["direction_at_answer_blind_by_layer"]
     assert seen[0]["accuracy"] == blind[0]["accuracy"]  # embeddings of the same text: nothing seen yet
     assert max(s["accuracy"] - b["accuracy"] for s, b in zip(seen[2:], blind[2:], strict=True)) > 0.05
+
+
+def test_a_camera_the_world_lacks_is_refused_before_loading_a_base():
+    with pytest.raises(ValueError, match="--camera must be one of"):
+        run(ProbeConfig(base="no-such-base", camera="sideways"))

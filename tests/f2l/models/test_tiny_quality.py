@@ -85,6 +85,7 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypat
             max_frames=4,
             temporal_weight=1.0,
             position_weight=1.0,
+            motion_weight=2.0,
             head_warmup=1,
             per_turn_loss=True,
             out=str(tmp_path / name),
@@ -119,6 +120,12 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypat
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     with_video = [r for r in records if "grounding_loss" in r]
     assert with_video and all(r["position_loss"] > 0 for r in with_video)
+    for r in with_video:  # the logged total is the weighted sum of the logged parts
+        temporal = sum(
+            v * (2.0 if k == "temporal_motion" else 1.0) for k, v in r.items() if k.startswith("temporal_")
+        )
+        total = r["lm_loss"] + r["grounding_loss"] + r["position_loss"] + temporal
+        assert r["loss"] == pytest.approx(total, rel=1e-5)
     elapsed = [r["elapsed_s"] for r in records]
     assert elapsed == sorted(elapsed)  # the clock carries over the interruption rather than restarting
     assert not (tmp_path / ".resumed.resume").exists()  # a finished run leaves no snapshot behind

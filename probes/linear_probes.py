@@ -52,7 +52,7 @@ class ProbeConfig:
     frames: int = 8
     seed: int = 1
     steps: int = 300  # full-batch optimisation steps per probe
-    camera: str | None = None  # probe clips of this camera motion only (e.g. "still": screen motion is own)
+    camera: str | None = None  # probe clips of this camera motion only ("still": motion on screen is own)
     out: str | None = None  # also write the accuracies here (JSON)
 
 

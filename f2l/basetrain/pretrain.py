@@ -74,7 +74,7 @@ class PretrainConfig:
     grounding_weight: float = 1.0  # auxiliary cell-content loss on visual tokens (f2l.basetrain.grounding)
     temporal_weight: float = 1.0  # auxiliary motion/count/event loss on the text model's visual-token states
     temporal_layer: int = 2  # ... read at this hidden state (0: embeddings, i: after decoder layer i)
-    motion_weight: float = 1.0  # the per-cell motion term's share of it (most cells hold no object)
+    motion_weight: float = 1.0  # the per-cell motion term in the temporal loss (most cells hold no object)
     binding_weight: float = 0.0  # each visible colour's motion, a table (grounding.py; 0: off) read ...
     binding_layer: int | None = None  # ... off the temporal layer's frame mean (None), or every token after i
     position_weight: float = 0.0  # where each connector token's object is on screen (grounding.py; 0: off)

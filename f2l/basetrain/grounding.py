@@ -72,32 +72,27 @@ def cell_targets(truth: ClipTruth, num_frames: int, size: int, grid: int) -> dic
     fraction of the cell covered by each colour / shape / motion class; per frame, the background's
     colour and texture, the main object's looks, the camera's motion, the number of objects visible
     and seen so far, and the first event so far (kind and colour; "none" before it happens)."""
-    cell = size // grid
     colors = np.zeros((num_frames, grid * grid, len(COLOR_CLASSES)), np.float32)
     shapes = np.zeros((num_frames, grid * grid, len(SHAPE_CLASSES)), np.float32)
     motions = np.zeros((num_frames, grid * grid, len(MOTION_CLASSES)), np.float32)
     position = np.full((num_frames, grid * grid, 2), IGNORE, np.int64)
+    order = sorted(range(len(truth.objects)), key=lambda i: -SIZES[truth.objects[i].size])  # as drawn
+    # per class list, the class of each object (row 0: no object), looked up through the object map
+    lookups = [
+        (out, classes, np.array([0, *(classes.index(getattr(o, attr)) for o in truth.objects)]))
+        for out, classes, attr in (
+            (colors, COLOR_CLASSES, "color"),
+            (shapes, SHAPE_CLASSES, "shape"),
+            (motions, MOTION_CLASSES, "motion"),
+        )
+    ]
     for f, t in enumerate(frame_times(truth, num_frames)):
-        color_map = np.zeros((size, size), np.int64)
-        shape_map = np.zeros((size, size), np.int64)
-        motion_map = np.zeros((size, size), np.int64)
         object_map = np.zeros((size, size), np.int64)  # 1 + the index of the object drawn there, 0: none
-        order = sorted(range(len(truth.objects)), key=lambda i: -SIZES[truth.objects[i].size])  # as drawn
         for i in order:
-            mask = object_mask(truth, i, float(t), size)
-            color_map[mask] = COLOR_CLASSES.index(truth.objects[i].color)
-            shape_map[mask] = SHAPE_CLASSES.index(truth.objects[i].shape)
-            motion_map[mask] = MOTION_CLASSES.index(truth.objects[i].motion)
-            object_map[mask] = i + 1
+            object_map[object_mask(truth, i, float(t), size)] = i + 1
         position[f] = _object_positions(object_map, len(truth.objects), grid)
-        for out, labels, n in (
-            (colors, color_map, len(COLOR_CLASSES)),
-            (shapes, shape_map, len(SHAPE_CLASSES)),
-            (motions, motion_map, len(MOTION_CLASSES)),
-        ):
-            onehot = np.eye(n, dtype=np.float32)[labels]  # (H, W, n)
-            cells = onehot[: grid * cell, : grid * cell].reshape(grid, cell, grid, cell, n).mean((1, 3))
-            out[f] = cells.reshape(grid * grid, n)
+        for out, classes, lookup in lookups:
+            out[f] = _cell_coverage(lookup[object_map], len(classes), grid)
     main = truth.objects[0]
     taus = frame_times(truth, num_frames) / truth.duration
     # per frame and colour, the motion of the object of that colour, asked where it is visible in this
@@ -136,22 +131,25 @@ def cell_targets(truth: ClipTruth, num_frames: int, size: int, grid: int) -> dic
     }
 
 
+def _cell_coverage(labels: np.ndarray, n: int, grid: int) -> np.ndarray:
+    """(grid * grid, n), row-major cells: the fraction of each cell's pixels of each label in 0..n-1."""
+    cell = labels.shape[0] // grid
+    onehot = np.eye(n, dtype=np.float32)[labels[: grid * cell, : grid * cell]]  # (H, W, n)
+    return onehot.reshape(grid, cell, grid, cell, n).mean((1, 3)).reshape(grid * grid, n)
+
+
 def _object_positions(object_map: np.ndarray, n_objects: int, grid: int) -> np.ndarray:
     """Per cell (row-major), the (x, y) bins of the on-screen centre of the object covering most of it
     (its visible pixels; ``POSITION_BINS`` per axis); ``IGNORE`` where no object covers a quarter."""
     size = object_map.shape[0]
-    cell = size // grid
     out = np.full((grid * grid, 2), IGNORE, np.int64)
-    onehot = np.eye(n_objects + 1, dtype=np.float32)[object_map[: grid * cell, : grid * cell]]
-    cover = onehot.reshape(grid, cell, grid, cell, -1).mean((1, 3)).reshape(grid * grid, -1)[:, 1:]
+    cover = _cell_coverage(object_map, n_objects + 1, grid)[:, 1:]
+    owner = np.where(cover.max(1) >= 0.25, cover.argmax(1), -1)
     for i in range(n_objects):
         ys, xs = np.nonzero(object_map == i + 1)
-        if len(xs) == 0:
-            continue
-        centre = np.array([xs.mean(), ys.mean()]) + 0.5
-        bins = np.minimum((centre / size * POSITION_BINS).astype(np.int64), POSITION_BINS - 1)
-        mine = (cover.argmax(1) == i) & (cover.max(1) >= 0.25)
-        out[mine] = bins
+        if len(xs):
+            centre = np.array([xs.mean(), ys.mean()]) + 0.5
+            out[owner == i] = np.minimum((centre / size * POSITION_BINS).astype(np.int64), POSITION_BINS - 1)
     return out
 
 

@@ -1,55 +1,21 @@
 """Which layers carry the internalized video? Remove one layer's generated LoRA at a time and re-score.
 
-For each clip, the hypernetwork's adapter is made once; each text-model layer's LoRA is then zeroed (in
-all its modules, only its attention projections, or only its MLP projections: by default every group
-holding some of the adapter's modules, so a ``down_proj``-only adapter has no attention group), every
-prompt of the clip (each caption category and one question of each QA type) is re-answered with zero
-visual tokens, and the signed effect ``score - full_score`` is recorded: negative = the layer helps. The
-two ends anchor the scale: nothing removed (f2l) and everything removed (the base with no video).
-Negative controls (``probes.controls``): the same removals of another clip's adapter (swapped: the next
-clip of the manifest) and of a blank video's (blank), so that a reader sees what removing a layer does
-when the adapter carries nothing about the clip.
-
-    python -m analyses.layer_removal                        # shipped tiny checkpoints, 48 test clips
-    python -m analyses.layer_removal --full --out results   # the complete sweep (100 clips)
-    torchrun --nproc-per-node 4 -m analyses.layer_removal --full   # clips sharded across ranks
-
-Writes ``<out>/layer_removal.nc``, ``<out>/layer_removal.md`` (mean effect per layer and module group)
-and figures. Interrupted runs resume where they stopped (one part file per clip).
-
-Dataset schema (``layer_removal.nc``; see ``probes.layer_removal``):
-
-- dims ``example_id`` (``"<clip>/<item_id>"``: one prompt of one clip), ``adapter`` ("real", "swapped",
-  "blank": whose adapter is edited), ``layer``, ``module_group``
-  (of "all", "attention", "mlp", those holding some of the adapter's modules), and ``failure`` (clips
-  whose computation raised).
-- coords ``clip``, ``benchmark`` (caption category or QA type), ``kind`` ("caption" | "qa") on
-  ``example_id``; ``group_modules(module_group)`` (the adapter's modules each group held); scalar
-  ``metric``.
-- ``score(example_id, adapter, layer, module_group)`` and ``effect = score - full_score``, in units of
-  the metric (token-F1 by default); ``full_score(example_id, adapter)`` (f2l), ``none_score(example_id)``
-  (base, no video); ``prediction(example_id, adapter, layer, module_group)``,
-  ``full_prediction(example_id, adapter)``, ``none_prediction`` and ``reference`` (strings);
-  ``failed_unit(failure)``, ``error(failure)``.
-- attrs: provenance (package version, git revision, base model, hypernetwork, seed, command, time) and
-  the study's config.
+Per clip, each text-model layer's LoRA (all its modules, its attention or its MLP projections) is zeroed
+and every prompt re-answered with no visual tokens; ``effect = score - full_score`` (negative: the layer
+helps), beside the two ends (nothing removed, everything removed) and the swapped and blank controls.
+``python -m analyses.layer_removal [--full]`` writes ``<out>/layer_removal.nc`` (schema:
+``probes.layer_removal``), ``.md`` and figures; method notes: notes/probe-methods/.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
 import xarray as xr
 
-from analyses.common import (
-    AnswerStudyConfig,
-    ControlsConfig,
-    clip_mean_se,
-    open_probe_study,
-    study_main,
-    study_partners,
-)
+from analyses.common import AnswerStudyConfig, ControlsConfig, clip_mean_se
+from analyses.study import ProbeRun, ProbeStudy, counts, metric_of
+from f2l.data import Example
 from f2l.hypernet import read_kind_config
 from f2l.pipeline import resolve_hypernet
 from f2l.results import markdown_table
@@ -68,20 +34,26 @@ class LayerRemovalConfig(ControlsConfig, AnswerStudyConfig):
     module_groups: tuple[str, ...] | None = None  # default: every group holding the adapter's modules
 
 
-def summary(ds: xr.Dataset) -> str:
-    """Markdown: the two ends (f2l under each adapter, and no video), then the mean signed effect per layer
-    and group of the real adapter, per benchmark, and per layer under each adapter (all modules)."""
-    metric = str(ds["metric"].values) if "metric" in ds.coords else ds.attrs.get("metric", "score")
-    lines = [f"# Layer removal ({metric})\n"]
-    failures = ds.sizes.get("failure", 0)
-    if "score" not in ds:
-        return "\n".join([*lines, f"No clip finished; {failures} failed.\n"])
-    n_clips = len(np.unique(ds["clip"].values))
-    lines.append(
-        f"{n_clips} clips, {ds.sizes['example_id']} prompts, {failures} failed clips. Effects are "
-        f"`score - full_score` (negative = the layer helps), mean ± standard error across clips, of the "
-        f"clip's own adapter (real) unless a table says otherwise.\n"
-    )
+def prepare(cfg: LayerRemovalConfig) -> LayerRemovalConfig:
+    """The groups, resolved from the hypernetwork's targets before anything loads: a group holding none
+    of its modules is one error now (not a failure per clip), and the config records the groups measured."""
+    targets = read_kind_config(resolve_hypernet(cfg.hypernet))[1].target_modules
+    groups = tuple(adapter_groups(targets, cfg.module_groups))
+    return replace(cfg, module_groups=groups, adapters=check_adapters(cfg.adapters))
+
+
+def one_clip(run: ProbeRun, example: Example) -> xr.Dataset:
+    return layer_removal(run.f2l, [example], **run.kwargs())
+
+
+def report(ds: xr.Dataset) -> list[str]:
+    """The two ends (f2l under each adapter, and no video), then the mean signed effect per layer and
+    group of the real adapter, per benchmark, and per layer under each adapter (all modules)."""
+    metric = metric_of(ds)
+    lines = [
+        f"{counts(ds)}. Effects are `score - full_score` (negative = the layer helps), mean ± standard error "
+        f"across clips, of the clip's own adapter (real) unless a table says otherwise.\n"
+    ]
     full = ds["full_score"]
     ends = [
         {"variant": f"nothing removed (f2l, {a} adapter)", metric: float(full.sel(adapter=a).mean())}
@@ -139,43 +111,14 @@ def summary(ds: xr.Dataset) -> str:
             for layer in ds["layer"].values
         ]
         lines.append(markdown_table(rows))
-    return "\n".join(lines)
+    return lines
 
 
-def run(cfg: LayerRemovalConfig) -> xr.Dataset:
-    """Run (or resume) the study and return the merged dataset (also written to ``<out>/layer_removal.nc``)."""
-    # the groups, resolved from the hypernetwork's targets before anything loads: a group holding none of
-    # its modules is one error now (not a failure per clip), and the config records the groups measured
-    targets = read_kind_config(resolve_hypernet(cfg.hypernet))[1].target_modules
-    cfg = replace(
-        cfg,
-        module_groups=tuple(adapter_groups(targets, cfg.module_groups)),
-        adapters=check_adapters(cfg.adapters),
-    )
-    f2l, examples, study = open_probe_study(cfg, NAME, metric=cfg.metric)
-    partners = study_partners(cfg, cfg.adapters)
-
-    def one_clip(clip_id: str) -> xr.Dataset:
-        return layer_removal(
-            f2l,
-            [examples[clip_id]],
-            frames=cfg.frames,
-            module_groups=cfg.module_groups,
-            qa_per_type=cfg.qa_per_type,
-            adapters=cfg.adapters,
-            partners=partners,
-            metric=cfg.metric,
-            max_new_tokens=cfg.max_new_tokens,
-            batch_size=cfg.batch_size,
-        )
-
-    study.run(list(examples), one_clip, desc="layer removal")
-    return study.finish(list(examples), summary=summary)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return study_main("layer_removal", LayerRemovalConfig, run, argv, __doc__.split("\n\n")[0])
-
+STUDY = ProbeStudy(
+    NAME, LayerRemovalConfig, one_clip, report, __doc__, probe=layer_removal,
+    title="Layer removal ({metric})", needs="score", prepare=prepare,
+)  # fmt: skip
+summary, run, main = STUDY.summary, STUDY.run, STUDY.main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,50 +1,23 @@
 """How many singular directions of the generated update carry the video, and does a singular direction
 matter more than a random edit of the same size?
 
-For each clip the hypernetwork's adapter is made once; then, in every layer and module, only the top-k
-singular directions are kept (k = 0..r: k = r is the adapter, k = 0 the base with no video), and,
-separately, one direction at a time is removed, either the singular direction itself (control "svd") or
-a random rank-one edit of the same Frobenius norm in the update's row space (control "random"; exactly
-what is removed, and why it is a fair control, is in ``probes.rank_ablation``). Every prompt of the clip
-(each caption category and one question of each QA type) is re-answered with zero visual tokens and
-re-scored. For an adapter with a static rank block (the "official" kind: a learned, video-independent
-bias block after the generated rank), the directions are those of the full applied update, static
-block included, and two more variants tell the blocks apart: only the generated slots kept (the static
-block removed) and only the static slots kept (the video-independent adapter).
-
-    python -m analyses.rank_ablation                        # shipped tiny checkpoints, 4 test clips
-    python -m analyses.rank_ablation --full --out results   # the complete sweep (100 clips)
-    torchrun --nproc-per-node 4 -m analyses.rank_ablation --full   # clips sharded across ranks
-
-Writes ``<out>/rank_ablation.nc``, ``<out>/rank_ablation.md`` (mean score per k; mean drop per removed
-direction, svd against random; energy per direction; generated against static slots when the adapter has
-them) and figures. Interrupted runs resume where they stopped (one part file per clip).
-
-Dataset schema (``rank_ablation.nc``; see ``probes.rank_ablation``):
-
-- dims ``example_id`` (``"<clip>/<item_id>"``: one prompt of one clip), ``k`` (directions kept, 0..r),
-  ``singular_direction`` (removed direction, 0 = the largest), ``control`` ("svd", "random"), ``layer``, ``module``,
-  and ``failure`` (clips whose computation raised).
-- coords ``clip``, ``benchmark`` (caption category or QA type), ``kind`` ("caption" | "qa") on
-  ``example_id``; scalar ``metric``.
-- ``topk_score(example_id, k)``, ``remove_score(example_id, singular_direction, control)``, ``full_score(example_id)``
-  in units of the metric (token-F1 by default); ``singular_values(example_id, layer, module, singular_direction)``
-  (units of the base weights); ``topk_prediction``, ``remove_prediction``, ``full_prediction`` and
-  ``reference`` (strings); ``failed_unit(failure)``, ``error(failure)``.
-- only for adapters with static rank slots: dim ``slots`` ("generated", "static": the slots kept), coord
-  ``rank_slots(slots)``, ``slot_score(example_id, slots)`` and ``slot_prediction(example_id, slots)``.
-- attrs: provenance (package version, git revision, base model, hypernetwork, seed, command, time) and
-  the study's config.
+Per clip, in every layer and module, only the top-k singular directions of the adapter's update are kept
+(k = 0..r), and one direction at a time is removed (the singular direction, or a random rank-one edit of
+the same norm); every prompt is re-answered with no visual tokens and re-scored. An adapter with a static
+rank block adds two variants: only its generated, only its static slots. ``python -m
+analyses.rank_ablation [--full]`` writes ``<out>/rank_ablation.nc`` (schema: ``probes.rank_ablation``),
+``.md`` and figures; method notes: notes/probe-methods/.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import xarray as xr
 
-from analyses.common import AnswerStudyConfig, clip_mean_se, open_probe_study, study_main
+from analyses.common import AnswerStudyConfig, clip_mean_se
+from analyses.study import ProbeRun, ProbeStudy, counts, metric_of
+from f2l.data import Example
 from f2l.results import markdown_table
 from probes.rank_ablation import rank_ablation
 
@@ -61,18 +34,17 @@ class RankAblationConfig(AnswerStudyConfig):
     batch_size: int = 64  # a clip's edited adapters x prompts are hundreds of rows: fewer, larger generates
 
 
-def summary(ds: xr.Dataset) -> str:
-    """Markdown: score per k, the drop per removed direction (svd against random), energy per direction."""
-    metric = str(ds["metric"].values) if "metric" in ds.coords else ds.attrs.get("metric", "score")
-    lines = [f"# Rank-direction ablation ({metric})\n"]
-    failures = ds.sizes.get("failure", 0)
-    if "topk_score" not in ds:
-        return "\n".join([*lines, f"No clip finished; {failures} failed.\n"])
-    n_clips = len(np.unique(ds["clip"].values))
-    lines.append(
-        f"{n_clips} clips, {ds.sizes['example_id']} prompts, {failures} failed clips; full adapter (f2l) "
-        f"{float(ds['full_score'].mean()):.3f}. Means ± standard error across clips.\n"
-    )
+def one_clip(run: ProbeRun, example: Example) -> xr.Dataset:
+    return rank_ablation(run.f2l, [example], **run.kwargs())
+
+
+def report(ds: xr.Dataset) -> list[str]:
+    """Score per k, the drop per removed direction (svd against random), energy per direction."""
+    metric = metric_of(ds)
+    lines = [
+        f"{counts(ds)}; full adapter (f2l) {float(ds['full_score'].mean()):.3f}. Means ± standard error "
+        "across clips.\n"
+    ]
     full = ds["full_score"]
     rows = [
         {
@@ -131,33 +103,14 @@ def summary(ds: xr.Dataset) -> str:
             "dW, static block included):\n"
         )
         lines.append(markdown_table(rows))
-    return "\n".join(lines)
+    return lines
 
 
-def run(cfg: RankAblationConfig) -> xr.Dataset:
-    """Run (or resume) the study and return the merged dataset (also written to ``<out>/rank_ablation.nc``)."""
-    f2l, examples, study = open_probe_study(cfg, NAME, metric=cfg.metric)
-
-    def one_clip(clip_id: str) -> xr.Dataset:
-        return rank_ablation(
-            f2l,
-            [examples[clip_id]],
-            frames=cfg.frames,
-            ks=cfg.ks,
-            qa_per_type=cfg.qa_per_type,
-            metric=cfg.metric,
-            seed=cfg.seed,
-            max_new_tokens=cfg.max_new_tokens,
-            batch_size=cfg.batch_size,
-        )
-
-    study.run(list(examples), one_clip, desc="rank ablation")
-    return study.finish(list(examples), summary=summary)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return study_main("rank_ablation", RankAblationConfig, run, argv, __doc__.split("\n\n")[0])
-
+STUDY = ProbeStudy(
+    NAME, RankAblationConfig, one_clip, report, __doc__, probe=rank_ablation,
+    title="Rank-direction ablation ({metric})", needs="topk_score",
+)  # fmt: skip
+summary, run, main = STUDY.summary, STUDY.run, STUDY.main
 
 if __name__ == "__main__":
     raise SystemExit(main())

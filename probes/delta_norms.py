@@ -1,27 +1,10 @@
 """Delta-W norms: how large is the generated update of each layer and module, and how many directions
 does it really use?
 
-For every clip the hypernetwork's adapter is made (many clips in one batched pass: nothing is generated),
-and for every layer ``l`` and module ``m`` the update ``dW = scaling * B^T A`` is measured through its
-singular values, which ``Adapter.svd`` takes from the small ``r x r`` core (thin QR of the factors), so
-no ``d_out x d_in`` matrix is ever formed:
-
-- ``fro_norm``: ``||dW||_F = sqrt(sum_i s_i^2)``;
-- ``spectral_norm``: ``||dW||_2 = s_0``, the largest singular value;
-- ``stable_rank``: ``||dW||_F^2 / ||dW||_2^2``, between 1 (one direction carries everything) and the rank
-  ``r`` (all directions equal); NaN where ``dW = 0``;
-- ``relative_fro``: ``||dW||_F / ||W||_F``, the update's size against the frozen weight it is added to.
-
-The singular values are computed in float64 whatever the adapter's dtype, so that a stable rank near 1
-is not rounding noise.
-
-Dataset schema (``delta_norms.nc``):
-
-- dims ``clip`` (the clip's id), ``layer`` (text-model decoder layer), ``module`` (``q_proj`` ...
-  ``down_proj``).
-- ``fro_norm``, ``spectral_norm``, ``stable_rank``, ``relative_fro``: all ``(clip, layer, module)``.
-- ``weight_fro(layer, module)``: ``||W||_F`` of the frozen base weight.
-- attrs: ``rank`` (the adapter's rank ``r``), ``frames``.
+``delta_norms(pipeline, examples, ...)`` makes each clip's adapter (batched, nothing generated) and
+measures every layer's and module's ``dW`` from its singular values, in float64 through the ``r x r``
+core: ``fro_norm``, ``spectral_norm``, ``stable_rank`` and ``relative_fro`` on ``(clip, layer, module)``,
+and ``weight_fro(layer, module)``. The method and schema: notes/probe-methods/probes.delta_norms.md.
 """
 
 from __future__ import annotations
@@ -73,7 +56,7 @@ def _frames(pipeline, example: Example, frames: int) -> Frames:
 def delta_norms(
     pipeline, examples: Sequence[Example], *, frames: int = 8, batch_size: int = 16
 ) -> xr.Dataset:
-    """The delta-norms dataset (schema in the module docstring) of ``examples``, each internalized from
+    """The delta-norms dataset (schema: notes/probe-methods/) of ``examples``, each internalized from
     ``frames`` frames (world clips at the base's frame size), ``batch_size`` clips per forward pass."""
     if not examples:
         raise ValueError("delta_norms needs at least one example")

@@ -1,40 +1,11 @@
 """Layer removal: which layers of the generated adapter carry the internalized video?
 
-For every clip, the adapter is internalized once; then each layer's LoRA (all of its modules, or only its
-attention or only its MLP projections) is zeroed in turn, every prompt of the clip is re-answered and
-re-scored. The signed effect ``score - full_score`` says what removing that layer does: negative means
-the layer helps. The two ends are measured too: nothing removed (the f2l answer) and everything removed
-(the base answering with no video, exactly: zero factors add exactly nothing).
-
-Only groups that hold some of the adapter's modules are measured (a group the adapter has no module in
-would remove nothing): by default every such group, so an adapter of ``down_proj`` alone (the "official"
-kind) has "all" and "mlp" (both holding just ``down_proj``) and no "attention"; asking for a group with
-none of the adapter's modules is an error. Each group's ``group_modules`` coordinate names the modules
-it actually held. Groups holding the same modules are answered once and share the numbers.
-
-Negative controls (``probes.controls``): the same removals of another clip's adapter (swapped) and of a
-blank video's (blank), labelled on the ``adapter`` dim, show what the probe finds when the adapter carries
-nothing about this clip.
-
-All variants of a clip (of every adapter) are answered in one batched generate loop in which each row
-carries its own adapter (``probes.scoring.score_variants``).
-
-Dataset schema (``layer_removal.nc``):
-
-- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``adapter`` ("real",
-  "swapped", "blank": whose adapter is edited, ``probes.controls``), ``layer`` (text-model layer
-  index), ``module_group`` (of "all", "attention", "mlp", those the adapter has modules in; attention =
-  q, k, v, o projections, mlp = gate, up, down).
-- coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type), ``kind(example_id)``
-  ("caption" | "qa"), ``group_modules(module_group)`` (the adapter's modules in the group, comma-separated),
-  and the scalar ``metric`` (the score's metric name).
-- ``score(example_id, adapter, layer, module_group)``: the metric with that layer's group removed.
-- ``effect(example_id, adapter, layer, module_group)``: ``score - full_score`` (negative = the layer
-  helps).
-- ``full_score(example_id, adapter)``: nothing removed (f2l under that adapter);
-  ``none_score(example_id)``: everything removed (the base with no video, whatever the adapter).
-- ``prediction(example_id, adapter, layer, module_group)``, ``full_prediction(example_id, adapter)``,
-  ``none_prediction(example_id)``, ``reference(example_id)``: the answers and reference texts.
+``layer_removal(pipeline, examples, ...)`` zeroes each layer's LoRA in turn (all its modules, or only
+its attention or MLP projections: the groups holding some of the adapter's modules), re-answers every
+prompt and returns ``score`` and ``effect = score - full_score`` on ``(example_id, adapter, layer,
+module_group)``, beside the two ends (``full_score``: nothing removed; ``none_score``: the base, no
+video) and the swapped and blank controls. The method and full schema:
+notes/probe-methods/probes.layer_removal.md.
 """
 
 from __future__ import annotations
@@ -46,10 +17,10 @@ import xarray as xr
 
 from f2l.adapter import TARGET_MODULES, Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.data import Example, clip_prompts
+from f2l.data import Example
 from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
 from probes.controls import check_adapters, control_adapters, partners_for
-from probes.prompts import prompt_coords
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_coords
 from probes.scoring import score_variants
 
 MODULE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -100,16 +71,16 @@ def layer_removal(
     *,
     frames: int = 8,
     module_groups: Sequence[str] | None = None,
-    qa_per_type: int = 1,
+    prompts: PromptSet = DEFAULT_PROMPTS,
     adapters: Sequence[str] = ("real",),
     partners: Mapping[str, Example] | None = None,
     metric: str = "token_f1",
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = 32,
 ) -> xr.Dataset:
-    """The layer-removal dataset (schema in the module docstring) of ``examples``, each internalized
+    """The layer-removal dataset (schema: notes/probe-methods/) of ``examples``, each internalized
     from ``frames`` frames (world clips rendered at the base's frame size) and asked its
-    ``clip_prompts(example, qa_per_type)``; ``module_groups`` default to every group holding some of the
+    ``prompts``; ``module_groups`` default to every group holding some of the
     adapter's modules. ``adapters``: whose adapters are edited (``probes.controls``; the swap partners
     from ``partners``, by default the next example of ``examples``)."""
     if module_groups is not None:
@@ -121,7 +92,7 @@ def layer_removal(
     partners = partners_for(examples, adapters, partners)
     parts = [
         _one_clip(
-            pipeline, e, frames, module_groups, qa_per_type, adapters, partners.get(e.id), metric,
+            pipeline, e, frames, module_groups, prompts, adapters, partners.get(e.id), metric,
             max_new_tokens, batch_size,
         )
         for e in examples
@@ -138,7 +109,7 @@ def layer_removal(
         probe="layer_removal",
         metric=metric,
         frames=frames,
-        qa_per_type=qa_per_type,
+        **prompts.attrs(),
         max_new_tokens=max_new_tokens,
     )
     return out
@@ -149,7 +120,7 @@ def _one_clip(
     example: Example,
     frames: int,
     groups: list[str] | None,
-    qa_per_type: int,
+    prompt_set: PromptSet,
     adapters: Sequence[str],
     partner: Example | None,
     metric: str,
@@ -164,7 +135,7 @@ def _one_clip(
     adapter = by_label["real"]
     held = adapter_groups(adapter.modules, groups)
     layers = range(adapter.num_layers)
-    prompts = clip_prompts(example, qa_per_type)
+    prompts = prompt_set.of(example)
     # groups holding the same modules (e.g. "all" and "mlp" of a down_proj adapter) share one variant
     distinct = list(dict.fromkeys(held.values()))
     group_of = {ms: g for g, ms in held.items()}  # a group removing exactly those modules

@@ -1,59 +1,12 @@
 """Direct logit attribution of the adapter: in which layer, and in which sublayer, does the internalized
 video push the answer's logit up?
 
-For a clip, the adapter is made once and every prompt of the clip (``clip_prompts``) is answered greedily
-with it (text only, zero visual tokens). The answer's tokens (up to, not including, the end-of-utterance
-token) are then teacher-forced: ``prompt + answer`` runs through the base VLM twice, with the adapter and
-without. At the position that predicts answer token ``p`` (the one before it), per decoder layer ``l``:
-
-    delta_attn_l  = attn_out_l(adapted) - attn_out_l(base)
-    delta_mlp_l   = mlp_out_l(adapted)  - mlp_out_l(base)
-    delta_resid_l = resid_post_l(adapted) - resid_post_l(base)
-                  = delta_embed + sum_{j <= l} (delta_attn_j + delta_mlp_j)
-
-with ``delta_embed = 0`` exactly (the adapter only changes projections inside the layers; checked on
-every run), so ``delta_resid`` of the last layer is the change of the final residual (before the final
-norm). Each delta is projected onto the **answer direction**
-
-    w = g * (W_U[answer] - W_U[rival]) / rms_adapted               (contrast "rival", the default)
-    w = g * (W_U[answer] - mean_v W_U[v]) / rms_adapted          (contrast "mean")
-
-the unembedding row of the answer token contrasted with the row of its *rival*: the token the base run
-ranks highest after excluding the answer token (a logit difference, which moves with the answer's
-probability against its strongest competitor), or with the mean unembedding over the vocabulary (so a
-shift of every logit alike counts for nothing). Rival is the default: an adapter that rescales the
-final residual moves the mean contrast of a high answer logit by a lot that the linearisation charges to
-the sublayers, while the rival contrast barely moves (measured in the README). Either is passed through the
-final RMSNorm linearised at the adapted run's scale: ``g`` is the norm's weight and
-``rms_adapted = sqrt(mean(x^2) + eps)`` of the adapted run's final residual ``x`` at that position.
-Projections are linear, so the per-layer ``attn`` and ``mlp`` attributions add up to the last layer's
-``resid`` attribution. ``logit_delta`` is the exact change of the
-same contrast in the model's logits; it differs from the last ``resid`` attribution only through the norm's
-change of scale between the runs: ``logit_delta = dla_resid + c_base * (rms_base / rms_adapted - 1)``, with
-``c_base`` the base run's contrast logit. Where the adapter rescales the final residual a lot
-(``rms_ratio`` far from 1), the linearised attribution and the exact change part ways.
-
-All computations after the forward passes are in float64. The residual stream is read through nnsight
-by default, or through TransformerLens' ``TransformerBridge`` hooks (``probes.hooks``); the two agree.
-
-Dataset schema (``logit_attribution.nc``):
-
-- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``layer`` (text-model decoder
-  layer), ``component`` ("resid", "attn", "mlp"), ``position`` (index of the answer token, 0..P-1; NaN
-  past the end of a shorter answer).
-- coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type),
-  ``kind(example_id)`` ("caption" | "qa").
-- ``dla(example_id, layer, component, position)``: logits. ``resid`` at layer ``l`` is the cumulative
-  residual delta after layer ``l`` (``resid_post_l``, entering layer ``l + 1``); ``attn`` and ``mlp`` are
-  layer ``l``'s sublayer output deltas.
-- ``logit_delta(example_id, position)``: logits, the exact adapted-minus-base change of the contrast
-  (``logit[answer] - mean(logit)`` or ``logit[answer] - logit[rival]``); ``rms_ratio(example_id, position)``: ``rms_adapted / rms_base`` of the
-  final residual.
-- ``answer_token(example_id, position)``: the answer token's text ("" past the end);
-  ``answer_length(example_id)``: tokens in the answer; ``prediction(example_id)``: the adapted answer;
-  ``reference(example_id)``: the reference text; with contrast "rival", ``rival_token(example_id,
-  position)``.
-- attrs: ``contrast`` (its name), ``contrast_description``, ``direction``, ``backend``, ``frames``, ``qa_per_type``, ``max_new_tokens``.
+``logit_attribution(pipeline, examples, ...)`` answers every prompt greedily with the adapter,
+teacher-forces the answer with and without it, and projects the adapter's change of the residual stream
+after each layer and of each attention and MLP output onto the answer direction (the unembedding of the
+answer token against its rival's or the mean, through the final norm linearised at the adapted run's
+scale): ``dla(example_id, layer, component, position)`` in logits, beside the exact ``logit_delta``. The
+method and full schema: notes/probe-methods/probes.logit_attribution.md.
 """
 
 from __future__ import annotations
@@ -68,10 +21,10 @@ from torch import Tensor
 
 from f2l.adapter import Adapter, text_model_of
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, TeacherForced, greedy_answer_ids, teacher_forced
-from f2l.data import Example, clip_prompts
+from f2l.data import Example
 from f2l.models import Base
 from probes.hooks import Capture, Residuals, make_capture
-from probes.prompts import prompt_coords
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_coords
 
 COMPONENTS = ("resid", "attn", "mlp")
 CONTRASTS = {
@@ -105,7 +58,7 @@ def direct_logit_attribution(
     answer_ids: Tensor,
     contrast: str = "rival",
 ) -> Attribution:
-    """Project the adapter's residual deltas onto each answer token's direction (module docstring).
+    """Project the adapter's residual deltas onto each answer token's direction (notes/probe-methods/).
 
     ``unembed`` is ``W_U[V, d]``; ``norm_weight`` the final RMSNorm's ``g[d]`` with its ``eps``; ``contrast``
     a key of ``CONTRASTS``. Raises if the embeddings differ between the runs: the decomposition has no
@@ -180,15 +133,15 @@ def logit_attribution(
     examples: Sequence[Example],
     *,
     frames: int = 8,
-    qa_per_type: int = 1,
+    prompts: PromptSet = DEFAULT_PROMPTS,
     contrast: str = "rival",
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = 16,
     capture: Capture | str = "nnsight",
 ) -> xr.Dataset:
-    """The logit-attribution dataset (schema in the module docstring) of ``examples``, each internalized
+    """The logit-attribution dataset (schema: notes/probe-methods/) of ``examples``, each internalized
     from ``frames`` frames (world clips at the base's frame size) and asked its
-    ``clip_prompts(example, qa_per_type)``; ``contrast`` is a key of ``CONTRASTS``. ``capture`` is a backend
+    ``prompts``; ``contrast`` is a key of ``CONTRASTS``. ``capture`` is a backend
     name from ``probes.hooks.BACKENDS`` or a ready capture (reuse one across calls: a bridge copies the
     model)."""
     if not examples:
@@ -198,7 +151,7 @@ def logit_attribution(
     if isinstance(capture, str):
         capture = make_capture(capture, pipeline.base.model)
     parts = [
-        _one_clip(pipeline, e, frames, qa_per_type, contrast, max_new_tokens, batch_size, capture)
+        _one_clip(pipeline, e, frames, prompts, contrast, max_new_tokens, batch_size, capture)
         for e in examples
     ]
     out = xr.concat(
@@ -219,7 +172,7 @@ def logit_attribution(
         direction=DIRECTION,
         backend=capture.backend,
         frames=frames,
-        qa_per_type=qa_per_type,
+        **prompts.attrs(),
         max_new_tokens=max_new_tokens,
     )
     return out
@@ -229,7 +182,7 @@ def _one_clip(
     pipeline,
     example: Example,
     frames: int,
-    qa_per_type: int,
+    prompt_set: PromptSet,
     contrast: str,
     max_new_tokens: int,
     batch_size: int,
@@ -238,7 +191,7 @@ def _one_clip(
     """One clip's rows: answers under its adapter, then the attribution of every answer token."""
     base = pipeline.base
     adapter = pipeline.internalize(pipeline.example_frames(example, frames))
-    prompts = clip_prompts(example, qa_per_type)
+    prompts = prompt_set.of(example)
     questions = [p.prompt for p in prompts]
     answers = greedy_answer_ids(
         base, questions, adapter=adapter, max_new_tokens=max_new_tokens, batch_size=batch_size

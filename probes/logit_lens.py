@@ -1,52 +1,9 @@
 """The logit lens: at which layer does each run's residual stream already predict the video's answer?
 
-For every prompt of a clip, three runs of the base VLM share the question's tokens (as in
-``probes.patching``, whose runs, alignment and teacher forcing this probe reuses):
-
-    direct   the video in context (its visual tokens before the question), no adapter
-    f2l      an adapter (the clip's own, or a control's: ``probes.controls``), no visual tokens
-    base     neither
-
-**The answer.** The direct run's greedy answer (``f2l.answer.greedy_answer_ids`` with its stop token, as
-patching scores a source's answer) is teacher-forced after the prompt in all three runs: the video's
-answer, which the adapter's route is meant to reach. Its ``A`` tokens are predicted at the ``A``
-positions before them (``Run.predicting``).
-
-**The read-out.** At each of those positions the residual stream, in TransformerLens' naming
-``blocks.{l}.hook_resid_pre`` (the input of decoder layer ``l``; layer 0: the token embeddings) and, at
-``l = L``, ``ln_final.hook_in`` (the last layer's output, before the final norm), is read through the
-model's own final RMSNorm and unembedding, ``logits_l = W_U norm(resid_l)``, as if the model stopped
-there. At ``l = L`` that is the model's own logits (tested). In float64, per layer and run:
-
-- ``prob``: the answer token's probability under ``softmax(logits_l)``, mean over the ``A`` tokens;
-- ``rank``: how many vocabulary tokens have a strictly higher read-out logit than the answer token
-  (0: it is the read-out's top token), mean over the ``A`` tokens;
-- ``logp``: the summed log-probability of the answer's tokens (nats; at ``l = L`` exactly patching's
-  ``logp`` of this answer in this run);
-- ``kl``: ``KL(p_L || p_l) = sum_v p_L(v) (log p_L(v) - log p_l(v))`` of the run's own final distribution
-  from the layer's read-out (nats), mean over the ``A`` positions: 0 at ``l = L``, and how far from
-  settled the run is at layer ``l``, whatever the answer.
-
-**Backends.** The residual stream is read through nnsight (``probes.hooks.NNsightCapture``) and read out
-through the model's ``norm`` and ``lm_head``, or through TransformerLens' ``TransformerBridge``
-(``probes.hooks.BridgeCapture``: its ``blocks.{l}.hook_resid_pre`` and ``ln_final.hook_in`` hooks, the
-video's pixels passed to the bridge, the adapter set on the wrappers inside it) and read out through the
-bridge's own ``ln_final`` and ``unembed``; the two agree (tested).
-
-Dataset schema (``logit_lens.nc``):
-
-- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``adapter`` ("real", "swapped",
-  "blank": the f2l run's adapter, ``probes.controls``), ``run`` ("direct", "f2l", "base"), ``layer``
-  (0 .. L: the decoder layers' inputs, then the final residual stream).
-- coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type),
-  ``kind(example_id)`` ("caption" | "qa"), ``prompt(example_id)`` (the question asked); ``hook(layer)``
-  (the TransformerLens hook read).
-- ``prob``, ``rank``, ``logp``, ``kl`` (``example_id, adapter, run, layer``): as defined above. The direct
-  and base runs use no adapter, so their values are the same under every ``adapter`` label.
-- ``answer_tokens(example_id)``: ``A``, the tokens scored; ``answer(example_id)``: the direct run's
-  greedy answer (text); ``reference(example_id)``.
-- attrs: ``answer_definition``, ``readout``, ``kl_definition``, ``backend``, ``frames``, ``qa_per_type``,
-  ``max_new_tokens``.
+``logit_lens(pipeline, examples, ...)`` teacher-forces the direct run's greedy answer in the direct, f2l
+and base runs (``probes.patching``'s runs) and reads each layer's residual stream through the final norm
+and unembedding: ``prob``, ``rank``, ``logp`` and ``kl`` on ``(example_id, adapter, run, layer)``. The
+method and full schema: notes/probe-methods/probes.logit_lens.md.
 """
 
 from __future__ import annotations
@@ -61,12 +18,12 @@ from torch import Tensor
 
 from f2l.adapter import attached, text_model_of
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, greedy_answer_ids
-from f2l.data import Example, clip_prompts
+from f2l.data import Example
 from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
 from probes.controls import check_adapters, control_adapters, partners_for
 from probes.hooks import BridgeCapture, Capture, NNsightCapture, make_capture
 from probes.patching import Run, make_runs, with_adapter
-from probes.prompts import prompt_attrs, prompt_coords
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_attrs, prompt_coords
 from probes.similarity import read_residuals
 
 RUNS = ("direct", "f2l", "base")
@@ -147,17 +104,15 @@ def logit_lens(
     examples: Sequence[Example],
     *,
     frames: int = 8,
-    qa_per_type: int = 1,
-    prompts_per_clip: int | None = None,
+    prompts: PromptSet = DEFAULT_PROMPTS,
     adapters: Sequence[str] = ("real",),
     partners: Mapping[str, Example] | None = None,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = 16,
     capture: Capture | str = "nnsight",
 ) -> xr.Dataset:
-    """The logit-lens dataset (schema in the module docstring) of ``examples``, each internalized from
-    ``frames`` frames and asked its ``clip_prompts(example, qa_per_type)`` (the first ``prompts_per_clip``
-    when given), the f2l run under each of ``adapters`` (``probes.controls``; the swap partners from
+    """The logit-lens dataset (schema: notes/probe-methods/) of ``examples``, each internalized from
+    ``frames`` frames and asked its ``prompts``, the f2l run under each of ``adapters`` (``probes.controls``; the swap partners from
     ``partners``, by default the next example of ``examples``). ``capture``: a backend name of
     ``probes.hooks.BACKENDS`` or a ready capture of ``pipeline.base.model`` (reuse one: a bridge copies the
     model)."""
@@ -169,7 +124,7 @@ def logit_lens(
         capture = make_capture(capture, pipeline.base.model)
     parts = [
         clip_lens(
-            pipeline, e, frames, qa_per_type, prompts_per_clip, adapters, partners.get(e.id),
+            pipeline, e, frames, prompts, adapters, partners.get(e.id),
             max_new_tokens, batch_size, capture,
         )
         for e in examples
@@ -181,8 +136,7 @@ def clip_lens(
     pipeline,
     example: Example,
     frames: int,
-    qa_per_type: int,
-    prompts_per_clip: int | None,
+    prompt_set: PromptSet,
     adapters: Sequence[str],
     partner: Example | None,
     max_new_tokens: int,
@@ -193,7 +147,7 @@ def clip_lens(
     base = pipeline.base
     video = pipeline.example_frames(example, frames)
     by_label = control_adapters(pipeline, video, partner=partner, adapters=adapters)
-    prompts = clip_prompts(example, qa_per_type)[:prompts_per_clip]
+    prompts = prompt_set.of(example)
     questions = [p.prompt for p in prompts]
     answers = greedy_answer_ids(
         base, questions, video=video, max_new_tokens=max_new_tokens, batch_size=batch_size, keep_stop=True
@@ -252,8 +206,7 @@ def clip_lens(
             backend=capture.backend,
             max_new_tokens=max_new_tokens,
             frames=frames,
-            qa_per_type=qa_per_type,
-            prompts_per_clip=prompts_per_clip,
+            **prompt_set.attrs(),
         )
     )
     return out

@@ -1,99 +1,13 @@
 """Activation patching between three runs of the same question: where is the video's effect carried, where
 the adapter's, and what does the adapter still miss?
 
-For every prompt of a clip, three runs of the base VLM share the question's tokens:
-
-    direct   the video in context (its visual tokens before the question), no adapter
-    f2l      an adapter, no visual tokens: the clip's own (``pipeline.internalize``), or a negative
-             control's (another clip's, a blank video's: ``probes.controls``), labelled on the ``adapter``
-             dim
-    base     neither
-
-A **direction** ``source -> target`` copies one activation of the source run into the target run and
-measures how much of the gap between them that one activation closes:
-
-    direct -> base   where the video's effect is carried
-    f2l -> base      where the adapter's effect is carried
-    direct -> f2l    what the adapter still misses
-
-**The answer.** Each direction scores the *source* run's greedy answer, teacher-forced after the prompt in
-all three runs: its tokens and, when the source stopped within ``max_new_tokens``, the stop token it
-ended with (end of utterance), so that an answer's probability includes where it ends and an empty answer
-still has one token. ``logp`` is the **sum** over those tokens of their log-probabilities (natural log,
-nats, computed in float64 from the model's logits): the log-probability of the whole answer, not a mean
-per token.
-
-**Positions.** The direct run's prompt holds the video and is longer. What follows the video is the
-same tokens in every run (the question, the end of the user's turn and the ``Assistant:`` cue) but for,
-at most, the question's first token: the text-only prompt ``User: what ...`` merges the space into
-`` what`` while the direct prompt's ``\\n\\nwhat`` (after the video's outro) keeps ``what`` alone (a
-capitalised first word, ``Describe``, is one token apart from its space either way). The aligned span is
-the longest common suffix of the direct and the text-only prompts' token ids, so it holds the whole
-question, or all of it but such a first token, which is then neither aligned nor patched; an
-``AssertionError`` is raised if the prompts differ anywhere else after the video. The f2l and base runs
-share one prompt. The patched positions are that span and the answer after it: ``K`` question-span
-tokens plus the ``A`` answer tokens, the same ``K + A`` token ids in every run (asserted), aligned from
-the end of the sequence (position ``n_run - K + j`` of each run for ``j = 0 .. K + A - 1``). Every site
-is patched at all of them at once; the chat tokens before the span (and the video) are never patched.
-The last answer token is patched too, for uniformity, though it predicts nothing that is scored.
-
-**Sites**, in the TransformerLens naming of ``probes.hooks``, per text-model decoder layer ``l``:
-
-    resid_pre  the layer's input (the residual stream before the layer; layer 0: the token embeddings)
-    attn_out   the attention sublayer's output, before it is added to the residual stream
-    mlp_out    the MLP sublayer's output, likewise
-
-and one more residual cut: ``resid_pre`` at layer ``L`` (one past the last layer) is the final residual
-stream, the last layer's output before the final norm (``resid_post_{L-1} = resid_pre_L``), which only
-the norm and the unembedding read, position by position. ``attn_out`` and ``mlp_out`` at layer ``L`` do
-not exist (NaN). Patching the source's activation at one site into the target replaces the target's
-value there, at the aligned positions; everything downstream is recomputed by the target run (under
-the target's adapter, or none).
-
-**Restored fraction**:
-
-    restored = (logp_patched - logp_target) / (logp_source - logp_target)
-
-0 when the patch changes nothing, 1 when it makes the target score the source's answer as the source
-does; it can leave [0, 1] either way. ``effect = logp_source - logp_target`` is the gap; where
-``|effect| < min_effect`` (default ``MIN_EFFECT`` = 0.5 nats, i.e. the answer is within a factor of
-e^0.5 ~ 1.65 as likely in both runs) the fraction is mostly noise and ``restored`` is NaN;
-``logp_patched``, ``logp_source`` and ``logp_target`` are stored for every example so that a reader
-can apply another threshold.
-
-Identities (tested on a random tiny SmolVLM, in every direction): patching nothing restores 0; patching
-every site at once (the embeddings and every layer's ``attn_out`` and ``mlp_out``: the residual stream at
-the aligned positions becomes the source's) restores 1; patching the final residual (``resid_pre`` at
-layer ``L``) gives exactly the source's ``logp``; patching a run into itself changes nothing; and
-``resid_pre`` at layer 0 restores 0 (the same tokens embed the same way in every run).
-
-The activations are read and written through nnsight (``probes.hooks.NNsightCapture``'s instrumented
-model; the adapter is applied with ``use_adapter`` around the trace), all patch variants of one target in
-one batched forward (one row per site). Nothing assumes which modules an adapter
-has: an official-kind adapter (``down_proj`` only) patches the same sites.
-
-Dataset schema (``patching.nc``):
-
-- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``adapter`` ("real", "swapped",
-  "blank": the f2l run's adapter, ``probes.controls``), ``layer`` (0 .. L: the decoder layers, then the
-  final residual), ``site`` ("resid_pre", "attn_out", "mlp_out"), ``direction`` ("direct->base",
-  "f2l->base", "direct->f2l"), ``run`` ("direct", "f2l").
-- coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type),
-  ``kind(example_id)`` ("caption" | "qa"), ``prompt(example_id)`` (the question asked);
-  ``source(direction)`` and ``target(direction)`` (run names).
-- ``restored(example_id, adapter, layer, site, direction)``: the restored fraction (NaN where
-  ``|effect|`` is under ``min_effect``, and at layer ``L`` for ``attn_out`` and ``mlp_out``).
-- ``logp_patched(example_id, adapter, layer, site, direction)``, ``logp_source(example_id, adapter,
-  direction)``, ``logp_target(example_id, adapter, direction)``: nats, the summed log-probability of the
-  source's answer; ``effect(example_id, adapter, direction) = logp_source - logp_target``.
-- ``answer_tokens(example_id, adapter, direction)``: tokens scored (the source's answer, with its stop
-  token); ``question_tokens(example_id)``: ``K``, the aligned tokens before the answer.
-- ``prediction(example_id, adapter, run)``: the greedy answers of the direct and f2l runs (text);
-  ``reference(example_id)``.
-- direct -> base uses no adapter: it is computed once and is the same under every ``adapter`` label (as
-  is the direct run's prediction).
-- attrs: ``logp``, ``restored_definition``, ``min_effect``, ``backend``, ``frames``, ``qa_per_type``,
-  ``max_new_tokens``.
+``patching(pipeline, examples, ...)`` runs every prompt three ways on the same question tokens (direct:
+the video in context; f2l: an adapter, the clip's own or a control's; base: neither), copies one
+activation (``resid_pre``, ``attn_out``, ``mlp_out`` of a layer, at the aligned question and answer
+positions) from a source run into a target run, and returns ``restored(example_id, adapter, layer, site,
+direction)``, the share of the source answer's log-probability gap that patch closes, with the
+log-probabilities it is made of. The definitions travel in the dataset's attrs (``logp``,
+``restored_definition``); the method and full schema: notes/probe-methods/probes.patching.md.
 """
 
 from __future__ import annotations
@@ -110,13 +24,13 @@ from torch import Tensor
 from f2l.adapter import Adapter, text_model_of, use_adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, TeacherForced, greedy_answer_ids, teacher_forced
 from f2l.chat import prompt_text
-from f2l.data import Example, clip_prompts
+from f2l.data import Example
 from f2l.models import Base
 from f2l.video import Frames
 from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
 from probes.controls import check_adapters, control_adapters, partners_for
 from probes.hooks import NNsightCapture
-from probes.prompts import prompt_attrs, prompt_coords
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_attrs, prompt_coords
 
 SITES = ("resid_pre", "attn_out", "mlp_out")
 RUNS = ("direct", "f2l")  # the runs whose greedy answers are scored (every direction's source)
@@ -391,8 +305,7 @@ def patching(
     examples: Sequence[Example],
     *,
     frames: int = 8,
-    qa_per_type: int = 1,
-    prompts_per_clip: int | None = None,
+    prompts: PromptSet = DEFAULT_PROMPTS,
     directions: Sequence[str] = tuple(DIRECTIONS),
     adapters: Sequence[str] = ("real",),
     partners: Mapping[str, Example] | None = None,
@@ -401,9 +314,8 @@ def patching(
     batch_size: int = 32,
     capture: NNsightCapture | None = None,
 ) -> xr.Dataset:
-    """The activation-patching dataset (schema in the module docstring) of ``examples``, each internalized
-    from ``frames`` frames (world clips at the base's frame size) and asked its ``clip_prompts(example,
-    qa_per_type)`` (the first ``prompts_per_clip`` of them when given). ``directions``: keys of
+    """The activation-patching dataset (schema: notes/probe-methods/) of ``examples``, each internalized
+    from ``frames`` frames (world clips at the base's frame size) and asked its ``prompts``. ``directions``: keys of
     ``DIRECTIONS``. ``adapters``: the f2l run's adapters (``probes.controls``; the swap partners from
     ``partners``, by default the next example of ``examples``). ``capture``: an ``NNsightCapture`` of
     ``pipeline.base.model`` to reuse across calls."""
@@ -418,7 +330,7 @@ def patching(
         capture = NNsightCapture(pipeline.base.model)
     parts = [
         clip_patching(
-            pipeline, e, frames, qa_per_type, prompts_per_clip, list(directions), adapters,
+            pipeline, e, frames, prompts, list(directions), adapters,
             partners.get(e.id), min_effect, max_new_tokens, batch_size, capture,
         )
         for e in examples
@@ -441,8 +353,7 @@ def patching(
             backend=capture.backend,
             max_new_tokens=max_new_tokens,
             frames=frames,
-            qa_per_type=qa_per_type,
-            prompts_per_clip=prompts_per_clip,
+            **prompts.attrs(),
         )
     )
     return out
@@ -452,8 +363,7 @@ def clip_patching(
     pipeline,
     example: Example,
     frames: int,
-    qa_per_type: int,
-    prompts_per_clip: int | None,
+    prompt_set: PromptSet,
     directions: list[str],
     adapters: Sequence[str],
     partner: Example | None,
@@ -467,7 +377,7 @@ def clip_patching(
     base = pipeline.base
     video = pipeline.example_frames(example, frames)
     by_label = control_adapters(pipeline, video, partner=partner, adapters=adapters)
-    prompts = clip_prompts(example, qa_per_type)[:prompts_per_clip]
+    prompts = prompt_set.of(example)
     questions = [p.prompt for p in prompts]
     needed = sorted({DIRECTIONS[d][0] for d in directions}, key=RUNS.index)
 

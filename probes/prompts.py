@@ -13,10 +13,35 @@ replicates: a summary averages each clip's prompts first (``clip_means``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import xarray as xr
 
-from f2l.data import Example, Prompt
+from f2l.data import Example, Prompt, clip_prompts
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """Which prompts a probe asks of each clip: every caption category and the first ``qa_per_type``
+    questions of each QA type (``f2l.data.clip_prompts``), cut to the first ``prompts_per_clip`` when
+    given."""
+
+    qa_per_type: int = 1
+    prompts_per_clip: int | None = None
+
+    def of(self, example: Example) -> list[Prompt]:
+        """The prompts asked of ``example``."""
+        return clip_prompts(example, self.qa_per_type)[: self.prompts_per_clip]
+
+    def attrs(self) -> dict:
+        """The dataset attrs that record the selection (``prompts_per_clip`` only when a subset was kept)."""
+        out: dict = {"qa_per_type": self.qa_per_type}
+        if self.prompts_per_clip is not None:
+            out["prompts_per_clip"] = self.prompts_per_clip
+        return out
+
+
+DEFAULT_PROMPTS = PromptSet()  # every caption category and one question of each QA type
 
 
 def prompt_coords(example: Example, prompts: Sequence[Prompt], *, questions: bool = False) -> dict:
@@ -37,10 +62,7 @@ def prompt_coords(example: Example, prompts: Sequence[Prompt], *, questions: boo
 def prompt_attrs(*, frames: int, qa_per_type: int, prompts_per_clip: int | None = None, **attrs) -> dict:
     """A per-prompt dataset's ``attrs``: ``attrs`` and which prompts of each clip were asked (frames, QA
     per type, and ``prompts_per_clip`` only when a probe kept a subset)."""
-    out = {**attrs, "frames": frames, "qa_per_type": qa_per_type}
-    if prompts_per_clip is not None:
-        out["prompts_per_clip"] = prompts_per_clip
-    return out
+    return {**attrs, "frames": frames, **PromptSet(qa_per_type, prompts_per_clip).attrs()}
 
 
 def clip_means(da: xr.DataArray) -> xr.DataArray:

@@ -1,60 +1,13 @@
 """Rank-direction ablation: how many singular directions of the generated update carry the video, and
 does a singular direction matter more than a random edit of the same size?
 
-Every layer's update has the SVD ``dW = U diag(S) V^T = sum_i s_i u_i v_i^T`` (``s_0`` the largest),
-taken by ``Adapter.svd`` through the ``r x r`` core, never forming ``dW``. For every clip, the adapter is
-made once and these variants are answered on every prompt of the clip:
-
-- **top-k** (``k = 0..r``): only the ``k`` largest directions kept in every layer and module
-  (``Adapter.truncate_rank``): ``k = r`` is the adapter itself, ``k = 0`` the base with no video.
-- **remove one direction, control "svd"**: direction ``i`` removed from every layer and module
-  (``Adapter.ablate_directions``): ``dW -> dW - s_i u_i v_i^T``.
-- **remove one direction, control "random"**: in every layer and module, a random unit input direction
-  ``q = V c`` is drawn in the update's own row space (``c`` uniform on the unit sphere of ``R^r``, so
-  ``q`` is uniform on the row space's unit sphere; one independent draw per layer, module and ``i``), and
-  the update loses its action along ``q``, scaled to the removed singular value:
-  ``dW -> dW - alpha (dW q) q^T`` with ``alpha = s_i / ||dW q||``.
-
-Why the random control is fair: both edits subtract from each ``dW`` a rank-one matrix of Frobenius
-norm exactly ``s_i`` (``||alpha (dW q) q^T||_F = alpha ||dW q|| = s_i``), taken from the adapter's own
-row space and pointing where the adapter itself sends that input, so the two edits are equally large
-and stay inside the subspace the adapter writes; they differ only in whether the edit is aligned with a
-singular direction. What is not matched is the energy left behind: the singular edit leaves
-``||dW||_F^2 - s_i^2``, the random one generally does not (no rank-one edit of size ``s_0`` other than
-the top singular one leaves ``||dW||_F^2 - s_0^2``, by Eckart-Young). When ``s_i = 0`` both edits change
-nothing. Every variant is built in float64 and cast back to the adapter's dtype.
-
-**Generated against static rank slots.** An adapter whose provenance has ``static_rank_slots: [start,
-stop]`` (the "official" kind: its applied adapter is the generated rank followed by a learned,
-video-independent bias block in those slots) is answered twice more: keeping only the generated slots
-(the static block removed: exactly the adapter of the generated factors alone) and keeping only the
-static slots (the generated block removed: the video-independent adapter, the same for every clip). An
-adapter without static slots (the "f2l" kind) gets no such variants and its dataset no ``slots`` entries.
-The SVD parts above are always of the full applied ``dW``, static block included: ``r`` is the applied
-rank (``2 x`` the generated rank for the official kind), and a singular direction in general mixes
-generated and static slots.
-
-All variants of a clip are answered in one batched generate loop in which each row carries its own
-adapter (``probes.scoring.score_variants``).
-
-Dataset schema (``rank_ablation.nc``):
-
-- dims ``example_id`` (one prompt of one clip: ``"<clip>/<item_id>"``), ``k`` (directions kept),
-  ``singular_direction`` (index of the removed direction, 0 = the largest), ``control`` ("svd", "random"),
-  ``layer``, ``module``.
-- coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type),
-  ``kind(example_id)`` ("caption" | "qa"), scalar ``metric``.
-- ``topk_score(example_id, k)``: the metric with only the top ``k`` directions kept.
-- ``remove_score(example_id, singular_direction, control)``: the metric with that direction (or the random edit
-  of its size) removed.
-- ``full_score(example_id)``: the adapter as made (f2l).
-- ``singular_values(example_id, layer, module, singular_direction)``: the clip's ``s_i`` (repeated on each of its
-  prompts).
-- ``topk_prediction(example_id, k)``, ``remove_prediction(example_id, singular_direction, control)``,
-  ``full_prediction(example_id)``, ``reference(example_id)``: the answers and reference texts.
-- only for adapters with static slots: dim ``slots`` ("generated", "static": the rank slots kept), coord
-  ``rank_slots(slots)`` (their indices along the applied rank, e.g. "0-15"), ``slot_score(example_id,
-  slots)`` and ``slot_prediction(example_id, slots)``.
+``rank_ablation(pipeline, examples, ...)`` answers every prompt of a clip under its adapter's top-k
+truncations (``topk_score(example_id, k)``, k = 0..r), with one singular direction removed or, as the
+control, a random rank-one edit of the same Frobenius norm in the update's row space
+(``remove_score(example_id, singular_direction, control)``), and, for an adapter with static rank slots,
+with only its generated or only its static slots (``slot_score``); ``singular_values`` per layer and
+module. The method, the fairness of the random control and the full schema:
+notes/probe-methods/probes.rank_ablation.md.
 """
 
 from __future__ import annotations
@@ -68,8 +21,8 @@ import xarray as xr
 
 from f2l.adapter import Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.data import Example, clip_prompts
-from probes.prompts import prompt_coords
+from f2l.data import Example
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_coords
 from probes.scoring import score_variants
 
 CONTROLS = ("svd", "random")
@@ -141,19 +94,19 @@ def rank_ablation(
     *,
     frames: int = 8,
     ks: Sequence[int] | None = None,
-    qa_per_type: int = 1,
+    prompts: PromptSet = DEFAULT_PROMPTS,
     metric: str = "token_f1",
     seed: int = 0,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = 32,
 ) -> xr.Dataset:
-    """The rank-ablation dataset (schema in the module docstring) of ``examples``, each internalized from
-    ``frames`` frames (world clips at the base's frame size) and asked its ``clip_prompts(example,
-    qa_per_type)``; ``ks`` are the top-k truncations (default ``0..r``); ``seed`` fixes the random control."""
+    """The rank-ablation dataset (schema: notes/probe-methods/) of ``examples``, each internalized from
+    ``frames`` frames (world clips at the base's frame size) and asked its
+    ``prompts``; ``ks`` are the top-k truncations (default ``0..r``); ``seed`` fixes the random control."""
     if not examples:
         raise ValueError("rank_ablation needs at least one example")
     parts = [
-        _one_clip(pipeline, e, frames, ks, qa_per_type, metric, seed, max_new_tokens, batch_size)
+        _one_clip(pipeline, e, frames, ks, prompts, metric, seed, max_new_tokens, batch_size)
         for e in examples
     ]
     out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
@@ -179,7 +132,7 @@ def rank_ablation(
         probe="rank_ablation",
         metric=metric,
         frames=frames,
-        qa_per_type=qa_per_type,
+        **prompts.attrs(),
         max_new_tokens=max_new_tokens,
         seed=seed,
     )
@@ -191,7 +144,7 @@ def _one_clip(
     example: Example,
     frames: int,
     ks: Sequence[int] | None,
-    qa_per_type: int,
+    prompt_set: PromptSet,
     metric: str,
     seed: int,
     max_new_tokens: int,
@@ -212,7 +165,7 @@ def _one_clip(
     slots = slot_indices(adapter)
     if slots is not None:
         variants += [adapter.keep_rank_slots(slots[name]) for name in SLOTS]
-    prompts = clip_prompts(example, qa_per_type)
+    prompts = prompt_set.of(example)
     scores, answers = score_variants(
         pipeline, variants, prompts, metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size
     )

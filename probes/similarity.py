@@ -1,74 +1,11 @@
-"""How close is the adapter's residual stream to the one the video itself produces? Layer by layer, at the
-question positions, the f2l run's residual stream against the direct run's.
+"""Residual-stream similarity: how close is the adapter's residual stream to the one the video produces?
 
-For every prompt of a clip, three runs of the base VLM share the question's tokens (as in
-``probes.patching``, whose runs and alignment this probe reuses):
-
-    direct   the video in context (its visual tokens before the question), no adapter
-    f2l      an adapter, no visual tokens: the clip's own (``pipeline.internalize``), or a negative
-             control's (another clip's, a blank video's: ``probes.controls``), labelled on the ``adapter``
-             dim
-    base     neither
-
-**Positions.** The aligned span of the *prompt* only (no answer is generated or teacher-forced): the ``K``
-tokens of the longest common suffix of the direct and text-only prompts' ids (``probes.patching.
-question_span``), i.e. the question (all of it, or all but its first token where the video's ``\\n\\n``
-keeps that token apart from its space), the end of the user's turn and the ``Assistant:`` cue, taken
-from the end of each run's sequence (positions ``n_run - K .. n_run - 1``). The video's tokens and the
-chat tokens before the question are never compared. ``h_run`` is the ``[K, d]`` matrix of a run's
-residual stream there.
-
-**Layers.** ``resid_pre`` of each text-model decoder layer ``l = 0 .. L-1`` (its input; layer 0 is the
-token embedding, the same in every run, so the share is NaN there and the cosine 1) and, at ``l = L``,
-the final residual stream (the last layer's output, before the final norm), read through nnsight as in
-``probes.hooks.NNsightCapture``.
-
-**Measures** (float64), per example and layer:
-
-- ``cosine``: the cosine similarity of ``h_f2l[p]`` and ``h_direct[p]`` at each aligned position ``p``,
-  then the mean over the ``K`` positions.
-- ``share`` of the video's effect reproduced: ``1 - ||h_f2l - h_direct||_F / ||h_base - h_direct||_F``,
-  Frobenius norms over the ``[K, d]`` aligned positions. 1: the adapter puts the residual stream exactly
-  where the video does; 0: no closer than no video at all; negative: farther. NaN where the video moves
-  nothing, ``||h_base - h_direct||_F <= MIN_GAP * ||h_direct||_F`` (``MIN_GAP`` = 1e-6, relative).
-- references on the same positions: ``cosine_base``, the same cosine for the base run against direct
-  (how close a run with no video is; residual streams share a large common direction, so the cosine
-  means little without it).
-
-Across examples, per layer:
-
-- ``cka``: linear CKA (Kornblith et al., 2019) between the f2l and direct runs over the examples, each
-  example represented by its residual stream **averaged over its aligned positions** (one ``d``-vector per
-  example and run: the examples' question spans differ in length, so positions cannot be paired across
-  examples). With ``X``, ``Y`` the ``[n, d]`` matrices centred over examples,
-  ``CKA = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)`` (computed from the ``n x n`` Gram matrices). 1 for
-  identical representations, invariant to orthogonal transforms and isotropic scaling of either; NaN
-  with fewer than 2 examples or where a centred representation is 0 (every example the same).
-  ``cka_base``: the same for base against direct. The per-example means are kept (``mean_resid``) so
-  that CKA can be recomputed on any subset (e.g. one prompt kind). The CKA of a control adapter's f2l
-  run is against the same direct states: a swapped adapter arranges each example by another clip.
-
-Identities (tested on a random tiny SmolVLM): a run compared with itself has cosine 1, share 1 and CKA 1;
-a run whose states equal base's has share 0; the layer-0 share is NaN; CKA is unchanged by an orthogonal
-transform and an isotropic scaling.
-
-Dataset schema (``similarity.nc``):
-
-- dims ``example_id`` (``"<clip>/<item_id>"``), ``adapter`` ("real", "swapped", "blank": the f2l run's
-  adapter, ``probes.controls``), ``layer`` (0 .. L: the decoder layers' ``resid_pre``, then the final
-  residual), ``measure`` ("cosine", "share"), ``run`` ("direct", "f2l", "base"), ``hidden`` (the residual
-  stream's width).
-- coords ``clip(example_id)``, ``benchmark(example_id)`` (caption category or QA type),
-  ``kind(example_id)`` ("caption" | "qa"), ``prompt(example_id)`` (the question asked).
-- ``similarity(example_id, adapter, layer, measure)``: f2l against direct, as defined above.
-- ``cosine_base(example_id, layer)``: base against direct.
-- ``cka(adapter, layer)``, ``cka_base(layer)``: linear CKA across all the dataset's examples.
-- ``mean_resid(example_id, adapter, run, layer, hidden)`` (float32): each run's residual stream averaged
-  over the aligned positions (the CKA's input); the direct and base runs use no adapter, so theirs are
-  the same under every ``adapter`` label.
-- ``question_tokens(example_id)``: ``K``.
-- attrs: ``positions``, ``cosine_definition``, ``share_definition``, ``cka_definition``, ``min_gap``,
-  ``backend``, ``frames``, ``qa_per_type``.
+``similarity(pipeline, examples, ...)`` runs every prompt direct, f2l and base (``probes.patching``'s
+runs and alignment) and, at each layer's ``resid_pre`` and the final residual over the aligned question
+span, returns ``similarity(example_id, adapter, layer, measure)`` (f2l's cosine to direct and the share
+of the video's effect it reproduces), ``cosine_base`` and the linear CKA across examples (``add_cka``,
+``cka``, ``cka_base``). Definitions travel in the attrs; the method and full schema:
+notes/probe-methods/probes.similarity.md.
 """
 
 from __future__ import annotations
@@ -82,12 +19,12 @@ import xarray as xr
 from torch import Tensor
 
 from f2l.adapter import use_adapter
-from f2l.data import Example, clip_prompts
+from f2l.data import Example
 from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
 from probes.controls import check_adapters, control_adapters, partners_for
 from probes.hooks import NNsightCapture
 from probes.patching import Run, make_runs, with_adapter
-from probes.prompts import prompt_attrs, prompt_coords
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_attrs, prompt_coords
 
 MEASURES = ("cosine", "share")
 RUNS = ("direct", "f2l", "base")
@@ -122,7 +59,7 @@ def read_residuals(capture: NNsightCapture, run: Run) -> Tensor:
 
 def per_example(f2l: Tensor, direct: Tensor, base: Tensor, min_gap: float = MIN_GAP) -> dict[str, np.ndarray]:
     """``{"cosine", "share", "cosine_base"}``, each ``[L + 1]``, from three runs' ``[L + 1, K, d]``
-    residual streams at the aligned positions (module docstring)."""
+    residual streams at the aligned positions (notes/probe-methods/)."""
     f2l, direct, base = (t.to(torch.float64) for t in (f2l, direct, base))
     cosine = torch.nn.functional.cosine_similarity(f2l, direct, dim=-1).mean(-1)
     cosine_base = torch.nn.functional.cosine_similarity(base, direct, dim=-1).mean(-1)
@@ -183,16 +120,14 @@ def similarity(
     examples: Sequence[Example],
     *,
     frames: int = 8,
-    qa_per_type: int = 1,
-    prompts_per_clip: int | None = None,
+    prompts: PromptSet = DEFAULT_PROMPTS,
     adapters: Sequence[str] = ("real",),
     partners: Mapping[str, Example] | None = None,
     min_gap: float = MIN_GAP,
     capture: NNsightCapture | None = None,
 ) -> xr.Dataset:
-    """The similarity dataset (schema in the module docstring) of ``examples``, each internalized from
-    ``frames`` frames and asked its ``clip_prompts(example, qa_per_type)`` (the first ``prompts_per_clip``
-    when given), the f2l run under each of ``adapters`` (``probes.controls``; the swap partners from
+    """The similarity dataset (schema: notes/probe-methods/) of ``examples``, each internalized from
+    ``frames`` frames and asked its ``prompts``, the f2l run under each of ``adapters`` (``probes.controls``; the swap partners from
     ``partners``, by default the next example of ``examples``), CKA across all of them. ``capture``: an
     ``NNsightCapture`` of ``pipeline.base.model``."""
     if not examples:
@@ -203,8 +138,8 @@ def similarity(
         capture = NNsightCapture(pipeline.base.model)
     parts = [
         clip_similarity(
-            pipeline, e, frames, qa_per_type, prompts_per_clip, min_gap, capture,
-            adapters=adapters, partner=partners.get(e.id),
+            pipeline, e, frames=frames, prompts=prompts, min_gap=min_gap, capture=capture, adapters=adapters,
+            partner=partners.get(e.id),
         )
         for e in examples
     ]  # fmt: skip
@@ -215,12 +150,11 @@ def similarity(
 def clip_similarity(
     pipeline,
     example: Example,
+    *,
     frames: int,
-    qa_per_type: int,
-    prompts_per_clip: int | None,
+    prompts: PromptSet,
     min_gap: float,
     capture: NNsightCapture,
-    *,
     adapters: Sequence[str] = ("real",),
     partner: Example | None = None,
 ) -> xr.Dataset:
@@ -229,8 +163,8 @@ def clip_similarity(
     base = pipeline.base
     video = pipeline.example_frames(example, frames)
     by_label = control_adapters(pipeline, video, partner=partner, adapters=adapters)
-    prompts = clip_prompts(example, qa_per_type)[:prompts_per_clip]
-    questions = [p.prompt for p in prompts]
+    asked = prompts.of(example)
+    questions = [p.prompt for p in asked]
     rows: list[list[dict[str, np.ndarray]]] = []  # [prompt][adapter]
     means: list[np.ndarray] = []
     k_tokens = []
@@ -279,7 +213,7 @@ def clip_similarity(
     out = xr.Dataset(
         data,
         coords={
-            **prompt_coords(example, prompts, questions=True),
+            **prompt_coords(example, asked, questions=True),
             "adapter": list(by_label),
             "layer": np.arange(layers),
             "measure": list(MEASURES),
@@ -300,8 +234,7 @@ def clip_similarity(
             min_gap=min_gap,
             backend=capture.backend,
             frames=frames,
-            qa_per_type=qa_per_type,
-            prompts_per_clip=prompts_per_clip,
+            **prompts.attrs(),
         )
     )
     return out

@@ -21,6 +21,7 @@ from probes.controls import ADAPTERS
 from probes.hooks import BridgeCapture, NNsightCapture
 from probes.logit_lens import MEASURES, RUNS, hook_names, lens, lens_of_run, logit_lens, read_out, read_stream
 from probes.patching import make_runs, read_sites
+from probes.prompts import PromptSet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -128,7 +129,12 @@ def test_dataset_schema(random_base):
     pipeline = FakePipeline(random_base, random_adapter(random_base.model, seed=5))
     # this pipeline's blank control is the real adapter itself: its numbers must come out the same
     ds = logit_lens(
-        pipeline, [example], frames=2, prompts_per_clip=3, max_new_tokens=5, adapters=("real", "blank")
+        pipeline,
+        [example],
+        frames=2,
+        prompts=PromptSet(prompts_per_clip=3),
+        max_new_tokens=5,
+        adapters=("real", "blank"),
     )
     layers = len(text_model_of(random_base.model).layers)
     prompts = clip_prompts(example)[:3]
@@ -163,7 +169,7 @@ def test_an_official_kind_hypernetwork(official_hypernet):
         f2l,
         examples[:1],
         frames=4,
-        prompts_per_clip=2,
+        prompts=PromptSet(prompts_per_clip=2),
         max_new_tokens=4,
         adapters=ADAPTERS,
         partners={examples[0].id: examples[1]},

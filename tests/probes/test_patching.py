@@ -29,6 +29,7 @@ from probes.patching import (
     read_sites,
     restored_fraction,
 )
+from probes.prompts import PromptSet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -179,7 +180,7 @@ def test_dataset_schema_and_the_identities_in_it(random_base):
     pipeline = FakePipeline(random_base, random_adapter(random_base.model, seed=5))
     # this pipeline's blank control is the real adapter itself: every number must come out the same
     ds = patching(
-        pipeline, [example], frames=2, prompts_per_clip=3, max_new_tokens=5, min_effect=0.3,
+        pipeline, [example], frames=2, prompts=PromptSet(prompts_per_clip=3), max_new_tokens=5, min_effect=0.3,
         adapters=("real", "blank"),
     )  # fmt: skip
     layers = len(text_model_of(random_base.model).layers)
@@ -219,7 +220,12 @@ def test_dataset_schema_and_the_identities_in_it(random_base):
     )
     assert (ds["answer_tokens"] >= 1).all() and (ds["question_tokens"] >= 5).all()
     one = patching(
-        pipeline, [example], frames=2, prompts_per_clip=1, max_new_tokens=5, directions=["f2l->base"]
+        pipeline,
+        [example],
+        frames=2,
+        prompts=PromptSet(prompts_per_clip=1),
+        max_new_tokens=5,
+        directions=["f2l->base"],
     )
     assert list(one["direction"].values) == ["f2l->base"] and list(one["run"].values) == ["f2l"]
     assert list(one["adapter"].values) == ["real"]

@@ -17,6 +17,7 @@ from f2l.data import clip_prompts, world_manifest
 from f2l.results import read_netcdf
 from probes.hooks import NNsightCapture
 from probes.patching import make_runs, read_sites
+from probes.prompts import PromptSet
 from probes.similarity import MEASURES, linear_cka, per_example, read_residuals, similarity
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -113,7 +114,7 @@ def test_linear_cka_identities_and_invariances():
 def test_dataset_schema_and_the_identities_in_it(random_base):
     examples = world_manifest("test", 2)
     pipeline = FakePipeline(random_base, random_adapter(random_base.model, seed=5))
-    ds = similarity(pipeline, examples, frames=2, prompts_per_clip=3)
+    ds = similarity(pipeline, examples, frames=2, prompts=PromptSet(prompts_per_clip=3))
     layers = len(text_model_of(random_base.model).layers)
     d = random_base.model.config.text_config.hidden_size
     sizes = {"example_id": 6, "adapter": 1, "layer": layers + 1, "measure": 2, "run": 3, "hidden": d}
@@ -139,7 +140,7 @@ def test_dataset_schema_and_the_identities_in_it(random_base):
     assert ds.attrs["cka_examples"] == 6 and (ds["question_tokens"] >= 5).all()
     # a pipeline whose adapter changes nothing: f2l is base, its share 0 and its CKA base's
     zero = FakePipeline(random_base, random_adapter(random_base.model, seed=5).scaled(0.0))
-    same = similarity(zero, examples[:1], frames=2, prompts_per_clip=2).sel(adapter="real")
+    same = similarity(zero, examples[:1], frames=2, prompts=PromptSet(prompts_per_clip=2)).sel(adapter="real")
     np.testing.assert_allclose(
         same["similarity"].sel(measure="share").isel(layer=slice(1, None)), 0.0, atol=1e-6
     )
@@ -153,7 +154,7 @@ def test_an_official_kind_hypernetwork(official_hypernet):
     f2l = Frames2LoRA.from_pretrained(official_hypernet, device="cpu")
     example = world_manifest("test", 1)[0]
     assert list(f2l.internalize(f2l.example_frames(example, 4)).modules) == ["down_proj"]
-    ds = similarity(f2l, [example], frames=4, prompts_per_clip=3)
+    ds = similarity(f2l, [example], frames=4, prompts=PromptSet(prompts_per_clip=3))
     assert ds.sizes["example_id"] == 3 and np.isfinite(ds["cka"].values).all()
     assert ds["similarity"].isel(layer=slice(1, None)).notnull().all()
 

@@ -1,75 +1,12 @@
 """Scaling: does the adapter stay stable where video-in-context answering degrades?
 
-The paper claims adapter-only answering holds up to 1,024 frames and 1,024 px while direct inference
-degrades. This study measures it on our world instead of assuming it: every prompt of every clip
-(each caption category and one question per QA type) is answered by ``direct`` (the video in context)
-and by ``f2l`` (an adapter internalized from the same frames, zero visual tokens), along two sweeps:
-
-- frames, from 12 to 1,024, at the training resolution (the base's tile size: 64 px for the tiny base);
-- resolution, from the training size up to 4x per side, at ``--resolution-frames`` (12) frames.
-
-**What a larger frame becomes.** SmolVLM's *video* processor never splits a frame: it resizes every
-frame to one ``max_image_size`` tile (``"videos are always processed without image splitting"`` in
-``transformers``), so through the video path a 128 px frame is the same 16 visual tokens as a 64 px
-one, only downsampled; no processor kwarg turns splitting on for videos. SmolVLM's *image* processor
-does split (``do_image_splitting``): a frame larger than the tile becomes ceil(side / tile)^2 tiles plus a
-downsized global view, each ``image_seq_len`` tokens. With ``--tiling`` (the default) this study lays the
-frames out as SmolVLM lays out a video (intro line, one timestamp line per frame) but lets the image
-processor tile each frame, its size capped at the processor's ``size["longest_edge"]`` (256 px for the
-tiny base, 4 x 4 tiles). On the tiny base (64 px tiles, 16 tokens each) a frame is 16 visual tokens at
-64 px, 80 (2 x 2 + 1 tiles) at 96 and 128 px, 160 at 192 px and 272 at 256 px. At the training size the
-tiled layout equals the video path token for token (tested). The tiny base was trained on single-tile
-frames only, so tiled frames are out of its training distribution for both methods: exactly the
-stress the sweep is meant to apply. ``--no-tiling`` keeps the video path (a constant token count).
-
-**Direct answers share the video's prefill.** The prompts of a clip ask about the same video, so at each
-grid point the base reads the video once (``f2l.answer.prefill_video`` over the tiled or video-path
-inputs, up to the last frame) and every prompt is answered from that KV cache, computing only its own
-text: the same tokens as the video in context (tested), without re-reading 1,024 frames for each of a
-clip's 11 prompts. Direct's ``ttft_s`` is the prefill's time plus the question's time to first token
-from it: what one query with the video in context costs, computed in two parts.
-
-**Degenerate answers** (``is_degenerate``): empty after SQuAD normalisation, or repetitive: more than
-``REPEAT_THRESHOLD`` (30%) of the answer's word 3-grams repeat an earlier one. The world's references
-(200 test clips x 11 prompts) reach at most 8%, so a looping answer is flagged and a caption is not.
-That test reads one answer at a time, so it cannot see a model that gives the same fluent answer to
-every prompt of a clip (the tiny base answering "one." to everything at 256 frames): ``same_answer``
-does, the share of the clip's other prompts that got the same answer (``shared_answer_fraction``),
-reported beside the same share among the references.
-
-**Intervals.** A clip's prompts share its video and its adapter, so clips are the replicates: every
-mean is across clips of each clip's mean over its prompts (``probes.prompts.clip_means``), with a 95%
-percentile bootstrap interval over clips (``f2l.eval.stats.bootstrap_ci``: 10,000 resamples, seeded, so
-a rerun writes the same interval), and ``f2l - direct`` is the paired per-clip difference with its own
-interval. They are recomputed from the merged scores on every run (a resumed run included).
-
-    python -m analyses.scaling                 # 2 clips; frames 12 64 256 at 64 px; 64, 128 px at 12 frames
-    python -m analyses.scaling --full          # 8 clips; frames 12 32 ... 1024; 64 128 192 256 px
-    python -m analyses.scaling --full --hypernet tiny-chunk   # any shipped name or packaged directory
-
-Dataset schema (``scaling.nc``), one ``Study`` unit per clip:
-
-- dims ``example_id`` ("<clip>/<item_id>"), ``method`` (direct, f2l), ``frames``, ``resolution`` (pixels
-  per side of the rendered frame); coords ``clip``, ``benchmark`` (caption category or QA type),
-  ``kind`` ("caption" | "qa") on ``example_id``. The grid is the union of both sweeps: every variable
-  below is NaN ("" for strings) at (frames, resolution) points that neither sweep runs.
-- ``score(example_id, method, frames, resolution)``: token-F1 against the reference.
-- ``ttft_s(...)`` s: query time to the first token (input preparation excluded).
-- ``input_tokens(...)``, ``visual_tokens(...)``: answer-time input tokens, and the visual ones among them.
-- ``degenerate(...)``: 1.0 if the answer is empty or repetitive (``is_degenerate``), else 0.0.
-- ``same_answer(...)``: share of the clip's other prompts answered with the same (normalised) text at
-  that method and grid point (``shared_answer_fraction``): 1.0 throughout when a clip's answers collapse.
-- ``prediction(...)`` str; ``reference(example_id)`` str.
-- dim ``replicate``: one per clip, labelled by the clip's id (named apart from the ``clip`` coordinate of
-  ``example_id``, which a dim cannot share a name with); dim ``bound`` ("low", "high"): the ends of an
-  interval. For each ``name`` of ``score``, ``degenerate`` and ``same_answer``:
-  ``clip_<name>(replicate, method, frames, resolution)``, the clip's mean over its prompts;
-  ``mean_<name>(method, frames, resolution)``, the mean across clips; ``<name>_ci(method, frames,
-  resolution, bound)``, its 95% bootstrap interval over clips (NaN with fewer than two clips).
-- ``score_diff(frames, resolution)``: mean across clips of the paired per-clip ``f2l - direct`` token-F1;
-  ``score_diff_ci(frames, resolution, bound)``: its 95% bootstrap interval over clips.
-- attrs: provenance, ``metric`` ("token_f1"), ``training_resolution``, ``resolution_frames``, ``tiling``,
-  ``repeat_ngram``, ``repeat_threshold``, ``ci_level`` (0.95).
+Every prompt of every clip is answered by ``direct`` (the video in context) and by ``f2l`` (an adapter
+internalized from the same frames, no visual tokens) along two sweeps, frames at the training resolution
+and resolution at ``--resolution-frames`` frames (``--tiling``: frames larger than a tile are tiled by
+the image processor), recording score, time to first token, input tokens and degenerate or shared
+answers, with bootstrap intervals over clips. ``python -m analyses.scaling [--full]`` writes
+``<out>/scaling.nc``, ``.md`` and figures; the method and full schema:
+notes/probe-methods/analyses.scaling.md.
 """
 
 from __future__ import annotations
@@ -326,7 +263,7 @@ def _across_clips(da: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
 
 def add_intervals(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with the per-clip means, their means across clips and bootstrap intervals, and the paired
-    ``f2l - direct`` difference of scores (schema in the module docstring)."""
+    ``f2l - direct`` difference of scores (schema: notes/probe-methods/analyses.scaling.md)."""
     out = ds.copy()
     level = f"{CI_LEVEL:.0%} percentile bootstrap interval over clips (10,000 resamples)"
     for name in SUMMARIZED:

@@ -1,7 +1,7 @@
 """What reaches the adapter: a clip's ground truth, probed from what the hypernetwork reads and from
 what it writes.
 
-    python -m probes.adapter_probes                                        # the shipped tiny (~1 min)
+    python -m probes.adapter_probes                                        # the shipped tiny
     python -m probes.adapter_probes --base tiny-small --hypernet tiny-small --clips 300 --out p.json
 
 Each test clip is encoded as the hypernetwork reads it (its own context format), and the hypernetwork

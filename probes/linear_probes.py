@@ -1,6 +1,6 @@
 """What a base's visual tokens hold: linear probes on the world's ground truth, layer by layer.
 
-    python -m probes.linear_probes                        # the shipped tiny base (~1 min on 2 cores)
+    python -m probes.linear_probes                        # the shipped tiny base
     python -m probes.linear_probes --base runs/recipe/tiny-stage1 --out probes.json
 
 Before a base can say which way an object moves it has to know where each visual token sits in the

@@ -3,16 +3,18 @@ summary reports a per-prompt value (mean ± standard error across clips)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import xarray as xr
 
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.cli import entry_point
+from f2l.cli import UsageError, entry_point
 from f2l.config import parse_config
 from f2l.data import Example, read_manifest, world_manifest
 from f2l.distributed import init_distributed, rank
@@ -128,6 +130,40 @@ def clip_mean_se(da: xr.DataArray, fmt: str = "+.3f") -> str:
     NaN skipped), ``fmt`` the mean's format; ``"n/a"`` when no clip has a value."""
     mean, se = mean_se(clip_means(da).values)
     return "n/a" if math.isnan(mean) else f"{mean:{fmt}} ± {se:.3f}"
+
+
+def parse_command(
+    cls: type, argv: Sequence[str], *, prog: str, description: str, positional: Sequence[str] = ()
+) -> Any:
+    """``f2l.config.parse_config`` for a command that also takes ``positional`` fields by position (in
+    that order; each may be given as its flag too, and each is required): ``cmd a.nc --x 1`` reads as
+    ``cmd --run a.nc --x 1``."""
+    hints = typing.get_type_hints(cls)
+    switches = {"-h", "--help", "--debug"}  # flags that take no value
+    for f in dataclasses.fields(cls):
+        if hints.get(f.name) is bool:
+            switches |= {f"--{f.name.replace('_', '-')}", f"--no-{f.name.replace('_', '-')}"}
+    flags, values, tokens = [], [], list(argv)
+    while tokens:
+        token = tokens.pop(0)
+        if not token.startswith("-"):
+            values.append(token)
+            continue
+        flags.append(token)
+        if token not in switches and "=" not in token and tokens:
+            flags.append(tokens.pop(0))
+    if len(values) > len(positional):
+        raise UsageError(f"unrecognized arguments: {' '.join(values[len(positional) :])}")
+    named = [
+        part
+        for name, v in zip(positional, values, strict=False)
+        for part in (f"--{name.replace('_', '-')}", v)
+    ]
+    cfg = parse_config(cls, [*named, *flags], prog=prog, description=description)
+    missing = [name for name in positional if getattr(cfg, name) is None]
+    if missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)}")
+    return cfg
 
 
 def study_main(

@@ -15,13 +15,13 @@ context instead: the benchmark's own ``f2l - direct`` for a run that answered wi
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from dataclasses import dataclass
 
 import pandas as pd
 
 from analyses.benchmark import per_clip_scores
-from f2l.cli import UsageError, add_debug_flag, entry_point
+from analyses.common import parse_command
+from f2l.cli import UsageError, entry_point
 from f2l.eval.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, compare_family
 from f2l.results import markdown_table, read_netcdf
 
@@ -66,22 +66,29 @@ def compare_runs(
     return pd.DataFrame(rows)
 
 
+@dataclass
+class CompareConfig:
+    """Settings of ``python -m analyses.compare_hypernets A B`` (every field is a flag; ``a`` and ``b``
+    also the first two arguments)."""
+
+    a: str | None = None  # benchmark.nc of hypernetwork A, the reference (required; or the first argument)
+    b: str | None = None  # benchmark.nc of hypernetwork B (required; or the second argument)
+    method: str = "f2l"  # the method compared
+    reference_method: str | None = None  # A's method B is compared with (default: --method)
+    metric: str = "token_f1"
+    margin: float = DEFAULT_MARGIN
+    alpha: float = DEFAULT_ALPHA
+
+
 @entry_point
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m analyses.compare_hypernets", description=__doc__.split("\n\n")[0]
+    args = parse_command(
+        CompareConfig,
+        argv,
+        prog="python -m analyses.compare_hypernets",
+        description=__doc__.split("\n\n")[0],
+        positional=("a", "b"),
     )
-    parser.add_argument("a", type=Path, help="benchmark.nc of hypernetwork A (the reference)")
-    parser.add_argument("b", type=Path, help="benchmark.nc of hypernetwork B")
-    parser.add_argument("--method", default="f2l", help="the method compared (default: f2l)")
-    parser.add_argument(
-        "--reference-method", default=None, help="A's method B is compared with (default: --method)"
-    )
-    parser.add_argument("--metric", default="token_f1")
-    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
-    add_debug_flag(parser)
-    args = parser.parse_args(argv)
     a, b = read_netcdf(args.a), read_netcdf(args.b)
     reference = args.reference_method or args.method
     table = compare_runs(

@@ -15,14 +15,15 @@ answers that match the truth, and those that match ``direct``'s (what distillati
 
 from __future__ import annotations
 
-import argparse
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from f2l.cli import UsageError, add_debug_flag, entry_point
+from analyses.common import parse_command
+from f2l.cli import UsageError, entry_point
 from f2l.eval.metrics import normalize_answer
 from f2l.results import markdown_table, read_netcdf, write_netcdf
 
@@ -113,18 +114,25 @@ def report(count: xr.DataArray) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class ConfusionConfig:
+    """Settings of ``python -m analyses.confusion RUN`` (every field is a flag; ``run`` also the first
+    argument)."""
+
+    run: str | None = None  # an analyses.benchmark run's benchmark.nc (required; or the first argument)
+    benchmark: str = "camera"  # a closed-set benchmark of the run
+    out: str | None = None  # directory to write confusion.nc into
+
+
 @entry_point
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m analyses.confusion", description=__doc__.split("\n\n")[0]
+    args = parse_command(
+        ConfusionConfig,
+        argv,
+        prog="python -m analyses.confusion",
+        description=__doc__.split("\n\n")[0],
+        positional=("run",),
     )
-    parser.add_argument("run", type=Path, help="an analyses.benchmark run's benchmark.nc")
-    parser.add_argument(
-        "--benchmark", default="camera", help="a closed-set benchmark of the run (default: camera)"
-    )
-    parser.add_argument("--out", type=Path, default=None, help="directory to write confusion.nc into")
-    add_debug_flag(parser)
-    args = parser.parse_args(argv)
     ds = read_netcdf(args.run)
     count = confusion(ds, args.benchmark)
     print(f"{args.run}: {args.benchmark}, {ds.attrs.get('hypernet', '?')}\n")
@@ -138,7 +146,7 @@ def main(argv: list[str]) -> int:
     if args.out is not None:
         out = count.to_dataset()
         out.attrs = {**ds.attrs, "study": "confusion", "source": str(args.run)}
-        write_netcdf(out, args.out / "confusion.nc")
+        write_netcdf(out, Path(args.out) / "confusion.nc")
     return 0
 
 

@@ -35,7 +35,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from f2l import training
 from f2l.answer import generate
 from f2l.basetrain.grounding import MAX_OBJECTS, GroundingHeads, TemporalHeads, cell_targets
 from f2l.basetrain.grow import grow
@@ -47,6 +46,7 @@ from f2l.eval.metrics import token_f1
 from f2l.io import atomic_directory, atomic_save_safetensors, atomic_write_json
 from f2l.models import CHECKPOINTS_DIR, Base, resolve_checkpoint
 from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
+from f2l.train import checkpoints, schedule
 from f2l.world import (
     CAMERAS,
     CAPTION_CATEGORIES,
@@ -65,7 +65,7 @@ class PretrainConfig:
     steps: int = 2400
     batch_size: int = 16
     lr: float = 3e-3
-    warmup: float = 100  # after head_warmup; from 1 on a count of steps, under 1 a fraction (f2l.training)
+    warmup: float = 100  # after head_warmup; from 1 a count of steps, under 1 a fraction (f2l.train.schedule)
     min_lr_ratio: float = 0.05  # the cosine ends at this share of lr
     head_warmup: int = 0  # first steps train only the auxiliary heads: fresh heads on a trained base jolt it
     weight_decay: float = 0.01
@@ -266,11 +266,11 @@ def _connector_outputs(out):
 
 
 def _lr_at(step: int, cfg: PretrainConfig, heads: bool = False) -> float:
-    """The shared schedule (``f2l.training.lr_factor``) after ``cfg.head_warmup`` steps in which the base's
-    parameters stand still (lr 0) while the auxiliary heads already learn at ``cfg.lr``."""
+    """The shared schedule (``f2l.train.schedule.lr_factor``) after ``cfg.head_warmup`` steps in which the
+    base's parameters stand still (lr 0) while the auxiliary heads already learn at ``cfg.lr``."""
     if step < cfg.head_warmup:
         return cfg.lr if heads else 0.0
-    return cfg.lr * training.lr_factor(
+    return cfg.lr * schedule.lr_factor(
         step - cfg.head_warmup, cfg.steps - cfg.head_warmup, cfg.warmup, cfg.min_lr_ratio
     )
 
@@ -288,7 +288,8 @@ def _save_snapshot(
     cfg: PretrainConfig, step: int, modules: dict[str, nn.Module], opt, rng, ema, elapsed_s: float
 ) -> None:
     """Everything a resumed run needs to continue exactly (weights, heads, optimizer, the data RNG, the
-    step, the training time so far), written beside the output as one checkpoint (``f2l.training.save_checkpoint``)."""
+    step, the training time so far), written beside the output as one checkpoint
+    (``f2l.train.checkpoints.save_checkpoint``)."""
 
     def write(directory: Path) -> None:
         weights = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
@@ -301,7 +302,7 @@ def _save_snapshot(
         "numpy_rng": rng.bit_generator.state,
         "config": cfg.identity(),
     }
-    training.save_checkpoint(cfg.resume_dir, opt, state, write)
+    checkpoints.save_checkpoint(cfg.resume_dir, opt, state, write)
 
 
 def _load_snapshot(
@@ -312,10 +313,10 @@ def _load_snapshot(
     before the interruption)."""
     from safetensors.torch import load_file
 
-    legacy = cfg.resume_dir / "state.json"  # the name before f2l.training: such a snapshot still resumes
+    legacy = cfg.resume_dir / "state.json"  # the name before f2l.train.checkpoints: still resumes
     if legacy.is_file():
-        legacy.rename(cfg.resume_dir / training.STATE_FILE)
-    recorded = json.loads((cfg.resume_dir / training.STATE_FILE).read_text())["config"]
+        legacy.rename(cfg.resume_dir / checkpoints.STATE_FILE)
+    recorded = json.loads((cfg.resume_dir / checkpoints.STATE_FILE).read_text())["config"]
     default = PretrainConfig().identity()
     changed = sorted(k for k, v in cfg.identity().items() if recorded.get(k, default[k]) != v)
     if changed:
@@ -328,7 +329,7 @@ def _load_snapshot(
         module.load_state_dict(
             {k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")}
         )
-    state = training.load_checkpoint(cfg.resume_dir, opt)
+    state = checkpoints.load_checkpoint(cfg.resume_dir, opt)
     rng.bit_generator.state = state["numpy_rng"]
     return int(state["step"]), state["ema"], float(state.get("elapsed_s", 0.0))
 

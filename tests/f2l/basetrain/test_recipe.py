@@ -75,8 +75,8 @@ def test_a_stage_recorded_before_a_field_existed_still_counts_as_finished():
 
 @pytest.mark.slow
 def test_an_interrupted_pretraining_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
-    """The snapshot beside the output (f2l.training's checkpoint: weights and heads, optimizer, torch and
-    data RNG) carries a run cut during step 4 from step 2 to the same weights as a run never cut."""
+    """The snapshot beside the output (an f2l.train.checkpoints checkpoint: weights and heads, optimizer,
+    torch and data RNG) carries a run cut during step 4 from step 2 to the same weights as a run never cut."""
     from safetensors.torch import load_file
 
     import f2l.basetrain.pretrain as pre

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from f2l.basetrain.pretrain import PretrainConfig, eval_rows, evaluate, pretrain
-from f2l.training import STATE_FILE
+from f2l.train.checkpoints import STATE_FILE
 
 pytestmark = pytest.mark.slow
 

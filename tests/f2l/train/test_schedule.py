@@ -1,16 +1,15 @@
-"""What both training loops share (f2l.training): one warm-up convention and schedule, and a checkpoint
-directory that is written whole and restores the optimizer and the torch RNG."""
+"""The learning-rate schedule both training loops read (f2l.train.schedule): one warm-up convention and
+one schedule."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-import torch
 
 from f2l.basetrain.pretrain import PretrainConfig, _lr_at
 from f2l.train import TrainConfig
-from f2l.training import STATE_FILE, load_checkpoint, lr_factor, save_checkpoint, warmup_steps
+from f2l.train.schedule import lr_factor, warmup_steps
 
 
 def test_warmup_is_a_fraction_under_one_and_a_step_count_from_one_on():
@@ -40,29 +39,3 @@ def test_both_loops_read_the_same_schedule():
             step, train.steps, train.warmup, train.min_lr_ratio
         )
     assert _lr_at(39, pre) == 0.0 and _lr_at(39, pre, heads=True) == pre.lr
-
-
-def test_a_checkpoint_restores_the_optimizer_and_the_rng_and_a_failed_write_keeps_the_old_one(tmp_path):
-    model = torch.nn.Linear(3, 2)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model(torch.randn(4, 3)).sum().backward()
-    opt.step()
-    directory = tmp_path / "ckpt"
-    save_checkpoint(directory, opt, {"step": 1}, lambda d: (d / "weights.txt").write_text("one"))
-    expected_draw = torch.rand(3)  # what the RNG gives next after the save
-
-    fresh = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=1e-2)
-    torch.manual_seed(123)
-    assert load_checkpoint(directory, fresh) == {"step": 1}
-    assert torch.equal(torch.rand(3), expected_draw)
-    for a, b in zip(opt.state.values(), fresh.state.values(), strict=True):
-        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
-
-    def broken(d):
-        (d / "weights.txt").write_text("two")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(directory, opt, {"step": 2}, broken)
-    assert (directory / "weights.txt").read_text() == "one" and (directory / STATE_FILE).is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temp directory left behind

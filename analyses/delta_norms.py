@@ -15,9 +15,8 @@ from typing import ClassVar
 import xarray as xr
 
 from analyses.common import BatchConfig, FramesConfig
-from analyses.study import ProbeRun, ProbeStudy
+from analyses.study import ProbeRun, ProbeStudy, layer_table
 from f2l.data import Example
-from f2l.results import markdown_table
 from probes.delta_norms import NORMS, delta_norms
 
 NAME = "delta_norms"
@@ -61,14 +60,8 @@ def report(ds: xr.Dataset) -> list[str]:
         f"max {float(stable.max()):.6f}.\n",
     ]
     for name in NORMS:
-        mean = ds[name].mean("clip")
-        rows = [
-            {"layer": int(layer)}
-            | {str(m): float(mean.sel(layer=layer, module=m)) for m in ds["module"].values}
-            for layer in ds["layer"].values
-        ]
         lines.append(f"Mean {TITLES[name]}:\n")
-        lines.append(markdown_table(rows))
+        lines.append(layer_table(ds[name].mean("clip"), "module", float))
     return lines
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 
 import xarray as xr
 
-from analyses.common import AnswerStudyConfig, ControlsConfig, clip_mean_se
-from analyses.study import ProbeRun, ProbeStudy, counts, metric_of
+from analyses.common import AnswerStudyConfig, ControlsConfig
+from analyses.study import ProbeRun, ProbeStudy, counts, layer_table, metric_of
 from f2l.data import Example
 from f2l.hypernet import read_kind_config
 from f2l.pipeline import resolve_hypernet
@@ -69,13 +69,8 @@ def report(ds: xr.Dataset) -> list[str]:
         groups = "; ".join(f"{g}: {m}" for g, m in held)
         lines.append(f"Module groups (the adapter's modules in each): {groups}.\n")
     effect = ds["effect"].sel(adapter="real")
-    rows = [
-        {"layer": int(layer)}
-        | {g: clip_mean_se(effect.sel(layer=layer, module_group=g)) for g in ds["module_group"].values}
-        for layer in ds["layer"].values
-    ]
     lines.append("Mean effect of removing one layer's LoRA:\n")
-    lines.append(markdown_table(rows))
+    lines.append(layer_table(effect, "module_group"))
     group = "all" if "all" in ds["module_group"].values else str(ds["module_group"].values[0])
     if group == "all":
         by_benchmark = effect.sel(module_group="all").groupby("benchmark").mean("example_id")
@@ -102,15 +97,7 @@ def report(ds: xr.Dataset) -> list[str]:
             f"Prompts whose f2l answer differs from the real adapter's: {changed}. Mean effect of removing "
             f"one layer's LoRA (module group {group}) from each adapter:\n"
         )
-        rows = [
-            {"layer": int(layer)}
-            | {
-                str(a): clip_mean_se(ds["effect"].sel(adapter=a, layer=layer, module_group=group))
-                for a in ds["adapter"].values
-            }
-            for layer in ds["layer"].values
-        ]
-        lines.append(markdown_table(rows))
+        lines.append(layer_table(ds["effect"].sel(module_group=group), "adapter"))
     return lines
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from analyses.common import AnswerStudyConfig, clip_mean_se
-from analyses.study import ProbeRun, ProbeStudy
+from analyses.study import ProbeRun, ProbeStudy, layer_table
 from f2l.data import Example
 from f2l.results import markdown_table
 from probes.logit_attribution import CONTRASTS, logit_attribution
@@ -67,12 +67,7 @@ def report(ds: xr.Dataset) -> list[str]:
         "averaged over each example's answer tokens, then mean ± standard error across clips. `resid` at "
         "layer l is the cumulative change after layer l; `attn` and `mlp` are that layer's own sublayers.\n"
     ]
-    rows = [
-        {"layer": int(layer)}
-        | {str(c): _tokens_mean_se(ds["dla"].sel(layer=layer, component=c)) for c in ds["component"].values}
-        for layer in ds["layer"].values
-    ]
-    lines.append(markdown_table(rows))
+    lines.append(layer_table(ds["dla"], "component", _tokens_mean_se))
     last = ds["dla"].sel(component="resid").isel(layer=-1)
     finite = np.isfinite(last.values) & np.isfinite(ds["logit_delta"].values)
     corr = (

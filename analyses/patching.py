@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import xarray as xr
 
 from analyses.common import AnswerStudyConfig, ControlsConfig, PromptSubsetConfig, clip_mean_se
-from analyses.study import ProbeRun, ProbeStudy, counts
+from analyses.study import ProbeRun, ProbeStudy, counts, layer_table
 from f2l.data import Example
 from f2l.results import markdown_table
 from probes.patching import DIRECTIONS, MIN_EFFECT, patching
@@ -76,14 +76,8 @@ def report(ds: xr.Dataset) -> list[str]:
     )
     for direction in ds["direction"].values:
         source, target = (str(ds[c].sel(direction=direction).values) for c in ("source", "target"))
-        restored = real["restored"].sel(direction=direction)
-        table = [
-            {"layer": int(layer)}
-            | {str(s): clip_mean_se(restored.sel(layer=layer, site=s)) for s in ds["site"].values}
-            for layer in ds["layer"].values
-        ]
         lines.append(f"## {direction}: {source} activation patched into the {target} run\n")
-        lines.append(markdown_table(table))
+        lines.append(layer_table(real["restored"].sel(direction=direction), "site"))
     controls = [str(a) for a in ds["adapter"].values if a != "real"]
     with_f2l = [str(d) for d in ds["direction"].values if "f2l" in DIRECTIONS[str(d)]]
     if not controls or not with_f2l:
@@ -110,14 +104,8 @@ def report(ds: xr.Dataset) -> list[str]:
         )
     )
     for direction in with_f2l:
-        restored = ds["restored"].sel(direction=direction, site="resid_pre")
-        table = [
-            {"layer": int(layer)}
-            | {str(a): clip_mean_se(restored.sel(layer=layer, adapter=a)) for a in ds["adapter"].values}
-            for layer in ds["layer"].values
-        ]
         lines.append(f"### {direction}: resid_pre restored, per adapter\n")
-        lines.append(markdown_table(table))
+        lines.append(layer_table(ds["restored"].sel(direction=direction, site="resid_pre"), "adapter"))
     return lines
 
 

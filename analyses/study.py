@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from analyses.common import FramesConfig, open_probe_study, study_main, study_partners
+from analyses.common import FramesConfig, clip_mean_se, open_probe_study, study_main, study_partners
 from f2l.data import Example
 from f2l.pipeline import Frames2LoRA
-from f2l.results import Study
+from f2l.results import Study, markdown_table
 from probes.controls import check_adapters
 from probes.hooks import BACKENDS, Capture, make_capture
 from probes.prompts import PromptSet
@@ -38,6 +38,17 @@ def counts(ds: xr.Dataset) -> str:
     """``"<n> clips, <n> prompts, <n> failed clips"`` of a per-prompt dataset."""
     n_clips = len(np.unique(ds["clip"].values))
     return f"{n_clips} clips, {ds.sizes['example_id']} prompts, {ds.sizes.get('failure', 0)} failed clips"
+
+
+def layer_table(da: xr.DataArray, across: str, cell: Callable[[xr.DataArray], Any] = clip_mean_se) -> str:
+    """A Markdown table of ``da``: a row per layer, a column per value of its dim ``across``, each cell
+    ``cell`` of ``da`` there (by default the mean ± standard error across clips)."""
+    columns = da[across].values
+    rows = [
+        {"layer": int(layer)} | {str(c): cell(da.sel({"layer": layer, across: c})) for c in columns}
+        for layer in da["layer"].values
+    ]
+    return markdown_table(rows)
 
 
 def keywords(probe: Callable | None) -> frozenset[str]:

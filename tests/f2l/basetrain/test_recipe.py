@@ -65,6 +65,25 @@ def test_recipe_ships_the_last_stage_and_resumes_by_stage(tmp_path, monkeypatch)
     assert len(ran) == 2  # a retrained first stage makes the second start from new weights
 
 
+def test_every_shipped_base_records_the_recipe_that_rebuilds_it():
+    """A shipped base's ``pretrain_scores.json`` names its recipe, and each stage's recorded command and
+    settings are the ones that recipe gives today."""
+    from f2l.models import CHECKPOINTS_DIR
+
+    for name, stages in RECIPES.items():
+        recorded = json.loads((CHECKPOINTS_DIR / name / "pretrain_scores.json").read_text())
+        made_by = recorded["recipe"]
+        assert (made_by["command"], made_by["preset"]) == (
+            f"python -m f2l.basetrain.recipe --preset {name}",
+            name,
+        )
+        configs = stage_configs(RecipeConfig(**{k: v for k, v in made_by.items() if k != "command"}), stages)
+        assert [r["command"] for r in recorded["stages"]] == [command(c) for c in configs], name
+        assert all(recipe._same_settings(c, r) for c, r in zip(configs, recorded["stages"], strict=True)), (
+            name
+        )
+
+
 def test_a_stage_recorded_before_a_field_existed_still_counts_as_finished():
     """A field added to PretrainConfig later (at its default) must not make the recipe retrain a stage."""
     stage = stage_configs(RecipeConfig(), RECIPES["tiny"])[1]

@@ -14,11 +14,11 @@ trains. The chunk stage (``--stage chunk``, as Doc-to-LoRA's second stage) train
 segment of a long world clip is internalized alone, the segment adapters are composed in rank space and
 the student answers the clip's questions under the composed adapter.
 
-The package, module by module: ``config`` (``TrainConfig``), ``presets`` (the named recipes), ``cli``
-(flags, ``main``), ``data`` (the pool, rows, targets, base states), ``batches`` (a step's plan and
-tensors), ``losses`` (the step's forward and loss), ``schedule`` (the learning rate), ``checkpoints``
-(resumable, atomic), ``evaluate`` (held-out scores), ``loop`` (``train``). What other code uses is
-re-exported here.
+The package, module by module: ``config`` (``TrainConfig``), ``recipes`` (the ``--preset`` recipes, one
+YAML file each), ``cli`` (flags, ``main``), ``data`` (the pool, rows, targets, base states), ``batches`` (a
+step's plan and tensors), ``losses`` (the step's forward and loss), ``schedule`` (the learning rate),
+``checkpoints`` (resumable, atomic), ``evaluate`` (held-out scores), ``loop`` (``train``). What other code
+uses is re-exported here.
 """
 
 from f2l.train.batches import StepBatches, step_plan
@@ -35,7 +35,7 @@ from f2l.train.data import (
 from f2l.train.evaluate import evaluate, evaluate_composed
 from f2l.train.loop import build_hypernet, start_from, train
 from f2l.train.losses import composed_clips, distillation_loss, student_loss
-from f2l.train.presets import PRESETS
+from f2l.train.recipes import PRESETS
 
 __all__ = [
     "PRESETS",

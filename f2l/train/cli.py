@@ -1,6 +1,7 @@
 """The command line of ``python -m f2l.train``: ``parse_config`` builds the run's ``TrainConfig`` from a
-preset, then a YAML file (a run's ``config.json`` too, older ones upgraded), then flags, later winning;
-``main`` trains it, ending a user's mistake in one line (``f2l.cli.entry_point``).
+recipe (``--preset NAME``, ``f2l.train.recipes``; ``--help`` lists them), then a YAML file (a run's
+``config.json`` too, older ones upgraded), then flags, later winning; ``main`` trains it, ending a user's
+mistake in one line (``f2l.cli.entry_point``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from f2l.cli import entry_point
 from f2l.config import parse_config as _parse_config
 from f2l.train.config import TrainConfig, upgrade_config
 from f2l.train.loop import train
-from f2l.train.presets import PRESETS
+from f2l.train.recipes import PRESETS, RECIPES_DIR
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
@@ -24,6 +25,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         description=importlib.import_module("f2l.train").__doc__.split("\n\n")[0],
         presets=PRESETS,
         default_preset="tiny",
+        epilog=f"presets (--preset NAME; files in {RECIPES_DIR}):\n{PRESETS.listing()}",
         upgrade=upgrade_config,
     )
 

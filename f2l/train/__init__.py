@@ -3,7 +3,7 @@
     python -m f2l.train                                   # preset `tiny`: the shipped tiny base and the world
     python -m f2l.train --config my.yaml --steps 3000     # YAML file, then command-line overrides
     torchrun --nproc_per_node 2 -m f2l.train --preset tiny --out runs/ddp
-    python -m f2l.train --out runs/tiny-v3 --ship f2l/checkpoints/tiny-hypernet   # how the shipped one is made
+    python -m f2l.train --out runs/tiny-v3 --ship f2l/checkpoints/tiny-hypernet   # the shipped one
     python -m f2l.train --preset tiny-chunk --ship f2l/checkpoints/tiny-chunk-hypernet   # the chunk stage
 
 Each step: a batch of clips is encoded by the frozen base with the video in context; the hypernetwork

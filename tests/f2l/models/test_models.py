@@ -148,10 +148,15 @@ def test_unknown_names_and_missing_checkpoints_are_clear_errors(tmp_path, monkey
         resolve_checkpoint(tmp_path / "not-a-checkpoint")
 
 
-def test_hub_cache_checkpoints_resolve_offline(tmp_path, monkeypatch, random_tiny_dir):
-    """A real checkpoint in the Hugging Face cache layout is found without the network."""
+@pytest.mark.parametrize(
+    "name, repo",
+    [("smolvlm2-500m", "SmolVLM2-500M-Video-Instruct"), ("smolvlm2-256m", "SmolVLM2-256M-Video-Instruct")],
+)
+def test_hub_cache_checkpoints_resolve_offline(tmp_path, monkeypatch, random_tiny_dir, name, repo):
+    """A real checkpoint in the Hugging Face cache layout is found without the network (256M: the real
+    VLM built on the smol base's text model)."""
     cache = tmp_path / "hub"
-    snapshot = cache / "models--HuggingFaceTB--SmolVLM2-500M-Video-Instruct" / "snapshots" / ("a" * 40)
+    snapshot = cache / f"models--HuggingFaceTB--{repo}" / "snapshots" / ("a" * 40)
     snapshot.mkdir(parents=True)
     (snapshot.parent.parent / "refs").mkdir()
     (snapshot.parent.parent / "refs" / "main").write_text("a" * 40)
@@ -159,7 +164,7 @@ def test_hub_cache_checkpoints_resolve_offline(tmp_path, monkeypatch, random_tin
         (snapshot / f.name).symlink_to(f)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
-    assert resolve_checkpoint("smolvlm2-500m") == snapshot
+    assert resolve_checkpoint(name) == snapshot
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 Per clip the adapter is made (batches of clips in one forward pass, nothing generated) and each layer's
 and module's update ``dW`` is measured from its singular values: Frobenius and spectral norm, stable rank
 and size against the frozen weight. ``python -m analyses.delta_norms [--full]`` writes
-``<out>/delta_norms.nc`` (schema: ``probes.delta_norms``), ``.md`` and figures; method notes:
-notes/probe-methods/.
+``<out>/delta_norms.nc`` (schema: ``probes.delta_norms``), ``.md`` and figures; method:
+docs/probes/delta_norms.md.
 """
 
 from __future__ import annotations

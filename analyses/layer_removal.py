@@ -4,7 +4,7 @@ Per clip, each text-model layer's LoRA (all its modules, its attention or its ML
 and every prompt re-answered with no visual tokens; ``effect = score - full_score`` (negative: the layer
 helps), beside the two ends (nothing removed, everything removed) and the swapped and blank controls.
 ``python -m analyses.layer_removal [--full]`` writes ``<out>/layer_removal.nc`` (schema:
-``probes.layer_removal``), ``.md`` and figures; method notes: notes/probe-methods/.
+``probes.layer_removal``), ``.md`` and figures; method: docs/probes/layer_removal.md.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ Per clip every prompt is answered greedily with the adapter and the answer teach
 without it; the adapter's change to the residual stream after each layer, and to each attention and MLP
 output, is projected on the answer direction (``--contrast``, through the final norm linearised).
 ``python -m analyses.logit_attribution [--full] [--backend transformer_lens]`` writes
-``<out>/logit_attribution.nc`` (schema: ``probes.logit_attribution``), ``.md`` and figures; method notes:
-notes/probe-methods/.
+``<out>/logit_attribution.nc`` (schema: ``probes.logit_attribution``), ``.md`` and figures; method:
+docs/probes/logit_attribution.md.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the adapter; base: neither), each teacher-forced on the direct run's greedy answ
 stream is read through the final norm and the unembedding: the answer's probability and rank there, and
 the KL of the run's own final distribution from it, with the swapped and blank controls. ``python -m
 analyses.logit_lens [--full] [--backend transformer_lens]`` writes ``<out>/logit_lens.nc`` (schema:
-``probes.logit_lens``), ``.md`` and figures; method notes: notes/probe-methods/.
+``probes.logit_lens``), ``.md`` and figures; method: docs/probes/logit_lens.md.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ Per clip every prompt runs three ways on the same question tokens: direct (the v
 ``attn_out`` or ``mlp_out``) is copied from a source run into a target run, and the study records the
 share of the source's answer log-probability gap it restores, for direct -> base, f2l -> base and
 direct -> f2l, with the swapped and blank controls. ``python -m analyses.patching [--full]`` writes
-``<out>/patching.nc`` (schema: ``probes.patching``), ``.md`` and figures; method notes:
-notes/probe-methods/.
+``<out>/patching.nc`` (schema: ``probes.patching``), ``.md`` and figures; method:
+docs/probes/patching.md.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Per clip, in every layer and module, only the top-k singular directions of the a
 the same norm); every prompt is re-answered with no visual tokens and re-scored. An adapter with a static
 rank block adds two variants: only its generated, only its static slots. ``python -m
 analyses.rank_ablation [--full]`` writes ``<out>/rank_ablation.nc`` (schema: ``probes.rank_ablation``),
-``.md`` and figures; method notes: notes/probe-methods/.
+``.md`` and figures; method: docs/probes/rank_ablation.md.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ and resolution at ``--resolution-frames`` frames (``--tiling``: frames larger th
 the image processor), recording score, time to first token, input tokens and degenerate or shared
 answers, with bootstrap intervals over clips. ``python -m analyses.scaling [--full]`` writes
 ``<out>/scaling.nc``, ``.md`` and figures; the method and full schema:
-notes/probe-methods/analyses.scaling.md.
+docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ def _across_clips(da: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
 
 def add_intervals(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with the per-clip means, their means across clips and bootstrap intervals, and the paired
-    ``f2l - direct`` difference of scores (schema: notes/probe-methods/analyses.scaling.md)."""
+    ``f2l - direct`` difference of scores (schema: docs/scaling.md)."""
     out = ds.copy()
     level = f"{CI_LEVEL:.0%} percentile bootstrap interval over clips (10,000 resamples)"
     for name in SUMMARIZED:

@@ -7,7 +7,7 @@ the adapter; base: neither); at each layer's ``resid_pre`` and the final residua
 records f2l's cosine to direct, the share of the video's effect it reproduces and, across all examples,
 linear CKA, with base as the reference and the swapped and blank controls. ``python -m
 analyses.similarity [--full]`` writes ``<out>/similarity.nc`` (schema: ``probes.similarity``; the CKA is
-computed when the parts are merged), ``.md`` and figures; method notes: notes/probe-methods/.
+computed when the parts are merged), ``.md`` and figures; method: docs/probes/similarity.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ does it really use?
 ``delta_norms(pipeline, examples, ...)`` makes each clip's adapter (batched, nothing generated) and
 measures every layer's and module's ``dW`` from its singular values, in float64 through the ``r x r``
 core: ``fro_norm``, ``spectral_norm``, ``stable_rank`` and ``relative_fro`` on ``(clip, layer, module)``,
-and ``weight_fro(layer, module)``. The method and schema: notes/probe-methods/probes.delta_norms.md.
+and ``weight_fro(layer, module)``. The method and schema: docs/probes/delta_norms.md (Method).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _frames(pipeline, example: Example, frames: int) -> Frames:
 def delta_norms(
     pipeline, examples: Sequence[Example], *, frames: int = 8, batch_size: int = 16
 ) -> xr.Dataset:
-    """The delta-norms dataset (schema: notes/probe-methods/) of ``examples``, each internalized from
+    """The delta-norms dataset (schema: docs/probes/delta_norms.md) of ``examples``, each internalized from
     ``frames`` frames (world clips at the base's frame size), ``batch_size`` clips per forward pass."""
     if not examples:
         raise ValueError("delta_norms needs at least one example")

@@ -5,7 +5,7 @@ its attention or MLP projections: the groups holding some of the adapter's modul
 prompt and returns ``score`` and ``effect = score - full_score`` on ``(example_id, adapter, layer,
 module_group)``, beside the two ends (``full_score``: nothing removed; ``none_score``: the base, no
 video) and the swapped and blank controls. The method and full schema:
-notes/probe-methods/probes.layer_removal.md.
+docs/probes/layer_removal.md (Method).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def layer_removal(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = 32,
 ) -> xr.Dataset:
-    """The layer-removal dataset (schema: notes/probe-methods/) of ``examples``, each internalized
+    """The layer-removal dataset (schema: docs/probes/layer_removal.md) of ``examples``, each internalized
     from ``frames`` frames (world clips rendered at the base's frame size) and asked its
     ``prompts``; ``module_groups`` default to every group holding some of the
     adapter's modules. ``adapters``: whose adapters are edited (``probes.controls``; the swap partners

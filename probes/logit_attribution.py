@@ -6,7 +6,7 @@ teacher-forces the answer with and without it, and projects the adapter's change
 after each layer and of each attention and MLP output onto the answer direction (the unembedding of the
 answer token against its rival's or the mean, through the final norm linearised at the adapted run's
 scale): ``dla(example_id, layer, component, position)`` in logits, beside the exact ``logit_delta``. The
-method and full schema: notes/probe-methods/probes.logit_attribution.md.
+method and full schema: docs/probes/logit_attribution.md (Method).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def direct_logit_attribution(
     answer_ids: Tensor,
     contrast: str = "rival",
 ) -> Attribution:
-    """Project the adapter's residual deltas onto each answer token's direction (notes/probe-methods/).
+    """Project the adapter's residual deltas onto each answer token's direction (the method:
+    docs/probes/logit_attribution.md).
 
     ``unembed`` is ``W_U[V, d]``; ``norm_weight`` the final RMSNorm's ``g[d]`` with its ``eps``; ``contrast``
     a key of ``CONTRASTS``. Raises if the embeddings differ between the runs: the decomposition has no
@@ -139,8 +140,8 @@ def logit_attribution(
     batch_size: int = 16,
     capture: Capture | str = "nnsight",
 ) -> xr.Dataset:
-    """The logit-attribution dataset (schema: notes/probe-methods/) of ``examples``, each internalized
-    from ``frames`` frames (world clips at the base's frame size) and asked its
+    """The logit-attribution dataset (schema: docs/probes/logit_attribution.md) of ``examples``, each
+    internalized from ``frames`` frames (world clips at the base's frame size) and asked its
     ``prompts``; ``contrast`` is a key of ``CONTRASTS``. ``capture`` is a backend
     name from ``probes.hooks.BACKENDS`` or a ready capture (reuse one across calls: a bridge copies the
     model)."""

@@ -3,7 +3,7 @@
 ``logit_lens(pipeline, examples, ...)`` teacher-forces the direct run's greedy answer in the direct, f2l
 and base runs (``probes.patching``'s runs) and reads each layer's residual stream through the final norm
 and unembedding: ``prob``, ``rank``, ``logp`` and ``kl`` on ``(example_id, adapter, run, layer)``. The
-method and full schema: notes/probe-methods/probes.logit_lens.md.
+method and full schema: docs/probes/logit_lens.md (Method).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def logit_lens(
     batch_size: int = 16,
     capture: Capture | str = "nnsight",
 ) -> xr.Dataset:
-    """The logit-lens dataset (schema: notes/probe-methods/) of ``examples``, each internalized from
+    """The logit-lens dataset (schema: docs/probes/logit_lens.md) of ``examples``, each internalized from
     ``frames`` frames and asked its ``prompts``, the f2l run under each of ``adapters`` (``probes.controls``; the swap partners from
     ``partners``, by default the next example of ``examples``). ``capture``: a backend name of
     ``probes.hooks.BACKENDS`` or a ready capture of ``pipeline.base.model`` (reuse one: a bridge copies the

@@ -7,7 +7,7 @@ activation (``resid_pre``, ``attn_out``, ``mlp_out`` of a layer, at the aligned 
 positions) from a source run into a target run, and returns ``restored(example_id, adapter, layer, site,
 direction)``, the share of the source answer's log-probability gap that patch closes, with the
 log-probabilities it is made of. The definitions travel in the dataset's attrs (``logp``,
-``restored_definition``); the method and full schema: notes/probe-methods/probes.patching.md.
+``restored_definition``); the method and full schema: docs/probes/patching.md (Method).
 """
 
 from __future__ import annotations
@@ -314,7 +314,7 @@ def patching(
     batch_size: int = 32,
     capture: NNsightCapture | None = None,
 ) -> xr.Dataset:
-    """The activation-patching dataset (schema: notes/probe-methods/) of ``examples``, each internalized
+    """The activation-patching dataset (schema: docs/probes/patching.md) of ``examples``, each internalized
     from ``frames`` frames (world clips at the base's frame size) and asked its ``prompts``. ``directions``: keys of
     ``DIRECTIONS``. ``adapters``: the f2l run's adapters (``probes.controls``; the swap partners from
     ``partners``, by default the next example of ``examples``). ``capture``: an ``NNsightCapture`` of

@@ -7,7 +7,7 @@ control, a random rank-one edit of the same Frobenius norm in the update's row s
 (``remove_score(example_id, singular_direction, control)``), and, for an adapter with static rank slots,
 with only its generated or only its static slots (``slot_score``); ``singular_values`` per layer and
 module. The method, the fairness of the random control and the full schema:
-notes/probe-methods/probes.rank_ablation.md.
+docs/probes/rank_ablation.md (Method).
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def rank_ablation(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = 32,
 ) -> xr.Dataset:
-    """The rank-ablation dataset (schema: notes/probe-methods/) of ``examples``, each internalized from
-    ``frames`` frames (world clips at the base's frame size) and asked its
+    """The rank-ablation dataset (schema: docs/probes/rank_ablation.md) of ``examples``, each internalized
+    from ``frames`` frames (world clips at the base's frame size) and asked its
     ``prompts``; ``ks`` are the top-k truncations (default ``0..r``); ``seed`` fixes the random control."""
     if not examples:
         raise ValueError("rank_ablation needs at least one example")

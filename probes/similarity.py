@@ -5,7 +5,7 @@ runs and alignment) and, at each layer's ``resid_pre`` and the final residual ov
 span, returns ``similarity(example_id, adapter, layer, measure)`` (f2l's cosine to direct and the share
 of the video's effect it reproduces), ``cosine_base`` and the linear CKA across examples (``add_cka``,
 ``cka``, ``cka_base``). Definitions travel in the attrs; the method and full schema:
-notes/probe-methods/probes.similarity.md.
+docs/probes/similarity.md (Method).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def read_residuals(capture: NNsightCapture, run: Run) -> Tensor:
 
 def per_example(f2l: Tensor, direct: Tensor, base: Tensor, min_gap: float = MIN_GAP) -> dict[str, np.ndarray]:
     """``{"cosine", "share", "cosine_base"}``, each ``[L + 1]``, from three runs' ``[L + 1, K, d]``
-    residual streams at the aligned positions (notes/probe-methods/)."""
+    residual streams at the aligned positions (docs/probes/similarity.md, Method)."""
     f2l, direct, base = (t.to(torch.float64) for t in (f2l, direct, base))
     cosine = torch.nn.functional.cosine_similarity(f2l, direct, dim=-1).mean(-1)
     cosine_base = torch.nn.functional.cosine_similarity(base, direct, dim=-1).mean(-1)
@@ -126,7 +126,7 @@ def similarity(
     min_gap: float = MIN_GAP,
     capture: NNsightCapture | None = None,
 ) -> xr.Dataset:
-    """The similarity dataset (schema: notes/probe-methods/) of ``examples``, each internalized from
+    """The similarity dataset (schema: docs/probes/similarity.md) of ``examples``, each internalized from
     ``frames`` frames and asked its ``prompts``, the f2l run under each of ``adapters`` (``probes.controls``; the swap partners from
     ``partners``, by default the next example of ``examples``), CKA across all of them. ``capture``: an
     ``NNsightCapture`` of ``pipeline.base.model``."""

@@ -76,7 +76,8 @@ NAME = "ablations"
 PRESET = "tiny"
 BASELINE = "baseline"
 # The baseline is the tiny preset as it stood when this table was run: 1,500 steps. The preset now
-# trains 3,000 (the ``steps-3000`` row, the one change that met the criterion; README, "Ablations").
+# trains 3,000 (the ``steps-3000`` row, the one change that met the criterion; docs/ablations.md,
+# "Training length").
 BASELINE_FLAGS = ("--steps", "1500")
 METHODS = ("direct", "f2l", "no_video")
 CONTRAST = "f2l - direct"

@@ -20,8 +20,8 @@ there is no scene cut the base never saw.
 **Segment timestamps.** Segment adapters see their frames' absolute timestamps (segment ``k`` at
 ``8k + 0.5 ... 8k + 7.5`` s), as ``internalize(chunk_frames=...)`` and the benchmark's ``f2l_chunked``
 give them, not timestamps restarting at 0 as in training: a rank-space sum is blind to the order of its
-terms, so only the timestamps can tell a composed adapter which segment came first (the README gives the
-measured comparison of both clocks).
+terms, so only the timestamps can tell a composed adapter which segment came first (docs/studies.md,
+"Segment clocks", gives the measured comparison of both clocks).
 
     python -m analyses.composition                      # 8 long clips at 2 and 4 segments
     python -m analyses.composition --full               # 100 long clips at 2, 4 and 8 segments

@@ -5,7 +5,7 @@ An entry is one clip encoded alone (no padding, so it is a function of its key a
 ``(L, T, d_model)`` as float16 in one safetensors file written atomically. Entries are kept under the
 base's weight digest, like the teacher cache, and keyed by the context format, the clip id and the frame
 count and size it is read at. What float16 changes in the generated adapters, and the bytes per clip,
-are measured in README, "Training runs"; states beyond float16's range are refused, not stored as
+are measured in docs/training.md, "The state cache"; states beyond float16's range are refused, not stored as
 infinities.
 """
 

@@ -28,7 +28,7 @@ optional binding head (``TemporalHeads(binding=True)``) writes it where the main
 written: on the frame mean, a table of each visible colour's motion (colours are unique within a clip),
 so that the answer can read the named object's motion from any token of a later frame. Read off the
 frame mean it never learnt (``binding_loss`` says why); ``--binding-layer`` reads it off every token
-of a later layer instead, where it did not learn either (README, the direction attacks). Motion is a
+of a later layer instead, where it did not learn either (docs/bases.md, "Eleven attacks on it"). Motion is a
 change of place, yet a connector token barely knows which cell it is (``probes.linear_probes``): the
 optional position head (``GroundingHeads(position=True)``, ``--position-weight``) asks every token an
 object covers where that object's centre is on screen, so that a later frame can compare places.

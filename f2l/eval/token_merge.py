@@ -14,9 +14,9 @@ merges, on the connector's outputs and before the language model:
 A merged group becomes the plain mean of its original tokens, placed at its earliest token; every text
 token stays. Similarities are computed once, ties broken by position, so the result is deterministic.
 Every kept token keeps its original position (``position_ids``), as FrameFusion does: renumbering the
-shortened sequence is a layout the model never saw (README, "token merging"). The reduced sequence
-reaches the model as ``inputs_embeds`` beside the reduced ``input_ids`` and the ``position_ids``;
-``TokenMerge`` applies it to the answering model's inputs or to the encoder's.
+shortened sequence is a layout the model never saw (docs/usage.md, the evaluation harness row). The
+reduced sequence reaches the model as ``inputs_embeds`` beside the reduced ``input_ids`` and the
+``position_ids``; ``TokenMerge`` applies it to the answering model's inputs or to the encoder's.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def test_adapter_stays_sane_from_12_to_256_frames(f2l, examples):
 
 def test_shipped_official_design_internalizes(examples):
     """The authors' design trained by their recipe on the tiny world (``paper-tiny``): it carries the
-    video, if less of it than f2l's design at equal steps (README, "the two designs")."""
+    video, if less of it than f2l's design at equal steps (docs/hypernetworks.md, "Against f2l's design")."""
     paper = Frames2LoRA.from_pretrained("paper-tiny", device="cpu")
     assert paper.hypernet.kind == "official"
     s = _scores(paper, examples[:8], frames=8, methods=("no_video",))  # 8 clips: the margin is wide

@@ -25,7 +25,7 @@ def delta_w_error(got, ref) -> float:
 @pytest.mark.parametrize("shipped", ["tiny", "paper-tiny"])
 def test_cached_clips_give_the_adapters_of_the_streamed_base(shipped, tiny_base):
     """Clips of 6 and 8 frames batched from the cache (left-padded) against the base streaming each clip:
-    float16 states move delta-W by well under 1e-3 (README: a few 1e-5)."""
+    float16 states move delta-W by well under 1e-3 (docs/training.md, "The state cache": a few 1e-5)."""
     from f2l.pipeline import Frames2LoRA
 
     hypernet = Frames2LoRA.from_pretrained(shipped, base=tiny_base).hypernet

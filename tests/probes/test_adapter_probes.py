@@ -51,8 +51,8 @@ def test_too_few_clips_is_a_one_line_error(capsys):
 
 @pytest.mark.slow
 def test_the_shipped_tiny_hypernetwork_keeps_the_background_and_drops_the_camera(tmp_path, one_thread):
-    """README, "Where the no-head recipe lost the camera": the base's states hold the camera's motion from
-    layer 2 on and the adapter does not, while the background's colour is in all three sides."""
+    """docs/hypernetworks.md, "Where it was lost: the hypernetwork": the base's states hold the camera's
+    motion from layer 2 on and the adapter does not, while the background's colour is in all three sides."""
     out = tmp_path / "probes.json"
     facts = run(AdapterProbeConfig(clips=160, out=str(out)))["facts"]
     background, camera = facts["background"], facts["camera"]

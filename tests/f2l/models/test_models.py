@@ -30,7 +30,8 @@ def test_shipped_tiny_loads_through_the_auto_classes():
     assert size_mb < 20, f"the shipped tiny checkpoint should be a few MB, is {size_mb:.1f} MB"
 
 
-# What the README states of each shipped scale: vision layers x width, frame side, patch; text layers x width.
+# What docs/bases.md states of each shipped scale: vision layers x width, frame side, patch; text layers x
+# width.
 SHIPPED_SHAPES = {
     "tiny": ("tiny", (2, 128, 64, 8), (4, 128)),
     "tiny-small": ("small", (2, 128, 64, 8), (6, 256)),

@@ -38,8 +38,8 @@ def held_out_scores(request, tiny_base, small_base):
 def test_each_shipped_base_sees_the_video(held_out_scores):
     """What one frame shows (colours, the background) and what only the sequence shows (how many objects
     came and went, which event came first), at both scales. The camera caption is not asserted: the
-    shipped bases tell pans from zooms only a little better than their prior (README, "The shipped tiny
-    SmolVLM2")."""
+    shipped bases tell pans from zooms only a little better than their prior (docs/bases.md, "Known gap:
+    texture and camera")."""
     scale, scores = held_out_scores
     direct, blind = scores["direct"], scores["no_video"]
     for key, margin in MARGINS[scale].items():  # attribute: "what color is the <shape>?"

@@ -107,8 +107,8 @@ def test_a_training_step_reads_nothing_back_to_the_host_in_f2l_code(states, tmp_
 def test_a_chunk_steps_adapter_is_the_composition_of_its_segment_adapters(shipped, tmp_path, tiny_base):
     """The step reads each segment's states from the state cache and composes the segment adapters by the
     kind's rule; the result is what Frames2LoRA.internalize(chunk_frames=...) composes from the whole clip
-    streamed through the base, weighted 1/n (scaled) or 1 (plain), to float16's precision (README: a few
-    1e-5; segments on a clock restarting at 0 give 0.015-0.022)."""
+    streamed through the base, weighted 1/n (scaled) or 1 (plain), to float16's precision (docs/training.md,
+    "The chunk stage": a few 1e-5; segments on a clock restarting at 0 give 0.015-0.022)."""
     from f2l.pipeline import Frames2LoRA
     from f2l.state_cache import as_layers
     from f2l.train import StepBatches, composed_clips, fill_state_cache, load_examples

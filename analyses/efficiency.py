@@ -136,7 +136,7 @@ def interleaved_rounds(
     than one measurement's repeats back to back: whatever drifts during a run (clocks, caches, the
     host's other load) then falls on every method alike, which is what their ratios need. On a GPU a
     short query is bound by the host issuing kernels, and blocks of repeats measured one method after
-    another disagreed by up to 1.4x between methods doing identical work."""
+    another disagreed between methods doing identical work (docs/performance.md)."""
     names = list(measures)
     for _ in range(warmup):
         for name in names:

@@ -2,13 +2,13 @@
 what the hypernetwork read of the clip (its latents, averaged over layers and latents), and its
 cross-entropy against the clip's ground truth joins the distillation loss (``TrainConfig.camera_weight``).
 
-Why: the base's states hold the camera's motion (a linear probe reads it at 0.67 on the small base) and
-the adapter a hypernetwork trained without the head writes keeps little of it (0.26;
-docs/hypernetworks.md, "Where it was lost: the hypernetwork"), while distillation asks for it in one
-prompt in eleven. The head asks for it from every clip of every step, without taking rows from the other
-prompts; from the first step it closes the small's camera gap (docs/hypernetworks.md, "How the camera
-was closed"). It exists in training only: checkpoints hold it beside the hypernetwork so that a resumed
-run continues it, and a packaged hypernetwork leaves it out.
+Why: the base's states hold the camera's motion (a linear probe reads it well on the small base) and the
+adapter a hypernetwork trained without the head writes keeps little of it (docs/hypernetworks.md, "Where
+it was lost: the hypernetwork"), while distillation asks for it in one prompt in eleven. The head asks
+for it from every clip of every step, without taking rows from the other prompts; from the first step it
+closes the small's camera gap (docs/hypernetworks.md, "How the camera was closed"). It exists in
+training only: checkpoints hold it beside the hypernetwork so that a resumed run continues it, and a
+packaged hypernetwork leaves it out.
 """
 
 from __future__ import annotations

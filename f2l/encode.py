@@ -26,8 +26,8 @@ from f2l.video import Frames
 # The fixed prompt the VLM reads together with the video while it is being internalized.
 INTERNALIZE_PROMPT = "Watch the video and remember everything in it."
 # Frames per vision-tower call while encoding a long clip. The tower sees each frame alone, so
-# encoding frames in chunks changes no number; it bounds the tower's activations (at the SmolVLM2
-# 500M shape, 26.7 GiB for 1,024 frames in one call) to a chunk's.
+# encoding frames in chunks changes no number; it bounds the tower's activations, which over a long clip in
+# one call set the peak memory at the SmolVLM2 500M shape (docs/performance.md), to a chunk's.
 VISION_CHUNK_FRAMES = 64
 
 

@@ -193,8 +193,9 @@ class GroundingHeads(nn.Module):
     def position_loss(self, visual: torch.Tensor, targets: list[dict[str, np.ndarray]]) -> torch.Tensor:
         """Cross-entropy of the (x, y) bins of the on-screen centre of the object covering each token
         (``cell_targets``' ``position``), ``visual`` laid out as in ``loss``. The probes found a connector
-        token barely knows which cell it is (29% of 16), and motion is a change of place: a token that
-        says where its object is lets a later frame's token compare places across frames."""
+        token barely knows which of its frame's cells it is (docs/probes/linear_probes.md), and motion is
+        a change of place: a token that says where its object is lets a later frame's token compare
+        places across frames."""
         target = torch.from_numpy(np.concatenate([t["position"] for t in targets])).to(visual.device)
         logits = self.position(visual.float()).view(-1, 2, POSITION_BINS)
         return F.cross_entropy(logits.reshape(-1, POSITION_BINS), target.reshape(-1), ignore_index=IGNORE)

@@ -3,7 +3,7 @@ and identity layers), so that a second scale starts where the first one ended.
 
 Why: the tiny's recipe run from nothing at the ``small`` sizes stayed on the answer-prior plateau
 twice (docs/bases.md, "How it is built"): the wider, deeper text model learns to read its visual tokens
-more slowly than the tiny, and the escape the tiny makes at 1,500-1,800 steps had not come by 1,800.
+more slowly than the tiny, and had not left the plateau by the step where the tiny leaves it.
 Grown from the shipped tiny, the small base sees what the tiny sees from its first step and trains
 from there with the capacity of its own sizes.
 

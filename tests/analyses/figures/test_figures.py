@@ -515,6 +515,46 @@ def test_the_footnote_counts_clips_on_either_dim():
     assert "3 clips ·" in " ".join(t.get_text() for t in per_clip.texts)
 
 
+def test_score_distributions_draw_each_examples_score_and_its_range_per_benchmark_and_method():
+    """Per benchmark, each method's dots are its examples' scores at the metric asked for, on its side of
+    the benchmark's tick, and its violin (cut at the data) spans exactly their range; methods not asked
+    for (no_video) are left out."""
+    ds = benchmark_dataset(n_clips=3, methods=("direct", "f2l", "no_video"))
+    for metric, ylabel in (
+        ("token_f1", "token-F1 (0 to 1)"),
+        ("embedding", "embedding cosine similarity (-1 to 1)"),
+    ):
+        fig = figures.score_distributions(ds, metric=metric)
+        axes = _cartesian_axes(fig)
+        assert [ax.get_title() for ax in axes] == ["captioning", "question answering"]
+        assert [ax.get_xlabel() for ax in axes] == ["caption category", "QA type"]
+        assert axes[0].get_ylabel() == ylabel
+        drawn = 0
+        for ax, benchmarks in zip(axes, (CAPTION_CATEGORIES, QA_TYPES), strict=True):
+            assert [t.get_text() for t in ax.get_xticklabels()] == list(benchmarks)
+            dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+            violins = [c for c in ax.collections if not isinstance(c, PathCollection)]
+            assert len(dots) == len(violins) == 2 * len(benchmarks)
+            for i, benchmark in enumerate(benchmarks):
+                for side, method in ((-1, "direct"), (1, "f2l")):
+
+                    def on_its_side(xs, i=i, side=side):
+                        return 0 < side * (np.mean(xs) - i) < 0.4
+
+                    scores = ds["score"].sel({"method": method, "metric": metric})
+                    scores = scores.where(ds["benchmark"] == benchmark, drop=True).values
+                    (points,) = [c.get_offsets() for c in dots if on_its_side(c.get_offsets()[:, 0])]
+                    np.testing.assert_allclose(np.sort(points[:, 1]), np.sort(scores), err_msg=benchmark)
+                    drawn += len(points)
+                    (violin,) = [c for c in violins if on_its_side(c.get_paths()[0].vertices[:, 0])]
+                    ys = violin.get_paths()[0].vertices[:, 1]
+                    np.testing.assert_allclose([ys.min(), ys.max()], [scores.min(), scores.max()])
+        assert drawn == 2 * ds.sizes["example_id"]  # every example of direct and f2l, once
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert legend == ["direct (video in context)", "f2l (adapter only)"]
+        plt.close(fig)
+
+
 def test_score_differences_plots_each_paired_difference_and_the_study_verdicts():
     ds = benchmark_dataset(n_clips=3)
     fig = figures.score_differences(ds)
@@ -616,6 +656,34 @@ def test_layer_removal_bars_are_mean_effects_and_norms_panel_is_optional():
     # a dataset without controls (or written before them) has no controls panel
     only_real = figures.layer_removal_effects(ds.sel(adapter="real", drop=True), norms=delta_norms_dataset())
     assert len(_cartesian_axes(only_real)) == 2
+
+
+def test_delta_norms_profile_draws_each_modules_mean_across_clips_per_layer():
+    """Each panel: one line per module (in the projection order, whatever the dataset's), its value per
+    layer averaged over the clips that have it."""
+    ds = delta_norms_dataset(n_clips=3, layers=4).sel(module=list(reversed(MODULES)))
+    ds["fro_norm"][0, 1, 0] = np.nan  # one clip's down_proj at layer 1 missing: the mean of the other two
+    ds.attrs["rank"] = 8
+    fig = figures.delta_norms_profile(ds)
+    axes = _cartesian_axes(fig)
+    assert [ax.get_title() for ax in axes] == [
+        "Frobenius norm",
+        "spectral norm",
+        "size against the frozen weight",
+        "stable rank (effective number of directions), 1 to 8",
+    ]
+    for ax, name in zip(axes, ("fro_norm", "spectral_norm", "relative_fro", "stable_rank"), strict=True):
+        assert ax.get_xlabel() == "text-model layer"
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "3"]
+        assert len(ax.lines) == len(MODULES)
+        for line, module in zip(ax.lines, MODULES, strict=True):
+            np.testing.assert_array_equal(line.get_xdata(), [0, 1, 2, 3])
+            expected = ds[name].sel(module=module).mean("clip").values
+            np.testing.assert_allclose(line.get_ydata(), expected, err_msg=f"{name} {module}")
+    mean = ds["fro_norm"].sel(module="down_proj", layer=1).values
+    np.testing.assert_allclose(axes[0].lines[-1].get_ydata()[1], (mean[1] + mean[2]) / 2)
+    assert axes[3].get_ylim() == (0.5, 8.5)  # 1 to the adapter's rank
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(MODULES)
 
 
 def test_layer_removal_labels_a_group_by_the_modules_it_held():
@@ -760,6 +828,49 @@ def test_patching_controls_draw_the_residual_stream_under_each_adapter():
         ys = _line_ys(ax)
         for adapter in ADAPTERS:
             assert any(len(y) == 5 and np.allclose(y, mean.sel(adapter=adapter).values) for y in ys), adapter
+
+
+def test_rank_ablation_curves_draw_the_mean_scores_and_each_directions_energy_share():
+    """Top-k: the mean score over examples at each k; remove-one: a mean line per control (singular,
+    then random); the full adapter's mean score as a dashed line in both; energy: each direction's share
+    of ||dW||_F^2, averaged over examples, layers and modules (so the bars add up to 100%)."""
+    ds = rank_ablation_dataset(n_clips=2, rank=6, layers=2)
+    rng = np.random.default_rng(3)
+    ds["singular_values"] = ds["singular_values"].copy(
+        data=rng.uniform(0.1, 1.0, ds["singular_values"].shape)
+    )
+    ds.attrs["metric"] = "token_f1"
+    fig = figures.rank_ablation_curves(ds)
+    topk_ax, remove_ax, energy_ax = fig.axes
+    assert [ax.get_title() for ax in fig.axes] == [
+        "keep only the top-k singular directions",
+        "remove one direction",
+        "energy per singular direction",
+    ]
+    assert topk_ax.get_xlabel() == "directions kept, k (0 = no adapter)"
+    assert remove_ax.get_xlabel() == "direction removed (0 = largest singular value)"
+    assert topk_ax.get_ylabel() == remove_ax.get_ylabel() == "token-F1 (0 to 1)"
+
+    def curves(ax):
+        return [line for line in ax.lines if line.get_marker() not in (None, "None", "")]
+
+    (topk,) = curves(topk_ax)
+    np.testing.assert_array_equal(topk.get_xdata(), np.arange(7))
+    np.testing.assert_allclose(topk.get_ydata(), ds["topk_score"].mean("example_id").values)
+    removed = curves(remove_ax)
+    assert len(removed) == 2
+    for line, control in zip(removed, ("svd", "random"), strict=True):
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(6))
+        expected = ds["remove_score"].sel(control=control).mean("example_id").values
+        np.testing.assert_allclose(line.get_ydata(), expected, err_msg=control)
+    for ax in (topk_ax, remove_ax):
+        (full,) = [line for line in ax.lines if line.get_linestyle() == "--"]
+        np.testing.assert_allclose(full.get_ydata(), [ds["full_score"].mean()] * 2)
+    heights = [p.get_height() for p in energy_ax.patches]
+    sv2 = ds["singular_values"] ** 2
+    share = 100 * sv2 / sv2.sum("singular_direction")
+    np.testing.assert_allclose(heights, share.mean(["example_id", "layer", "module"]).values)
+    np.testing.assert_allclose(sum(heights), 100.0)
 
 
 def test_rank_ablation_shows_the_random_control():
@@ -921,3 +1032,31 @@ def test_logit_lens_draws_each_routes_clip_mean_per_layer():
     ys = [y for y in _line_ys(ax) if len(y) == ds.sizes["layer"]]
     np.testing.assert_allclose(ys[2], mean("kl", "f2l"))
     np.testing.assert_allclose([y[-1] for y in ys], 0.0)  # the final read-out is the run's own
+
+
+def test_logit_lens_kl_draws_every_routes_mean_and_standard_error_across_clips():
+    """One line per route (direct, base, f2l under each adapter): the mean across clips of each clip's
+    mean KL per layer, in a band of one standard error across clips."""
+    ds = logit_lens_dataset(n_clips=3)
+    fig = figures.logit_lens_kl(ds)
+    (ax,) = _cartesian_axes(fig)
+    assert ax.get_title() == "distance to the run's own final distribution"
+    assert ax.get_xlabel() == "text-model layer read (resid_pre; last: final residual)"
+    assert ax.get_ylabel().startswith("KL(final || layer read-out), nats")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "3", "final"]
+    routes = [("direct", "real"), ("base", "real")] + [("f2l", a) for a in ADAPTERS]
+    lines = [line for line in ax.lines if len(line.get_ydata()) == ds.sizes["layer"]]
+    assert len(lines) == len(ax.collections) == len(routes)
+    layers = ds["layer"].values
+    for line, band, (run, adapter) in zip(lines, ax.collections, routes, strict=True):
+        clips = ds["kl"].sel(run=run, adapter=adapter).groupby("clip").mean("example_id")
+        mean = clips.mean("clip").values
+        se = clips.std("clip", ddof=1).values / np.sqrt(clips.sizes["clip"])
+        np.testing.assert_array_equal(line.get_xdata(), layers)
+        np.testing.assert_allclose(line.get_ydata(), mean, err_msg=f"{run} {adapter}")
+        edge = band.get_paths()[0].vertices
+        low = [edge[edge[:, 0] == x, 1].min() for x in layers]
+        high = [edge[edge[:, 0] == x, 1].max() for x in layers]
+        np.testing.assert_allclose(low, mean - se, atol=1e-12)
+        np.testing.assert_allclose(high, mean + se, atol=1e-12)
+        assert (se[:-1] > 0).all() and se[-1] == 0  # clips that differ; KL 0 at the final read-out

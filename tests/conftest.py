@@ -65,6 +65,50 @@ def adapter64(base64):
     return random_adapter(base64.model).to(torch.float64)
 
 
+@pytest.fixture(scope="module")
+def random_video(base64):
+    """Two frames of random pixels at ``base64``'s image size (``support.random_frames``, seed 0)."""
+    from support import random_frames
+
+    return random_frames(size=base64.model.config.vision_config.image_size)
+
+
+@pytest.fixture(scope="module")
+def capture64(base64):
+    """The probes' nnsight reader of ``base64``'s residual stream (``probes.hooks.NNsightCapture``)."""
+    from probes.hooks import NNsightCapture
+
+    return NNsightCapture(base64.model)
+
+
+@pytest.fixture(scope="module")
+def runs64(base64, random_video, adapter64):
+    """For each of ``support.QUESTIONS`` teacher-forced on its ``support.ANSWERS``: the direct (video in
+    context), f2l (``adapter64``) and base runs by name, as ``probes.patching.make_runs`` aligns them."""
+    from support import ANSWERS, QUESTIONS
+
+    from probes.patching import make_runs
+
+    return [make_runs(base64, q, a, random_video, adapter64) for q, a in zip(QUESTIONS, ANSWERS, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def loud_random_f2l(random_tiny_dir):
+    """A private copy of the random tiny base (adapters install wrappers in it) and a random hypernetwork
+    whose B heads are far from zero (std 2), so that its adapters visibly change the answers."""
+    from f2l.hypernet import HypernetConfig, PerceiverHypernet
+    from f2l.models import load_base
+    from f2l.pipeline import Frames2LoRA
+
+    base = load_base(random_tiny_dir, device="cpu")
+    torch.manual_seed(0)
+    hypernet = PerceiverHypernet(HypernetConfig.for_base(base, "random-tiny", width=64, num_latents=8))
+    with torch.no_grad():
+        for head in hypernet.head_b.values():
+            torch.nn.init.normal_(head.weight, std=2.0)
+    return Frames2LoRA(base, hypernet, hypernet_id="random-tiny")
+
+
 @pytest.fixture(scope="session")
 def tiny_base():
     """The shipped, trained tiny base."""

@@ -18,8 +18,6 @@ from f2l.answer import generate
 from f2l.chat import model_inputs, prompt_text
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.eval.metrics import score_answers
-from f2l.hypernet import HypernetConfig, PerceiverHypernet
-from f2l.models import load_base
 from f2l.pipeline import Frames2LoRA
 from f2l.results import read_netcdf
 from probes.controls import ADAPTERS, blank_frames
@@ -32,26 +30,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def random_f2l(random_tiny_dir) -> Frames2LoRA:
-    """A random tiny SmolVLM2 (a private copy: adapters install wrappers in it) and a random hypernetwork
-    whose B heads are not zero, so its adapters visibly change the answers."""
-    base = load_base(random_tiny_dir, device="cpu")
-    torch.manual_seed(0)
-    hypernet = PerceiverHypernet(HypernetConfig.for_base(base, "random-tiny", width=64, num_latents=8))
-    with torch.no_grad():
-        for head in hypernet.head_b.values():
-            torch.nn.init.normal_(head.weight, std=2.0)
-    return Frames2LoRA(base, hypernet, hypernet_id="random-tiny")
-
-
-@pytest.fixture(scope="module")
 def examples():
     return world_manifest("test", 2)
 
 
 @pytest.fixture(scope="module")
-def probed(random_f2l, examples) -> xr.Dataset:
-    return layer_removal(random_f2l, examples, max_new_tokens=TOKENS, batch_size=24)
+def probed(loud_random_f2l, examples) -> xr.Dataset:
+    return layer_removal(loud_random_f2l, examples, max_new_tokens=TOKENS, batch_size=24)
 
 
 def adapter_of(f2l: Frames2LoRA, example) -> Adapter:
@@ -64,8 +49,8 @@ def alone(f2l: Frames2LoRA, adapter: Adapter, questions: list[str]) -> list[str]
     return [f2l.generate(adapter, q, max_new_tokens=TOKENS).text for q in questions]
 
 
-def test_dataset_layout(probed, examples, random_f2l):
-    layers = random_f2l.base.model.config.text_config.num_hidden_layers
+def test_dataset_layout(probed, examples, loud_random_f2l):
+    layers = loud_random_f2l.base.model.config.text_config.num_hidden_layers
     prompts = [p for e in examples for p in clip_prompts(e)]
     sizes = {"example_id": len(prompts), "adapter": 1, "layer": layers, "module_group": 3}
     assert dict(probed.sizes) == sizes and list(probed["adapter"].values) == ["real"]
@@ -93,12 +78,12 @@ def test_dataset_layout(probed, examples, random_f2l):
             )
 
 
-def test_removing_every_layer_is_the_base_without_video(random_f2l, examples, probed):
+def test_removing_every_layer_is_the_base_without_video(loud_random_f2l, examples, probed):
     probed = probed.sel(adapter="real")
-    model = random_f2l.base.model
-    adapter = adapter_of(random_f2l, examples[0])
-    text = prompt_text(random_f2l.base.processor, "what colour is the circle?", with_video=False)
-    inputs = model_inputs(random_f2l.base.processor, [text])
+    model = loud_random_f2l.base.model
+    adapter = adapter_of(loud_random_f2l, examples[0])
+    text = prompt_text(loud_random_f2l.base.processor, "what colour is the circle?", with_video=False)
+    inputs = model_inputs(loud_random_f2l.base.processor, [text])
     with torch.no_grad():
         plain = model(**inputs).logits
         with use_adapter(model, adapter.drop_layers(range(adapter.num_layers))):
@@ -109,19 +94,19 @@ def test_removing_every_layer_is_the_base_without_video(random_f2l, examples, pr
     assert (full - plain).abs().max() > 0.1  # and the adapter itself is far from a no-op
 
     questions = [p.prompt for e in examples for p in clip_prompts(e)]
-    base_answers = [a.text for a in generate(random_f2l.base, questions, max_new_tokens=TOKENS)]
+    base_answers = [a.text for a in generate(loud_random_f2l.base, questions, max_new_tokens=TOKENS)]
     assert list(probed["none_prediction"].values) == base_answers
     np.testing.assert_array_equal(
         probed["none_score"].values, score_answers("token_f1", base_answers, list(probed["reference"].values))
     )
 
 
-def test_removing_nothing_is_f2l(random_f2l, examples, probed):
+def test_removing_nothing_is_f2l(loud_random_f2l, examples, probed):
     probed = probed.sel(adapter="real")
     for example in examples:
         rows = probed.sel(example_id=probed["clip"] == example.id)
         answers = alone(
-            random_f2l, adapter_of(random_f2l, example), [p.prompt for p in clip_prompts(example)]
+            loud_random_f2l, adapter_of(loud_random_f2l, example), [p.prompt for p in clip_prompts(example)]
         )
         assert list(rows["full_prediction"].values) == answers
         np.testing.assert_array_equal(
@@ -131,10 +116,10 @@ def test_removing_nothing_is_f2l(random_f2l, examples, probed):
     assert (probed["full_prediction"] != probed["none_prediction"]).sum() >= probed.sizes["example_id"] // 2
 
 
-def test_batched_removals_equal_each_removal_answered_alone(random_f2l, examples, probed):
+def test_batched_removals_equal_each_removal_answered_alone(loud_random_f2l, examples, probed):
     probed = probed.sel(adapter="real")
     example = examples[0]
-    adapter = adapter_of(random_f2l, example)
+    adapter = adapter_of(loud_random_f2l, example)
     questions = [p.prompt for p in clip_prompts(example)]
     rows = probed.sel(example_id=probed["clip"] == example.id)
     changed = 0
@@ -146,34 +131,41 @@ def test_batched_removals_equal_each_removal_answered_alone(random_f2l, examples
                 reference = Adapter.compose(
                     adapter.drop_modules(modules), adapter.select_modules(modules).drop_layers([layer])
                 )
-            answers = alone(random_f2l, reference, questions)
+            answers = alone(loud_random_f2l, reference, questions)
             batched = list(rows["prediction"].sel(layer=layer, module_group=group).values)
             assert batched == answers, (layer, group)
             changed += sum(a != f for a, f in zip(answers, rows["full_prediction"].values, strict=True))
     assert changed > 0  # some single-layer removal changes some answer: the comparison has teeth
 
 
-def test_control_adapters_are_edited_alike(random_f2l, examples):
+def test_control_adapters_are_edited_alike(loud_random_f2l, examples):
     """The swapped and blank controls: another clip's adapter (the next example's) and a blank video's,
     each removed layer by layer in the same batch as the real one, as if answered alone."""
     ds = layer_removal(
-        random_f2l, examples, module_groups=("all",), adapters=ADAPTERS, max_new_tokens=TOKENS, batch_size=48
+        loud_random_f2l,
+        examples,
+        module_groups=("all",),
+        adapters=ADAPTERS,
+        max_new_tokens=TOKENS,
+        batch_size=48,
     )
     assert list(ds["adapter"].values) == ["real", "swapped", "blank"]
     assert "adapter" not in ds["none_score"].dims  # the base: the same whatever the adapter
     example, partner = examples
     rows = ds.sel(example_id=ds["clip"] == example.id, module_group="all")
     questions = [p.prompt for p in clip_prompts(example)]
-    video = load_frames(example, num_frames=8, size=random_f2l.base.model.config.vision_config.image_size)
+    video = load_frames(
+        example, num_frames=8, size=loud_random_f2l.base.model.config.vision_config.image_size
+    )
     controls = {
-        "swapped": adapter_of(random_f2l, partner),
-        "blank": random_f2l.internalize(blank_frames(video)),
+        "swapped": adapter_of(loud_random_f2l, partner),
+        "blank": loud_random_f2l.internalize(blank_frames(video)),
     }
     for label, adapter in controls.items():
         assert list(rows["full_prediction"].sel(adapter=label).values) == alone(
-            random_f2l, adapter, questions
+            loud_random_f2l, adapter, questions
         )
-        removed = alone(random_f2l, adapter.drop_layers([1]), questions)
+        removed = alone(loud_random_f2l, adapter.drop_layers([1]), questions)
         assert list(rows["prediction"].sel(adapter=label, layer=1).values) == removed
     # the controls answer otherwise than the clip's own adapter
     full = ds["full_prediction"]
@@ -182,8 +174,8 @@ def test_control_adapters_are_edited_alike(random_f2l, examples):
     np.testing.assert_array_equal(ds["effect"], ds["score"] - ds["full_score"])
 
 
-def test_remove_layer_zeroes_exactly_that_layer_and_group(random_f2l, examples):
-    adapter = adapter_of(random_f2l, examples[0])
+def test_remove_layer_zeroes_exactly_that_layer_and_group(loud_random_f2l, examples):
+    adapter = adapter_of(loud_random_f2l, examples[0])
     edited = remove_layer(adapter, 2, "mlp")
     for m in adapter.modules:
         for layer in range(adapter.num_layers):
@@ -193,7 +185,7 @@ def test_remove_layer_zeroes_exactly_that_layer_and_group(random_f2l, examples):
             else:
                 assert torch.equal(got, want) and want.abs().max() > 0
     with pytest.raises(ValueError, match="unknown module groups"):
-        layer_removal(random_f2l, examples[:1], module_groups=("all", "norms"))
+        layer_removal(loud_random_f2l, examples[:1], module_groups=("all", "norms"))
     down_only = adapter.select_modules(["down_proj"])
     with pytest.raises(ValueError, match="hold none of the adapter's modules"):
         remove_layer(down_only, 2, "attention")  # it would remove nothing

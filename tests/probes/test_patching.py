@@ -18,7 +18,6 @@ from f2l.adapter import text_model_of, use_adapter
 from f2l.answer import greedy_answer_ids
 from f2l.data import clip_prompts, world_manifest
 from f2l.results import read_netcdf
-from probes.hooks import NNsightCapture
 from probes.patching import (
     DIRECTIONS,
     SITES,
@@ -35,23 +34,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def video(base64):
-    return random_frames(size=base64.model.config.vision_config.image_size)
-
-
-@pytest.fixture(scope="module")
-def capture(base64):
-    return NNsightCapture(base64.model)
-
-
-@pytest.fixture(scope="module")
-def runs(base64, video, adapter64):
-    return [make_runs(base64, q, a, video, adapter64) for q, a in zip(QUESTIONS, ANSWERS, strict=True)]
-
-
-@pytest.fixture(scope="module")
-def sites(capture, runs):
-    return [{name: read_sites(capture, run) for name, run in by_name.items()} for by_name in runs]
+def sites(capture64, runs64):
+    return [{name: read_sites(capture64, run) for name, run in by_name.items()} for by_name in runs64]
 
 
 def every_sublayer(layers: int) -> list[tuple[int, str]]:
@@ -59,9 +43,9 @@ def every_sublayer(layers: int) -> list[tuple[int, str]]:
     return [(0, "resid_pre")] + [(layer, s) for layer in range(layers) for s in ("attn_out", "mlp_out")]
 
 
-def test_the_runs_share_the_question_and_answer_tokens_aligned_from_the_end(base64, runs):
+def test_the_runs_share_the_question_and_answer_tokens_aligned_from_the_end(base64, runs64):
     tokenizer = base64.tokenizer
-    for by_name, question, answer in zip(runs, QUESTIONS, ANSWERS, strict=True):
+    for by_name, question, answer in zip(runs64, QUESTIONS, ANSWERS, strict=True):
         direct, f2l, base = by_name["direct"], by_name["f2l"], by_name["base"]
         assert direct.ids.shape[0] > base.ids.shape[0] + 50  # the visual tokens
         assert torch.equal(f2l.ids, base.ids) and "pixel_values" in direct.inputs
@@ -91,7 +75,7 @@ def test_prompts_that_differ_inside_the_question_are_refused(base64):
 
 
 @pytest.mark.parametrize("direction", list(DIRECTIONS))
-def test_identities_of_patching_in_every_direction(capture, runs, sites, direction):
+def test_identities_of_patching_in_every_direction(capture64, runs64, sites, direction):
     source, target = DIRECTIONS[direction]
     for i in range(len(QUESTIONS)):
         src, tgt = sites[i][source], sites[i][target]
@@ -101,8 +85,8 @@ def test_identities_of_patching_in_every_direction(capture, runs, sites, directi
         assert abs(gap) > 1e-2, "the runs must differ for the identities to mean anything"
         final = (layers, "resid_pre")
         logp = patched_logp(
-            capture,
-            runs[i][target],
+            capture64,
+            runs64[i][target],
             src,
             [[], every_sublayer(layers), [final], [(0, "resid_pre")], [(0, "resid_pre"), final]],
             batch_size=2,  # several batches, one with two rows
@@ -118,21 +102,21 @@ def test_identities_of_patching_in_every_direction(capture, runs, sites, directi
         np.testing.assert_allclose(restored, [0, 1, 1, 0, 1], atol=1e-8)
 
 
-def test_a_run_patched_into_itself_is_unchanged(capture, runs, sites):
+def test_a_run_patched_into_itself_is_unchanged(capture64, runs64, sites):
     for name in ("direct", "f2l", "base"):
-        run, own = runs[1][name], sites[1][name]
+        run, own = runs64[1][name], sites[1][name]
         layers = own.num_layers
         single = [[(layer, s)] for layer in range(layers) for s in SITES] + [[(layers, "resid_pre")]]
-        logp = patched_logp(capture, run, own, [every_sublayer(layers), *single])
+        logp = patched_logp(capture64, run, own, [every_sublayer(layers), *single])
         np.testing.assert_allclose(logp.numpy(), own.logp, rtol=0, atol=1e-9 * abs(own.logp))
 
 
-def test_read_sites_are_the_residual_stream_nnsight_capture_reads(capture, runs, sites):
+def test_read_sites_are_the_residual_stream_nnsight_capture_reads(capture64, runs64, sites):
     for name in ("f2l", "base"):
-        run, own = runs[0][name], sites[0][name]
+        run, own = runs64[0][name], sites[0][name]
         rows = torch.zeros(run.span, dtype=torch.long)
         ids, mask = run.inputs["input_ids"], run.inputs["attention_mask"]
-        residuals = capture(ids, mask, rows, run.positions, run.adapter)
+        residuals = capture64(ids, mask, rows, run.positions, run.adapter)
         torch.testing.assert_close(own.resid_pre[:-1], residuals.resid_pre, rtol=0, atol=0)
         torch.testing.assert_close(own.attn_out, residuals.attn_out, rtol=0, atol=0)
         torch.testing.assert_close(own.mlp_out, residuals.mlp_out, rtol=0, atol=0)
@@ -145,15 +129,15 @@ def test_read_sites_are_the_residual_stream_nnsight_capture_reads(capture, runs,
     assert (direct.attn_out[0] - base.attn_out[0]).abs().max() > 1e-3
 
 
-def test_bad_patches_are_refused(capture, runs, sites):
-    run, own = runs[0]["base"], sites[0]["base"]
+def test_bad_patches_are_refused(capture64, runs64, sites):
+    run, own = runs64[0]["base"], sites[0]["base"]
     layers = own.num_layers
     with pytest.raises(ValueError, match="unknown sites"):
-        patched_logp(capture, run, own, [[(0, "resid_post")]])
+        patched_logp(capture64, run, own, [[(0, "resid_post")]])
     with pytest.raises(ValueError, match="no such sites"):
-        patched_logp(capture, run, own, [[(layers, "mlp_out")]])
+        patched_logp(capture64, run, own, [[(layers, "mlp_out")]])
     with pytest.raises(ValueError, match="aligned tokens"):
-        patched_logp(capture, runs[1]["base"], own, [[]])
+        patched_logp(capture64, runs64[1]["base"], own, [[]])
 
 
 def test_greedy_answers_end_with_their_stop_token_and_teacher_force_back(random_base):

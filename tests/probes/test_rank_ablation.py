@@ -18,7 +18,6 @@ from f2l.chat import model_inputs, prompt_text
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.encode import internalization_inputs
 from f2l.eval.metrics import score_answers
-from f2l.hypernet import HypernetConfig, PerceiverHypernet
 from f2l.models import load_base
 from f2l.pipeline import Frames2LoRA
 from f2l.results import read_netcdf
@@ -140,24 +139,11 @@ def test_random_control_leaves_a_zero_direction_alone():
         torch.testing.assert_close(dense(edited, "q_proj", layer), dense(deficient, "q_proj", layer))
 
 
-@pytest.fixture(scope="module")
-def random_f2l(random_tiny_dir) -> Frames2LoRA:
-    """A random tiny SmolVLM2 (a private copy) and a random hypernetwork whose B heads are not zero, so
-    its adapters visibly change the answers."""
-    base = load_base(random_tiny_dir, device="cpu")
-    torch.manual_seed(0)
-    hypernet = PerceiverHypernet(HypernetConfig.for_base(base, "random-tiny", width=64, num_latents=8))
-    with torch.no_grad():
-        for head in hypernet.head_b.values():
-            torch.nn.init.normal_(head.weight, std=2.0)
-    return Frames2LoRA(base, hypernet, hypernet_id="random-tiny")
-
-
-def test_probe_answers_every_variant_as_if_alone(random_f2l):
+def test_probe_answers_every_variant_as_if_alone(loud_random_f2l):
     example = world_manifest("test", 1)[0]
-    ds = rank_ablation(random_f2l, [example], max_new_tokens=TOKENS, seed=7, batch_size=48)
-    size = random_f2l.base.model.config.vision_config.image_size
-    adapter = random_f2l.internalize(load_frames(example, num_frames=8, size=size))
+    ds = rank_ablation(loud_random_f2l, [example], max_new_tokens=TOKENS, seed=7, batch_size=48)
+    size = loud_random_f2l.base.model.config.vision_config.image_size
+    adapter = loud_random_f2l.internalize(load_frames(example, num_frames=8, size=size))
     r = adapter.rank
     prompts = clip_prompts(example)
     questions, refs = [p.prompt for p in prompts], [p.reference for p in prompts]
@@ -176,12 +162,12 @@ def test_probe_answers_every_variant_as_if_alone(random_f2l):
     assert list(ds["benchmark"].values) == [p.label for p in prompts] and ds.attrs["seed"] == 7
 
     def alone(variant: Adapter) -> list[str]:
-        return [random_f2l.generate(variant, q, max_new_tokens=TOKENS).text for q in questions]
+        return [loud_random_f2l.generate(variant, q, max_new_tokens=TOKENS).text for q in questions]
 
     full = alone(adapter)
     assert list(ds["full_prediction"].values) == full
     assert list(ds["topk_prediction"].sel(k=r).values) == full
-    no_video = [a.text for a in generate(random_f2l.base, questions, max_new_tokens=TOKENS)]
+    no_video = [a.text for a in generate(loud_random_f2l.base, questions, max_new_tokens=TOKENS)]
     assert list(ds["topk_prediction"].sel(k=0).values) == no_video
     assert full != no_video  # so the two ends are different measurements
     without_top = alone(remove_svd_direction(adapter, 0))
@@ -203,7 +189,7 @@ def test_probe_answers_every_variant_as_if_alone(random_f2l):
     for m in ("q_proj", "down_proj"):
         np.testing.assert_allclose(ds["singular_values"].sel(module=m).values[0], singular[m].S.numpy())
     with pytest.raises(ValueError, match="ks"):
-        rank_ablation(random_f2l, [example], ks=[0, r + 1])
+        rank_ablation(loud_random_f2l, [example], ks=[0, r + 1])
 
 
 def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from support import QUESTIONS, FakePipeline, random_adapter, random_frames
+from support import QUESTIONS, FakePipeline, random_adapter
 
 from f2l.adapter import text_model_of
 from f2l.data import clip_prompts, world_manifest
 from f2l.results import read_netcdf
-from probes.hooks import NNsightCapture
 from probes.patching import make_runs, read_sites
 from probes.prompts import PromptSet
 from probes.similarity import MEASURES, linear_cka, per_example, read_residuals, similarity
@@ -24,22 +23,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def video(base64):
-    return random_frames(size=base64.model.config.vision_config.image_size)
-
-
-@pytest.fixture(scope="module")
-def capture(base64):
-    return NNsightCapture(base64.model)
-
-
-@pytest.fixture(scope="module")
-def residuals(base64, video, adapter64, capture):
+def residuals(base64, random_video, adapter64, capture64):
     """Per question: its three runs and their ``[L + 1, K, d]`` residual streams."""
     out = []
     for question in QUESTIONS:
-        runs = make_runs(base64, question, (), video, adapter64)  # the prompt alone
-        out.append((runs, {name: read_residuals(capture, run) for name, run in runs.items()}))
+        runs = make_runs(base64, question, (), random_video, adapter64)  # the prompt alone
+        out.append((runs, {name: read_residuals(capture64, run) for name, run in runs.items()}))
     return out
 
 
@@ -59,12 +48,12 @@ def test_the_positions_are_the_prompts_aligned_question_span(base64, residuals):
 
 
 def test_residuals_are_those_patching_reads_at_the_question_positions(
-    base64, video, adapter64, capture, residuals
+    base64, random_video, adapter64, capture64, residuals
 ):
     """Causal attention: the question positions' residual stream does not depend on the answer after it."""
-    runs = make_runs(base64, QUESTIONS[1], [12, 500, 501], video, adapter64)
+    runs = make_runs(base64, QUESTIONS[1], [12, 500, 501], random_video, adapter64)
     for name, run in runs.items():
-        sites = read_sites(capture, run)
+        sites = read_sites(capture64, run)
         k = run.span - run.answer
         torch.testing.assert_close(sites.resid_pre[:, :k], residuals[1][1][name], rtol=1e-10, atol=1e-10)
 

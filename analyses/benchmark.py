@@ -16,6 +16,7 @@ before the paired test. ``no_video - direct`` is tested too: a benchmark on whic
     python -m analyses.benchmark                                   # 12 test clips, direct f2l no_video kv_cache
     python -m analyses.benchmark --full                            # every method, 100 clips
     python -m analyses.benchmark --manifest nextqa.jsonl --clips 500 --methods direct f2l no_video
+    python -m analyses.benchmark --base smol --methods direct no_video --clips 100   # a base alone
     torchrun --nproc-per-node 4 -m analyses.benchmark --full       # clips sharded across ranks
 
 Writes ``<out>/benchmark.nc`` and ``<out>/benchmark.md`` (per benchmark: means per method and each
@@ -63,6 +64,7 @@ from f2l.results import Study, markdown_table, provenance
 from probes.prompts import prompt_coords
 
 NAME = "benchmark"
+ADAPTER_METHODS = {"f2l", "f2l_chunked", "f2l_token_merge"}  # the methods that internalize
 REFERENCE = "direct"
 NOT_TESTED = "not tested"
 
@@ -74,6 +76,9 @@ class BenchmarkConfig(AnswerStudyConfig):
     every item of a manifest record, since a real benchmark's items are all its questions."""
 
     clips: int = 12
+    # a base alone instead of --hypernet's pipeline: the methods that need no adapter (direct, no_video,
+    # kv_cache, token_merge), to judge whether a base sees before it has a hypernetwork
+    base: str | None = None
     methods: tuple[str, ...] = ("direct", "f2l", "no_video", "kv_cache")
     metrics: tuple[str, ...] = METRIC_NAMES
     qa_per_type: int | None = None
@@ -322,7 +327,13 @@ def run(cfg: BenchmarkConfig) -> xr.Dataset:
     unknown = sorted(set(cfg.metrics) - set(METRIC_NAMES))
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {list(METRIC_NAMES)}")
-    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
+    if cfg.base is None:
+        f2l = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
+    else:
+        needs_adapter = sorted(set(methods) & ADAPTER_METHODS)
+        if needs_adapter:
+            raise ValueError(f"--base judges a base alone: drop {needs_adapter} from --methods")
+        f2l = Frames2LoRA.from_base(cfg.base, device=cfg.device)
     judge = None
     if "embedding" in cfg.metrics:
         from f2l.eval.judge import EmbeddingJudge

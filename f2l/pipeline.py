@@ -123,11 +123,14 @@ def frames_digest(frames: Frames) -> str:
 
 
 class Frames2LoRA:
-    """A frozen base VLM and the hypernetwork that writes its adapters."""
+    """A frozen base VLM and the hypernetwork that writes its adapters (``hypernet`` None: the base alone,
+    for the methods that answer without an adapter; ``from_base``)."""
 
-    def __init__(self, base: Base, hypernet: Hypernet, hypernet_id: str, cache_size: int = 64):
-        check_compatible(hypernet.config, base)
-        self.base, self.hypernet, self.hypernet_id = base, hypernet.eval(), hypernet_id
+    def __init__(self, base: Base, hypernet: Hypernet | None, hypernet_id: str, cache_size: int = 64):
+        if hypernet is not None:
+            check_compatible(hypernet.config, base)
+            hypernet = hypernet.eval()
+        self.base, self.hypernet, self.hypernet_id = base, hypernet, hypernet_id
         self._cache: OrderedDict[tuple, Adapter] = OrderedDict()
         self.cache_size = cache_size
 
@@ -152,6 +155,17 @@ class Frames2LoRA:
         digest = hashlib.sha256((path / "hypernet.safetensors").read_bytes()).hexdigest()[:16]
         return cls(base, hypernet, hypernet_id=f"{path.name}@{digest}")
 
+    @classmethod
+    def from_base(cls, base: str | Base, *, device: str | None = None) -> Frames2LoRA:
+        """The base alone (``hypernet_id`` "none"): video in context, the question alone, the KV cache;
+        internalizing is an error. How a base is judged before it has a hypernetwork."""
+        return cls(base if isinstance(base, Base) else load_base(base, device=device), None, "none")
+
+    @property
+    def _context(self):
+        """The hypernetwork's context format (how a video file is sampled); None for the base alone."""
+        return None if self.hypernet is None else self.hypernet.context
+
     def sample_video(self, video, frames: int | None = None) -> Frames:
         """``video`` sampled at ``frames`` frames; by default a ``Frames`` as it is, and a file or array the
         way the hypernetwork's context format samples (all frames when it says nothing)."""
@@ -159,10 +173,10 @@ class Frames2LoRA:
             return load_video(video, num_frames=frames)
         if isinstance(video, Frames):
             return video
-        return self._at_most_max_frames(load_video(video, fps=self.hypernet.context.fps))
+        return self._at_most_max_frames(load_video(video, fps=self._context and self._context.fps))
 
     def _at_most_max_frames(self, clip: Frames) -> Frames:
-        cap = self.hypernet.context.max_frames
+        cap = self._context and self._context.max_frames
         return clip if cap is None or len(clip.timestamps) <= cap else load_video(clip, num_frames=cap)
 
     def example_frames(self, example, frames: int | None = None, size: int | None = None) -> Frames:
@@ -178,8 +192,8 @@ class Frames2LoRA:
             )
         if frames is not None or example.frames is not None:
             return load_frames(example, num_frames=frames, size=size)
-        if example.fps is None and self.hypernet.context.fps is not None:
-            example = dataclasses.replace(example, fps=self.hypernet.context.fps)
+        if example.fps is None and self._context is not None and self._context.fps is not None:
+            example = dataclasses.replace(example, fps=self._context.fps)
         return self._at_most_max_frames(load_frames(example, size=size))
 
     @torch.inference_mode()
@@ -198,6 +212,8 @@ class Frames2LoRA:
         ``transform``: applied to the encoder inputs before the base reads them (a baseline's change to
         the context, such as ``f2l.eval.token_merge.TokenMerge``); part of the cache key and provenance.
         """
+        if self.hypernet is None:
+            raise ValueError("this pipeline is a base alone (Frames2LoRA.from_base): it writes no adapter")
         clip = self.sample_video(video, frames)
         key = (frames_digest(clip), chunk_frames, transform)
         if key in self._cache:

@@ -311,3 +311,24 @@ def test_a_local_manifest_of_real_video_files_is_a_benchmark(reuse_pipeline, tmp
     assert list(ds["failed_unit"].values) == ["broken"] and "broken.mp4" in str(ds["error"].values[0])
     scores = ds["score"].sel(metric="token_f1")
     assert float(scores.sel({"method": "direct"}).mean()) > 0.5  # the base reads the decoded mp4 frames
+
+
+def test_a_base_alone_is_judged_by_the_methods_without_an_adapter(pipeline, tmp_path):
+    """``--base``: direct against no_video on the base's own answers (the direct scores are the full
+    pipeline's, which answers direct without its hypernetwork); a method that internalizes is refused."""
+    args = ["--base", "tiny", *TINY, "--methods", "direct", "no_video", "--metrics", "token_f1"]
+    ds = benchmark.run(config(tmp_path / "base", [*args, "--benchmarks", "attribute", "count"]))
+    assert list(ds["method"].values) == ["direct", "no_video"]
+    assert ds.attrs["hypernet"] == "none"
+    assert "no_video - direct" in [str(c) for c in ds["contrast"].values]
+    with_hypernet = benchmark.run(
+        config(
+            tmp_path / "pipeline",
+            [*TINY, "--methods", "direct", "--metrics", "token_f1", "--benchmarks", "attribute", "count"],
+        )
+    )
+    np.testing.assert_array_equal(
+        ds["score"].sel({"method": "direct"}).values, with_hypernet["score"].sel({"method": "direct"}).values
+    )
+    with pytest.raises(ValueError, match="drop \\['f2l'\\]"):
+        benchmark.run(config(tmp_path / "refused", ["--base", "tiny", *TINY, "--methods", "direct", "f2l"]))

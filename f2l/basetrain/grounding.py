@@ -3,7 +3,7 @@
 A VLM trained from nothing first learns the answer prior and only later learns to read its visual
 tokens: the language loss gives the vision tower almost no signal until the text model attends to the
 right tokens, and the text model has no reason to attend until the tokens say something (the plateau
-DESIGN.md measured). The world's ground truth breaks that loop: every visual token covers a known
+of docs/bases.md). The world's ground truth breaks that loop: every visual token covers a known
 cell of a known frame, so small linear heads on the connector's output can be trained to say which
 object colour and shape fill that cell, and which background colour and texture the frame has. The
 vision tower then encodes what the questions ask about from the first steps (the main object's

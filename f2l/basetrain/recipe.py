@@ -1,13 +1,13 @@
 """The recipe of a shipped base: the pretraining stages, in order, that build it (the tiny from
 nothing, the small from the tiny, the smol's vision front against SmolLM2).
 
-    python -m f2l.basetrain.recipe                     # rebuild f2l/checkpoints/tiny (~65 min on 2 cores)
+    python -m f2l.basetrain.recipe                     # rebuild f2l/checkpoints/tiny
+    python -m f2l.basetrain.recipe --preset smol       # the smol's vision front (f2l/checkpoints/smol)
     python -m f2l.basetrain.recipe --work runs/recipe --out /tmp/tiny
 
 A from-scratch VLM this small does not reach the shipped base in one run: the first stage learns to
 see at a high learning rate, later ones refine at a low one with fresh auxiliary heads (a trained
-base jolted by a high rate loses its colour binding within 50 steps; README, "The shipped tiny
-SmolVLM2"). Each stage is one ``f2l.basetrain.pretrain`` run written to ``<work>/<preset>-stage<i>`` and
+base jolted by a high rate loses its colour binding within a few dozen steps; docs/bases.md). Each stage is one ``f2l.basetrain.pretrain`` run written to ``<work>/<preset>-stage<i>`` and
 continuing the stage before. A stage whose directory already holds a finished checkpoint of the same
 settings is not run again, and an interrupted stage resumes from its own snapshot, so the same command
 picks a rebuild up wherever it stopped (a stage after one that was trained again is trained again
@@ -46,8 +46,7 @@ RECIPES: dict[str, tuple[dict, ...]] = {
     ),
     # The second scale starts from the shipped tiny grown to its sizes (f2l.basetrain.grow: the same
     # answers at step 0), then trains at the tiny's refining rate with fresh heads. From nothing by the
-    # tiny's stages it stayed on the answer-prior plateau twice (1,500 steps at 2e-3; 1,880 of 2,400
-    # at 3e-3: held-out token-F1 0.44 with the video, 0.42 without; README).
+    # tiny's stages it stayed on the answer-prior plateau, twice (docs/bases.md, "How it is built").
     "small": (
         {
             "grow_from": "tiny",
@@ -65,14 +64,14 @@ RECIPES: dict[str, tuple[dict, ...]] = {
     "smol": (
         {
             "vision_from": "tiny",
-            "steps": 400,
+            "steps": 300,
             "batch_size": 4,
             "lr": 1e-3,
             "warmup": 30,
             "min_frames": 4,
             "max_frames": 8,
             "no_video_share": 0.0,
-            "eval_every": 200,
+            "eval_every": 150,
             "val_clips": 2,
             "test_clips": 4,
             "save_every": 25,

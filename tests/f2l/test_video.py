@@ -87,16 +87,16 @@ def video_ramp_mkv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count sequential decoding passes over a file."""
-    import f2l.video as video
+    import f2l.video.files as files
 
     calls: list[int] = []
-    original = video._decode
+    original = files._decode
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(video, "_decode", counting)
+    monkeypatch.setattr(files, "_decode", counting)
     return calls
 
 

@@ -1,29 +1,14 @@
-"""Video input: decode with PyAV, sample frames, keep timestamps.
+"""Video files: decode with PyAV (sequentially, keeping only the chosen frames), read metadata, encode.
 
-Everything downstream (processor, encoder, teacher) consumes :class:`Frames`, so this module is
-the one place that knows about containers, codecs, pixel formats and broken files. Bad input
-surfaces here as :class:`VideoDecodeError` naming the file, never as an error deep in a decoder.
-
-Sampling rules (both work the same on a file, an array and a :class:`Frames`):
-
-* ``num_frames=N``: the frames at the centres of N equal segments of the decoded frame list
-  (or of its ``start``/``end`` window). Deterministic, covers the whole clip, and honours N even
-  when the clip has fewer frames: segments then share a frame, so frames repeat (the VLM is
-  built for a fixed frame count, so the count wins over uniqueness).
-* ``fps=f``: the frame on screen at each instant ``t0, t0 + 1/f, ...`` up to the last frame,
-  where ``t0`` is the first frame's time. Asking for more than the native rate repeats frames.
-* neither: every frame.
-
-Timestamps are always the true presentation times of the frames chosen, in seconds from the
-stream's first frame, float64.
+Every failure to read a file surfaces as :class:`~f2l.video.frames.VideoDecodeError` naming it; a file
+that decodes only in part is used with a :class:`~f2l.video.frames.VideoDecodeWarning`.
 """
 
 from __future__ import annotations
 
-import numbers
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -34,12 +19,15 @@ import av
 import numpy as np
 
 from f2l.io import atomic_path
-
-DEFAULT_ARRAY_FPS = 1.0
-"""Frame rate assumed for an in-memory array given without timestamps or fps."""
-
-_TS_TOLERANCE = 1e-6  # seconds; absorbs float error between k / fps and pts * time_base
-_RESIZE_INTERPOLATION = "BILINEAR"  # swscale widens the filter when shrinking, so this antialiases
+from f2l.video.frames import (
+    Frames,
+    VideoDecodeError,
+    VideoDecodeWarning,
+    VideoInfo,
+    _positive,
+    _to_rgb_uint8,
+)
+from f2l.video.sampling import _RESIZE_INTERPOLATION, Resizer, Selector, _Selection
 
 # Codecs whose 4:2:0 / 4:2:2 modes reject odd frame sizes; write_video switches them to 4:4:4.
 _EVEN_SIZE_CODECS = frozenset({"libx264", "libx265", "h264", "hevc"})
@@ -48,147 +36,6 @@ _PIX_FMT_BY_CODEC = {"gif": "rgb8", "mjpeg": "yuvj420p", "png": "rgb24", "ffv1":
 # FFmpeg's MPEG-4 default is a 200 kb/s bit rate that repeats frames of slow-changing clips;
 # a constant quantiser (q=4, in lambda units of 118) encodes every frame at any size.
 _OPTIONS_BY_CODEC = {"mpeg4": {"flags": "qscale", "global_quality": str(4 * 118)}}
-
-
-class VideoDecodeError(ValueError):
-    """A video file could not be opened or decoded; the message names the file and the cause."""
-
-    def __init__(self, path: str | os.PathLike, cause: str) -> None:
-        self.path = str(path)
-        self.cause = cause
-        super().__init__(f"cannot decode video {self.path!r}: {cause}")
-
-
-class VideoDecodeWarning(UserWarning):
-    """A video decoded only in part (truncated or corrupt); the frames that decoded are used."""
-
-
-@dataclass(frozen=True, eq=False)
-class Frames:
-    """Sampled video frames: ``pixels`` is (T, H, W, 3) uint8 RGB, ``timestamps`` (T,) seconds.
-
-    ``indices`` are the positions of these frames in the source's decoded frame list (repeats
-    allowed) and ``source_fps`` is the source's average frame rate; both are provenance and may
-    be ``None`` when unknown. Equality is identity: compare ``pixels`` explicitly.
-    """
-
-    pixels: np.ndarray
-    timestamps: np.ndarray
-    source: str = "<array>"
-    indices: np.ndarray | None = None
-    source_fps: float | None = None
-
-    def __post_init__(self) -> None:
-        px = self.pixels
-        if not isinstance(px, np.ndarray) or px.dtype != np.uint8:
-            raise TypeError(f"Frames.pixels must be a uint8 numpy array, got {_describe(px)}")
-        if px.ndim != 4 or px.shape[-1] != 3 or min(px.shape) < 1:
-            raise ValueError(f"Frames.pixels must have shape (T>=1, H, W, 3), got {px.shape}")
-        ts = np.asarray(self.timestamps, dtype=np.float64)
-        if ts.shape != (px.shape[0],):
-            raise ValueError(f"Frames.timestamps must have shape ({px.shape[0]},), got {ts.shape}")
-        if not np.all(np.isfinite(ts)) or np.any(np.diff(ts) < 0):
-            raise ValueError("Frames.timestamps must be finite and non-decreasing")
-        object.__setattr__(self, "timestamps", ts)
-        if self.indices is not None:
-            idx = np.asarray(self.indices, dtype=np.int64)
-            if idx.shape != ts.shape:
-                raise ValueError(f"Frames.indices must have shape {ts.shape}, got {idx.shape}")
-            object.__setattr__(self, "indices", idx)
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.pixels.shape[0])
-
-    @property
-    def height(self) -> int:
-        return int(self.pixels.shape[1])
-
-    @property
-    def width(self) -> int:
-        return int(self.pixels.shape[2])
-
-
-Source = str | os.PathLike | np.ndarray | Frames
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """Cheap metadata of a video file's first video stream (see :func:`probe_video`)."""
-
-    num_frames: int
-    fps: float | None
-    duration: float | None  # seconds
-    width: int
-    height: int
-    codec: str
-    pix_fmt: str | None = None
-    path: str = ""
-
-
-# --------------------------------------------------------------------------------------------
-# Public entry points
-
-
-def load_video(
-    source: Source,
-    *,
-    num_frames: int | None = None,
-    fps: float | None = None,
-    size: tuple[int, int] | None = None,
-    longest_edge: int | None = None,
-    start: float | None = None,
-    end: float | None = None,
-) -> Frames:
-    """Load and sample a video from a file path, a frames array or a :class:`Frames`.
-
-    ``num_frames`` and ``fps`` choose the sampling (see the module docstring; at most one).
-    ``size=(h, w)`` resizes exactly; ``longest_edge=L`` scales so the longer side is L pixels
-    (up or down) keeping the aspect ratio. ``start``/``end`` (seconds, same clock as the
-    timestamps) restrict sampling to frames with ``start <= t < end``.
-
-    A file is decoded sequentially and only the chosen frames are converted and kept, so memory
-    is bounded by the sample, not the clip. An array without timestamps is taken to run at
-    :data:`DEFAULT_ARRAY_FPS`; use :func:`frames_from_array` to give its real timing.
-
-    A file that cannot be read (missing, empty, not a container, no video stream, no frame
-    decodes) raises :class:`VideoDecodeError`. One that decodes only in part (truncated,
-    damaged) is sampled over the frames that do decode, with a :class:`VideoDecodeWarning`.
-    A still image is a valid one-frame clip. Bad arguments raise ``ValueError`` before any I/O.
-    """
-    select = _selector(num_frames=num_frames, fps=fps, start=start, end=end)
-    resize = _resizer(size=size, longest_edge=longest_edge)
-    if isinstance(source, Frames):
-        return _sample_frames(source, select, resize)
-    if isinstance(source, np.ndarray):
-        return _sample_frames(frames_from_array(source), select, resize)
-    if isinstance(source, str | os.PathLike):
-        return _load_file(Path(source), select, resize)
-    raise TypeError(f"load_video expects a path, a numpy array or Frames, got {_describe(source)}")
-
-
-def frames_from_array(
-    array: np.ndarray,
-    *,
-    timestamps: np.ndarray | None = None,
-    fps: float | None = None,
-    source: str = "<array>",
-) -> Frames:
-    """Wrap an in-memory clip as :class:`Frames`, converting it to (T, H, W, 3) uint8 RGB.
-
-    Accepts (T, H, W, 3) RGB, (T, H, W) or (T, H, W, 1) grayscale; integer arrays must hold
-    0..255 and float arrays 0..1 (scaled by 255 and rounded). Timing is ``timestamps`` or
-    ``arange(T) / fps`` (``fps`` defaults to :data:`DEFAULT_ARRAY_FPS`), not both.
-    """
-    pixels = _to_rgb_uint8(array)
-    if timestamps is not None and fps is not None:
-        raise ValueError("give either timestamps or fps for an array, not both")
-    if timestamps is None:
-        rate = DEFAULT_ARRAY_FPS if fps is None else _positive("fps", fps)
-        timestamps = np.arange(pixels.shape[0], dtype=np.float64) / rate
-    else:
-        rate = None
-    return Frames(pixels, np.asarray(timestamps, dtype=np.float64), source=source, source_fps=rate)
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
@@ -254,104 +101,6 @@ def write_video(
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
-
-
-# --------------------------------------------------------------------------------------------
-# Sampling: a selector maps a timestamp array to the chosen indices; shared by files and arrays.
-
-Selector = Callable[[np.ndarray], "_Selection"]
-Resizer = Callable[[int, int], tuple[int, int]]
-
-
-@dataclass(frozen=True)
-class _Selection:
-    indices: np.ndarray  # chosen positions in the timestamp array, non-decreasing
-    window_stop: int  # one past the last frame of the start/end window
-
-
-def _selector(
-    *, num_frames: int | None, fps: float | None, start: float | None, end: float | None
-) -> Selector:
-    """Validate the sampling arguments once, before any decoding, and return the rule."""
-    if num_frames is not None and fps is not None:
-        raise ValueError("num_frames and fps are mutually exclusive: give one of them, or neither")
-    if num_frames is not None and not _is_positive_int(num_frames):
-        raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
-    if fps is not None:
-        _positive("fps", fps)
-    if start is not None and not (np.isfinite(start) and start >= 0):
-        raise ValueError(f"start must be a finite number of seconds >= 0, got {start!r}")
-    if end is not None and not end > (start or 0.0):
-        raise ValueError(f"end must be greater than start ({start or 0.0}), got {end!r}")
-
-    def select(ts: np.ndarray) -> _Selection:
-        lo = 0 if start is None else int(np.searchsorted(ts, start - _TS_TOLERANCE, side="left"))
-        hi = len(ts) if end is None else int(np.searchsorted(ts, end - _TS_TOLERANCE, side="left"))
-        if hi <= lo:
-            span = f"{ts[0]:.3f}..{ts[-1]:.3f} s" if len(ts) else "no frames"
-            raise ValueError(f"no frames with start={start} <= t < end={end}; the clip spans {span}")
-        if num_frames is not None:
-            n = hi - lo
-            i = np.arange(int(num_frames), dtype=np.int64)
-            idx = lo + ((2 * i + 1) * n) // (2 * int(num_frames))  # floor of each segment's centre
-        elif fps is not None:
-            window = ts[lo:hi]
-            count = int(np.floor((window[-1] - window[0]) * fps + _TS_TOLERANCE)) + 1
-            targets = window[0] + np.arange(count, dtype=np.float64) / fps
-            idx = lo + np.searchsorted(window, targets + _TS_TOLERANCE, side="right") - 1
-        else:
-            idx = np.arange(lo, hi, dtype=np.int64)
-        return _Selection(indices=idx.astype(np.int64), window_stop=hi)
-
-    return select
-
-
-def _resizer(*, size: tuple[int, int] | None, longest_edge: int | None) -> Resizer:
-    """Return ``(h, w) -> (new_h, new_w)``; identity when no resize was asked for."""
-    if size is not None and longest_edge is not None:
-        raise ValueError("size and longest_edge are mutually exclusive")
-    if size is not None:
-        if len(size) != 2 or not all(_is_positive_int(s) for s in size):
-            raise ValueError(f"size must be (height, width) with positive integers, got {size!r}")
-        target = (int(size[0]), int(size[1]))
-        return lambda h, w: target
-    if longest_edge is not None:
-        if not _is_positive_int(longest_edge):
-            raise ValueError(f"longest_edge must be a positive integer, got {longest_edge!r}")
-        edge = int(longest_edge)
-
-        def keep_aspect(h: int, w: int) -> tuple[int, int]:
-            scale = edge / max(h, w)
-            return max(1, round(h * scale)), max(1, round(w * scale))
-
-        return keep_aspect
-    return lambda h, w: (h, w)
-
-
-def _sample_frames(frames: Frames, select: Selector, resize: Resizer) -> Frames:
-    chosen = select(frames.timestamps).indices
-    out_h, out_w = resize(frames.height, frames.width)
-    unique, inverse = np.unique(chosen, return_inverse=True)
-    images = frames.pixels[unique]
-    if (out_h, out_w) != (frames.height, frames.width):
-        images = np.stack([_resize_rgb(image, out_h, out_w) for image in images])
-    indices = chosen if frames.indices is None else frames.indices[chosen]
-    return Frames(
-        pixels=np.ascontiguousarray(images[inverse]),
-        timestamps=frames.timestamps[chosen],
-        source=frames.source,
-        indices=indices,
-        source_fps=frames.source_fps,
-    )
-
-
-def _resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=_RESIZE_INTERPOLATION)
-
-
-# --------------------------------------------------------------------------------------------
-# Files
 
 
 @dataclass
@@ -580,52 +329,3 @@ def _stream_duration(container: Any, stream: Any) -> float | None:
     if container.duration is not None and len(container.streams) == 1:
         return container.duration / av.time_base
     return None
-
-
-# --------------------------------------------------------------------------------------------
-# Arrays
-
-
-def _to_rgb_uint8(array: Any) -> np.ndarray:
-    """(T, H, W[, 1|3]) uint8/int/float -> (T, H, W, 3) uint8, with clear errors for anything else."""
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"expected a numpy array of frames, got {_describe(array)}")
-    if array.ndim == 3:
-        array = array[..., None]
-    if array.ndim != 4 or array.shape[-1] not in (1, 3) or min(array.shape) < 1:
-        raise ValueError(
-            f"frames must have shape (T, H, W), (T, H, W, 1) or (T, H, W, 3) with T, H, W >= 1, "
-            f"got {array.shape}"
-        )
-    if array.dtype == np.uint8:
-        out = array
-    elif np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)) or array.min() < 0.0 or array.max() > 1.0:
-            raise ValueError("float frames must hold values in [0, 1]")
-        out = np.rint(array * 255.0).astype(np.uint8)
-    elif np.issubdtype(array.dtype, np.integer):
-        if array.min() < 0 or array.max() > 255:
-            raise ValueError("integer frames must hold values in [0, 255]")
-        out = array.astype(np.uint8)
-    else:
-        raise TypeError(f"frames must be uint8, integer or float, got dtype {array.dtype}")
-    if out.shape[-1] == 1:
-        out = np.repeat(out, 3, axis=-1)
-    return np.ascontiguousarray(out)
-
-
-def _is_positive_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
-
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return float(value)
-
-
-def _describe(obj: Any) -> str:
-    shape = getattr(obj, "shape", None)
-    return f"{type(obj).__name__}" + (f" of shape {shape}" if shape is not None else "")

@@ -1,74 +1,18 @@
 """Efficiency: what answering from an adapter costs next to answering with the video in context.
 
-One clip (the first of ``--split`` or ``--manifest``) is sampled at each frame count, and every method
-answers the same question about it. All numbers come from the same run, so their ratios hold whatever the
-machine's speed; each time is the median of ``--repeats`` timed rounds after ``--warmup`` untimed ones,
-every method measured once per round (``interleaved_rounds``), so drift during the run falls on all alike.
-The text-only queries (``f2l``, ``f2l_merged``, ``no_video``) take a few milliseconds, and the adapter's
-overhead is a ratio of two of them close to 1: they go on for ``--overhead-rounds`` rounds among
-themselves, since a handful of rounds cannot tell 1.1x from the noise.
+One clip is sampled at each frame count and every method (``METHODS``) answers the same question about
+it; the study writes ``efficiency.nc`` (dim ``frames``, resumable per frame count) and ``efficiency.md``,
+with query TTFT, reusable preprocessing, tokens, stored bytes and peak memory per method, and once per run
+the batched unmerged mode and a training step. What is measured and how, and the dataset schema:
+docs/performance.md#what-the-study-measures.
 
-- query TTFT (time to the first answer token, input preparation excluded) of ``direct`` (the video in
-  context), ``f2l`` (adapter only, batched LoRA wrappers), ``f2l_merged`` (the adapter folded into the
-  weights before the query), ``kv_cache`` (the video prefilled once, each question answered from a copy of
-  its KV cache) and ``no_video`` (the base with the question alone: the floor any text-only answer pays);
-- reusable preprocessing, paid once per video: internalization (processor + base forward + hypernetwork)
-  for the adapter, the video's KV prefill (processor + base forward) for ``kv_cache``;
-- answer-time tokens: what the answer attends (``input_tokens``), how many of them are visual, and how
-  many are computed at query time (``prefilled_tokens``: ``kv_cache`` reads the video's from its cache);
-- what is stored per video: the adapter's bytes against the KV cache's bytes;
-- peak memory of each query and of each preprocessing step (CUDA: ``max_memory_allocated`` over the call;
-  CPU: the peak resident-set growth of the call in a fresh process per measurement, since a process's
-  allocator keeps freed memory and would hide the next measurement's peak);
-- once per run, the batched unmerged mode: ``--clips`` questions answered in one ``generate``, row ``i``
-  under clip ``i``'s own adapter, against the base answering the same batch with no adapter (TTFT, rounds
-  interleaved, the ratio paired within each round);
-- once per run: a distillation training step (encode + hypernetwork + adapted student forward/backward)
-  against the student forward/backward alone with a fixed adapter (teacher targets are cached, so the
-  teacher costs nothing per step).
-
-    python -m analyses.efficiency                      # frames 12, 64, 256 (a few minutes on 2 CPU cores)
+    python -m analyses.efficiency                      # frames 12, 64, 256
     python -m analyses.efficiency --full --device cuda # frames 12, 64, 256, 1024
-
-Resumable per frame count (the units of the ``Study`` are frame counts, dim ``frames``); the training
-measure is taken anew by each invocation (a few seconds) unless ``--no-training``.
-
-Dataset schema (``efficiency.nc``):
-
-- dims ``frames`` (frames sampled from the clip), ``method`` (direct, f2l, f2l_merged, kv_cache, no_video),
-  ``round`` (timed rounds, 0..max(repeats, overhead_rounds)-1).
-- ``ttft_s(frames, method)`` s: median query time to first token over its rounds.
-- ``ttft_rounds_s(frames, method, round)`` s: each round's time to first token (every method once a
-  round), for ratios paired within a round and for the spread; rounds past ``--repeats`` time only the
-  text-only queries (NaN for ``direct`` and ``kv_cache``).
-- ``apply_s(frames, method)`` s: median time to put the adapter on the base for a query and take it off
-  again, outside the TTFT (f2l: setting every wrapper's factors; f2l_merged: merging and unmerging the
-  weights); NaN for the methods with no adapter.
-- ``preprocess_s(frames, method)`` s: median reusable preprocessing (internalization for f2l and
-  f2l_merged, KV prefill for kv_cache; NaN for direct and no_video, which keep nothing per video).
-- ``input_tokens(frames, method)``: tokens the answer attends (kv_cache: its cached prefix + the question).
-- ``visual_tokens(frames, method)``: visual tokens among them.
-- ``prefilled_tokens(frames, method)``: tokens computed at query time.
-- ``stored_bytes(frames, method)`` bytes: adapter (f2l, f2l_merged) or KV cache (kv_cache) per video; NaN
-  for direct and no_video.
-- ``peak_memory_bytes(frames, method)`` bytes: peak memory of one query (NaN with ``--no-memory``).
-- ``preprocess_peak_memory_bytes(frames, method)`` bytes: peak memory of the preprocessing step.
-- ``token_reduction(frames)``: direct input tokens / f2l input tokens.
-- ``internalize_s(frames, hypernet)`` s: median internalization time of ``--hypernet`` and of each of
-  ``--compare-hypernets`` (same base, clip and rounds), coords ``hypernet_kind`` and ``hypernet_parameters``.
-- scalar coord ``clip``; attrs: provenance, ``question``, the batched measure ``batch_size``,
-  ``batch_ttft_f2l_s`` and ``batch_ttft_no_video_s`` (s, medians), ``batch_f2l_vs_no_video`` (median of
-  the per-round ratios) with its range ``batch_f2l_vs_no_video_min`` / ``_max``, and the training measure
-  ``train_step_s``, ``student_fwd_bwd_s`` (s, medians) and ``train_step_vs_student`` (their ratio); with
-  ``--compare-hypernets``, ``train_step_by_hypernet_s`` (s, in the order of the ``hypernet`` coordinate).
 """
 
 from __future__ import annotations
 
-import gc
 import json
-import multiprocessing
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -77,8 +21,9 @@ import torch
 import xarray as xr
 
 from analyses.common import AnswersConfig, study_examples, study_main
+from analyses.efficiency_measures import interleaved_rounds, median_times, medians, peak_memories
 from f2l.adapter import Adapter, merged_adapter, use_adapter
-from f2l.answer import Answer, answer, generate, prefill_video, synchronize
+from f2l.answer import Answer, answer, generate, prefill_video
 from f2l.chat import answer_suffix, prompt_text
 from f2l.distributed import rank
 from f2l.encode import internalization_inputs
@@ -112,171 +57,6 @@ class EfficiencyConfig(AnswersConfig):
 
 def frame_counts(cfg: EfficiencyConfig) -> tuple[int, ...]:
     return tuple(cfg.frames) if cfg.frames else FULL_FRAMES if cfg.full else DEFAULT_FRAMES
-
-
-def timed(fn: Callable[[], object], device) -> Callable[[], float]:
-    """``fn`` as a measurement: its wall time in seconds, the device synchronised on both sides."""
-
-    def measure() -> float:
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        return time.perf_counter() - start
-
-    return measure
-
-
-def interleaved_rounds(
-    measures: dict[str, Callable[[], float]], warmup: int, repeats: int
-) -> dict[str, list[float]]:
-    """Each measurement's value in each of ``repeats`` rounds, after ``warmup`` untimed rounds.
-
-    Each round runs every measurement once, starting one further along the list each round, rather
-    than one measurement's repeats back to back: whatever drifts during a run (clocks, caches, the
-    host's other load) then falls on every method alike, which is what their ratios need. On a GPU a
-    short query is bound by the host issuing kernels, and blocks of repeats measured one method after
-    another disagreed between methods doing identical work (docs/performance.md)."""
-    names = list(measures)
-    for _ in range(warmup):
-        for name in names:
-            measures[name]()
-    values: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(repeats):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            values[name].append(measures[name]())
-    return values
-
-
-def _medians(rounds: dict[str, list[float]]) -> dict[str, float]:
-    """Each measurement's median over the rounds it was timed in (NaN marks a round it sat out)."""
-    return {name: float(np.nanmedian(v)) for name, v in rounds.items()}
-
-
-def median_times(fns: dict[str, Callable[[], object]], device, warmup: int, repeats: int) -> dict[str, float]:
-    """The median wall time of each of ``fns``, timed in interleaved rounds."""
-    return _medians(interleaved_rounds({k: timed(fn, device) for k, fn in fns.items()}, warmup, repeats))
-
-
-# --------------------------------------------------------------------------- peak memory
-
-
-def memory_probe(
-    pipeline: Frames2LoRA, clip: Frames, what: str, question: str, max_new_tokens: int
-) -> Callable[[], object]:
-    """The call whose peak memory ``what`` names (a method's query, or "internalize" / "prefill"), with
-    its setup already done: the adapter made for f2l, the video prefilled for kv_cache."""
-    base = pipeline.base
-    if what == "direct":
-        return lambda: answer(base, clip, question, max_new_tokens=max_new_tokens)
-    if what == "no_video":
-        return lambda: answer(base, None, question, max_new_tokens=max_new_tokens)
-    if what in ("f2l", "f2l_merged"):
-        adapter = pipeline.internalize_batch([clip])[0]
-        merged = what == "f2l_merged"
-        return lambda: pipeline.generate(adapter, question, max_new_tokens=max_new_tokens, merged=merged)
-    if what == "kv_cache":
-        prefix = prefill_video(base, clip)
-        return lambda: answer(base, None, question, prefix=prefix, max_new_tokens=max_new_tokens)
-    if what == "internalize":
-        return lambda: pipeline.internalize_batch([clip])
-    if what == "prefill":
-        return lambda: prefill_video(base, clip)
-    raise ValueError(f"unknown memory measurement {what!r}")
-
-
-def _release_freed_memory() -> None:
-    """Give freed heap back to the OS (glibc), so that a setup's freed memory does not hide the next
-    call's peak from the resident-set sampler."""
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def peak_rss_growth(fn: Callable[[], object], interval_s: float = 0.0005) -> int:
-    """Peak resident-set growth while ``fn`` runs, sampled by a thread (CPU has no allocator stats)."""
-    import threading
-
-    import psutil
-
-    process = psutil.Process()
-    baseline = peak = process.memory_info().rss
-    done = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, process.memory_info().rss)
-            time.sleep(interval_s)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        sampler.join()
-    return max(peak, process.memory_info().rss) - baseline
-
-
-def measure_peak(fn: Callable[[], object], device: torch.device | str) -> int:
-    """Peak memory (bytes) that ``fn`` adds: CUDA allocator statistics, or resident-set growth on CPU."""
-    if torch.device(device).type == "cuda":
-        gc.collect()
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        with torch.inference_mode():
-            fn()
-        synchronize(device)
-        return int(torch.cuda.max_memory_allocated() - before)
-    _release_freed_memory()
-    with torch.inference_mode():
-        return peak_rss_growth(fn)
-
-
-def peak_memories(
-    pipeline: Frames2LoRA, cfg: EfficiencyConfig, clip: Frames, frames: int, what: list[str]
-) -> dict[str, int]:
-    """Peak memory of each measurement in ``what`` at ``frames`` frames: in this process on CUDA; on CPU
-    each in its own fresh process, forked from a server that has imported the libraries but never run a
-    model (so a measurement does not pay the imports, and no allocator has held an earlier one's memory)."""
-    device = pipeline.base.device
-    if device.type == "cuda":
-        return {
-            w: measure_peak(memory_probe(pipeline, clip, w, cfg.question, cfg.max_new_tokens), device)
-            for w in what
-        }
-    from analyses.efficiency import _peak_child  # by its importable name, also when run as __main__
-
-    ctx = multiprocessing.get_context("forkserver")
-    # the libraries, not this module: a child re-runs the main module, which must not be imported yet
-    ctx.set_forkserver_preload(["f2l.pipeline", "analyses.common"])
-    args = (cfg.hypernet, cfg.manifest, cfg.split, frames)
-    with ctx.Pool(1, maxtasksperchild=1) as pool:
-        return {w: pool.apply(_peak_child, (*args, w, cfg.question, cfg.max_new_tokens)) for w in what}
-
-
-def _peak_child(
-    hypernet: str,
-    manifest: str | None,
-    split: str,
-    frames: int,
-    what: str,
-    question: str,
-    max_new_tokens: int,
-) -> int:
-    """One measurement in a fresh CPU process (run by ``peak_memories``)."""
-    pipeline = Frames2LoRA.from_pretrained(hypernet, device="cpu")
-    clip = pipeline.example_frames(study_examples(manifest, split, 1, frames)[0], frames)
-    with torch.inference_mode():
-        probe = memory_probe(pipeline, clip, what, question, max_new_tokens)
-    return measure_peak(probe, "cpu")
 
 
 # --------------------------------------------------------------------------- one frame count
@@ -378,7 +158,7 @@ def measure_frames(
         more = interleaved_rounds({m: ttft(m) for m in TEXT_ONLY}, 0, extra)
         for method in METHODS:
             ttft_rounds[method] += more.get(method, [np.nan] * extra)
-    ttft_s = _medians(ttft_rounds)
+    ttft_s = medians(ttft_rounds)
     for i, method in enumerate(METHODS):
         row["ttft_s"][i] = ttft_s[method]
         tokens = last[method].input_tokens
@@ -453,7 +233,7 @@ def batched_overhead(
     with torch.inference_mode():
         rounds = interleaved_rounds({"f2l": query(adapters), "no_video": query(None)}, warmup, repeats)
     ratio = np.array(rounds["f2l"]) / np.array(rounds["no_video"])
-    t = _medians(rounds)
+    t = medians(rounds)
     return {
         "batch_size": len(clips),
         "batch_ttft_f2l_s": t["f2l"],

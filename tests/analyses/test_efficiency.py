@@ -1,4 +1,4 @@
-"""analyses.efficiency: peak-memory measurement and the command end to end."""
+"""analyses.efficiency and its measures: peak memory, interleaved rounds and the command end to end."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import xarray as xr
 
 from analyses import efficiency
 from analyses.common import study_examples
-from analyses.efficiency import EfficiencyConfig, measure_peak, peak_memories
+from analyses.efficiency import EfficiencyConfig
+from analyses.efficiency_measures import interleaved_rounds, measure_peak, peak_memories
 from f2l import answer as answering
 from f2l.chat import count_tokens, model_inputs, prompt_text
 from f2l.data import world_manifest
@@ -41,7 +42,7 @@ def test_interleaved_rounds_run_every_method_each_round_in_rotating_order():
 
         return fn
 
-    rounds = efficiency.interleaved_rounds({k: measure(k) for k in "abc"}, warmup=1, repeats=3)
+    rounds = interleaved_rounds({k: measure(k) for k in "abc"}, warmup=1, repeats=3)
     assert calls == list("abc" + "abc" + "bca" + "cab")  # warm-up round, then one shift per round
     assert rounds == {"a": [1.0, 2.0, 3.0], "b": [5.0, 4.0, 6.0], "c": [7.0, 8.0, 0.5]}  # no warm-up 9.0
 

@@ -1,51 +1,14 @@
 """What closes the gap between adapter-only and video-in-context answering: declared training ablations of
 the tiny hypernetwork, one change at a time, each trained, benchmarked and compared with the baseline.
 
+A row (``ROWS``) is one change to the ``tiny`` preset of ``f2l.train`` at ``BASELINE_FLAGS``; each row
+trains into ``<work>/<row>``, is benchmarked there by ``analyses.benchmark``, and is compared with the
+``baseline`` row. Writes ``<out>/ablations.nc`` and ``<out>/ablations.md``. The rows, resumption, the
+issue's criterion and the dataset schema: docs/ablations.md#the-runner.
+
     python -m analyses.ablations                                  # every row, 12 benchmark clips
     python -m analyses.ablations --rows steps-3000 rank-16 --clips 200
     python -m analyses.ablations --rows rank-16 -- --train-clips 64 --steps 100   # f2l.train flags, every row
-
-A row is one change to the ``tiny`` preset of ``f2l.train`` at 1,500 steps (``BASELINE_FLAGS``: the preset
-before this table moved it to 3,000; ``ROWS``: each row's description and the flags that make it). The
-``baseline`` row is that preset itself, trained by this runner like every other row with the
-same seed and data order, so two rows differ only in their one change; it always runs, as every row's
-reference. Flags after ``--`` go to ``f2l.train`` for every row, before the row's own change (so they
-never undo it): a smaller run for a test, a cache path, another seed.
-
-Each row trains into ``<work>/<row>`` and ships ``<work>/<row>/hypernet`` (``f2l.train --ship``); an
-interrupted run resumes on the same command, a finished one (summary and shipped hypernetwork present) is
-not trained again, and a run of another config is refused unless ``--fresh`` discards it with its
-benchmarks. Then ``analyses.benchmark`` (resumable clip by clip) runs into ``<work>/<row>/bench-<clips>``, so
-a 12-clip and a 200-clip benchmark of one row live side by side: direct, f2l and no_video for the
-baseline, f2l alone for every other row, whose statistics take the baseline's direct and no_video
-(``beside_baseline``: they never see the hypernetwork).
-
-**The issue's criterion.** On a benchmark where the video matters, ``f2l - direct`` must be equivalent or
-non-inferior (margin ``--margin``, Holm across benchmarks). The video matters where the benchmark's own test
-finds ``no_video - direct`` *inferior*: the question alone scores worse than the video by more than the
-margin. Elsewhere f2l cannot be told from answering blind, so its verdict there says nothing about the
-video. The benchmarks that qualify are the same in every row (the baseline's direct and no_video).
-
-**Training minutes** are the wall time of a run's steps from its ``log.jsonl`` (held-out evaluations
-included; loading the base and the one-time teacher targets and base states, shared by every row through
-their caches, not), on whatever machine ran the row.
-
-Writes ``<out>/ablations.nc`` and ``<out>/ablations.md``. Dataset schema:
-
-- dims ``row`` (registry order, baseline first), ``benchmark`` (caption category / QA type), ``method``
-  (direct, f2l, no_video).
-- coords on ``row``: ``description``, ``change`` (the f2l.train flags), ``train_config`` (the run's resolved
-  config, JSON).
-- ``mean_score(row, benchmark, method)``: mean over clips of each clip's mean score (``--metric``).
-- ``f2l - direct`` on (row, benchmark): ``diff_mean``, ``ci_low`` / ``ci_high`` (bootstrap interval at
-  1 - 2 alpha), ``p_equivalence``, ``p_noninferiority`` (Holm-adjusted), ``verdict``; ``video_verdict``, the
-  verdict of ``no_video - direct``; ``video_matters`` (that verdict is "inferior"); ``meets`` (the video
-  matters and f2l is equivalent or non-inferior).
-- ``vs_baseline_diff``, ``vs_baseline_ci_low`` / ``_ci_high``, ``vs_baseline_verdict`` (row, benchmark):
-  the row's f2l minus the baseline's, paired by clip (``analyses.compare_hypernets.compare_runs``).
-- on ``row``: ``n_meeting`` and ``n_video_matters`` (the criterion holds on ``n_meeting`` of the
-  ``n_video_matters`` benchmarks), ``train_seconds``, ``steps``.
-- attrs: provenance, the runner's config, ``metric``, ``margin``, ``alpha``, ``clips``.
 """
 
 from __future__ import annotations
@@ -343,7 +306,7 @@ def run(cfg: AblationsConfig) -> xr.Dataset:
 def collect(
     configs: dict[str, TrainConfig], benches: dict[str, xr.Dataset], cfg: AblationsConfig
 ) -> xr.Dataset:
-    """The rows' benchmarks side by side (schema in the module docstring)."""
+    """The rows' benchmarks side by side (schema: docs/ablations.md#rows-flags-and-resumption)."""
     rows, metric = list(configs), cfg.metric
     reference = benches[BASELINE]
     suites = [str(s) for s in reference["suite"].values]

@@ -1,50 +1,16 @@
 """Do adapters made from separate segments of one long video compose in rank space?
 
-A long world clip of ``n`` segments (``f2l.world.sample_long_truth``: one scene under a still camera,
-``--frames`` frames a segment, objects taking turns over runs of segments) is internalized segment by
-segment, and the segment adapters are composed along the rank (``Frames2LoRA.internalize(...,
-chunk_frames=...)``): plainly (the sum of their weight changes, ``f2l_composed``) and scaled by ``1/n``
-(``f2l_composed_scaled``: every segment adapter was trained to be the only one, so their plain sum grows
-with ``n``). Both are compared with the adapter of the whole clip's ``n x frames`` frames (``f2l_whole``),
-the whole clip in context (``direct``) and the question alone (``no_video``). Each hypernetwork kind
-composes by its own rule (``compose_segments``): for the authors' design (``--hypernet paper-tiny``) the
-generated ranks in order and the static block once, which the 1/n scaling then scales with the rest.
-
-**Questions** (``f2l.world.long_clip_items``, the world's own templates): ``needs = "one"``, an object's
-colour, shape and size, shown by the segments of its run alone; ``needs = "several"``, which of two
-consecutive objects is there first (a two-way choice), what happens first, how many objects there are,
-and the temporal and detailed captions, which join what several runs show. Seen alone, every segment is
-an ordinary one-object world clip, the kind of clip the hypernetwork and the base were trained on, and
-there is no scene cut the base never saw.
-
-**Segment timestamps.** Segment adapters see their frames' absolute timestamps (segment ``k`` at
-``8k + 0.5 ... 8k + 7.5`` s), as ``internalize(chunk_frames=...)`` and the benchmark's ``f2l_chunked``
-give them, not timestamps restarting at 0 as in training: a rank-space sum is blind to the order of its
-terms, so only the timestamps can tell a composed adapter which segment came first (docs/studies.md,
-"Segment clocks", gives the measured comparison of both clocks).
+Each long world clip (``f2l.world.sample_long_truth``) is internalized segment by segment and the segment
+adapters are composed along the rank, plainly (``f2l_composed``) and scaled by ``1/n``
+(``f2l_composed_scaled``), against the whole clip's adapter (``f2l_whole``), the whole clip in context
+(``direct``) and the question alone (``no_video``), on the questions of ``f2l.world.long_clip_items``.
+Writes ``<out>/composition.nc`` and ``<out>/composition.md``, resuming per long clip. The method, the
+segment clocks and the dataset schema: docs/studies.md#composition.
 
     python -m analyses.composition                      # 8 long clips at 2 and 4 segments
     python -m analyses.composition --full               # 100 long clips at 2, 4 and 8 segments
     python -m analyses.composition --hypernet paper-tiny --n-chunks 2 4 8
     torchrun --nproc-per-node 4 -m analyses.composition --full
-
-Writes ``<out>/composition.nc`` and ``<out>/composition.md``; resumes where it stopped (a part file per
-long clip, ``--clips`` seeds of the ``--split`` at each segment count).
-
-Dataset schema (``composition.nc``):
-
-- dims ``example_id`` (``"<clip>/<item>"``, the clip ``"long-<seed>-<n>"``: ``sample_long_truth(seed, n)``),
-  ``method`` (direct, f2l_whole, f2l_composed, f2l_composed_scaled, no_video), ``n_chunks`` (segments),
-  ``failure`` (clips whose computation raised). Each clip has one segment count: its examples are NaN
-  (``""`` for strings) at the others.
-- coords on ``example_id``: ``clip``, ``needs`` ("one" | "several"), ``first_segment`` and
-  ``last_segment`` (the evidence: the segments showing the objects the answer is about, inclusive),
-  ``benchmark`` (color, shape, size, order, first_event, count, temporal, detailed), ``kind`` ("qa" |
-  "caption"); scalar ``metric`` ("token_f1").
-- ``score(example_id, method, n_chunks)``: token-F1 in [0, 1] against the reference;
-  ``prediction(example_id, method, n_chunks)``, ``reference(example_id)``, ``question(example_id)``.
-- attrs: provenance (package version, git revision, base model, hypernetwork, seed, command, time),
-  ``segment_frames`` and the study's config.
 """
 
 from __future__ import annotations

@@ -1,33 +1,11 @@
 """Reading the text model's residual stream, layer by layer, through two independent hook libraries.
 
 A capture runs the whole VLM on token ids (text only: no visual tokens), optionally under an ``Adapter``,
-and returns, at chosen ``(row, position)`` pairs, what a Llama decoder layer ``l`` reads and writes:
-
-    resid_pre_l                        the layer's input (resid_pre_0 is the token embedding)
-    resid_mid_l  = resid_pre_l + attn_out_l
-    resid_post_l = resid_mid_l + mlp_out_l = resid_pre_{l+1}
-
-plus ``resid_final`` (the last layer's output, before the final norm) and the logits.
-
-Two backends compute the same thing and are checked against each other in the tests:
-
-- ``NNsightCapture`` (nnsight): traces the model itself and saves ``layers[l].input``,
-  ``layers[l].self_attn.output[0]``, ``layers[l].mlp.output`` and ``norm.input``. nnsight instruments
-  each module once, in place and inert outside a trace (its controller forward stays in the module's
-  ``__dict__``), so wrapping the pipeline's model changes nothing it computes. The adapter is applied
-  with ``use_adapter`` around the trace.
-- ``BridgeCapture`` (TransformerLens ``TransformerBridge``): reads the hooks ``blocks.{l}.hook_resid_pre``,
-  ``blocks.{l}.hook_attn_out``, ``blocks.{l}.hook_mlp_out`` and ``ln_final.hook_in``. TransformerLens has
-  no adapter for ``SmolVLMForConditionalGeneration``, but SmolVLM is the Idefics3 architecture under
-  another name (``model.vision_model``, ``model.connector``, a Llama ``model.text_model``, ``lm_head``),
-  so the bridge is built offline, from the loaded module, with TransformerLens' Idefics3 adapter
-  (``build_bridge_from_module``; nothing is downloaded). Building a bridge rewrites the module tree it
-  wraps for good (decoder layers become ``BlockBridge``, every projection a ``LinearBridge``, attention
-  is switched to eager), which would break every other user of the model, ``use_adapter`` included: so
-  the bridge wraps a private deep copy. The copy's ``LoRALinear`` wrappers are installed *before* the
-  bridge is built, so each ``LinearBridge`` wraps a ``LoRALinear`` and calls its forward: the adapter
-  runs inside the bridge. Since ``use_adapter`` cannot find the wrappers behind the ``LinearBridge``
-  any more, the bridge sets the factors on the wrappers it kept from before bridging.
+and returns, at chosen ``(row, position)`` pairs, each decoder layer's ``resid_pre``, ``resid_mid`` and
+``resid_post``, ``resid_final`` (before the final norm) and the logits. ``NNsightCapture`` (nnsight) and
+``BridgeCapture`` (TransformerLens' ``TransformerBridge``, on a private copy of the model) compute the same
+thing and are checked against each other in the tests. The stream's terms, and how each backend reads them
+and applies the adapter: docs/probes/README.md#reading-the-residual-stream.
 """
 
 from __future__ import annotations
@@ -127,7 +105,7 @@ class NNsightCapture:
 
 class BridgeCapture:
     """The residual stream of a private copy of ``model`` through TransformerLens' ``TransformerBridge``
-    hooks (see the module docstring for why a copy, and how the adapter reaches it)."""
+    hooks (docs/probes/README.md#reading-the-residual-stream: why a copy, and how the adapter reaches it)."""
 
     backend = "transformer_lens"
 

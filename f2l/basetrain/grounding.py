@@ -1,40 +1,12 @@
-"""An auxiliary grounding loss for pretraining the tiny base from scratch.
+"""Auxiliary grounding losses for pretraining the tiny base from scratch.
 
-A VLM trained from nothing first learns the answer prior and only later learns to read its visual
-tokens: the language loss gives the vision tower almost no signal until the text model attends to the
-right tokens, and the text model has no reason to attend until the tokens say something (the plateau
-of docs/bases.md). The world's ground truth breaks that loop: every visual token covers a known
-cell of a known frame, so small linear heads on the connector's output can be trained to say which
-object colour and shape fill that cell, and which background colour and texture the frame has. The
-vision tower then encodes what the questions ask about from the first steps (the main object's
-colour, shape and size also from the frame's mean token, so a question about it can be answered by
-attending anywhere in the frame), and the language loss
-only has to learn where to look.
-
-Appearance is not enough for the world's temporal questions (which way does it move, how many were
-there, what happened first): those need the text model to compare frames, and from the language
-loss alone a from-scratch model settles on the answer prior for them. So a second set of heads
-(``TemporalHeads``) reads the text model's hidden states at the visual tokens, part way up the
-stack, where causal attention lets frame f see every earlier frame: per cell, the motion of the
-object filling it; per frame, the camera's motion, how many objects are visible, how many have been
-seen so far, and the first appearance or departure so far. Each is answerable from the frames up to
-f and no later, so the targets never ask the model to see the future; motion and camera are not
-asked of the first frame, where nothing has moved yet. A question's answer tokens then find the
-fact written on the last frames' tokens instead of having to derive it.
-
-Direction is the one fact the cells alone did not carry to the answer: "which way does the red circle
-move?" must find the red object's cells and read a motion that each cell holds only weakly. The
-optional binding head (``TemporalHeads(binding=True)``) writes it where the main object's looks are
-written: on the frame mean, a table of each visible colour's motion (colours are unique within a clip),
-so that the answer can read the named object's motion from any token of a later frame. Read off the
-frame mean it never learnt (``binding_loss`` says why); ``--binding-layer`` reads it off every token
-of a later layer instead, where it did not learn either (docs/bases.md, "Eleven attacks on it"). Motion is a
-change of place, yet a connector token barely knows which cell it is (``probes.linear_probes``): the
-optional position head (``GroundingHeads(position=True)``, ``--position-weight``) asks every token an
-object covers where that object's centre is on screen, so that a later frame can compare places.
-
-The heads are a training device only: they are not part of the saved checkpoint, which stays a plain
-SmolVLM.
+Small linear heads read the visual tokens (``GroundingHeads``: per cell the object colour and shape, per
+frame the background and the main object) and the text model's states at them (``TemporalHeads``: per
+cell the object's motion, per frame the camera, counts and first events so far, optionally a colour's
+motion on the frame mean and an object's place), trained on the world's ground truth so that a
+from-scratch VLM learns to read its visual tokens. The heads are a training device only: they are not
+part of the saved checkpoint, which stays a plain SmolVLM. Why each head, and what it taught:
+docs/bases.md#the-grounding-losses.
 """
 
 from __future__ import annotations
@@ -207,8 +179,8 @@ class TemporalHeads(nn.Module):
 
     def __init__(self, width: int, binding: bool = False):
         super().__init__()
-        # per frame, each colour's motion (the module docstring's binding head); absent when off, so
-        # checkpoints and snapshots of runs without it keep their keys
+        # per frame, each colour's motion (the binding head, docs/bases.md#the-grounding-losses); absent when
+        # off, so checkpoints and snapshots of runs without it keep their keys
         self.color_motion = nn.Linear(width, len(COLORS) * len(MOTIONS)) if binding else None
         self.motion = nn.Linear(width, len(MOTION_CLASSES))
         self.camera = nn.Linear(width, len(CAMERAS))

@@ -1,32 +1,11 @@
 """The dataset manifest: one JSONL file, one video per line, shared by the procedural world and real datasets.
 
-A record names its video either by a world seed (rendered on demand by ``f2l.world``) or by a file path,
-and carries reference captions by category and QA items. Everything downstream (teacher targets,
-training, evaluation) reads examples through this one format, so validation is strict: a typo in a key
-or a wrong type is an error that names the file and line, never a silently empty field.
-
-Relative video paths are stored exactly as written and resolve against the manifest file's directory.
-``read_manifest`` records that directory on each example as ``Example.root`` (not serialized, not part
-of equality), so ``example.video_path()`` and ``load_frames(example)`` work without passing it again.
-``write_manifest`` rewrites the relative path of an example whose ``root`` is set so it still names the
-same file from the new manifest's directory. An example with ``root=None`` (built in code) is not
-anchored anywhere: its path is written as is, i.e. taken as relative to the manifest it goes into.
-The converters anchor their examples at the working directory, where their ``videos_dir`` is.
-
-A caption is asked with its category's instruction from ``CAPTION_PROMPTS`` unless the record's
-``caption_prompts`` names its own (datasets whose captions were written for a particular instruction).
-
-The authors' official JSONL manifests (one row per prompt: ``video_path``, ``prompt``, ``target_text``)
-are read by the same ``read_manifest``/``iter_manifest``, detected per file; see ``f2l.data.official``.
-
-Record layout::
-
-    {"id": "world-1010003", "source": "world",
-     "video": {"world_seed": 1010003} | {"path": "clips/a.mp4", "start": null, "end": null},
-     "frames": 12 | null, "fps": null, "split": "test" | null, "duration": 8.0 | null,
-     "captions": {"short": "...", ...}, "caption_prompts": {"short": "..."} | {},
-     "qa": [{"id": "q0", "question": "...", "answer": "...", "type": "attribute", "choices": null}],
-     "meta": {...}}
+A record names its video by a world seed (rendered on demand by ``f2l.world``) or by a file path, and
+carries reference captions by category and QA items. Everything downstream (teacher targets, training,
+evaluation) reads examples through this one format, so validation is strict: a typo in a key or a wrong
+type is an error that names the file and line. The authors' official manifests are read by the same
+``read_manifest``/``iter_manifest``, detected per file (``f2l.data.official``). Record layout, relative
+paths and caption prompts: docs/usage.md#manifests.
 """
 
 from __future__ import annotations

@@ -1,31 +1,11 @@
 """The authors' official Frames2LoRA JSONL manifests, read into ``Example``s and written back out.
 
-An official row is one prompt about one video::
-
-    {"id": "train-finevideo-x-scene-s01", "video_path": "raw/clips/x-s01.mp4", "task_type": "caption",
-     "prompt": "...", "target_text": "...", "dataset": "finevideo", "split": "train",
-     "metadata": {"source_video_path": "raw/finevideo/x.mp4"}, "clip_start_sec": 12.0, "clip_end_sec": 31.5}
-
-As in the official loader: ``question``/``answer`` stand in for ``prompt``/``target_text``. The reference
-is optional (an inference manifest has none): a row without one gets the empty reference "", which
-``f2l.infer`` and teacher-target training never read and which scores 0 in a study; ``task_type`` defaults to "qa" when either is used, else
-"caption"; ``dataset`` to ``metadata.dataset``, else "unknown"; ``split`` to the id's "train-"/"val-"/
-"test-" (or "_") prefix; ``id`` to the video file's stem.
-
-Rows of one video (file, span, split, dataset) make one ``Example`` named by its first row, so the video is
-encoded once for all its prompts: a "qa" row is a ``QAItem`` (its row id, type "open"), any other row a
-caption of category task type ("caption", then "caption_2", ...) asked with the row's own prompt
-(``Example.caption_prompts``). The rest of each row (id, task_type, metadata, clip times, extra keys)
-stays in ``meta["rows"]``, so ``write_official_manifest`` writes the same rows back.
-
-The clip times locate a clip in ``metadata.source_video_path``. The official FineVideo builder cuts each
-span to its own file, named by ``video_path`` and decoded whole, as the official trainer does; only when
-``video_path`` is that source (or none is named) are the times the video's span.
-
-Relative ``video_path`` values resolve against the data root: ``data_root`` if given, else
-``$FRAMES2LORA_DATA_ROOT``, else ``$VIDEO2LORA_DATA_ROOT`` (the official code's name). With none set, a
-relative path is an error naming its line rather than a guess: official manifests sit in ``processed/``
-while their videos are under ``raw/``, so the manifest's own folder would be the wrong base.
+An official row is one prompt about one video (``video_path``, ``prompt``, ``target_text``, ...); the rows
+of one video make one ``Example`` named by its first row, so the video is encoded once for all its
+prompts, and the rest of each row stays in ``meta["rows"]`` so that ``write_official_manifest`` writes the
+same rows back. Relative ``video_path`` values resolve against a data root (``data_root``,
+``$FRAMES2LORA_DATA_ROOT`` or ``$VIDEO2LORA_DATA_ROOT``), never a guess. Row layout and defaults:
+docs/usage.md#the-authors-official-manifests.
 """
 
 from __future__ import annotations

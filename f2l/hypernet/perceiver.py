@@ -1,39 +1,10 @@
 """The perceiver hypernetwork: per-layer hidden states of the frozen VLM -> LoRA factors of that layer.
 
-For every text-model layer ``l`` (weights shared across layers, a learned layer embedding tells them
-apart)::
-
-    tokens_l  = W_in · rmsnorm(h_l)                         (N, T, w)   no positions: see below
-    latents   = Q + e_l  --cross-attend(tokens_l, mask)-->  (N, M, w)   then self-attention blocks
-    z[m, j]   = e_m + e_j + e_l  --cross-attend(latents)--> (N, |modules| * r, w)
-    A_l[m][j] = HeadA_m(g[m, j] ⊙ norm(z[m, j]))  (d_in)    B_l[m][j] = HeadB_m(g[m, j] ⊙ norm(z[m, j]))  (d_out)
-
-so each (module, rank slot) reads its own summary of the latents, and per-module heads write the
-rows of ``A`` and ``B`` (delta-W_l = scaling · B_lᵀ A_l, scaling = alpha / r). The learned per-slot
-gains ``g[m, j]`` (initialised N(0, 1)) give every rank slot its own linear read-out of the summary, so
-the r rows are independent from the first step and delta-W can use its whole rank.
-
-Why it stays stable from 12 to 1,024 frames (the paper leaves this open; this is our answer):
-
-1. No learned absolute positions over input tokens: the VLM's states already carry order (RoPE and
-   causal attention, plus the frame timestamp tokens), and a learned position table could not
-   extrapolate past the training length.
-2. Padding is masked, so a batch of clips of different lengths reads exactly what each clip alone would.
-3. Cross-attention pools by a softmax average, so the pooled features are convex combinations of
-   token features whatever ``T`` is; and its logits are multiplied by ``s_h · log(T) / log(T_ref)``
-   (length-scaled, "scalable softmax" attention, ``T`` the row's real token count, ``s_h`` learned per
-   head, initialised to 1): without it the attention a salient token receives is diluted roughly as
-   1/T, and the pooled summary drifts toward the mean token as the video grows.
-4. The read-out vectors are normalised before the heads, so the factors' norms are bounded by the head
-   weights, not by the input length.
-
-Output scales: ``A = HeadA(z) / sqrt(d_in)``, so ``A x`` is O(1) for unit-RMS ``x`` at any model width;
-``B = HeadB(z) / sqrt(w)``, so one Adam step moves ``B`` by O(lr) per entry instead of O(lr · w) (the
-head sums ``w`` coordinated weight changes); without these the first optimiser steps blow the
-student up.
-
-Initialisation: the B heads start at zero, so the first adapter is exactly a no-op and the student
-starts as the base model (as LoRA does); A heads start random, so gradients reach B at once.
+One network, shared across the text model's layers (a learned layer embedding tells them apart), pools a
+layer's token states into latents by length-scaled cross-attention (padding masked, no positions over input
+tokens), reads one summary per (module, rank slot) and writes the rows of ``A`` and ``B`` with per-module
+heads; the B heads start at zero, so the first adapter is a no-op. The map, why it holds from 12 to 1,024
+frames, and its output scales: docs/perceiver.md.
 """
 
 from __future__ import annotations

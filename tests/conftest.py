@@ -47,7 +47,7 @@ def random_base(random_tiny_dir):
 
 
 @pytest.fixture(scope="module")
-def base64(random_tiny_dir):
+def base_f64(random_tiny_dir):
     """A private float64 copy of the random tiny base (one per test module), so that the probes' identities
     and sums hold to float64 precision."""
     from f2l.models import load_base
@@ -58,38 +58,40 @@ def base64(random_tiny_dir):
 
 
 @pytest.fixture(scope="module")
-def adapter64(base64):
-    """A random adapter on every projection of ``base64``, in float64."""
+def adapter_f64(base_f64):
+    """A random adapter on every projection of ``base_f64``, in float64."""
     from support import random_adapter
 
-    return random_adapter(base64.model).to(torch.float64)
+    return random_adapter(base_f64.model).to(torch.float64)
 
 
 @pytest.fixture(scope="module")
-def random_video(base64):
-    """Two frames of random pixels at ``base64``'s image size (``support.random_frames``, seed 0)."""
+def random_video(base_f64):
+    """Two frames of random pixels at ``base_f64``'s image size (``support.random_frames``, seed 0)."""
     from support import random_frames
 
-    return random_frames(size=base64.model.config.vision_config.image_size)
+    return random_frames(size=base_f64.model.config.vision_config.image_size)
 
 
 @pytest.fixture(scope="module")
-def capture64(base64):
-    """The probes' nnsight reader of ``base64``'s residual stream (``probes.hooks.NNsightCapture``)."""
+def capture_f64(base_f64):
+    """The probes' nnsight reader of ``base_f64``'s residual stream (``probes.hooks.NNsightCapture``)."""
     from probes.hooks import NNsightCapture
 
-    return NNsightCapture(base64.model)
+    return NNsightCapture(base_f64.model)
 
 
 @pytest.fixture(scope="module")
-def runs64(base64, random_video, adapter64):
+def runs_f64(base_f64, random_video, adapter_f64):
     """For each of ``support.QUESTIONS`` teacher-forced on its ``support.ANSWERS``: the direct (video in
-    context), f2l (``adapter64``) and base runs by name, as ``probes.patching.make_runs`` aligns them."""
+    context), f2l (``adapter_f64``) and base runs by name, as ``probes.patching.make_runs`` aligns them."""
     from support import ANSWERS, QUESTIONS
 
     from probes.patching import make_runs
 
-    return [make_runs(base64, q, a, random_video, adapter64) for q, a in zip(QUESTIONS, ANSWERS, strict=True)]
+    return [
+        make_runs(base_f64, q, a, random_video, adapter_f64) for q, a in zip(QUESTIONS, ANSWERS, strict=True)
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def batch(base64):
-    return teacher_forced(base64.processor, QUESTIONS, ANSWERS)
+def batch(base_f64):
+    return teacher_forced(base_f64.processor, QUESTIONS, ANSWERS)
 
 
 @pytest.fixture(scope="module")
-def captures(base64):
-    return {backend: make_capture(backend, base64.model) for backend in BACKENDS}
+def captures(base_f64):
+    return {backend: make_capture(backend, base_f64.model) for backend in BACKENDS}
 
 
 def own_outputs(model, batch, adapter):
@@ -37,18 +37,18 @@ def own_outputs(model, batch, adapter):
     return [h[pick] for h in out.hidden_states], out.logits[pick]
 
 
-def test_make_capture_builds_each_backend_and_refuses_others(captures, base64):
+def test_make_capture_builds_each_backend_and_refuses_others(captures, base_f64):
     assert isinstance(captures["nnsight"], NNsightCapture)
     assert isinstance(captures["transformer_lens"], BridgeCapture)
     assert {c.backend for c in captures.values()} == set(BACKENDS)
     with pytest.raises(ValueError, match="unknown backend 'pyvene'"):
-        make_capture("pyvene", base64.model)
+        make_capture("pyvene", base_f64.model)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("adapted", [False, True], ids=["base", "adapter"])
-def test_the_captured_stream_is_the_models_own(base64, adapter64, batch, captures, backend, adapted):
-    model, adapter = base64.model, adapter64 if adapted else None
+def test_the_captured_stream_is_the_models_own(base_f64, adapter_f64, batch, captures, backend, adapted):
+    model, adapter = base_f64.model, adapter_f64 if adapted else None
     hidden, logits = own_outputs(model, batch, adapter)
     layers = len(text_model_of(model).layers)
     assert len(hidden) == layers + 1
@@ -72,10 +72,10 @@ def test_the_captured_stream_is_the_models_own(base64, adapter64, batch, capture
     close(run.resid_pre + run.attn_out + run.mlp_out, run.resid_post(), "attn_out + mlp_out")
 
 
-def test_the_adapter_changes_what_is_read(base64, adapter64, batch, captures):
+def test_the_adapter_changes_what_is_read(base_f64, adapter_f64, batch, captures):
     """So that the adapted half of the test above is not the base's stream twice."""
-    hidden, _ = own_outputs(base64.model, batch, None)
-    adapted, _ = own_outputs(base64.model, batch, adapter64)
+    hidden, _ = own_outputs(base_f64.model, batch, None)
+    adapted, _ = own_outputs(base_f64.model, batch, adapter_f64)
     assert torch.equal(adapted[0], hidden[0])  # the adapter leaves the embeddings alone
     assert (adapted[-1] - hidden[-1]).abs().max() > 0.1 * hidden[-1].abs().max()
 
@@ -107,13 +107,13 @@ def test_transformer_lens_hook_names_mean_what_the_probes_read(captures, batch):
 
 
 def test_nnsight_gives_each_row_its_own_adapter_and_the_bridge_refuses_a_batch(
-    base64, adapter64, batch, captures
+    base_f64, adapter_f64, batch, captures
 ):
-    other = random_adapter(base64.model, seed=1).to(torch.float64)
-    both = Adapter.stack([adapter64, other])  # row 0 under adapter64, row 1 under other
+    other = random_adapter(base_f64.model, seed=1).to(torch.float64)
+    both = Adapter.stack([adapter_f64, other])  # row 0 under adapter_f64, row 1 under other
     args = (batch.input_ids, batch.attention_mask, batch.rows, batch.positions)
     per_row = captures["nnsight"](*args, both)
-    for row, alone in enumerate((adapter64, other)):
+    for row, alone in enumerate((adapter_f64, other)):
         expected = captures["nnsight"](*args, alone)
         pick = batch.rows == row
         for field in ("resid_pre", "mlp_out", "resid_final", "logits"):

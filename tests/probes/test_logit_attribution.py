@@ -31,17 +31,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def batch(base64):
-    return teacher_forced(base64.processor, QUESTIONS, ANSWERS)
+def batch(base_f64):
+    return teacher_forced(base_f64.processor, QUESTIONS, ANSWERS)
 
 
 @pytest.fixture(scope="module")
-def nnsight_runs(base64, adapter64, batch):
-    capture = NNsightCapture(base64.model)
-    return {c: attribute(base64.model, capture, batch, adapter64, c) for c in ("mean", "rival")}
+def nnsight_runs(base_f64, adapter_f64, batch):
+    capture = NNsightCapture(base_f64.model)
+    return {c: attribute(base_f64.model, capture, batch, adapter_f64, c) for c in ("mean", "rival")}
 
 
-def test_teacher_forced_layout(base64, batch):
+def test_teacher_forced_layout(base_f64, batch):
     assert batch.input_ids.shape[0] == len(QUESTIONS)
     assert batch.answer_ids.tolist() == [t for a in ANSWERS for t in a]
     for i, answer in enumerate(ANSWERS):
@@ -75,7 +75,7 @@ def test_layer_deltas_add_up_to_the_final_residual_delta(nnsight_runs, contrast)
 
 @pytest.mark.parametrize("contrast", ["mean", "rival"])
 def test_attribution_is_the_exact_logit_change_up_to_the_norm_rescaling(
-    base64, batch, nnsight_runs, contrast
+    base_f64, batch, nnsight_runs, contrast
 ):
     """``logit_delta = dla_resid(last) + c_base * (rms_base / rms_adapted - 1)``: an identity between the
     linearised projection and the logits the model computed, through an independent route."""
@@ -100,22 +100,22 @@ def test_attribution_is_the_exact_logit_change_up_to_the_norm_rescaling(
     )
 
 
-def test_an_embedding_change_is_refused(nnsight_runs, base64, batch):
+def test_an_embedding_change_is_refused(nnsight_runs, base_f64, batch):
     _, adapted, base = nnsight_runs["mean"]
     shifted = Residuals(base.resid_pre + 1e-3, base.attn_out, base.mlp_out, base.resid_final, base.logits)
-    norm = text_model_of(base64.model).norm
+    norm = text_model_of(base_f64.model).norm
     with pytest.raises(ValueError, match="embeddings"):
         direct_logit_attribution(
-            adapted, shifted, base64.model.lm_head.weight, norm.weight, 1e-5, batch.answer_ids
+            adapted, shifted, base_f64.model.lm_head.weight, norm.weight, 1e-5, batch.answer_ids
         )
     with pytest.raises(ValueError, match="unknown contrast"):
         direct_logit_attribution(
-            adapted, base, base64.model.lm_head.weight, norm.weight, 1e-5, batch.answer_ids, "median"
+            adapted, base, base_f64.model.lm_head.weight, norm.weight, 1e-5, batch.answer_ids, "median"
         )
 
 
-def test_transformer_lens_bridge_hooks_give_the_same_numbers(base64, adapter64, batch, nnsight_runs):
-    model = base64.model
+def test_transformer_lens_bridge_hooks_give_the_same_numbers(base_f64, adapter_f64, batch, nnsight_runs):
+    model = base_f64.model
     layer_type = type(text_model_of(model).layers[0])
     attention = model.config._attn_implementation
     bridge = BridgeCapture(model)
@@ -129,7 +129,7 @@ def test_transformer_lens_bridge_hooks_give_the_same_numbers(base64, adapter64, 
     assert type(text_model_of(bridge.model).layers[0]).__name__ == "BlockBridge"
 
     for contrast in ("mean", "rival"):
-        via_bridge, bridge_adapted, bridge_base = attribute(model, bridge, batch, adapter64, contrast)
+        via_bridge, bridge_adapted, bridge_base = attribute(model, bridge, batch, adapter_f64, contrast)
         via_nnsight, nn_adapted, nn_base = nnsight_runs[contrast]
         for ours, theirs in ((nn_adapted, bridge_adapted), (nn_base, bridge_base)):
             for field in ("resid_pre", "attn_out", "mlp_out", "resid_final", "logits"):

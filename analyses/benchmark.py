@@ -55,13 +55,13 @@ import torch
 import xarray as xr
 
 from analyses.common import AnswerStudyConfig, study_examples, study_main
-from f2l.data import Example, Prompt, clip_prompts, iter_prompts
+from f2l.data import Example, Prompt
 from f2l.eval.harness import METHODS, METRIC_NAMES, answer_clip, is_closed, score_predictions
 from f2l.eval.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, compare_family
 from f2l.eval.token_merge import DEFAULT_FACTOR
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
-from probes.prompts import prompt_coords
+from probes.prompts import PromptSet, prompt_coords
 
 NAME = "benchmark"
 ADAPTER_METHODS = {"f2l", "f2l_chunked", "f2l_token_merge"}  # the methods that internalize
@@ -104,13 +104,9 @@ class BenchmarkConfig(AnswerStudyConfig):
 def benchmark_prompts(
     example: Example, qa_per_type: int | None = None, benchmarks: tuple[str, ...] | None = None
 ) -> list[Prompt]:
-    """A clip's prompts: with ``qa_per_type`` None, one question per QA type for world clips (each has
-    ~20 near-duplicate questions) and every item of a manifest record (a real benchmark's items); only
-    the prompts labelled one of ``benchmarks`` when given."""
-    if qa_per_type is None:
-        prompts = clip_prompts(example, 1) if example.is_world else list(iter_prompts([example]))
-    else:
-        prompts = clip_prompts(example, qa_per_type)
+    """A clip's prompts, ``PromptSet(qa_per_type)``'s (with None: one question per QA type of a world clip,
+    every item of a manifest record); only the prompts labelled one of ``benchmarks`` when given."""
+    prompts = PromptSet(qa_per_type).of(example)
     return prompts if benchmarks is None else [p for p in prompts if p.label in benchmarks]
 
 

@@ -24,13 +24,13 @@ from analyses.common import AnswersConfig, PromptsConfig, study_examples, study_
 from f2l.adapter import Adapter
 from f2l.answer import answer, prefill_video, synchronize
 from f2l.chat import model_inputs, prompt_text, video_metadata
-from f2l.data import Example, clip_prompts
+from f2l.data import Example
 from f2l.eval.metrics import normalize_answer, token_f1
 from f2l.eval.stats import bootstrap_ci, mean_se
 from f2l.pipeline import Frames2LoRA
 from f2l.results import Study, markdown_table, provenance
 from f2l.video import Frames
-from probes.prompts import clip_means, prompt_coords
+from probes.prompts import PromptSet, clip_means, prompt_coords
 
 METHODS = ("direct", "f2l")
 DEFAULT_FRAMES = (12, 64, 256)
@@ -183,7 +183,7 @@ def measure_clip(
     """Every prompt of ``example`` answered by both methods at every grid point (one ``Study`` unit):
     direct from the video prefilled once a point, f2l from the adapter of the same frames."""
     base = pipeline.base
-    prompts = clip_prompts(example, cfg.qa_per_type)
+    prompts = PromptSet(cfg.qa_per_type).of(example)
     frames = sorted({f for f, _ in points})
     resolutions = sorted({r for _, r in points})
     shape = (len(prompts), len(METHODS), len(frames), len(resolutions))

@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from analyses.efficiency import interleaved_rounds
+from analyses.efficiency_measures import interleaved_rounds
 from f2l.adapter import use_adapter
 from f2l.cli import entry_point
 from f2l.config import parse_config
-from f2l.data import clip_prompts, world_manifest
+from f2l.data import world_manifest
 from f2l.io import atomic_write_json
 from f2l.pipeline import Frames2LoRA
 from f2l.results import provenance
@@ -35,6 +35,7 @@ from f2l.state_cache import as_layers
 from f2l.teacher import TeacherTarget
 from f2l.train import StepBatches, TrainConfig, distillation_loss, fill_state_cache, student_loss
 from f2l.train import parse_config as train_config
+from probes.prompts import PromptSet
 
 VARIANTS = ("encoded", "cached", "student")
 
@@ -59,7 +60,7 @@ def random_targets(base, pool, cfg: TrainConfig) -> dict:
     eou = base.tokenizer.end_of_utterance_token
     targets = {}
     for e in pool:
-        for p in clip_prompts(e, cfg.qa_per_type):
+        for p in PromptSet(cfg.qa_per_type).of(e):
             tokens = torch.tensor(
                 base.tokenizer(f" {p.reference}{eou}", add_special_tokens=False)["input_ids"]
             )

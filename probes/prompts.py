@@ -17,25 +17,33 @@ from dataclasses import dataclass
 
 import xarray as xr
 
-from f2l.data import Example, Prompt, clip_prompts
+from f2l.data import Example, Prompt, clip_prompts, iter_prompts
 
 
 @dataclass(frozen=True)
 class PromptSet:
-    """Which prompts a probe asks of each clip: every caption category and the first ``qa_per_type``
-    questions of each QA type (``f2l.data.clip_prompts``), cut to the first ``prompts_per_clip`` when
-    given."""
+    """Which prompts a study or probe asks of each clip: every caption category and the first
+    ``qa_per_type`` questions of each QA type (``f2l.data.clip_prompts``), cut to the first
+    ``prompts_per_clip`` when given. ``qa_per_type=None`` asks one question of each QA type of a world
+    clip (whose ~20 questions a type are near-duplicates) but every item of a manifest record (a real
+    benchmark's items are all its questions), as the benchmark does."""
 
-    qa_per_type: int = 1
+    qa_per_type: int | None = 1
     prompts_per_clip: int | None = None
 
     def of(self, example: Example) -> list[Prompt]:
         """The prompts asked of ``example``."""
-        return clip_prompts(example, self.qa_per_type)[: self.prompts_per_clip]
+        if self.qa_per_type is None and not example.is_world:
+            prompts = list(iter_prompts([example]))
+        else:
+            prompts = clip_prompts(example, 1 if self.qa_per_type is None else self.qa_per_type)
+        return prompts[: self.prompts_per_clip]
 
     def attrs(self) -> dict:
-        """The dataset attrs that record the selection (``prompts_per_clip`` only when a subset was kept)."""
-        out: dict = {"qa_per_type": self.qa_per_type}
+        """The dataset attrs that record the selection (``qa_per_type`` "world 1, manifest all" for None;
+        ``prompts_per_clip`` only when a subset was kept)."""
+        qa = "world 1, manifest all" if self.qa_per_type is None else self.qa_per_type
+        out: dict = {"qa_per_type": qa}
         if self.prompts_per_clip is not None:
             out["prompts_per_clip"] = self.prompts_per_clip
         return out

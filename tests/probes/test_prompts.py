@@ -7,8 +7,8 @@ import numpy as np
 import xarray as xr
 
 from analyses.common import clip_mean_se
-from f2l.data import clip_prompts, world_manifest
-from probes.prompts import clip_means, prompt_attrs, prompt_coords
+from f2l.data import Example, QAItem, VideoRef, clip_prompts, iter_prompts, world_manifest
+from probes.prompts import PromptSet, clip_means, prompt_attrs, prompt_coords
 
 
 def test_prompt_coords_label_every_prompt_of_a_clip():
@@ -23,6 +23,31 @@ def test_prompt_coords_label_every_prompt_of_a_clip():
     assert list(ds["kind"].values) == [p.kind for p in prompts]
     assert set(ds["kind"].values) == {"caption", "qa"}
     assert "prompt" not in prompt_coords(example, prompts)
+
+
+def test_a_prompt_set_asks_captions_and_the_first_questions_of_each_type():
+    world = world_manifest("test", 1)[0]
+    assert PromptSet().of(world) == clip_prompts(world, 1)
+    assert PromptSet(2).of(world) == clip_prompts(world, 2) != clip_prompts(world, 1)
+    assert PromptSet(2, prompts_per_clip=3).of(world) == clip_prompts(world, 2)[:3]
+
+
+def test_a_prompt_set_without_qa_per_type_asks_one_per_type_of_world_clips_every_item_of_a_record():
+    world = world_manifest("test", 1)[0]
+    assert PromptSet(None).of(world) == clip_prompts(world, 1)
+    record = Example(
+        id="r1",
+        source="nextqa",
+        video=VideoRef(path="a.mp4"),
+        captions={"short": "a dog runs"},
+        qa=(QAItem("q0", "what runs?", "a dog", "open"), QAItem("q1", "where?", "a park", "open")),
+    )
+    every = list(iter_prompts([record]))
+    assert [p.item_id for p in every if p.kind == "qa"] == ["q0", "q1"]
+    assert PromptSet(None).of(record) == every
+    assert PromptSet(1).of(record) == clip_prompts(record, 1) != every
+    assert PromptSet(None, prompts_per_clip=2).of(record) == every[:2]
+    assert PromptSet(None).attrs() == {"qa_per_type": "world 1, manifest all"}
 
 
 def test_prompt_attrs_record_a_subset_only_when_one_was_kept():

@@ -1,48 +1,18 @@
 """Is adapter-only answering as good as video-in-context answering? Every method on the same prompts,
 scored, then paired equivalence statistics per benchmark.
 
-Each clip is asked its prompts (world clips: every caption category and one question of each QA type;
-a manifest: every caption and QA item of each record) under each method of ``f2l.eval.harness``
-(``direct``, ``f2l``, ``f2l_chunked``, ``no_video``, ``kv_cache``, ``token_merge``,
-``f2l_token_merge``), and every answer is scored (token-F1, exact match on closed QA, the embedding
-judge). The benchmark of a prompt is its caption category or QA type (world), or its label in the
-manifest. Then, per contrast ``<method> - direct``, benchmark and metric, ``f2l.eval.stats.compare_family``
-gives the mean paired difference, its bootstrap interval, TOST equivalence and non-inferiority at
-``--margin`` (Holm-adjusted across benchmarks) and a verdict. Clips are the unit of replication: the
-prompts of one clip share a video (and an adapter), so a clip's scores on one benchmark are averaged
-before the paired test. ``no_video - direct`` is tested too: a benchmark on which the question alone is
-"equivalent" to the video does not measure video understanding, and its other verdicts say little.
+Each clip is asked its prompts (``PromptSet(--qa-per-type)``: by default one question of each QA type of a
+world clip, every item of a manifest record) under each method of ``f2l.eval.harness``; every answer is
+scored, and per contrast ``<method> - direct``, benchmark and metric ``f2l.eval.stats.compare_family``
+gives a verdict, clips being the unit of replication. Writes ``<out>/benchmark.nc`` and
+``<out>/benchmark.md``, resuming per clip. The method and the dataset schema:
+docs/studies.md#how-the-benchmark-runs-and-its-dataset.
 
     python -m analyses.benchmark                                   # 12 test clips, direct f2l no_video kv_cache
     python -m analyses.benchmark --full                            # every method, 100 clips
     python -m analyses.benchmark --manifest nextqa.jsonl --clips 500 --methods direct f2l no_video
     python -m analyses.benchmark --base smol --methods direct no_video --clips 100   # a base alone
     torchrun --nproc-per-node 4 -m analyses.benchmark --full       # clips sharded across ranks
-
-Writes ``<out>/benchmark.nc`` and ``<out>/benchmark.md`` (per benchmark: means per method and each
-contrast's verdict). Interrupted runs resume where they stopped (one part file per clip); the statistics
-are recomputed from the merged scores, so ``--margin`` / ``--alpha`` can change without rerunning clips.
-
-Dataset schema (``benchmark.nc``):
-
-- dims ``example_id`` (``"<clip>/<item_id>"``: one prompt of one clip), ``method``, ``metric``
-  (token_f1, exact_match, embedding), and for the statistics ``contrast`` (``"f2l - direct"``, ...) and
-  ``suite`` (the benchmarks: the values of the per-example ``benchmark`` coordinate, which already owns
-  that name); ``failure`` (clips whose computation raised).
-- coords on ``example_id``: ``clip``, ``benchmark`` (caption category / QA type / manifest label),
-  ``kind`` ("caption" | "qa"), ``closed`` (1 where exact match applies, see ``f2l.eval.harness.is_closed``).
-- ``score(example_id, method, metric)``: token-F1 and exact match in [0, 1] (exact match NaN on open
-  items), embedding cosine similarity in [-1, 1]; ``prediction(example_id, method)``,
-  ``reference(example_id)``, ``question(example_id)`` (strings); ``ttft_s(example_id, method)`` seconds
-  to the first token (NaN unless ``--timed``).
-- ``mean_score(suite, method, metric)``: mean over clips of each clip's mean score.
-- statistics on (contrast, suite, metric): ``diff_mean`` (mean per-clip difference, metric units),
-  ``ci_low`` / ``ci_high`` (bootstrap percentile interval at level 1 - 2 alpha), ``p_equivalence``
-  (TOST), ``p_noninferiority``, ``p_inferiority`` (all Holm-adjusted across suites), ``n_clips``,
-  ``verdict`` (equivalent / non-inferior / inferior / inconclusive; "not tested" with fewer than two
-  clips or where the metric does not apply). attrs ``margin`` and ``alpha``.
-- attrs: provenance (package version, git revision, base model, hypernetwork, seed, command, time) and
-  the study's config.
 """
 
 from __future__ import annotations
@@ -190,8 +160,8 @@ def per_clip_scores(ds: xr.Dataset, metric: str) -> pd.DataFrame:
 def add_statistics(
     ds: xr.Dataset, *, margin: float = DEFAULT_MARGIN, alpha: float = DEFAULT_ALPHA, seed: int = 0
 ) -> xr.Dataset:
-    """``ds`` with ``mean_score`` and the paired statistics of every contrast (schema in the module
-    docstring): per (contrast, metric), ``compare_family`` over the suites with at least two clips of
+    """``ds`` with ``mean_score`` and the paired statistics of every contrast (schema:
+    docs/studies.md#how-the-benchmark-runs-and-its-dataset): per (contrast, metric), ``compare_family`` over the suites with at least two clips of
     finite paired scores, so Holm's correction runs across the benchmarks of one claim."""
     methods = [str(m) for m in ds["method"].values]
     metrics = [str(m) for m in ds["metric"].values]

@@ -43,9 +43,9 @@ def one_clip(run: ProbeRun, example: Example) -> xr.Dataset:
         start = run.pending.index(example.id)
         batch = [run.examples[c] for c in run.pending[start : start + run.cfg.batch_size]]
         try:
-            ds = delta_norms(run.f2l, batch, frames=run.cfg.frames, batch_size=run.cfg.batch_size)
+            ds = delta_norms(run.pipeline, batch, frames=run.cfg.frames, batch_size=run.cfg.batch_size)
         except Exception:  # a failing clip fails alone, not the clips batched with it
-            ds = delta_norms(run.f2l, [example], frames=run.cfg.frames)
+            ds = delta_norms(run.pipeline, [example], frames=run.cfg.frames)
         ready.update({str(c): ds.sel(clip=[c]) for c in ds["clip"].values})
     return ready.pop(example.id)
 

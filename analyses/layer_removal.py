@@ -43,7 +43,7 @@ def prepare(cfg: LayerRemovalConfig) -> LayerRemovalConfig:
 
 
 def one_clip(run: ProbeRun, example: Example) -> xr.Dataset:
-    return layer_removal(run.f2l, [example], **run.kwargs())
+    return layer_removal(run.pipeline, [example], **run.kwargs())
 
 
 def report(ds: xr.Dataset) -> list[str]:

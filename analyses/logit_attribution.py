@@ -51,7 +51,7 @@ def _tokens_mean_se(da: xr.DataArray) -> str:
 
 
 def one_clip(run: ProbeRun, example: Example) -> xr.Dataset:
-    return logit_attribution(run.f2l, [example], **run.kwargs())
+    return logit_attribution(run.pipeline, [example], **run.kwargs())
 
 
 def report(ds: xr.Dataset) -> list[str]:

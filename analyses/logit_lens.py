@@ -32,7 +32,7 @@ class LogitLensConfig(ControlsConfig, PromptSubsetConfig, AnswerStudyConfig):
 
 
 def one_clip(run: ProbeRun, example: Example) -> xr.Dataset:
-    return logit_lens(run.f2l, [example], **run.kwargs())
+    return logit_lens(run.pipeline, [example], **run.kwargs())
 
 
 def routes(da: xr.DataArray) -> dict[str, xr.DataArray]:

@@ -41,7 +41,7 @@ def prepare(cfg: PatchingConfig) -> PatchingConfig:
 
 
 def one_clip(run: ProbeRun, example: Example) -> xr.Dataset:
-    return patching(run.f2l, [example], **run.kwargs())
+    return patching(run.pipeline, [example], **run.kwargs())
 
 
 def report(ds: xr.Dataset) -> list[str]:

@@ -35,7 +35,7 @@ class RankAblationConfig(AnswerStudyConfig):
 
 
 def one_clip(run: ProbeRun, example: Example) -> xr.Dataset:
-    return rank_ablation(run.f2l, [example], **run.kwargs())
+    return rank_ablation(run.pipeline, [example], **run.kwargs())
 
 
 def report(ds: xr.Dataset) -> list[str]:

@@ -34,7 +34,7 @@ class SimilarityConfig(ControlsConfig, PromptSubsetConfig, FramesConfig):
 
 def one_clip(run: ProbeRun, example: Example) -> xr.Dataset:
     """One clip's rows; the CKA, which spans clips, is derived when the parts are merged."""
-    return clip_similarity(run.f2l, example, partner=run.partners.get(example.id), **run.kwargs())
+    return clip_similarity(run.pipeline, example, partner=run.partners.get(example.id), **run.kwargs())
 
 
 def report(ds: xr.Dataset) -> list[str]:

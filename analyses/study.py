@@ -66,7 +66,7 @@ class ProbeRun:
     keywords of the study's probe."""
 
     cfg: FramesConfig
-    f2l: Frames2LoRA
+    pipeline: Frames2LoRA
     examples: dict[str, Example]
     study: Study
     partners: dict[str, Example]
@@ -82,7 +82,7 @@ class ProbeRun:
     def capture(self) -> Capture:
         """The hook capture of ``--backend`` (default nnsight), built at its first use: a resumed run with
         nothing to do never builds it (a bridge copies the model)."""
-        return make_capture(getattr(self.cfg, "backend", "nnsight"), self.f2l.base.model)
+        return make_capture(getattr(self.cfg, "backend", "nnsight"), self.pipeline.base.model)
 
     @functools.cached_property
     def pending(self) -> list[str]:
@@ -148,9 +148,11 @@ class ProbeStudy:
         """Run (or resume) the study and return the merged dataset (also written to ``<out>/<name>.nc``)."""
         cfg = self.check(cfg)
         metric = {"metric": cfg.metric} if hasattr(cfg, "metric") else {}
-        f2l, examples, study = open_probe_study(cfg, self.name, dim=self.dim, ignore=self.ignore, **metric)
+        pipeline, examples, study = open_probe_study(
+            cfg, self.name, dim=self.dim, ignore=self.ignore, **metric
+        )
         partners = study_partners(cfg, cfg.adapters) if hasattr(cfg, "adapters") else {}
-        run = ProbeRun(cfg, f2l, examples, study, partners, keywords(self.probe))
+        run = ProbeRun(cfg, pipeline, examples, study, partners, keywords(self.probe))
         units = list(examples)
         study.run(units, lambda clip_id: self.clip(run, examples[clip_id]), desc=self.name.replace("_", " "))
         return study.finish(units, derive=self.derive, summary=self.summary)

@@ -3,7 +3,7 @@
 Every study and probe returns an ``xarray.Dataset`` with named dims. A long run is cut into *units*
 (usually one clip each) and driven by ``Study``:
 
-    study = Study(out_dir, "layer_removal", config=asdict(cfg), attrs=provenance(f2l, seed=cfg.seed))
+    study = Study(out_dir, "layer_removal", config=asdict(cfg), attrs=provenance(pipeline, seed=cfg.seed))
     study.run(clip_ids, lambda clip_id: probe_one(clip_id))   # one part file per finished unit
     ds = study.finish(clip_ids)                                # merged -> <out>/layer_removal.nc
 

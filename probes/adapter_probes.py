@@ -92,17 +92,17 @@ def collect(cfg: AdapterProbeConfig):
     """Per clip: the mean state entering each decoder layer (layers, clips, width), the mean read latent
     (clips, read width), the flattened adapter factors (clips, d) and the ground truth."""
     base = load_base(cfg.base, device="cpu")
-    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, base=base)
+    pipeline = Frames2LoRA.from_pretrained(cfg.hypernet, base=base)
     size = base.model.config.vision_config.image_size
     examples = world_manifest("test", cfg.clips)
     states, read, factors = [], [], []
     for i in tqdm(range(0, len(examples), cfg.batch_size), desc="adapter probes", unit="batch"):
         clips = [load_frames(e, size=size) for e in examples[i : i + cfg.batch_size]]
-        layers = collect_hidden_states(base, internalization_inputs(base, clips, f2l.hypernet.context))
+        layers = collect_hidden_states(base, internalization_inputs(base, clips, pipeline.hypernet.context))
         states.append(torch.stack([token_mean(layer) for layer in layers]))
-        latents = f2l.hypernet.read_all(None, states=layers)  # the base ran once for every side
+        latents = pipeline.hypernet.read_all(None, states=layers)  # the base ran once for every side
         read.append(pooled_read(latents.float()))
-        adapter = f2l.hypernet.to_adapter(f2l.hypernet.write_all(latents))
+        adapter = pipeline.hypernet.to_adapter(pipeline.hypernet.write_all(latents))
         factors.append(
             torch.cat([t.float().flatten(1) for a, b in adapter.factors.values() for t in (a, b)], dim=1)
         )

@@ -31,42 +31,42 @@ def random_f2l(tmp_path_factory, random_tiny_dir):
 
 
 def test_generate_puts_zero_visual_tokens_in_context(random_f2l):
-    f2l, _ = random_f2l
+    pipeline, _ = random_f2l
     clip = render_clip(1_010_000, num_frames=6, size=64).frames
-    adapter = f2l.internalize(clip)
+    adapter = pipeline.internalize(clip)
     assert adapter.batch_size is None and adapter.num_layers == 4
     assert adapter.provenance["frames"] == 6 and adapter.provenance["video_id"] == "world:1010000"
-    out = f2l.generate(adapter, "what color is the circle?", max_new_tokens=4)
+    out = pipeline.generate(adapter, "what color is the circle?", max_new_tokens=4)
     assert out.input_tokens["visual"] == 0
-    direct = answer(f2l.base, clip, "what color is the circle?", max_new_tokens=4)
+    direct = answer(pipeline.base, clip, "what color is the circle?", max_new_tokens=4)
     assert direct.input_tokens["visual"] == 6 * 16
 
 
 def test_merged_generation_equals_unmerged(random_f2l):
-    f2l, _ = random_f2l
-    adapter = f2l.internalize(render_clip(1_010_001, num_frames=4, size=64).frames)
-    before = {k: v.clone() for k, v in f2l.base.model.state_dict().items()}
-    a = f2l.generate(adapter, "Describe the video in detail.", max_new_tokens=8)
-    b = f2l.generate(adapter, "Describe the video in detail.", max_new_tokens=8, merged=True)
+    pipeline, _ = random_f2l
+    adapter = pipeline.internalize(render_clip(1_010_001, num_frames=4, size=64).frames)
+    before = {k: v.clone() for k, v in pipeline.base.model.state_dict().items()}
+    a = pipeline.generate(adapter, "Describe the video in detail.", max_new_tokens=8)
+    b = pipeline.generate(adapter, "Describe the video in detail.", max_new_tokens=8, merged=True)
     assert a.text == b.text
-    after = f2l.base.model.state_dict()
+    after = pipeline.base.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_the_adapter_cache_skips_re_encoding(random_f2l, monkeypatch):
-    f2l, _ = random_f2l
+    pipeline, _ = random_f2l
     clip = render_clip(1_010_002, num_frames=4, size=64).frames
-    first = f2l.internalize(clip)
+    first = pipeline.internalize(clip)
     calls = []
-    monkeypatch.setattr(f2l, "internalize_batch", lambda clips: calls.append(clips))
-    assert f2l.internalize(clip) is first and calls == []
+    monkeypatch.setattr(pipeline, "internalize_batch", lambda clips: calls.append(clips))
+    assert pipeline.internalize(clip) is first and calls == []
 
 
 def test_chunked_internalization_composes_segment_adapters(random_f2l):
-    f2l, _ = random_f2l
+    pipeline, _ = random_f2l
     clip = render_clip(1_010_003, num_frames=8, size=64).frames
-    chunked = f2l.internalize(clip, chunk_frames=4)
-    halves = f2l.internalize_batch(
+    chunked = pipeline.internalize(clip, chunk_frames=4)
+    halves = pipeline.internalize_batch(
         [type(clip)(clip.pixels[:4], clip.timestamps[:4]), type(clip)(clip.pixels[4:], clip.timestamps[4:])]
     )
     assert chunked.rank == 2 * halves.rank
@@ -94,12 +94,12 @@ def test_a_bfloat16_base_works_with_a_float32_hypernetwork(random_f2l, random_ti
     """No hidden float32 assumption: the GPU presets run the base in bf16 beside an fp32 hypernetwork."""
     _, path = random_f2l
     base = load_base(random_tiny_dir, device="cpu", dtype=torch.bfloat16)
-    f2l = Frames2LoRA.from_pretrained(path, base=base)
-    adapter = f2l.internalize(render_clip(1_010_004, num_frames=4, size=64).frames)
-    assert adapter.dtype == torch.float32 and f2l.base.dtype == torch.bfloat16
-    out = f2l.generate(adapter, "what color is the circle?", max_new_tokens=3)
+    pipeline = Frames2LoRA.from_pretrained(path, base=base)
+    adapter = pipeline.internalize(render_clip(1_010_004, num_frames=4, size=64).frames)
+    assert adapter.dtype == torch.float32 and pipeline.base.dtype == torch.bfloat16
+    out = pipeline.generate(adapter, "what color is the circle?", max_new_tokens=3)
     assert out.input_tokens["visual"] == 0 and out.new_tokens >= 1
-    merged = f2l.generate(adapter, "what color is the circle?", max_new_tokens=3, merged=True)
+    merged = pipeline.generate(adapter, "what color is the circle?", max_new_tokens=3, merged=True)
     assert merged.new_tokens >= 1
 
 

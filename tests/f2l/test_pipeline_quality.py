@@ -14,15 +14,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def f2l():
+def pipeline():
     return Frames2LoRA.from_pretrained("tiny", device="cpu")
 
 
 @pytest.fixture(scope="module", params=["tiny", "tiny-small"])
-def each_scale(request, f2l):
+def each_scale(request, pipeline):
     """The shipped hypernetwork of each scale with its base: the tiny, and the small's."""
     if request.param == "tiny":
-        return f2l
+        return pipeline
     return Frames2LoRA.from_pretrained(request.param, base=request.getfixturevalue("small_base"))
 
 
@@ -31,11 +31,11 @@ def examples():
     return world_manifest("test", 16, frames=8, offset=6000)
 
 
-def _scores(f2l, examples, frames: int, methods=("direct", "no_video", "f2l")) -> dict[str, float]:
+def _scores(pipeline, examples, frames: int, methods=("direct", "no_video", "f2l")) -> dict[str, float]:
     from f2l.answer import generate
     from f2l.data import load_frames
 
-    base = f2l.base
+    base = pipeline.base
     rows = [(e, p, ref) for e in examples for p, ref in [(r.prompt, r.reference) for r in clip_prompts(e, 1)]]
     clips = {e.id: load_frames(e, num_frames=frames, size=64) for e in examples}
     preds = {}
@@ -48,9 +48,9 @@ def _scores(f2l, examples, frames: int, methods=("direct", "no_video", "f2l")) -
         preds["no_video"] = [a.text for a in generate(base, [p for _, p, _ in rows], max_new_tokens=40)]
     preds["f2l"] = []
     for e in examples:
-        adapter = f2l.internalize(clips[e.id])
+        adapter = pipeline.internalize(clips[e.id])
         for p in [row.prompt for row in clip_prompts(e, 1)]:
-            preds["f2l"].append(f2l.generate(adapter, p, max_new_tokens=40).text)
+            preds["f2l"].append(pipeline.generate(adapter, p, max_new_tokens=40).text)
     return {
         m: float(np.mean([token_f1(x, ref) for x, (_, _, ref) in zip(ps, rows, strict=True)]))
         for m, ps in preds.items()
@@ -63,14 +63,14 @@ def test_adapter_only_answers_match_video_in_context(each_scale, examples):
     assert s["f2l"] > s["direct"] - 0.05, s
 
 
-def test_adapter_stays_sane_from_12_to_256_frames(f2l, examples):
+def test_adapter_stays_sane_from_12_to_256_frames(pipeline, examples):
     """The same clip internalized at 12, 64 and 256 frames: the adapter's norm stays within a small
     factor, and its answers stay far above the no-video floor."""
     from f2l.data import load_frames
 
     norms = {}
     for frames in (12, 64, 256):
-        adapters = [f2l.internalize(load_frames(e, num_frames=frames, size=64)) for e in examples[:4]]
+        adapters = [pipeline.internalize(load_frames(e, num_frames=frames, size=64)) for e in examples[:4]]
         norms[frames] = np.mean(
             [
                 sum(
@@ -82,8 +82,8 @@ def test_adapter_stays_sane_from_12_to_256_frames(f2l, examples):
     assert max(norms.values()) / min(norms.values()) < 2.0, norms
     # (direct inference is left out here: at 256 frames its 6.7k-token prefill per question is slow on a
     # CPU, and the tiny base degenerates there: 0.05 token-F1 when measured, against 0.56 for f2l)
-    short = _scores(f2l, examples[:8], frames=12, methods=("no_video", "f2l"))
-    long = _scores(f2l, examples[:8], frames=256, methods=("f2l",))
+    short = _scores(pipeline, examples[:8], frames=12, methods=("no_video", "f2l"))
+    long = _scores(pipeline, examples[:8], frames=256, methods=("f2l",))
     # measured on these 8 clips: 0.692 at 12 frames, 0.641 at 256 (32x the training length); on the
     # scaling study's clips 0.682 -> 0.691
     assert long["f2l"] > short["f2l"] - 0.08, (short, long)
@@ -99,7 +99,7 @@ def test_shipped_official_design_internalizes(examples):
     assert s["f2l"] > s["no_video"] + 0.05, s
 
 
-def test_adapter_carries_the_background_and_the_detailed_caption_as_the_video_does(f2l):
+def test_adapter_carries_the_background_and_the_detailed_caption_as_the_video_does(pipeline):
     """Where the 1,500-step baseline of the ablation table fell short of the video at 200 test clips
     (background caption -0.082, detailed -0.056: the background's colour), the shipped 3,000-step
     hypernetwork is within the equivalence margin (+0.001, -0.023). Here on 40 other test clips, paired
@@ -112,12 +112,12 @@ def test_adapter_carries_the_background_and_the_detailed_caption_as_the_video_do
     rows = [(e, r) for e in examples for r in clip_prompts(e, 1) if r.label in ("background", "detailed")]
     clips = {e.id: load_frames(e, num_frames=8, size=64) for e in examples}
     direct = generate(
-        f2l.base, [r.prompt for _, r in rows], videos=[clips[e.id] for e, _ in rows], max_new_tokens=40
+        pipeline.base, [r.prompt for _, r in rows], videos=[clips[e.id] for e, _ in rows], max_new_tokens=40
     )
-    adapters = {e.id: f2l.internalize(clips[e.id]) for e in examples}
+    adapters = {e.id: pipeline.internalize(clips[e.id]) for e in examples}
     gaps = {}
     for (e, r), d in zip(rows, direct, strict=True):
-        f = f2l.generate(adapters[e.id], r.prompt, max_new_tokens=40)
+        f = pipeline.generate(adapters[e.id], r.prompt, max_new_tokens=40)
         gaps.setdefault(r.label, []).append(token_f1(f.text, r.reference) - token_f1(d.text, r.reference))
     means = {label: float(np.mean(g)) for label, g in gaps.items()}
     assert {label: len(g) for label, g in gaps.items()} == {"background": 40, "detailed": 40}

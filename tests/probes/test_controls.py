@@ -48,16 +48,18 @@ def test_a_blank_video_has_the_clips_frames_in_one_colour():
 
 
 @pytest.fixture(scope="module")
-def f2l():
+def pipeline():
     return Frames2LoRA.from_pretrained("tiny", device="cpu")
 
 
-def test_the_controls_are_the_partners_and_the_blank_videos_adapters(f2l):
+def test_the_controls_are_the_partners_and_the_blank_videos_adapters(pipeline):
     clip, partner = world_manifest("test", 2)
-    video = f2l.example_frames(clip, 4)
-    adapters = control_adapters(f2l, video, partner=partner)
+    video = pipeline.example_frames(clip, 4)
+    adapters = control_adapters(pipeline, video, partner=partner)
     assert list(adapters) == list(ADAPTERS)
-    fresh = Frames2LoRA(f2l.base, f2l.hypernet, "fresh")  # made again, not read back from f2l's cache
+    fresh = Frames2LoRA(
+        pipeline.base, pipeline.hypernet, "fresh"
+    )  # made again, not read back from f2l's cache
     own = {
         "real": fresh.internalize(video),
         "swapped": fresh.internalize(fresh.example_frames(partner, 4)),
@@ -70,20 +72,20 @@ def test_the_controls_are_the_partners_and_the_blank_videos_adapters(f2l):
     delta = {label: a.delta_weight("down_proj", 0) for label, a in adapters.items()}
     assert (delta["swapped"] - delta["real"]).abs().max() > 1e-3
     assert (delta["blank"] - delta["real"]).abs().max() > 1e-3
-    assert list(control_adapters(f2l, video, adapters=["real"])) == ["real"]
+    assert list(control_adapters(pipeline, video, adapters=["real"])) == ["real"]
     with pytest.raises(ValueError, match="swap partner"):
-        control_adapters(f2l, video, adapters=["real", "swapped"])
+        control_adapters(pipeline, video, adapters=["real", "swapped"])
 
 
-def test_the_swapped_control_changes_the_answers(f2l):
+def test_the_swapped_control_changes_the_answers(pipeline):
     """On the trained checkpoints: another clip's adapter answers most prompts otherwise, and worse."""
     clip, partner = world_manifest("test", 2)
     adapters = control_adapters(
-        f2l, f2l.example_frames(clip, 8), partner=partner, adapters=["real", "swapped"]
+        pipeline, pipeline.example_frames(clip, 8), partner=partner, adapters=["real", "swapped"]
     )
     prompts = clip_prompts(clip)
     answers = {
-        label: [f2l.generate(adapter, p.prompt, max_new_tokens=24).text for p in prompts]
+        label: [pipeline.generate(adapter, p.prompt, max_new_tokens=24).text for p in prompts]
         for label, adapter in adapters.items()
     }
     changed = sum(a != b for a, b in zip(answers["real"], answers["swapped"], strict=True))

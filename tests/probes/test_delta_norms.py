@@ -108,17 +108,17 @@ def test_study_command_end_to_end_batches_resume_and_failures(tmp_path, monkeypa
         assert ("units" in ds[name].attrs) and bool(ds[name].notnull().all())
 
     # each clip alone, its update formed densely: the same numbers as the batched, rank-space study
-    f2l = Frames2LoRA.from_pretrained("tiny", device="cpu")
-    size = f2l.base.model.config.vision_config.image_size
+    pipeline = Frames2LoRA.from_pretrained("tiny", device="cpu")
+    size = pipeline.base.model.config.vision_config.image_size
     for e in examples:
-        adapter = f2l.internalize(load_frames(e, num_frames=8, size=size))
+        adapter = pipeline.internalize(load_frames(e, num_frames=8, size=size))
         for m in ("q_proj", "down_proj"):
             for layer in (0, 3):
                 fro, spectral = dense_norms(adapter, m, layer)
                 cell = ds.sel(clip=e.id, layer=layer, module=m)
                 np.testing.assert_allclose(float(cell["fro_norm"]), float(fro), rtol=1e-4)
                 np.testing.assert_allclose(float(cell["spectral_norm"]), float(spectral), rtol=1e-4)
-    np.testing.assert_allclose(ds["weight_fro"].values, weight_fro(f2l.base.model, ds["module"].values))
+    np.testing.assert_allclose(ds["weight_fro"].values, weight_fro(pipeline.base.model, ds["module"].values))
     xr.testing.assert_allclose(ds["relative_fro"], ds["fro_norm"] / ds["weight_fro"])
     assert float(ds["stable_rank"].min()) >= 1.0 - 1e-9 and float(ds["stable_rank"].max()) <= 8.0
     assert (ds["fro_norm"] >= ds["spectral_norm"] * (1 - 1e-12)).all() and (ds["spectral_norm"] > 0).all()
@@ -139,10 +139,10 @@ def test_study_command_end_to_end_batches_resume_and_failures(tmp_path, monkeypa
 
     bad = examples[1].id
 
-    def fails_on_bad(f2l, clips, **kwargs):
+    def fails_on_bad(pipeline, clips, **kwargs):
         if bad in [e.id for e in clips]:
             raise RuntimeError("undecodable video")
-        return delta_norms(f2l, clips, **kwargs)
+        return delta_norms(pipeline, clips, **kwargs)
 
     monkeypatch.setattr(study, "delta_norms", fails_on_bad)
     other = tmp_path / "failing"

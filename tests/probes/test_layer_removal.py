@@ -39,14 +39,14 @@ def probed(loud_random_f2l, examples) -> xr.Dataset:
     return layer_removal(loud_random_f2l, examples, max_new_tokens=TOKENS, batch_size=24)
 
 
-def adapter_of(f2l: Frames2LoRA, example) -> Adapter:
-    size = f2l.base.model.config.vision_config.image_size
-    return f2l.internalize(load_frames(example, num_frames=8, size=size))
+def adapter_of(pipeline: Frames2LoRA, example) -> Adapter:
+    size = pipeline.base.model.config.vision_config.image_size
+    return pipeline.internalize(load_frames(example, num_frames=8, size=size))
 
 
-def alone(f2l: Frames2LoRA, adapter: Adapter, questions: list[str]) -> list[str]:
+def alone(pipeline: Frames2LoRA, adapter: Adapter, questions: list[str]) -> list[str]:
     """Each question answered by itself (no batch, no padding) under ``adapter``."""
-    return [f2l.generate(adapter, q, max_new_tokens=TOKENS).text for q in questions]
+    return [pipeline.generate(adapter, q, max_new_tokens=TOKENS).text for q in questions]
 
 
 def test_dataset_layout(probed, examples, loud_random_f2l):
@@ -272,14 +272,14 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     assert json.loads(ds.attrs["config"])["module_groups"] == ["all", "attention", "mlp"]
 
     # the two ends, computed independently of the probe
-    f2l = Frames2LoRA.from_pretrained("tiny", device="cpu")
+    pipeline = Frames2LoRA.from_pretrained("tiny", device="cpu")
     refs = [p.reference for p in prompts]
-    no_video = [a.text for a in generate(f2l.base, [p.prompt for p in prompts], max_new_tokens=8)]
+    no_video = [a.text for a in generate(pipeline.base, [p.prompt for p in prompts], max_new_tokens=8)]
     np.testing.assert_array_equal(ds["none_score"].values, score_answers("token_f1", no_video, refs))
-    size = f2l.base.model.config.vision_config.image_size
+    size = pipeline.base.model.config.vision_config.image_size
     f2l_answers = [
-        f2l.generate(
-            f2l.internalize(load_frames(p.example, num_frames=8, size=size)), p.prompt, max_new_tokens=8
+        pipeline.generate(
+            pipeline.internalize(load_frames(p.example, num_frames=8, size=size)), p.prompt, max_new_tokens=8
         ).text
         for p in prompts
     ]
@@ -320,9 +320,9 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     xr.testing.assert_equal(again.drop_dims("failure"), ds.drop_dims("failure"))
 
     # more clips extend the study: only the new clip is computed, the finished ones are reused
-    def counted(f2l, clips, **kwargs):
+    def counted(pipeline, clips, **kwargs):
         calls.append([e.id for e in clips])
-        return layer_removal(f2l, clips, **kwargs)
+        return layer_removal(pipeline, clips, **kwargs)
 
     monkeypatch.setattr(study, "layer_removal", counted)
     assert study.main([*argv[:2], "--clips", "3", *argv[4:]]) == 0

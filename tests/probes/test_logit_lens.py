@@ -32,13 +32,13 @@ def own_logits(model, run) -> torch.Tensor:
         return model(**run.inputs).logits[0, run.predicting]
 
 
-def test_the_final_read_out_is_the_models_own_logits(base64, capture64, runs64):
-    model = base64.model
-    for by_name in runs64:
+def test_the_final_read_out_is_the_models_own_logits(base_f64, capture_f64, runs_f64):
+    model = base_f64.model
+    for by_name in runs_f64:
         for name in RUNS:
             run = by_name[name]
-            stream = read_stream(capture64, run)
-            readout = read_out(capture64, stream[:, run.predicting - run.start])
+            stream = read_stream(capture_f64, run)
+            readout = read_out(capture_f64, stream[:, run.predicting - run.start])
             logits = own_logits(model, run)
             torch.testing.assert_close(readout[-1], logits, rtol=0, atol=1e-10 * logits.abs().max())
             at_final = {m: v[-1] for m, v in lens(readout, run.answer_ids).items()}
@@ -50,24 +50,24 @@ def test_the_final_read_out_is_the_models_own_logits(base64, capture64, runs64):
             p, q = torch.log_softmax(logits, -1), torch.log_softmax(readout[-1], -1)
             assert float((p.exp() * (p - q)).sum(-1).abs().max()) < 1e-10
             # the final logp is patching's logp of the same answer in the same run
-            np.testing.assert_allclose(at_final["logp"], read_sites(capture64, run).logp, rtol=1e-10)
+            np.testing.assert_allclose(at_final["logp"], read_sites(capture_f64, run).logp, rtol=1e-10)
 
 
-def test_every_read_out_is_the_final_norm_and_unembedding_by_hand(base64, capture64, runs64):
+def test_every_read_out_is_the_final_norm_and_unembedding_by_hand(base_f64, capture_f64, runs_f64):
     """Against the residual stream as ``NNsightCapture`` returns it and an RMSNorm written out here."""
-    model = base64.model
+    model = base_f64.model
     norm = text_model_of(model).norm
     eps = float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
     w_u = model.get_output_embeddings().weight
     for name in ("f2l", "base"):
-        run = runs64[1][name]
+        run = runs_f64[1][name]
         rows = torch.zeros(run.answer, dtype=torch.long)
-        residuals = capture64(
+        residuals = capture_f64(
             run.inputs["input_ids"], run.inputs["attention_mask"], rows, run.predicting, run.adapter
         )
         stream = torch.cat([residuals.resid_pre, residuals.resid_final[None]])
         by_hand = (norm.weight * stream / (stream.pow(2).mean(-1, keepdim=True) + eps).sqrt()) @ w_u.T
-        readout = read_out(capture64, read_stream(capture64, run)[:, run.predicting - run.start])
+        readout = read_out(capture_f64, read_stream(capture_f64, run)[:, run.predicting - run.start])
         assert readout.shape == (len(model.model.text_model.layers) + 1, run.answer, w_u.shape[0])
         torch.testing.assert_close(readout, by_hand, rtol=0, atol=1e-5 * by_hand.abs().max())
 
@@ -92,19 +92,19 @@ def test_the_measures_by_hand():
     np.testing.assert_allclose(out["kl"], [kl, 0.0])
 
 
-def test_transformer_lens_bridge_gives_the_same_numbers(base64, capture64, runs64):
-    bridge = BridgeCapture(base64.model)
-    for by_name in runs64:
+def test_transformer_lens_bridge_gives_the_same_numbers(base_f64, capture_f64, runs_f64):
+    bridge = BridgeCapture(base_f64.model)
+    for by_name in runs_f64:
         for name in RUNS:  # the direct run through the bridge too: its pixels are passed on
             run = by_name[name]
-            ours, theirs = read_stream(capture64, run), read_stream(bridge, run)
+            ours, theirs = read_stream(capture_f64, run), read_stream(bridge, run)
             # float32 rounding, not float64: RMSNorm computes in float32, the bridge's attention is eager
             torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-6 * ours.abs().max())
-            a, b = lens_of_run(capture64, run), lens_of_run(bridge, run)
+            a, b = lens_of_run(capture_f64, run), lens_of_run(bridge, run)
             for m in MEASURES:
                 np.testing.assert_allclose(b[m], a[m], rtol=1e-6, atol=1e-9, err_msg=f"{name} {m}")
     # the adapter runs inside the bridge: its f2l and base read-outs differ as nnsight's do
-    f2l, base = (lens_of_run(bridge, runs64[0][name]) for name in ("f2l", "base"))
+    f2l, base = (lens_of_run(bridge, runs_f64[0][name]) for name in ("f2l", "base"))
     assert np.abs(f2l["logp"] - base["logp"]).max() > 0.1
     assert hook_names(bridge.layers)[-1] == "ln_final.hook_in"
 
@@ -148,10 +148,10 @@ def test_an_official_kind_hypernetwork(official_hypernet):
     """The authors' design (converted from the official fixture): a down_proj-only, rank-2r adapter."""
     from f2l.pipeline import Frames2LoRA
 
-    f2l = Frames2LoRA.from_pretrained(official_hypernet, device="cpu")
+    pipeline = Frames2LoRA.from_pretrained(official_hypernet, device="cpu")
     examples = world_manifest("test", 2)
     ds = logit_lens(
-        f2l,
+        pipeline,
         examples[:1],
         frames=4,
         prompts=PromptSet(prompts_per_clip=2),

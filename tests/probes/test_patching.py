@@ -34,8 +34,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def sites(capture64, runs64):
-    return [{name: read_sites(capture64, run) for name, run in by_name.items()} for by_name in runs64]
+def sites(capture_f64, runs_f64):
+    return [{name: read_sites(capture_f64, run) for name, run in by_name.items()} for by_name in runs_f64]
 
 
 def every_sublayer(layers: int) -> list[tuple[int, str]]:
@@ -43,9 +43,9 @@ def every_sublayer(layers: int) -> list[tuple[int, str]]:
     return [(0, "resid_pre")] + [(layer, s) for layer in range(layers) for s in ("attn_out", "mlp_out")]
 
 
-def test_the_runs_share_the_question_and_answer_tokens_aligned_from_the_end(base64, runs64):
-    tokenizer = base64.tokenizer
-    for by_name, question, answer in zip(runs64, QUESTIONS, ANSWERS, strict=True):
+def test_the_runs_share_the_question_and_answer_tokens_aligned_from_the_end(base_f64, runs_f64):
+    tokenizer = base_f64.tokenizer
+    for by_name, question, answer in zip(runs_f64, QUESTIONS, ANSWERS, strict=True):
         direct, f2l, base = by_name["direct"], by_name["f2l"], by_name["base"]
         assert direct.ids.shape[0] > base.ids.shape[0] + 50  # the visual tokens
         assert torch.equal(f2l.ids, base.ids) and "pixel_values" in direct.inputs
@@ -64,18 +64,20 @@ def test_the_runs_share_the_question_and_answer_tokens_aligned_from_the_end(base
         assert base.span - base.answer in (len(tail), len(tail) - 1)
 
 
-def test_prompts_that_differ_inside_the_question_are_refused(base64):
+def test_prompts_that_differ_inside_the_question_are_refused(base_f64):
     tail = "how many squares are there?<end_of_utterance>\nAssistant:"
-    tail_ids = base64.tokenizer(tail, add_special_tokens=False)["input_ids"]
+    tail_ids = base_f64.tokenizer(tail, add_special_tokens=False)["input_ids"]
     text = [1, 2, 3, *tail_ids]
-    assert question_span(base64.tokenizer, [9, 9, *tail_ids[1:]], text, "how many", tail) == len(tail_ids) - 1
+    assert (
+        question_span(base_f64.tokenizer, [9, 9, *tail_ids[1:]], text, "how many", tail) == len(tail_ids) - 1
+    )
     broken = [9, 9, *tail_ids[1:3], 7, *tail_ids[4:]]
     with pytest.raises(AssertionError, match="differs"):
-        question_span(base64.tokenizer, broken, text, "how many", tail)
+        question_span(base_f64.tokenizer, broken, text, "how many", tail)
 
 
 @pytest.mark.parametrize("direction", list(DIRECTIONS))
-def test_identities_of_patching_in_every_direction(capture64, runs64, sites, direction):
+def test_identities_of_patching_in_every_direction(capture_f64, runs_f64, sites, direction):
     source, target = DIRECTIONS[direction]
     for i in range(len(QUESTIONS)):
         src, tgt = sites[i][source], sites[i][target]
@@ -85,8 +87,8 @@ def test_identities_of_patching_in_every_direction(capture64, runs64, sites, dir
         assert abs(gap) > 1e-2, "the runs must differ for the identities to mean anything"
         final = (layers, "resid_pre")
         logp = patched_logp(
-            capture64,
-            runs64[i][target],
+            capture_f64,
+            runs_f64[i][target],
             src,
             [[], every_sublayer(layers), [final], [(0, "resid_pre")], [(0, "resid_pre"), final]],
             batch_size=2,  # several batches, one with two rows
@@ -102,21 +104,21 @@ def test_identities_of_patching_in_every_direction(capture64, runs64, sites, dir
         np.testing.assert_allclose(restored, [0, 1, 1, 0, 1], atol=1e-8)
 
 
-def test_a_run_patched_into_itself_is_unchanged(capture64, runs64, sites):
+def test_a_run_patched_into_itself_is_unchanged(capture_f64, runs_f64, sites):
     for name in ("direct", "f2l", "base"):
-        run, own = runs64[1][name], sites[1][name]
+        run, own = runs_f64[1][name], sites[1][name]
         layers = own.num_layers
         single = [[(layer, s)] for layer in range(layers) for s in SITES] + [[(layers, "resid_pre")]]
-        logp = patched_logp(capture64, run, own, [every_sublayer(layers), *single])
+        logp = patched_logp(capture_f64, run, own, [every_sublayer(layers), *single])
         np.testing.assert_allclose(logp.numpy(), own.logp, rtol=0, atol=1e-9 * abs(own.logp))
 
 
-def test_read_sites_are_the_residual_stream_nnsight_capture_reads(capture64, runs64, sites):
+def test_read_sites_are_the_residual_stream_nnsight_capture_reads(capture_f64, runs_f64, sites):
     for name in ("f2l", "base"):
-        run, own = runs64[0][name], sites[0][name]
+        run, own = runs_f64[0][name], sites[0][name]
         rows = torch.zeros(run.span, dtype=torch.long)
         ids, mask = run.inputs["input_ids"], run.inputs["attention_mask"]
-        residuals = capture64(ids, mask, rows, run.positions, run.adapter)
+        residuals = capture_f64(ids, mask, rows, run.positions, run.adapter)
         torch.testing.assert_close(own.resid_pre[:-1], residuals.resid_pre, rtol=0, atol=0)
         torch.testing.assert_close(own.attn_out, residuals.attn_out, rtol=0, atol=0)
         torch.testing.assert_close(own.mlp_out, residuals.mlp_out, rtol=0, atol=0)
@@ -129,15 +131,15 @@ def test_read_sites_are_the_residual_stream_nnsight_capture_reads(capture64, run
     assert (direct.attn_out[0] - base.attn_out[0]).abs().max() > 1e-3
 
 
-def test_bad_patches_are_refused(capture64, runs64, sites):
-    run, own = runs64[0]["base"], sites[0]["base"]
+def test_bad_patches_are_refused(capture_f64, runs_f64, sites):
+    run, own = runs_f64[0]["base"], sites[0]["base"]
     layers = own.num_layers
     with pytest.raises(ValueError, match="unknown sites"):
-        patched_logp(capture64, run, own, [[(0, "resid_post")]])
+        patched_logp(capture_f64, run, own, [[(0, "resid_post")]])
     with pytest.raises(ValueError, match="no such sites"):
-        patched_logp(capture64, run, own, [[(layers, "mlp_out")]])
+        patched_logp(capture_f64, run, own, [[(layers, "mlp_out")]])
     with pytest.raises(ValueError, match="aligned tokens"):
-        patched_logp(capture64, runs64[1]["base"], own, [[]])
+        patched_logp(capture_f64, runs_f64[1]["base"], own, [[]])
 
 
 def test_greedy_answers_end_with_their_stop_token_and_teacher_force_back(random_base):
@@ -225,9 +227,9 @@ def test_an_official_kind_hypernetwork(official_hypernet, tmp_path, monkeypatch)
     import analyses.patching as study
     from f2l.pipeline import Frames2LoRA
 
-    f2l = Frames2LoRA.from_pretrained(official_hypernet, device="cpu")
+    pipeline = Frames2LoRA.from_pretrained(official_hypernet, device="cpu")
     example = world_manifest("test", 1)[0]
-    assert list(f2l.internalize(f2l.example_frames(example, 4)).modules) == ["down_proj"]
+    assert list(pipeline.internalize(pipeline.example_frames(example, 4)).modules) == ["down_proj"]
     monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])
     argv = [
         "--hypernet",

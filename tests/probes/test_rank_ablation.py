@@ -213,12 +213,12 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     assert ds.attrs["base_model"].startswith("tiny@") and ds.attrs["hypernet"].startswith("tiny-hypernet@")
 
     # the ends, computed independently of the probe
-    f2l = Frames2LoRA.from_pretrained("tiny", device="cpu")
+    pipeline = Frames2LoRA.from_pretrained("tiny", device="cpu")
     refs = [p.reference for p in prompts]
-    no_video = [a.text for a in generate(f2l.base, [p.prompt for p in prompts], max_new_tokens=16)]
-    size = f2l.base.model.config.vision_config.image_size
-    adapter = f2l.internalize(load_frames(example, num_frames=8, size=size))
-    f2l_answers = [f2l.generate(adapter, p.prompt, max_new_tokens=16).text for p in prompts]
+    no_video = [a.text for a in generate(pipeline.base, [p.prompt for p in prompts], max_new_tokens=16)]
+    size = pipeline.base.model.config.vision_config.image_size
+    adapter = pipeline.internalize(load_frames(example, num_frames=8, size=size))
+    f2l_answers = [pipeline.generate(adapter, p.prompt, max_new_tokens=16).text for p in prompts]
     np.testing.assert_array_equal(ds["full_score"].values, score_answers("token_f1", f2l_answers, refs))
     np.testing.assert_array_equal(ds["topk_score"].sel(k=8).values, ds["full_score"].values)
     np.testing.assert_array_equal(ds["topk_score"].sel(k=0).values, score_answers("token_f1", no_video, refs))

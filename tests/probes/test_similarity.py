@@ -23,37 +23,37 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def residuals(base64, random_video, adapter64, capture64):
+def residuals(base_f64, random_video, adapter_f64, capture_f64):
     """Per question: its three runs and their ``[L + 1, K, d]`` residual streams."""
     out = []
     for question in QUESTIONS:
-        runs = make_runs(base64, question, (), random_video, adapter64)  # the prompt alone
-        out.append((runs, {name: read_residuals(capture64, run) for name, run in runs.items()}))
+        runs = make_runs(base_f64, question, (), random_video, adapter_f64)  # the prompt alone
+        out.append((runs, {name: read_residuals(capture_f64, run) for name, run in runs.items()}))
     return out
 
 
-def test_the_positions_are_the_prompts_aligned_question_span(base64, residuals):
-    layers = len(text_model_of(base64.model).layers)
+def test_the_positions_are_the_prompts_aligned_question_span(base_f64, residuals):
+    layers = len(text_model_of(base_f64.model).layers)
     for question, (runs, resid) in zip(QUESTIONS, residuals, strict=True):
         k = runs["base"].span
         assert all(r.span == k and r.answer == 0 for r in runs.values())
         for run in runs.values():  # the span ends the prompt: no answer tokens
             assert run.start + run.span == run.ids.shape[0]
         assert runs["direct"].ids.shape[0] > runs["base"].ids.shape[0]  # the video's tokens
-        tail = base64.tokenizer.decode(runs["base"].ids[runs["base"].positions].tolist())
+        tail = base_f64.tokenizer.decode(runs["base"].ids[runs["base"].positions].tolist())
         assert question.split(" ", 1)[1] in tail and tail.rstrip().endswith("Assistant:")
         assert all(
-            r.shape == (layers + 1, k, base64.model.config.text_config.hidden_size) for r in resid.values()
+            r.shape == (layers + 1, k, base_f64.model.config.text_config.hidden_size) for r in resid.values()
         )
 
 
 def test_residuals_are_those_patching_reads_at_the_question_positions(
-    base64, random_video, adapter64, capture64, residuals
+    base_f64, random_video, adapter_f64, capture_f64, residuals
 ):
     """Causal attention: the question positions' residual stream does not depend on the answer after it."""
-    runs = make_runs(base64, QUESTIONS[1], [12, 500, 501], random_video, adapter64)
+    runs = make_runs(base_f64, QUESTIONS[1], [12, 500, 501], random_video, adapter_f64)
     for name, run in runs.items():
-        sites = read_sites(capture64, run)
+        sites = read_sites(capture_f64, run)
         k = run.span - run.answer
         torch.testing.assert_close(sites.resid_pre[:, :k], residuals[1][1][name], rtol=1e-10, atol=1e-10)
 
@@ -140,10 +140,10 @@ def test_an_official_kind_hypernetwork(official_hypernet):
     """The authors' design (converted from the official fixture): a down_proj-only, rank-2r adapter."""
     from f2l.pipeline import Frames2LoRA
 
-    f2l = Frames2LoRA.from_pretrained(official_hypernet, device="cpu")
+    pipeline = Frames2LoRA.from_pretrained(official_hypernet, device="cpu")
     example = world_manifest("test", 1)[0]
-    assert list(f2l.internalize(f2l.example_frames(example, 4)).modules) == ["down_proj"]
-    ds = similarity(f2l, [example], frames=4, prompts=PromptSet(prompts_per_clip=3))
+    assert list(pipeline.internalize(pipeline.example_frames(example, 4)).modules) == ["down_proj"]
+    ds = similarity(pipeline, [example], frames=4, prompts=PromptSet(prompts_per_clip=3))
     assert ds.sizes["example_id"] == 3 and np.isfinite(ds["cka"].values).all()
     assert ds["similarity"].isel(layer=slice(1, None)).notnull().all()
 

@@ -23,12 +23,12 @@ from f2l.pipeline import Frames2LoRA
 
 
 @pytest.fixture(scope="module")
-def f2l():
+def pipeline():
     return Frames2LoRA.from_pretrained("tiny", device="cpu")
 
 
 @pytest.fixture(scope="module")
-def held_out(f2l):
+def held_out(pipeline):
     """Four test clips (8 frames) with their background and attribute questions."""
     rows = []
     for example in world_manifest("test", 4):
@@ -108,8 +108,8 @@ def test_a_budget_at_or_above_the_token_count_keeps_every_token():
 # -- on the shipped tiny base --------------------------------------------------------------------------
 
 
-def test_factor_1_is_the_direct_prompt(f2l, held_out):
-    base = f2l.base
+def test_factor_1_is_the_direct_prompt(pipeline, held_out):
+    base = pipeline.base
     frames, prompt = held_out[0]
     text = prompt_text(base.processor, prompt.prompt, with_video=True)
     inputs = model_inputs(base.processor, [text], [frames])
@@ -125,8 +125,8 @@ def test_factor_1_is_the_direct_prompt(f2l, held_out):
     )
 
 
-def test_factor_4_keeps_a_quarter_of_each_videos_visual_tokens_and_every_text_token(f2l, held_out):
-    base = f2l.base
+def test_factor_4_keeps_a_quarter_of_each_videos_visual_tokens_and_every_text_token(pipeline, held_out):
+    base = pipeline.base
     long, short = held_out[0][0], held_out[2][0]
     short = type(short)(short.pixels[:6], short.timestamps[:6], short.source)
     text = prompt_text(base.processor, "Describe the video.", with_video=True)
@@ -151,10 +151,10 @@ def test_factor_4_keeps_a_quarter_of_each_videos_visual_tokens_and_every_text_to
     assert out.input_tokens["visual"] == 32 and out.new_tokens >= 1 and out.text
 
 
-def test_token_merged_answers_keep_most_of_what_the_video_gives(f2l, held_out):
+def test_token_merged_answers_keep_most_of_what_the_video_gives(pipeline, held_out):
     # Measured on these 4 clips x (background, attribute): token_merge 0.75, no_video 0.40, direct 0.88
     # (8 test clips, every prompt: direct 0.62, token_merge 0.58, no_video 0.47).
-    base = f2l.base
+    base = pipeline.base
     refs = [p.reference for _, p in held_out]
     merged = [answer(base, f, p.prompt, transform=TokenMerge(4), max_new_tokens=16).text for f, p in held_out]
     blind = [a.text for a in generate(base, [p.prompt for _, p in held_out], max_new_tokens=16)]
@@ -163,25 +163,25 @@ def test_token_merged_answers_keep_most_of_what_the_video_gives(f2l, held_out):
     assert merged_f1 >= blind_f1 + 0.2, (merged_f1, blind_f1, merged, blind)
 
 
-def test_internalizing_merged_tokens_gives_a_close_but_different_adapter(f2l, held_out):
+def test_internalizing_merged_tokens_gives_a_close_but_different_adapter(pipeline, held_out):
     # Measured with the shipped hypernetwork: relative ||dW_merged - dW|| / ||dW|| of 0.62, 0.48, 0.26, 0.46
     # on these clips (0.30, 0.14, 0.12, 0.17 with the one trained on the base that could not count: the
     # adapter now leans on finer token detail).
     clips = [frames for frames, _ in held_out[::2]]
-    plain = [f2l.internalize(c) for c in clips]
-    merged = [f2l.internalize(c, transform=TokenMerge(4)) for c in clips]
-    assert f2l.internalize(clips[0], transform=TokenMerge(4)) is merged[0]  # cached under its own key
+    plain = [pipeline.internalize(c) for c in clips]
+    merged = [pipeline.internalize(c, transform=TokenMerge(4)) for c in clips]
+    assert pipeline.internalize(clips[0], transform=TokenMerge(4)) is merged[0]  # cached under its own key
     assert merged[0].provenance["token_merge"] == 4 and "token_merge" not in plain[0].provenance
-    assert _relative_delta(f2l.internalize(clips[0], transform=TokenMerge(1)), plain[0]) < 1e-4
+    assert _relative_delta(pipeline.internalize(clips[0], transform=TokenMerge(1)), plain[0]) < 1e-4
     deltas = [_relative_delta(m, p) for m, p in zip(merged, plain, strict=True)]
     assert all(0.03 < d < 0.8 for d in deltas), deltas
     questions = [p.prompt for _, p in held_out]
     refs = [p.reference for _, p in held_out]
     answers = [
-        a.text for a in generate(f2l.base, questions, adapter=_per_question(merged), max_new_tokens=16)
+        a.text for a in generate(pipeline.base, questions, adapter=_per_question(merged), max_new_tokens=16)
     ]
     unmerged = [
-        a.text for a in generate(f2l.base, questions, adapter=_per_question(plain), max_new_tokens=16)
+        a.text for a in generate(pipeline.base, questions, adapter=_per_question(plain), max_new_tokens=16)
     ]
     assert sum(map(token_f1, answers, unmerged)) / len(refs) >= 0.75, (answers, unmerged)
     assert sum(map(token_f1, answers, refs)) / len(refs) >= 0.6, (answers, refs)

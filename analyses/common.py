@@ -3,18 +3,16 @@ summary reports a per-prompt value (mean ± standard error across clips)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import xarray as xr
 
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
-from f2l.cli import UsageError, entry_point
+from f2l.cli import entry_point
 from f2l.config import parse_config
 from f2l.data import Example, read_manifest, world_manifest
 from f2l.distributed import init_distributed, rank
@@ -107,13 +105,18 @@ def open_probe_study(
     where it is written, nor how many clips (a --full run reuses the clips a default run finished), nor
     ``ignore``."""
     torch.manual_seed(cfg.seed)
-    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
+    pipeline = Frames2LoRA.from_pretrained(cfg.hypernet, device=cfg.device)
     examples = {e.id: e for e in study_examples(cfg.manifest, cfg.split, cfg.num_clips, cfg.frames)}
     config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "fresh", "clips", "full", *ignore)}
     study = Study(
-        cfg.out, name, config=config, attrs=provenance(f2l, seed=cfg.seed, **attrs), dim=dim, fresh=cfg.fresh
+        cfg.out,
+        name,
+        config=config,
+        attrs=provenance(pipeline, seed=cfg.seed, **attrs),
+        dim=dim,
+        fresh=cfg.fresh,
     )
-    return f2l, examples, study
+    return pipeline, examples, study
 
 
 def study_partners(cfg: FramesConfig, adapters: Sequence[str]) -> dict[str, Example]:
@@ -130,40 +133,6 @@ def clip_mean_se(da: xr.DataArray, fmt: str = "+.3f") -> str:
     NaN skipped), ``fmt`` the mean's format; ``"n/a"`` when no clip has a value."""
     mean, se = mean_se(clip_means(da).values)
     return "n/a" if math.isnan(mean) else f"{mean:{fmt}} ± {se:.3f}"
-
-
-def parse_command(
-    cls: type, argv: Sequence[str], *, prog: str, description: str, positional: Sequence[str] = ()
-) -> Any:
-    """``f2l.config.parse_config`` for a command that also takes ``positional`` fields by position (in
-    that order; each may be given as its flag too, and each is required): ``cmd a.nc --x 1`` reads as
-    ``cmd --run a.nc --x 1``."""
-    hints = typing.get_type_hints(cls)
-    switches = {"-h", "--help", "--debug"}  # flags that take no value
-    for f in dataclasses.fields(cls):
-        if hints.get(f.name) is bool:
-            switches |= {f"--{f.name.replace('_', '-')}", f"--no-{f.name.replace('_', '-')}"}
-    flags, values, tokens = [], [], list(argv)
-    while tokens:
-        token = tokens.pop(0)
-        if not token.startswith("-"):
-            values.append(token)
-            continue
-        flags.append(token)
-        if token not in switches and "=" not in token and tokens:
-            flags.append(tokens.pop(0))
-    if len(values) > len(positional):
-        raise UsageError(f"unrecognized arguments: {' '.join(values[len(positional) :])}")
-    named = [
-        part
-        for name, v in zip(positional, values, strict=False)
-        for part in (f"--{name.replace('_', '-')}", v)
-    ]
-    cfg = parse_config(cls, [*named, *flags], prog=prog, description=description)
-    missing = [name for name in positional if getattr(cfg, name) is None]
-    if missing:
-        raise UsageError(f"the following arguments are required: {', '.join(missing)}")
-    return cfg
 
 
 def study_main(

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analyses.benchmark import per_clip_scores
-from analyses.common import parse_command
 from f2l.cli import UsageError, entry_point
+from f2l.config import parse_command
 from f2l.eval.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, compare_family
 from f2l.results import markdown_table, read_netcdf
 

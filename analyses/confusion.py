@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from analyses.common import parse_command
 from f2l.cli import UsageError, entry_point
+from f2l.config import parse_command
 from f2l.eval.metrics import normalize_answer
 from f2l.results import markdown_table, read_netcdf, write_netcdf
 

@@ -11,59 +11,61 @@ apart from the query.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from dataclasses import dataclass
 
 from f2l.answer import answer
-from f2l.cli import add_debug_flag, entry_point, non_negative_int, positive_int
-from f2l.models import BASE_NAMES
+from f2l.cli import entry_point, non_negative_int, positive_int
+from f2l.config import parse_config, setting
 from f2l.pipeline import Frames2LoRA
 from f2l.video import load_video
 
 
+@dataclass
+class AskConfig:
+    """The settings of ``python -m f2l.ask`` (each a flag): one of ``--video``, ``--world-seed``."""
+
+    video: str | None = None  # path of a video file (any container/codec PyAV decodes)
+    world_seed: int | None = setting(type=non_negative_int)  # a clip of the embedded world, by seed
+    question: str | None = setting(required=True)  # the question asked of the clip
+    hypernet: str = "tiny"  # a trained hypernetwork directory, or 'tiny' (shipped)
+    base: str | None = None  # override the hypernetwork's base: a shipped base name, a Hub id or a dir
+    frames: int = setting(8, type=positive_int)  # frames sampled uniformly over the clip
+    size: int | None = setting(type=positive_int)  # world clips: rendered side in pixels
+    chunk_frames: int | None = setting(
+        type=positive_int
+    )  # internalize segments of this many frames, composed
+    max_new_tokens: int = setting(64, type=positive_int)  # the longest greedy answer, in tokens
+    device: str | None = None  # torch device (default: cuda when available)
+
+
+def parse_args(argv: list[str] | None) -> AskConfig:
+    return parse_config(
+        AskConfig,
+        argv,
+        prog="python -m f2l.ask",
+        description=__doc__.split("\n\n")[0],
+        one_of=(("video", "world_seed"),),
+    )
+
+
 @entry_point
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m f2l.ask", description=__doc__.split("\n\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--video", help="path of a video file (any container/codec PyAV decodes)")
-    source.add_argument("--world-seed", type=non_negative_int, help="a clip of the embedded world, by seed")
-    parser.add_argument("--question", required=True)
-    parser.add_argument(
-        "--hypernet", default="tiny", help="a trained hypernetwork directory, or 'tiny' (shipped)"
-    )
-    parser.add_argument(
-        "--base", help=f"override the hypernetwork's base: {', '.join(BASE_NAMES)}, a Hub id or a dir"
-    )
-    parser.add_argument(
-        "--frames", type=positive_int, default=8, help="frames sampled uniformly over the clip"
-    )
-    parser.add_argument(
-        "--size", type=positive_int, default=None, help="world clips: rendered side in pixels"
-    )
-    parser.add_argument(
-        "--chunk-frames",
-        type=positive_int,
-        default=None,
-        help="internalize segments of this many frames and compose",
-    )
-    parser.add_argument("--max-new-tokens", type=positive_int, default=64)
-    parser.add_argument("--device", default=None)
-    add_debug_flag(parser)
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
 
     frames = load_video(args.video, num_frames=args.frames) if args.video else None  # before the model loads
-    f2l = Frames2LoRA.from_pretrained(args.hypernet, base=args.base, device=args.device)
-    base = f2l.base
+    pipeline = Frames2LoRA.from_pretrained(args.hypernet, base=args.base, device=args.device)
+    base = pipeline.base
     if frames is None:
         from f2l.world import render_clip
 
         size = args.size or base.model.config.vision_config.image_size
         frames = render_clip(args.world_seed, num_frames=args.frames, size=size).frames
     start = time.perf_counter()
-    adapter = f2l.internalize(frames, chunk_frames=args.chunk_frames)
+    adapter = pipeline.internalize(frames, chunk_frames=args.chunk_frames)
     internalize_s = time.perf_counter() - start
-    adapted = f2l.generate(adapter, args.question, max_new_tokens=args.max_new_tokens)
+    adapted = pipeline.generate(adapter, args.question, max_new_tokens=args.max_new_tokens)
     direct = answer(base, frames, args.question, max_new_tokens=args.max_new_tokens)
     no_video = answer(base, None, args.question, max_new_tokens=args.max_new_tokens)
     h, w = frames.pixels.shape[1:3]

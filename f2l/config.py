@@ -4,7 +4,9 @@ Every field of the dataclass becomes a ``--flag`` (underscores as dashes); ``boo
 ``--flag/--no-flag``; tuple fields take several values. A field that is itself a dataclass is a section:
 its fields are flags named with a dot (``--f2l.width 128``), keys of a nested mapping in YAML
 (``f2l: {width: 128}``) and dotted keys in presets (``"f2l.width": 128``). Fields marked ``NOT_A_SETTING``
-(facts read off something else, such as a base's layer count) are neither. YAML is read with
+(facts read off something else, such as a base's layer count) are neither; a field made with ``setting``
+may parse its flag with its own type (``f2l.cli.positive_int``), take only some ``choices`` or be
+required. YAML is read with
 ``safe_load`` (no code runs) and unknown keys are an error, not a silent no-op; ``config_dict`` writes a
 config back in the form ``--config`` reads. A flag's ``--help`` line is the comment on its field's
 line(s) in the dataclass's source, so the help says what the code says (a comment above a field often
@@ -21,14 +23,33 @@ import io
 import textwrap
 import tokenize
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from f2l.cli import add_debug_flag
+from f2l.cli import UsageError, add_debug_flag
 
 _SCALARS = {"int": int, "float": float, "str": str}
 # metadata of a dataclass field that is no setting: no flag, no YAML key, left out of config_dict
 NOT_A_SETTING = {"setting": False}
+
+
+def setting(
+    default: Any = None,
+    *,
+    type: Callable[[str], Any] | None = None,  # noqa: A002 (argparse's name)
+    choices: Collection[Any] | None = None,
+    required: bool = False,
+) -> Any:
+    """A dataclass field whose flag parses its value with ``type`` (an argparse type, such as
+    ``f2l.cli.positive_int``: a bad value is refused at parse time), takes only ``choices`` (a container is
+    read when the command runs, so a table extended later is honoured), or must be given (``required``: by
+    flag or YAML; its ``default`` is then ``None``)."""
+    metadata = {"type": type, "choices": choices, "required": required}
+    return dataclasses.field(default=default, metadata={k: v for k, v in metadata.items() if v})
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
 
 
 def _kind(annotation: str) -> tuple[type, bool]:
@@ -153,6 +174,11 @@ def config_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not the usage block
+        raise UsageError(message)
+
+
 def parse_config(
     cls: type,
     argv: Sequence[str] | None = None,
@@ -163,12 +189,18 @@ def parse_config(
     default_preset: str | None = None,
     epilog: str | None = None,
     upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    one_of: Sequence[Sequence[str]] = (),
+    one_line_errors: bool = False,
 ) -> Any:
     """Build ``cls`` (a dataclass) from ``presets[--preset]``, ``--config x.yaml`` and flags: later wins.
-    ``upgrade`` rewrites a YAML mapping written in an older form of ``cls`` (renamed keys) first."""
+    ``upgrade`` rewrites a YAML mapping written in an older form of ``cls`` (renamed keys) first. Each
+    group of ``one_of`` names fields of which exactly one must be given (as argparse's required mutually
+    exclusive group); a ``setting(required=True)`` left unset is refused as argparse refuses a required
+    flag. ``one_line_errors`` raises those refusals as ``f2l.cli.UsageError`` (one line, no usage block,
+    through ``entry_point``) instead of argparse's exit."""
     import yaml
 
-    parser = argparse.ArgumentParser(
+    parser = (_OneLineParser if one_line_errors else argparse.ArgumentParser)(
         prog=prog,
         description=description,
         epilog=epilog,
@@ -178,7 +210,7 @@ def parse_config(
     leaves, sections = _settings(cls)
     notes = _help_lines(cls)
     for name, (f, hint) in leaves.items():
-        flag = f"--{name.replace('_', '-')}"
+        flag = _flag(name)
         default = f"(default: {f.default!r})" if f.default is not dataclasses.MISSING else ""
         helptext = " ".join(part for part in (notes[name], default) if part).replace("%", "%%") or None
         if hint is bool:
@@ -188,7 +220,13 @@ def parse_config(
             continue
         kind, many = _kind(str(f.type))
         parser.add_argument(
-            flag, dest=name, type=kind, nargs="+" if many else None, default=None, help=helptext
+            flag,
+            dest=name,
+            type=f.metadata.get("type", kind),
+            choices=f.metadata.get("choices"),
+            nargs="+" if many else None,
+            default=None,
+            help=helptext,
         )
     add_debug_flag(parser)  # read by f2l.cli.entry_point, not a field
     args = vars(parser.parse_args(argv))
@@ -214,4 +252,104 @@ def parse_config(
             parser.error(f"{config_path}: unknown keys {sorted(unknown)}")
         values.update(loaded)
     values.update({k: v for k, v in args.items() if v is not None})
+    for group in one_of:
+        given = [name for name in group if values.get(name) is not None]
+        if not given:
+            parser.error(f"one of the arguments {' '.join(map(_flag, group))} is required")
+        if len(given) > 1:
+            parser.error(f"argument {_flag(given[1])}: not allowed with argument {_flag(given[0])}")
+    missing = [
+        name for name, (f, _) in leaves.items() if f.metadata.get("required") and values.get(name) is None
+    ]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(map(_flag, missing))}")
     return cls(**_build(cls, values, sections))
+
+
+def parse_command(
+    cls: type,
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str = "",
+    positional: Sequence[str] = (),
+    **kwargs: Any,
+) -> Any:
+    """``parse_config`` (``kwargs`` passed on) for a command that also takes ``positional`` fields by
+    position (in that order; each may be given as its flag too, and each is required): ``cmd a.nc --x 1``
+    reads as ``cmd --run a.nc --x 1``. A tuple field last among them takes every remaining value
+    (``check a.jsonl b.jsonl``); a tuple flag takes the values up to the next flag."""
+    import sys
+
+    hints = typing.get_type_hints(cls)
+    switches = {"-h", "--help", "--debug"}  # flags that take no value
+    many = set()  # flags that take one value or more
+    for f in dataclasses.fields(cls):
+        if hints.get(f.name) is bool:
+            switches |= {_flag(f.name), f"--no-{f.name.replace('_', '-')}"}
+        elif _kind(str(f.type))[1]:
+            many.add(_flag(f.name))
+    flags, values, tokens = [], [], list(sys.argv[1:] if argv is None else argv)
+    while tokens:
+        token = tokens.pop(0)
+        if not token.startswith("-"):
+            values.append(token)
+            continue
+        flags.append(token)
+        if token in many:
+            while tokens and not tokens[0].startswith("-"):
+                flags.append(tokens.pop(0))
+        elif token not in switches and "=" not in token and tokens:
+            flags.append(tokens.pop(0))
+    variadic = bool(positional) and _flag(positional[-1]) in many
+    if len(values) > len(positional) and not variadic:
+        raise UsageError(f"unrecognized arguments: {' '.join(values[len(positional) :])}")
+    named = [part for name, v in zip(positional, values, strict=False) for part in (_flag(name), v)]
+    if variadic and len(values) > len(positional):
+        named += values[len(positional) :]
+    cfg = parse_config(cls, [*named, *flags], prog=prog, description=description, **kwargs)
+    missing = [name for name in positional if getattr(cfg, name) in (None, ())]
+    if missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)}")
+    return cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class Subcommand:
+    """One subcommand of ``parse_subcommand``: its config dataclass, a line of help, and its positional
+    fields (``parse_command``)."""
+
+    cls: type
+    help: str
+    positional: tuple[str, ...] = ()
+    description: str | None = None  # its own --help's text (default: ``help``)
+
+
+def parse_subcommand(
+    commands: Mapping[str, Subcommand], argv: Sequence[str] | None, *, prog: str, description: str
+) -> tuple[str, Any]:
+    """(name, config) of ``prog NAME ...``: the first argument picks one of ``commands``, whose own
+    ``parse_command`` reads the rest (``prog NAME --help`` is its help). ``prog --help`` lists them; a
+    missing or unknown name is argparse's error."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, command in commands.items():
+        sub.add_parser(name, help=command.help, add_help=False)
+    add_debug_flag(parser)
+    if not argv or argv[0] not in commands:
+        parser.parse_args(argv)  # --help exits 0; a missing or unknown name exits 2 with argparse's error
+        parser.error(f"expected a command before {argv[0]!r}: {', '.join(commands)}")
+    name, command = argv[0], commands[argv[0]]
+    cfg = parse_command(
+        command.cls,
+        argv[1:],
+        prog=f"{prog} {name}",
+        description=textwrap.fill(command.description or command.help, 100),
+        positional=command.positional,
+    )
+    return name, cfg

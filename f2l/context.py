@@ -10,14 +10,15 @@ runs of one are collapsed (``<image> x64``); the counts by kind and the library 
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from itertools import groupby
 
 import torch
 import transformers
 
-from f2l.cli import add_debug_flag, entry_point, non_negative_int, positive_int
+from f2l.cli import entry_point, non_negative_int, positive_int
+from f2l.config import parse_config, setting
 from f2l.encode import internalization_inputs
 from f2l.pipeline import Frames2LoRA
 
@@ -57,19 +58,26 @@ def describe_context(pipeline: Frames2LoRA, clip) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class ContextConfig:
+    """The settings of ``python -m f2l.context`` (each a flag): one of ``--video``, ``--world-seed``."""
+
+    video: str | None = None  # a video file
+    world_seed: int | None = setting(type=non_negative_int)  # a clip of the embedded world, by seed
+    hypernet: str = "tiny"  # a hypernetwork directory, or a shipped name
+    base: str | None = None  # override the hypernetwork's base
+    frames: int | None = setting(type=positive_int)  # frames to sample; unset: the hypernetwork's format
+
+
 @entry_point
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m f2l.context", description=__doc__.split("\n\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--video", help="a video file")
-    source.add_argument("--world-seed", type=non_negative_int, help="a clip of the embedded world, by seed")
-    parser.add_argument("--hypernet", default="tiny", help="a hypernetwork directory, or a shipped name")
-    parser.add_argument("--base", help="override the hypernetwork's base")
-    parser.add_argument(
-        "--frames", type=positive_int, help="frames to sample (default: the hypernetwork's format)"
+    args = parse_config(
+        ContextConfig,
+        argv,
+        prog="python -m f2l.context",
+        description=__doc__.split("\n\n")[0],
+        one_of=(("video", "world_seed"),),
     )
-    add_debug_flag(parser)
-    args = parser.parse_args(argv)
     pipeline = Frames2LoRA.from_pretrained(args.hypernet, base=args.base, device="cpu")
     if args.world_seed is not None:
         from f2l.world import render_clip

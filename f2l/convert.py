@@ -12,18 +12,19 @@ and JSON (``OfficialHypernet.save``), loaded like any hypernetwork by ``Frames2L
 
 from __future__ import annotations
 
-import argparse
 import enum
 import hashlib
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from f2l.cli import add_debug_flag, entry_point
+from f2l.cli import entry_point
+from f2l.config import Subcommand, parse_subcommand, setting
 from f2l.hypernet.official import OFFICIAL_CONTEXT, OfficialConfig, OfficialHypernet
 
 
@@ -179,18 +180,29 @@ def convert_official(checkpoint: str | Path, out: str | Path, *, base: str | Non
     return model.save(out, extra={"train_config": {"base": config.base_id}, "converted_from": source})
 
 
+@dataclass
+class OfficialConvertConfig:
+    """``python -m f2l.convert official CHECKPOINT --out DIR [--base B]``."""
+
+    checkpoint: str | None = None  # the .pt file (e.g. frames2lora-smolvlm2-500m-best-ce.pt)
+    out: str | None = setting(required=True)  # the f2l hypernetwork directory to write
+    base: str | None = (
+        None  # record this base instead of the checkpoint's (a shipped name, Hub id or directory)
+    )
+
+
+COMMANDS = {
+    "official": Subcommand(
+        OfficialConvertConfig, "a released Frames2LoRA .pt hypernetwork", positional=("checkpoint",)
+    )
+}
+
+
 @entry_point
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m f2l.convert", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="format", required=True)
-    official = sub.add_parser("official", help="a released Frames2LoRA .pt hypernetwork")
-    official.add_argument("checkpoint", help="the .pt file (e.g. frames2lora-smolvlm2-500m-best-ce.pt)")
-    official.add_argument("--out", required=True, help="the f2l hypernetwork directory to write")
-    official.add_argument(
-        "--base", help="record this base instead of the checkpoint's (a shipped name, Hub id or directory)"
+    _, args = parse_subcommand(
+        COMMANDS, argv, prog="python -m f2l.convert", description=__doc__.split("\n\n")[0]
     )
-    add_debug_flag(official)
-    args = parser.parse_args(argv)
     out = convert_official(args.checkpoint, args.out, base=args.base)
     print(f"wrote {out} (official kind; load with Frames2LoRA.from_pretrained({str(out)!r}))")
     return 0

@@ -31,7 +31,6 @@ change answers) and ``error`` (null, or why the video could not be read).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -44,10 +43,11 @@ from tqdm.auto import tqdm
 
 from f2l.adapter import Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, generate
-from f2l.cli import UsageError, add_debug_flag, entry_point, positive_int
+from f2l.cli import UsageError, entry_point, positive_int
+from f2l.config import parse_config as _parse_config
+from f2l.config import setting
 from f2l.data import Example, Prompt, clip_prompts, iter_prompts, read_manifest
 from f2l.io import atomic_write_text
-from f2l.models import BASE_NAMES
 from f2l.pipeline import Frames2LoRA, resolve_hypernet
 from f2l.video import Frames, VideoDecodeError
 
@@ -75,22 +75,27 @@ ROW_FIELDS = (
 class InferConfig:
     """The program's settings, one per flag (see ``--help``)."""
 
-    manifest: str
-    out: str
-    data_root: str | None = None
-    hypernet: str = "tiny"
-    base: str | None = None
-    device: str | None = None
-    frames: int | None = None
-    direct: bool = False
-    timed: bool = False
-    qa_per_type: int | None = None
-    clips: int = 8
-    batch_size: int = 16
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    limit: int | None = None
-    fresh: bool = False
-    debug: bool = False
+    manifest: str = setting(required=True)  # JSONL manifest to answer: f2l's records or official rows
+    out: str = setting(required=True)  # JSONL file of answers, one row per prompt; resumed if present
+    data_root: str | None = setting(  # official manifests: the folder relative video paths start from
+        None  # (default: $FRAMES2LORA_DATA_ROOT, then $VIDEO2LORA_DATA_ROOT)
+    )
+    hypernet: str = "tiny"  # a packaged hypernetwork directory, or 'tiny' (shipped)
+    base: str | None = None  # override the hypernetwork's base: a shipped base name, a Hub id or a dir
+    device: str | None = None  # torch device (default: cuda when available)
+    frames: int | None = setting(  # frames sampled per video (default: the hypernetwork's training
+        type=positive_int  # count, else its format's most)
+    )
+    direct: bool = False  # also answer with the video in context (the baseline)
+    timed: bool = False  # answer one prompt per call and record TTFT and total time
+    qa_per_type: int | None = setting(  # per video, every caption and the first N questions of each
+        type=positive_int  # QA type (default: every prompt)
+    )
+    clips: int = setting(8, type=positive_int)  # videos internalized per batch
+    batch_size: int = setting(16, type=positive_int)  # prompts per generate call
+    max_new_tokens: int = setting(DEFAULT_MAX_NEW_TOKENS, type=positive_int)  # answer length cap in tokens
+    limit: int | None = setting(type=positive_int)  # answer at most this many of the prompts still to do
+    fresh: bool = False  # discard an existing --out instead of resuming it
 
 
 class Item(NamedTuple):
@@ -117,77 +122,18 @@ class Reply(NamedTuple):
 # --------------------------------------------------------------------------- command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not the usage block
-        raise UsageError(message)
-
-
 def parse_config(argv: Sequence[str] | None = None) -> InferConfig:
-    p = _Parser(
+    """The settings from the flags (or ``--config x.yaml``); a mistake is one line (``UsageError``)."""
+    return _parse_config(
+        InferConfig,
+        argv,
         prog=PROG,
         description=__doc__.split("\n\n")[0],
         epilog="Rerun the same command to resume: answered prompts are skipped, error rows retried. The "
         "row fields are listed by `pydoc f2l.infer`. Exit status: 0 when every prompt has a prediction, "
         "1 when some rows carry an error, 2 on a usage mistake.",
+        one_line_errors=True,
     )
-    p.add_argument(
-        "--manifest", required=True, help="JSONL manifest to answer: f2l's records or official rows"
-    )
-    p.add_argument(
-        "--out", required=True, help="JSONL file of answers, one row per prompt; resumed if present"
-    )
-    p.add_argument(
-        "--data-root",
-        help="official manifests: the folder relative video paths start from "
-        "(default: $FRAMES2LORA_DATA_ROOT, then $VIDEO2LORA_DATA_ROOT)",
-    )
-    p.add_argument(
-        "--hypernet",
-        default=InferConfig.hypernet,
-        help="a packaged hypernetwork directory, or 'tiny' (shipped; the default)",
-    )
-    p.add_argument(
-        "--base", help=f"override the hypernetwork's base: {', '.join(BASE_NAMES)}, a Hub id or a dir"
-    )
-    p.add_argument("--device", help="torch device (default: cuda when available)")
-    p.add_argument(
-        "--frames",
-        type=positive_int,
-        help="frames sampled per video (default: the hypernetwork's training count, else its format's most)",
-    )
-    p.add_argument(
-        "--direct", action="store_true", help="also answer with the video in context (the baseline)"
-    )
-    p.add_argument(
-        "--timed", action="store_true", help="answer one prompt per call and record TTFT and total time"
-    )
-    p.add_argument(
-        "--qa-per-type",
-        type=positive_int,
-        help="per video, every caption and the first N questions of each QA type (default: every prompt)",
-    )
-    p.add_argument(
-        "--clips",
-        type=positive_int,
-        default=InferConfig.clips,
-        help="videos internalized per batch (default: %(default)s)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=InferConfig.batch_size,
-        help="prompts per generate call (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-new-tokens",
-        type=positive_int,
-        default=InferConfig.max_new_tokens,
-        help="answer length cap in tokens (default: %(default)s)",
-    )
-    p.add_argument("--limit", type=positive_int, help="answer at most this many of the prompts still to do")
-    p.add_argument("--fresh", action="store_true", help="discard an existing --out instead of resuming it")
-    add_debug_flag(p)
-    return InferConfig(**vars(p.parse_args(argv)))
 
 
 # --------------------------------------------------------------------------- inputs
@@ -256,12 +202,12 @@ def trained_frames(hypernet: str) -> int:
     return int(frames)
 
 
-def run_settings(cfg: InferConfig, f2l: Frames2LoRA, frames: int) -> dict[str, Any]:
+def run_settings(cfg: InferConfig, pipeline: Frames2LoRA, frames: int) -> dict[str, Any]:
     """What changes a row's answers or times: rows of one file must agree on all of it."""
     return {
-        "hypernet": f2l.hypernet_id,
-        "base": f"{f2l.base.name}@{f2l.base.digest}",
-        "device": f2l.base.device.type,
+        "hypernet": pipeline.hypernet_id,
+        "base": f"{pipeline.base.name}@{pipeline.base.digest}",
+        "device": pipeline.base.device.type,
         "frames": frames,
         "max_new_tokens": cfg.max_new_tokens,
         "direct": cfg.direct,
@@ -333,7 +279,7 @@ def video_batches(items: list[Item], clips: int) -> Iterator[list[Item]]:
 
 
 def load_clips(
-    f2l: Frames2LoRA, items: list[Item], frames: int
+    pipeline: Frames2LoRA, items: list[Item], frames: int
 ) -> tuple[dict[tuple, Frames], dict[tuple, str]]:
     """Each video's frames, or why it could not be read."""
     clips, errors = {}, {}
@@ -343,14 +289,14 @@ def load_clips(
         if key in clips or key in errors:
             continue
         try:
-            clips[key] = f2l.example_frames(example, frames=frames)
+            clips[key] = pipeline.example_frames(example, frames=frames)
         except (VideoDecodeError, OSError) as e:
             errors[key] = f"{type(e).__name__}: {e}"
     return clips, errors
 
 
 def replies(
-    f2l: Frames2LoRA,
+    pipeline: Frames2LoRA,
     cfg: InferConfig,
     questions: list[str],
     adapters: list[Adapter],
@@ -363,11 +309,13 @@ def replies(
 
     def f2l_batch(i: int) -> list[Answer]:  # stacked a batch at a time: one adapter copy per row
         adapter = adapters[i] if cfg.timed else Adapter.stack(adapters[i : i + size])
-        return generate(f2l.base, questions[i : i + size], adapter=adapter, max_new_tokens=n, batch_size=size)
+        return generate(
+            pipeline.base, questions[i : i + size], adapter=adapter, max_new_tokens=n, batch_size=size
+        )
 
     def direct_batch(i: int) -> list[Answer]:
         qs, vs = questions[i : i + size], videos[i : i + size]
-        return generate(f2l.base, qs, videos=vs, max_new_tokens=n, batch_size=size)
+        return generate(pipeline.base, qs, videos=vs, max_new_tokens=n, batch_size=size)
 
     calls = {"f2l": f2l_batch, **({"direct": direct_batch} if cfg.direct else {})}
     if cfg.timed:
@@ -393,10 +341,12 @@ def prompt_fields(item: Item, run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def answer_batch(f2l: Frames2LoRA, cfg: InferConfig, items: list[Item], run: dict[str, Any]) -> list[dict]:
+def answer_batch(
+    pipeline: Frames2LoRA, cfg: InferConfig, items: list[Item], run: dict[str, Any]
+) -> list[dict]:
     """The output rows of ``items`` (in their order): one internalization pass over their readable videos,
     then every prompt of those answered in one go; prompts of unreadable videos get error rows."""
-    clips, errors = load_clips(f2l, items, run["frames"])
+    clips, errors = load_clips(pipeline, items, run["frames"])
     rows: dict[str, dict] = {}
     for item in items:
         error = errors.get(_video_key(item.prompt.example))
@@ -405,11 +355,11 @@ def answer_batch(f2l: Frames2LoRA, cfg: InferConfig, items: list[Item], run: dic
     ok = [item for item in items if item.key not in rows]
     if ok:
         keys = list(clips)
-        made = dict(zip(keys, f2l.internalize_batch([clips[k] for k in keys]).unbind(), strict=True))
+        made = dict(zip(keys, pipeline.internalize_batch([clips[k] for k in keys]).unbind(), strict=True))
         owners = [_video_key(item.prompt.example) for item in ok]
         adapters = [made[k] for k in owners]
         questions = [item.prompt.prompt for item in ok]
-        by_method = replies(f2l, cfg, questions, adapters, [clips[k] for k in owners])
+        by_method = replies(pipeline, cfg, questions, adapters, [clips[k] for k in owners])
         for j, item in enumerate(ok):
             got = {m: r[j] for m, r in by_method.items()}
             rows[item.key] = {
@@ -436,8 +386,8 @@ def run(cfg: InferConfig) -> int:
         raise UsageError(f"--out {out} is a directory")
     existing, torn = ([], False) if cfg.fresh else read_output(out)
     frames = cfg.frames or trained_frames(cfg.hypernet)
-    f2l = Frames2LoRA.from_pretrained(cfg.hypernet, base=cfg.base, device=cfg.device)
-    settings = run_settings(cfg, f2l, frames)
+    pipeline = Frames2LoRA.from_pretrained(cfg.hypernet, base=cfg.base, device=cfg.device)
+    settings = run_settings(cfg, pipeline, frames)
     done = answered_keys(out, existing, torn, settings)
     todo = [item for item in items if item.key not in done][: cfg.limit]
     if done:
@@ -449,7 +399,7 @@ def run(cfg: InferConfig) -> int:
         tqdm(total=len(todo), desc="infer", unit="prompt", disable=not todo) as bar,
     ):
         for batch in video_batches(todo, cfg.clips):
-            rows = answer_batch(f2l, cfg, batch, settings)
+            rows = answer_batch(pipeline, cfg, batch, settings)
             write_rows(f, rows)
             failed += sum(r["error"] is not None for r in rows)
             bar.update(len(batch))

@@ -2,81 +2,78 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
+from dataclasses import dataclass
 
-from f2l.cli import UsageError, add_debug_flag, entry_point, non_negative_int, one_line, positive_int
+from f2l.cli import UsageError, entry_point, non_negative_int, one_line, positive_int
+from f2l.config import Subcommand, parse_subcommand, setting
 from f2l.data.converters import CONVERTERS
 from f2l.data.manifest import ManifestError, read_manifest, world_manifest, write_manifest
 from f2l.world.splits import SPLITS
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m f2l.data",
-        description="Dataset manifests: convert public annotations, write world manifests, check files.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+@dataclass
+class ConvertConfig:
+    """``python -m f2l.data convert FORMAT ANNOTATION --videos DIR --out M.jsonl``."""
 
-    conv = sub.add_parser(
-        "convert",
-        help="convert a public annotation file to a manifest",
+    format: str | None = setting(choices=CONVERTERS)  # annotation format (also by position)
+    annotation: str | None = None  # annotation file (finevideo: a folder of per-video JSON files)
+    videos: str | None = setting(required=True)  # folder holding the videos
+    out: str | None = setting(required=True)  # manifest to write (.jsonl)
+    split: str | None = None  # split name stored on every example (e.g. val)
+    frames: int | None = setting(type=positive_int)  # frame count stored on every example
+    keep_missing: bool = False  # keep examples whose video is not found (meta.video_missing = true)
+    per_segment: bool = False  # activitynet only: one example per captioned event
+    seed: int | None = setting(type=non_negative_int)  # finevideo only: seed of the span draw (42)
+    total: int | None = setting(
+        type=positive_int
+    )  # finevideo only: spans to draw (default: all the mix allows)
+
+
+@dataclass
+class WorldConfig:
+    """``python -m f2l.data world --out M.jsonl``."""
+
+    split: str = setting("test", choices=("train", "val", "test"))  # the world split the clips come from
+    n: int = setting(100, type=non_negative_int)  # number of clips
+    frames: int = setting(8, type=positive_int)  # frames per clip
+    offset: int = setting(0, type=non_negative_int)  # skip this many seeds of the split first
+    out: str | None = setting(required=True)  # manifest to write (.jsonl)
+
+
+@dataclass
+class CheckConfig:
+    """``python -m f2l.data check M.jsonl [M2.jsonl ...]``."""
+
+    manifests: tuple[str, ...] = ()  # manifest files (also by position)
+    data_root: str | None = (
+        None  # official manifests: folder of relative video paths (default: $FRAMES2LORA_DATA_ROOT)
+    )
+
+
+COMMANDS = {
+    "convert": Subcommand(
+        ConvertConfig,
+        "convert a public annotation file to a manifest",
+        positional=("format", "annotation"),
         description="Convert ActivityNet Captions JSON, NExT-QA CSV, VDC JSON/JSONL or FineVideo metadata "
         "(a folder of per-video JSON files) to a JSONL manifest. "
         "Videos are looked up as VIDEOS/<video_id>.{mp4,mkv,webm,avi,mov} (then anywhere below VIDEOS); "
         "examples whose video is missing are skipped and counted unless --keep-missing is given. "
         "FineVideo becomes scene / 2-3 adjacent scene / whole-video spans drawn 60/30/10 as the official "
         "stage-1 manifests are.",
-    )
-    conv.add_argument("format", choices=sorted(CONVERTERS), help="annotation format")
-    conv.add_argument("annotation", help="annotation file (finevideo: a folder of per-video JSON files)")
-    conv.add_argument("--videos", required=True, help="folder holding the videos")
-    conv.add_argument("--out", required=True, help="manifest to write (.jsonl)")
-    conv.add_argument("--split", default=None, help="split name stored on every example (e.g. val)")
-    conv.add_argument("--frames", type=positive_int, default=None, help="frame count stored on every example")
-    conv.add_argument(
-        "--keep-missing",
-        action="store_true",
-        help="keep examples whose video is not found (meta.video_missing = true)",
-    )
-    conv.add_argument(
-        "--per-segment", action="store_true", help="activitynet only: one example per captioned event"
-    )
-    conv.add_argument(
-        "--seed", type=non_negative_int, default=None, help="finevideo only: seed of the span draw (42)"
-    )
-    conv.add_argument(
-        "--total",
-        type=positive_int,
-        default=None,
-        help="finevideo only: spans to draw (default: all the mix allows)",
-    )
-
-    world = sub.add_parser("world", help="write a manifest of procedural world clips")
-    world.add_argument("--split", default="test", choices=("train", "val", "test"))
-    world.add_argument("--n", type=non_negative_int, default=100, help="number of clips")
-    world.add_argument("--frames", type=positive_int, default=8, help="frames per clip")
-    world.add_argument(
-        "--offset", type=non_negative_int, default=0, help="skip this many seeds of the split first"
-    )
-    world.add_argument("--out", required=True, help="manifest to write (.jsonl)")
-
-    check = sub.add_parser(
-        "check", help="validate manifests (f2l or official Frames2LoRA) and print a summary"
-    )
-    check.add_argument("manifests", nargs="+", help="manifest files")
-    check.add_argument(
-        "--data-root",
-        default=None,
-        help="official manifests: folder of relative video paths (default: $FRAMES2LORA_DATA_ROOT)",
-    )
-    for command_parser in (conv, world, check):
-        add_debug_flag(command_parser)
-    return parser
+    ),
+    "world": Subcommand(WorldConfig, "write a manifest of procedural world clips"),
+    "check": Subcommand(
+        CheckConfig,
+        "validate manifests (f2l or official Frames2LoRA) and print a summary",
+        positional=("manifests",),
+    ),
+}
 
 
-def _convert(args: argparse.Namespace) -> int:
+def _convert(args: ConvertConfig) -> int:
     kwargs = {"split": args.split, "frames": args.frames, "keep_missing": True}
     if args.per_segment:
         if args.format != "activitynet":
@@ -101,7 +98,7 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
+def _check(args: CheckConfig) -> int:
     status = 0
     for path in args.manifests:
         try:
@@ -123,10 +120,15 @@ def _check(args: argparse.Namespace) -> int:
 
 @entry_point
 def main(argv: list[str]) -> int:
-    args = _build_parser().parse_args(argv)
-    if args.command == "convert":
+    command, args = parse_subcommand(
+        COMMANDS,
+        argv,
+        prog="python -m f2l.data",
+        description="Dataset manifests: convert public annotations, write world manifests, check files.",
+    )
+    if command == "convert":
         return _convert(args)
-    if args.command == "world":
+    if command == "world":
         if args.offset + args.n > len(SPLITS[args.split]):
             raise UsageError(
                 f"the {args.split} split has {len(SPLITS[args.split])} seeds; --offset + --n exceeds it"

@@ -12,12 +12,13 @@ efficiency study then run at the real scale (answers are meaningless; costs are 
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from f2l.cli import add_debug_flag, entry_point, non_negative_int
+from f2l.cli import entry_point, non_negative_int
+from f2l.config import parse_command, setting
 from f2l.models.tiny import TinyPreset, build_config, build_untrained, save_checkpoint, train_tokenizer
-from f2l.world import split_seeds, world_text_corpus
 
 REAL_VOCAB = 49_280  # SmolVLM2's tokenizer (SmolLM2's 49,152 + the image/video special tokens)
 MAX_POSITIONS = 131_072  # 1,024 frames in context: 85k tokens at 500M (64 a frame), 103k at 2.2B (81)
@@ -63,34 +64,47 @@ SHAPES = {
 }
 
 
-def _corpus():
-    return world_text_corpus(split_seeds("train", 200))
-
-
-def shape_config(name: str):
-    """The model config of a real-size shape, without building weights (cheap; used by the tests)."""
+def shape_config(name: str, corpus: Iterable[str]):
+    """The model config of a real-size shape, without building weights (cheap; used by the tests), its
+    tokenizer trained on ``corpus``."""
     preset = SHAPES[name]
-    return build_config(preset, train_tokenizer(_corpus(), preset.vocab_size, preset.max_positions))
+    return build_config(preset, train_tokenizer(corpus, preset.vocab_size, preset.max_positions))
 
 
-def build_shape(name: str, out: str | Path, dtype: str = "bfloat16", seed: int = 0) -> Path:
-    """Write an untrained checkpoint of the real ``name`` architecture to ``out`` (safetensors + JSON)."""
+def build_shape(
+    name: str, out: str | Path, corpus: Iterable[str], dtype: str = "bfloat16", seed: int = 0
+) -> Path:
+    """Write an untrained checkpoint of the real ``name`` architecture to ``out`` (safetensors + JSON), its
+    tokenizer trained on ``corpus`` (the command passes the world's training text, as the tiny's)."""
     import torch
 
-    model, processor = build_untrained(SHAPES[name], _corpus(), seed=seed, dtype=getattr(torch, dtype))
+    model, processor = build_untrained(SHAPES[name], corpus, seed=seed, dtype=getattr(torch, dtype))
     return save_checkpoint(model, processor, out)
+
+
+@dataclass
+class ShapeConfig:
+    """The settings of ``python -m f2l.models.shapes`` (each a flag; the shape also by position)."""
+
+    shape: str | None = setting(choices=SHAPES)  # the real architecture to build (also by position)
+    out: str | None = setting(required=True)  # checkpoint directory to write
+    dtype: str = setting("bfloat16", choices=("bfloat16", "float16", "float32"))  # of the stored weights
+    seed: int = setting(0, type=non_negative_int)  # of the random initialisation
 
 
 @entry_point
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m f2l.models.shapes", description=__doc__.split("\n\n")[0])
-    parser.add_argument("shape", choices=sorted(SHAPES))
-    parser.add_argument("--out", required=True, help="checkpoint directory to write")
-    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
-    parser.add_argument("--seed", type=non_negative_int, default=0)
-    add_debug_flag(parser)
-    args = parser.parse_args(argv)
-    path = build_shape(args.shape, args.out, args.dtype, args.seed)
+    from f2l.world import split_seeds, world_text_corpus  # the tokenizer's text: the world's, as the tiny's
+
+    args = parse_command(
+        ShapeConfig,
+        argv,
+        prog="python -m f2l.models.shapes",
+        description=__doc__.split("\n\n")[0],
+        positional=("shape",),
+    )
+    corpus = world_text_corpus(split_seeds("train", 200))
+    path = build_shape(args.shape, args.out, corpus, args.dtype, args.seed)
     print(f"wrote the untrained {args.shape} shape to {path}")
     return 0
 

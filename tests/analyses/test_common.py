@@ -1,17 +1,13 @@
 """analyses.common: what every study command shares: the clips it runs on, how a summary reports a
-per-prompt value (mean ± standard error across clips of each clip's mean), and positional arguments on
-its command line."""
+per-prompt value (mean ± standard error across clips of each clip's mean)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from analyses.common import FramesConfig, clip_mean_se, parse_command, study_examples
-from f2l.cli import UsageError
+from analyses.common import clip_mean_se, study_examples
 from f2l.data import world_manifest, write_manifest
 
 
@@ -46,26 +42,3 @@ def test_study_examples_are_the_first_clips_of_the_manifest_or_of_the_split(tmp_
     empty.write_text("")
     with pytest.raises(ValueError, match="no examples"):
         study_examples(str(empty), "test", 2, 8)
-
-
-@dataclass
-class Comparison(FramesConfig):
-    run: str | None = None
-    against: str | None = None
-    verbose: bool = False
-
-
-def test_parse_command_takes_its_positional_fields_by_position_or_by_flag():
-    def parse(*argv: str) -> Comparison:
-        return parse_command(
-            Comparison, list(argv), prog="compare", description="", positional=("run", "against")
-        )
-
-    cfg = parse("a.nc", "--verbose", "b.nc", "--frames", "4")
-    assert (cfg.run, cfg.against, cfg.verbose, cfg.frames) == ("a.nc", "b.nc", True, 4)
-    assert parse("--against", "b.nc", "--run=a.nc").run == "a.nc"  # either may be given as its flag
-    assert parse("a.nc", "b.nc", "--no-verbose").verbose is False
-    with pytest.raises(UsageError, match="required: against"):
-        parse("a.nc")
-    with pytest.raises(UsageError, match="unrecognized arguments: c.nc"):
-        parse("a.nc", "b.nc", "c.nc")

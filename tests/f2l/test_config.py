@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from f2l.config import NOT_A_SETTING, config_dict, parse_config
+from f2l.cli import UsageError, positive_int
+from f2l.config import (
+    NOT_A_SETTING,
+    Subcommand,
+    config_dict,
+    parse_command,
+    parse_config,
+    parse_subcommand,
+    setting,
+)
 
 
 @dataclass
@@ -160,3 +169,83 @@ def test_help_is_the_comment_on_each_fields_line(capsys) -> None:
     with pytest.raises(SystemExit):
         parse_config(Commented, ["--help"], prog="demo")
     assert "--lr LR (default: 0.001)" in " ".join(capsys.readouterr().out.split())
+
+
+@dataclass
+class Comparison:
+    run: str | None = None
+    against: str | None = None
+    frames: int = 8
+    verbose: bool = False
+
+
+def test_parse_command_takes_its_positional_fields_by_position_or_by_flag():
+    def parse(*argv: str) -> Comparison:
+        return parse_command(
+            Comparison, list(argv), prog="compare", description="", positional=("run", "against")
+        )
+
+    cfg = parse("a.nc", "--verbose", "b.nc", "--frames", "4")
+    assert (cfg.run, cfg.against, cfg.verbose, cfg.frames) == ("a.nc", "b.nc", True, 4)
+    assert parse("--against", "b.nc", "--run=a.nc").run == "a.nc"  # either may be given as its flag
+    assert parse("a.nc", "b.nc", "--no-verbose").verbose is False
+    with pytest.raises(UsageError, match="required: against"):
+        parse("a.nc")
+    with pytest.raises(UsageError, match="unrecognized arguments: c.nc"):
+        parse("a.nc", "b.nc", "c.nc")
+
+
+@dataclass
+class Check:
+    files: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    root: str | None = None
+
+
+def test_a_last_tuple_positional_takes_every_remaining_value_and_a_tuple_flag_its_run_of_values():
+    def parse(*argv: str) -> Check:
+        return parse_command(Check, list(argv), prog="check", positional=("files",))
+
+    assert parse("a", "--tags", "x", "y", "--root", "r", "b") == Check(("a", "b"), ("x", "y"), "r")
+    with pytest.raises(UsageError, match="required: files"):
+        parse("--root", "r")
+
+
+@dataclass
+class Asked:
+    video: str | None = None
+    seed: int | None = setting(type=positive_int)
+    size: str = setting("big", choices=("big", "small"))
+    out: str | None = setting(required=True)
+
+
+def test_a_settings_type_choices_and_required_are_argparse_errors(capsys):
+    def parse(*argv: str) -> Asked:
+        return parse_config(Asked, list(argv), prog="ask", one_of=(("video", "seed"),))
+
+    assert parse("--seed", "3", "--out", "o") == Asked(seed=3, out="o")
+    for argv, message in [
+        (["--seed", "0", "--out", "o"], "argument --seed: must be a positive integer, not 0"),
+        (["--seed", "1", "--size", "huge", "--out", "o"], "argument --size: invalid choice: 'huge'"),
+        (["--seed", "1"], "the following arguments are required: --out"),
+        (["--out", "o"], "one of the arguments --video --seed is required"),
+        (["--video", "v", "--seed", "1", "--out", "o"], "argument --seed: not allowed with argument --video"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            parse(*argv)
+        assert exit_.value.code == 2 and f"ask: error: {message}" in capsys.readouterr().err
+
+
+def test_a_subcommand_picks_its_config_and_reads_the_rest():
+    commands = {
+        "check": Subcommand(Check, "check files", positional=("files",)),
+        "ask": Subcommand(Asked, "ask"),
+    }
+    assert parse_subcommand(commands, ["check", "a", "b"], prog="p", description="") == (
+        "check",
+        Check(("a", "b")),
+    )
+    for argv in ([], ["nope"]):
+        with pytest.raises(SystemExit) as exit_:
+            parse_subcommand(commands, argv, prog="p", description="")
+        assert exit_.value.code == 2

@@ -182,8 +182,9 @@ def test_real_size_shapes_have_the_published_parameter_counts_and_tokens_a_frame
 
     from f2l.models.shapes import REAL_VOCAB, SHAPES, shape_config
     from f2l.models.tiny import build_processor
+    from f2l.world import split_seeds, world_text_corpus
 
-    preset, config = SHAPES[shape], shape_config(shape)
+    preset, config = SHAPES[shape], shape_config(shape, world_text_corpus(split_seeds("train", 200)))
     with torch.device("meta"):  # sizes only: no memory, no initialisation
         model = AutoModelForImageTextToText.from_config(config)
     count = sum(p.numel() for p in model.parameters())

@@ -31,6 +31,7 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 FRONT_FILE = "front.safetensors"  # what f2l trained; its presence marks a front directory
 LM_RECORD = "language_model.json"  # which GGUF a front was trained against
 BOS, EOS, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"  # SmolLM2's own; EOS ends a turn
+LM_ROWS = 49_152  # SmolLM2's own embedding rows (frozen); rows past them are f2l's new tokens
 NEW_TOKENS = [IMAGE, FAKE_IMAGE, GLOBAL_IMAGE, *ROW_COL]  # what a SmolVLM processor writes, SmolLM2 lacks
 
 # SmolLM2-135M-Instruct's own chat template (its default system turn included), taught to write the
@@ -146,7 +147,6 @@ def build_untrained(vision_from: str = "tiny", seed: int = 0):
     tokens' embeddings at the mean of SmolLM2's rows. Returns (model, processor)."""
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText, SmolVLMConfig
-    from transformers.models.smolvlm.modeling_smolvlm import SmolVLMVisionTransformer
 
     from f2l.models import resolve_checkpoint
 
@@ -182,10 +182,7 @@ def build_untrained(vision_from: str = "tiny", seed: int = 0):
     state = {k: v for k, v in lm.model.state_dict().items()}
     state["embed_tokens.weight"] = embeddings
     model.model.text_model.load_state_dict(state)
-    vision = SmolVLMVisionTransformer._from_config(vision_config)
-    tiny_state = _read_prefixed(vision_dir, "model.vision_model.")
-    vision.load_state_dict(tiny_state)
-    model.model.vision_model.load_state_dict(vision.state_dict())
+    model.model.vision_model.load_state_dict(_read_prefixed(vision_dir, "model.vision_model."))
     model.tie_weights()
     for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
         setattr(model.generation_config, key, getattr(config.text_config, key))
@@ -199,11 +196,6 @@ def _read_prefixed(directory: Path, prefix: str) -> dict:
     for f in sorted(directory.glob("*.safetensors")):
         state.update({k[len(prefix) :]: v for k, v in load_file(f).items() if k.startswith(prefix)})
     return state
-
-
-def lm_rows() -> int:
-    """Embedding rows that SmolLM2 itself holds (frozen); rows past them are f2l's new tokens."""
-    return 49_152
 
 
 def trainable(name: str) -> bool:
@@ -222,7 +214,7 @@ def freeze_language_model(model) -> None:
 
     def keep_lm_rows(grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
-        grad[: lm_rows()] = 0
+        grad[:LM_ROWS] = 0
         return grad
 
     model.model.text_model.embed_tokens.weight.register_hook(keep_lm_rows)
@@ -236,7 +228,7 @@ def front_state(model) -> dict:
         if k.startswith(("model.vision_model.", "model.connector."))
     }
     rows = model.model.text_model.embed_tokens.weight.detach()
-    state["new_token_embeddings"] = rows[lm_rows() :].contiguous()
+    state["new_token_embeddings"] = rows[LM_ROWS:].contiguous()
     return state
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from transformers import AutoModelForImageTextToText
 
 import f2l.basetrain.recipe as recipe
@@ -90,44 +89,3 @@ def test_a_stage_recorded_before_a_field_existed_still_counts_as_finished():
     recorded = {k: v for k, v in stage.identity().items() if k not in ("focus_qa", "focus_share")}
     assert recipe._same_settings(stage, {"config": recorded})
     assert not recipe._same_settings(stage, {"config": {**recorded, "lr": stage.lr * 2}})
-
-
-@pytest.mark.slow
-def test_an_interrupted_pretraining_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
-    """The snapshot beside the output (an f2l.train.checkpoints checkpoint: weights and heads, optimizer,
-    torch and data RNG) carries a run cut during step 4 from step 2 to the same weights as a run never cut."""
-    from safetensors.torch import load_file
-
-    import f2l.basetrain.pretrain as pre
-    from f2l.models import CHECKPOINTS_DIR
-
-    small = {**SMALL, "steps": 4, "save_every": 2, "threads": 1, "lr": 1e-4, "warmup": 0.5}
-    small["init_from"] = str(CHECKPOINTS_DIR / "tiny")  # no tokenizer to train: seconds, not a minute
-    pre.pretrain(PretrainConfig(**small, out=str(tmp_path / "full")))
-
-    real, calls = pre.training_batch, []
-
-    def cut_in_step_4(*args, **kwargs):
-        calls.append(len(calls))
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    cfg = PretrainConfig(**small, out=str(tmp_path / "cut"))
-    monkeypatch.setattr(pre, "training_batch", cut_in_step_4)
-    with pytest.raises(KeyboardInterrupt):
-        pre.pretrain(cfg)
-    assert json.loads((cfg.resume_dir / "trainer_state.json").read_text())["step"] == 2
-    monkeypatch.setattr(pre, "training_batch", real)
-    pre.pretrain(cfg)
-    a, b = (load_file(tmp_path / run / "model.safetensors") for run in ("full", "cut"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not cfg.resume_dir.exists()
-    logged = [
-        json.loads(line)["loss"]
-        for line in (tmp_path / "cut" / "pretrain_log.jsonl").read_text().splitlines()
-    ]
-    assert logged == [
-        json.loads(line)["loss"]
-        for line in (tmp_path / "full" / "pretrain_log.jsonl").read_text().splitlines()
-    ]

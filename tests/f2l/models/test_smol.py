@@ -54,7 +54,7 @@ def test_every_text_model_tensor_is_the_ggufs_own(base):
     theirs = reference.model.state_dict()
     assert set(ours) == set(theirs) and len(ours) == 30 * 9 + 2
     for name, tensor in theirs.items():
-        mine = ours[name][: smol.lm_rows()] if name == "embed_tokens.weight" else ours[name]
+        mine = ours[name][: smol.LM_ROWS] if name == "embed_tokens.weight" else ours[name]
         assert torch.equal(mine, tensor), name
     assert base.model.lm_head.weight.data_ptr() == base.text_model.embed_tokens.weight.data_ptr()
 
@@ -67,14 +67,14 @@ def test_every_text_model_tensor_is_the_ggufs_own(base):
     ]:
         t = reader[gguf_name]
         values = torch.from_numpy(np.asarray(gguf.quants.dequantize(t.data, t.tensor_type)).copy())
-        mine = ours[name][: smol.lm_rows()] if name == "embed_tokens.weight" else ours[name]
+        mine = ours[name][: smol.LM_ROWS] if name == "embed_tokens.weight" else ours[name]
         assert torch.equal(mine, values.reshape(mine.shape)), gguf_name
 
 
 def test_tokenizer_adds_the_image_tokens_after_smollm2s_rows(base):
     tok = base.tokenizer
-    assert len(tok) == smol.lm_rows() + len(smol.NEW_TOKENS)
-    assert tok.convert_tokens_to_ids(IMAGE) >= smol.lm_rows()
+    assert len(tok) == smol.LM_ROWS + len(smol.NEW_TOKENS)
+    assert tok.convert_tokens_to_ids(IMAGE) >= smol.LM_ROWS
     assert tok("The capital of France", add_special_tokens=False)["input_ids"] == [504, 3575, 282, 4649]
     assert tok.end_of_utterance_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
     assert base.model.config.text_config.num_hidden_layers == 30
@@ -115,7 +115,7 @@ def test_a_training_step_moves_the_front_and_never_smollm2(base):
     model.eval().requires_grad_(False)
     after = model.model.text_model.state_dict()
     for name, tensor in lm_before.items():
-        rows = slice(0, smol.lm_rows()) if name == "embed_tokens.weight" else slice(None)
+        rows = slice(0, smol.LM_ROWS) if name == "embed_tokens.weight" else slice(None)
         assert torch.equal(after[name][rows], tensor[rows]), name
     moved = {k for k, v in smol.front_state(model).items() if not torch.equal(v, front_before[k])}
     assert "model.connector.modality_projection.proj.weight" in moved
@@ -134,3 +134,18 @@ def test_front_directory_holds_only_what_f2l_trained(front):
     assembled = resolve_checkpoint(front)
     assert assembled != front and assembled.parent == smol.cache_root() / "bases"
     assert resolve_checkpoint(front) == assembled  # built once, found again
+
+
+@pytest.mark.slow
+def test_the_shipped_smol_front_lets_smollm2_see_the_video():
+    """The shipped front, on held-out test clips beyond the recipe's own: SmolLM2's captions with the
+    video in context beat its captions of the question alone (which ramble in its own style; the short
+    caption is where the world's format and the clip's content both show)."""
+    from f2l.basetrain.pretrain import eval_rows, evaluate
+
+    base = load_base("smol", device="cpu")
+    rows = [r for r in eval_rows("test", 6, frames=8, offset=5000) if r.kind == "caption"]
+    scores = evaluate(base, rows, frame_size=64, max_new_tokens=32, batch_size=36)
+    direct, blind = scores["direct"], scores["no_video"]
+    assert direct["token_f1"] > blind["token_f1"] + 0.1, (direct, blind)
+    assert direct["by_category"]["short"] > blind["by_category"]["short"] + 0.2, (direct, blind)

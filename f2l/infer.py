@@ -2,31 +2,9 @@
 
     python -m f2l.infer --hypernet DIR --manifest M.jsonl --out P.jsonl [--direct] [--timed]
 
-The manifest is read by ``f2l.data`` (f2l's records, one video and its prompts a line, or the authors'
-official rows, one prompt a line). An output row is the manifest row the prompt came from, as written,
-plus ``ROW_FIELDS``: the prompt (``key``, kind, id, label, text, reference), ``prediction`` (the
-adapter-only answer: zero visual tokens in context), ``direct_prediction`` (the base with the video in
-context, with ``--direct``), ``input_tokens`` by kind per method, ``ttft_s`` and ``total_s`` per method,
-``adapter`` (its provenance: base, hypernetwork id, video, frames, resolution), ``run`` (the settings that
-change answers) and ``error`` (null, or why the video could not be read).
-
-- **Resumable.** Rows are keyed ``<example id>/<kind>/<prompt id>`` and appended and flushed a batch at a
-  time, so a kill loses at most the batch in flight. Rerunning the same command skips answered keys, drops
-  a torn last line and retries error rows. A file whose rows carry another ``run`` (hypernetwork, base,
-  frames, max new tokens, methods, timing, device) is refused unless ``--fresh``, so answers made under
-  two settings never mix in one file. ``--clips`` and ``--batch-size`` are speed knobs, not part of it.
-- **Failures are rows.** A video that cannot be read gives each of its prompts a row with its ``error`` and
-  no prediction; the run goes on, and exits with status 1 until a rerun answers them.
-- **Batched.** Prompts are grouped by video (in order of first appearance); up to ``--clips`` videos are
-  internalized in one pass of base + hypernetwork and all their prompts answered together, each batch row
-  under its own video's adapter.
-- **TTFT only with ``--timed``.** A batch's time to its first token is no one row's latency, so untimed
-  rows have null ``ttft_s``/``total_s``. ``--timed`` answers one prompt per ``f2l.answer.generate`` call
-  (each batch after an untimed warm-up call); its times exclude internalization, the reusable per-video
-  work (as in f2l.eval.harness).
-- **Frames.** Every video is sampled uniformly at ``--frames`` frames, by default the count the
-  hypernetwork was trained with (a manifest row's own ``frames`` is not used: adapters are read as they
-  were trained); a converted checkpoint records none and reads its context format's most (12).
+Resumable (rows keyed by example, kind and prompt; a file of other settings is refused without
+``--fresh``), failures are rows, prompts are batched by video; the row layout and each rule are in
+docs/usage.md, "Batch inference".
 """
 
 from __future__ import annotations

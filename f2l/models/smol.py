@@ -17,6 +17,8 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from f2l.io import atomic_directory, atomic_save_safetensors, atomic_write_json
@@ -59,6 +61,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "f2l"
 
 
+@contextmanager
+def _building(out: Path) -> Iterator[bool]:
+    """Hold the cache's lock for ``out`` (an exclusive ``flock``, so two processes never build it at once
+    and one never swaps it away under the other) and say whether it still has to be built."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield not (out / "model.safetensors").is_file()
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -89,6 +103,13 @@ def language_model_dir() -> Path:
     out = cache_root() / f"smollm2-135m-instruct-{GGUF_SHA256[:16]}"
     if (out / "model.safetensors").is_file():
         return out
+    with _building(out) as missing:
+        if missing:
+            _dequantize_into(out)
+    return out
+
+
+def _dequantize_into(out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -103,7 +124,6 @@ def language_model_dir() -> Path:
         atomic_save_safetensors(tmp / "model.safetensors", state, metadata={"format": "pt"})
         atomic_write_json(tmp / "config.json", config)
         tokenizer.save_pretrained(tmp)
-    return out
 
 
 def load_language_model():
@@ -254,12 +274,6 @@ def is_front(path: Path) -> bool:
 def assemble(front_dir: str | Path) -> Path:
     """The full SmolVLM checkpoint of a front directory (SmolLM2's weights + the front), in the cache
     under the front's digest: built once, then loaded like any base."""
-    import shutil
-
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForImageTextToText
-
     front_dir = Path(front_dir)
     record = json.loads((front_dir / LM_RECORD).read_text())
     if record["gguf_sha256"] != GGUF_SHA256:
@@ -271,6 +285,19 @@ def assemble(front_dir: str | Path) -> Path:
     out = cache_root() / "bases" / f"smol-{digest}"
     if (out / "model.safetensors").is_file():
         return out
+    with _building(out) as missing:
+        if missing:
+            _assemble_into(out, front_dir)
+    return out
+
+
+def _assemble_into(out: Path, front_dir: Path) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
     lm_state = {
         k.removeprefix("model."): v for k, v in load_file(language_model_dir() / "model.safetensors").items()
     }
@@ -290,4 +317,3 @@ def assemble(front_dir: str | Path) -> Path:
         for f in front_dir.iterdir():
             if f.is_file() and f.suffix in (".json", ".jinja") and not (tmp / f.name).exists():
                 shutil.copyfile(f, tmp / f.name)
-    return out

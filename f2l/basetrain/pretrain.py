@@ -99,6 +99,7 @@ class PretrainConfig:
     init_from: str | None = None  # a checkpoint directory to continue training instead of starting anew
     grow_from: str | None = None  # a smaller base (name or directory) grown into the preset to start from
     vision_from: str = "tiny"  # smol: the base whose vision tower the front starts from
+    freeze_vision: bool = False  # the vision tower keeps the weights it starts from (connector etc. learn)
     threads: int = 0  # 0: torch's default
     device: str = "cpu"  # "cuda" trains on a GPU; the batches are still rendered on the CPU
     save_every: int = 200  # steps between resumable snapshots (beside the output: .<name>.resume/)
@@ -397,6 +398,8 @@ def _start(cfg: PretrainConfig):
         if cfg.per_turn_loss:
             raise ValueError("--per-turn-loss is not implemented for a frozen language model (smol)")
         smol.freeze_language_model(model)
+    if cfg.freeze_vision:
+        model.model.vision_model.requires_grad_(False)
     return model, processor
 
 

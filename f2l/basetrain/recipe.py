@@ -65,7 +65,6 @@ RECIPES: dict[str, tuple[dict, ...]] = {
     "smol": (
         {
             "vision_from": "tiny",
-            "freeze_vision": True,
             "grounding_weight": 0.0,
             "temporal_weight": 0.0,
             "steps": 300,
@@ -81,7 +80,6 @@ RECIPES: dict[str, tuple[dict, ...]] = {
             "save_every": 25,
         },
         {
-            "freeze_vision": True,
             "grounding_weight": 0.0,
             "temporal_weight": 0.0,
             "steps": 600,

@@ -80,6 +80,7 @@ RECIPES: dict[str, tuple[dict, ...]] = {
             "save_every": 25,
         },
         {
+            "seed": 1,  # the first stage's seed would draw its batches again
             "grounding_weight": 0.0,
             "temporal_weight": 0.0,
             "steps": 600,

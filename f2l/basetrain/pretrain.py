@@ -40,12 +40,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from f2l.answer import generate
+from f2l.basetrain.corpus import tokenizer_corpus
 from f2l.basetrain.grounding import MAX_OBJECTS, GroundingHeads, TemporalHeads, cell_targets
 from f2l.basetrain.grow import grow
 from f2l.chat import answer_suffix, model_inputs, prompt_text
 from f2l.cli import entry_point
 from f2l.config import parse_config as _parse_config
-from f2l.data import CAPTION_PROMPTS, Example, iter_prompts, load_frames, world_example
+from f2l.data import Example, iter_prompts, load_frames, world_example
 from f2l.eval.metrics import token_f1
 from f2l.io import atomic_directory, atomic_save_safetensors, atomic_write_json
 from f2l.models import CHECKPOINTS_DIR, Base, resolve_checkpoint, smol
@@ -58,7 +59,6 @@ from f2l.world import (
     SPLITS,
     sample_truth,
     split_seeds,
-    world_text_corpus,
 )
 
 
@@ -120,21 +120,6 @@ class PretrainConfig:
             for k, v in asdict(self).items()
             if k not in ("threads", "device", "save_every", "fresh", "eval_every")
         }
-
-
-def _processor_text() -> list[str]:
-    """Strings the SmolVLM processor writes around video frames, so the tokenizer learns them too."""
-    intro = "You are provided the following series of {n} frames from a 0:00:{s:02d} [H:MM:SS] video.\n"
-    numbers = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve"]
-    lines = [intro.format(n=n, s=s) for n in numbers for s in range(0, 60, 7)]
-    lines += [f"\nFrame from {m:02d}:{s:02d}:" for m in range(3) for s in range(60)]
-    lines += ["User:", "Assistant:", "Options:", "Answer with one of the options.", *CAPTION_PROMPTS.values()]
-    return lines
-
-
-def _corpus(n_clips: int):
-    yield from _processor_text()
-    yield from world_text_corpus(split_seeds("train", n_clips))
 
 
 def _focus(rng: np.random.Generator, cfg: PretrainConfig) -> bool:
@@ -393,7 +378,9 @@ def _start(cfg: PretrainConfig):
     elif cfg.preset == "smol":
         model, processor = smol.build_untrained(cfg.vision_from, seed=cfg.seed)
     else:
-        model, processor = build_untrained(PRESETS[cfg.preset], _corpus(cfg.tokenizer_clips), seed=cfg.seed)
+        model, processor = build_untrained(
+            PRESETS[cfg.preset], tokenizer_corpus(cfg.tokenizer_clips), seed=cfg.seed
+        )
     if _frozen_lm(model):
         if cfg.per_turn_loss:
             raise ValueError("--per-turn-loss is not implemented for a frozen language model (smol)")

@@ -26,22 +26,22 @@ from f2l.adapter import Adapter, merged_adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS, Answer, answer
 from f2l.encode import internalization_inputs
 from f2l.hypernet import Hypernet, load_hypernet, module_shapes_of, read_kind_config
-from f2l.models import CHECKPOINTS_DIR, Base, load_base
+from f2l.models import CHECKPOINTS_DIR, Base, current_name, load_base
 from f2l.video import Frames, load_video
 
 SHIPPED_HYPERNETS = {
     "tiny": "tiny-hypernet",
     "paper-tiny": "paper-tiny-hypernet",
     "tiny-chunk": "tiny-chunk-hypernet",  # `tiny` continued by the chunk stage (--preset tiny-chunk)
-    "tiny-small": "tiny-small-hypernet",  # the second scale's (SHIPPED_RECIPES, on the `small` base)
-    # the shipped recipe's first stage (--preset tiny-small-head) continued by the chunk stage
-    "tiny-small-chunk": "tiny-small-chunk-hypernet",
-}
+    "small": "small-hypernet",  # the second scale's (SHIPPED_RECIPES, on the `small` base)
+    # the shipped recipe's first stage (--preset small-head) continued by the chunk stage
+    "small-chunk": "small-chunk-hypernet",
+}  # and their old names (f2l.models.RENAMED: `tiny-small` is `small`)
 # The `f2l.train` presets that build a shipped hypernetwork, in order, where it is more than its own name's:
 # each of the small scale's later stages continues the last checkpoint of the one before it.
 SHIPPED_RECIPES = {
-    "tiny-small": ("tiny-small-head", "tiny-small-head-continued", "tiny-small-head-third-truth"),
-    "tiny-small-chunk": ("tiny-small-head", "tiny-small-head-chunk"),
+    "small": ("small-head", "small-head-continued", "small-head-third-truth"),
+    "small-chunk": ("small-head", "small-head-chunk"),
 }
 
 
@@ -58,7 +58,9 @@ class HypernetMismatchError(ValueError):
 
 
 def resolve_hypernet(name_or_path: str | os.PathLike) -> Path:
-    key = str(name_or_path)
+    """A shipped hypernetwork's name (or an old name of one: ``f2l.models.RENAMED``) or a directory -> the
+    directory holding it."""
+    key = current_name(str(name_or_path), SHIPPED_HYPERNETS)
     path = CHECKPOINTS_DIR / SHIPPED_HYPERNETS[key] if key in SHIPPED_HYPERNETS else Path(key).expanduser()
     if not (path / "hypernet_config.json").is_file():
         hint = ""

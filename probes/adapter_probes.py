@@ -2,7 +2,7 @@
 what it writes.
 
     python -m probes.adapter_probes                                        # the shipped tiny
-    python -m probes.adapter_probes --base tiny-small --hypernet tiny-small --clips 300 --out p.json
+    python -m probes.adapter_probes --base small --hypernet small --clips 300 --out p.json
 
 Each test clip is encoded as the hypernetwork reads it (its own context format), and the hypernetwork
 writes the clip's adapter. A softmax-regression probe (``linear_probes.fit_probe``: fitted on half the

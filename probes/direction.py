@@ -1,7 +1,7 @@
 """Why a base fails direction QA: its answers split by what the question needs.
 
     python -m probes.direction                      # the shipped tiny base, 200 test clips
-    python -m probes.direction --base tiny-small --out direction.json
+    python -m probes.direction --base small --out direction.json
 
 "which way does the red circle move?" can fail two ways: the base does not read motion off the frames
 at the answer, or it reads motion but off the wrong object (binding). The world separates them. Each

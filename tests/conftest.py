@@ -124,7 +124,7 @@ def small_base():
     """The shipped second-scale base (grown from the tiny)."""
     from f2l.models import load_base
 
-    return load_base("tiny-small", device="cpu")
+    return load_base("small", device="cpu")
 
 
 # Test data written by the authors' official code, kept beside the checkout and never regenerated here

@@ -5,6 +5,7 @@ local SmolVLM checkpoint directory. Offline only: nothing is downloaded at run t
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -13,13 +14,26 @@ from typing import Any
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 # Short names a user types -> where the checkpoint lives (a shipped directory or a Hub id).
-SHIPPED = {"tiny": "tiny", "tiny-small": "small", "smol": "smol"}
+SHIPPED = {"tiny": "tiny", "small": "small", "smol": "smol"}
+# Old names still read (records store them): `small` was `tiny-small`, as base and as its hypernetworks' prefix.
+RENAMED = {"tiny-small": "small"}
 HUB = {
     "smolvlm2-256m": "HuggingFaceTB/SmolVLM2-256M-Video-Instruct",
     "smolvlm2-500m": "HuggingFaceTB/SmolVLM2-500M-Video-Instruct",
     "smolvlm2-2.2b": "HuggingFaceTB/SmolVLM2-2.2B-Instruct",
 }
 BASE_NAMES = (*SHIPPED, *HUB)
+
+
+def current_name(name: str, names: Collection[str]) -> str:
+    """``name`` as it is called now when it is an old name (``RENAMED``, a whole name or a prefix: old
+    ``tiny-small-chunk`` is ``small-chunk``) of one of ``names``; any other name, path or id as given."""
+    for old, new in RENAMED.items():
+        if name == old or name.startswith(f"{old}-"):
+            renamed = new + name[len(old) :]
+            if name not in names and renamed in names:
+                return renamed
+    return name
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -68,7 +82,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
 
 
 def _checkpoint_dir(name_or_path: str | os.PathLike) -> Path:
-    key = str(name_or_path)
+    key = current_name(str(name_or_path), SHIPPED)
     if key in SHIPPED:
         path = CHECKPOINTS_DIR / SHIPPED[key]
         if not (path / "config.json").is_file():

@@ -103,6 +103,19 @@ def test_a_bfloat16_base_works_with_a_float32_hypernetwork(random_f2l, random_ti
     assert merged.new_tokens >= 1
 
 
+def test_the_small_hypernetworks_old_names_resolve_to_them():
+    """`tiny-small` and `tiny-small-chunk`, the small scale's hypernetworks' names before `small` and
+    `small-chunk` (``f2l.models.RENAMED``), are the same directories; the records name the new base."""
+    from f2l.models import CHECKPOINTS_DIR
+    from f2l.pipeline import resolve_hypernet
+
+    for old, new in (("tiny-small", "small"), ("tiny-small-chunk", "small-chunk")):
+        path = resolve_hypernet(new)
+        assert resolve_hypernet(old) == path == CHECKPOINTS_DIR / f"{new}-hypernet"
+        meta = json.loads((path / "hypernet_config.json").read_text())
+        assert meta["train_config"]["base"] == meta["config"]["base_id"].split("@")[0] == "small"
+
+
 def test_a_missing_shipped_hypernetwork_names_the_presets_that_rebuild_it(tmp_path, monkeypatch):
     """Each shipped name's recipe is presets of f2l.train, in order; a stage that continues another reads
     the checkpoint the stage before it writes."""
@@ -110,13 +123,14 @@ def test_a_missing_shipped_hypernetwork_names_the_presets_that_rebuild_it(tmp_pa
     from f2l.train import PRESETS, parse_config
 
     monkeypatch.setattr(pipeline, "CHECKPOINTS_DIR", tmp_path)
-    with pytest.raises(FileNotFoundError) as missing:
-        pipeline.resolve_hypernet("tiny-small")
-    assert str(missing.value).endswith(
-        "Rebuild it with `python -m f2l.train --preset tiny-small-head && python -m f2l.train --preset "
-        "tiny-small-head-continued && python -m f2l.train --preset tiny-small-head-third-truth --ship "
-        f"{tmp_path}/tiny-small-hypernet`."
-    )
+    for name in ("small", "tiny-small"):  # the old name too
+        with pytest.raises(FileNotFoundError) as missing:
+            pipeline.resolve_hypernet(name)
+        assert str(missing.value).endswith(
+            "Rebuild it with `python -m f2l.train --preset small-head && python -m f2l.train --preset "
+            "small-head-continued && python -m f2l.train --preset small-head-third-truth --ship "
+            f"{tmp_path}/small-hypernet`."
+        )
     with pytest.raises(FileNotFoundError, match=r"`python -m f2l.train --preset tiny --ship "):
         pipeline.resolve_hypernet("tiny")
     for name in pipeline.SHIPPED_HYPERNETS:

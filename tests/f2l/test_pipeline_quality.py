@@ -18,7 +18,7 @@ def pipeline():
     return Frames2LoRA.from_pretrained("tiny", device="cpu")
 
 
-@pytest.fixture(scope="module", params=["tiny", "tiny-small"])
+@pytest.fixture(scope="module", params=["tiny", "small"])
 def each_scale(request, pipeline):
     """The shipped hypernetwork of each scale with its base: the tiny, and the small's."""
     if request.param == "tiny":

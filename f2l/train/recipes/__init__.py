@@ -7,8 +7,8 @@ of recipe ``NAME`` (resolved in turn), the file's own keys winning.
 
 Names: ``NAME.yaml`` is the recipe ``NAME``. A staged recipe, each run of which continues the last
 checkpoint of the run before it (its ``init_from``), is a folder of numbered stages: ``FOLDER/I-STAGE.yaml``
-is the recipe ``FOLDER-STAGE``, run after a stage ``I - 1`` of the folder; so ``tiny-small/1-head.yaml``
-is ``tiny-small-head`` and ``tiny-small/2-head-continued.yaml`` continues it. ``f2l.pipeline.
+is the recipe ``FOLDER-STAGE``, run after a stage ``I - 1`` of the folder; so ``small/1-head.yaml``
+is ``small-head`` and ``small/2-head-continued.yaml`` continues it. ``f2l.pipeline.
 SHIPPED_RECIPES`` lists, in order, the stages that build each shipped hypernetwork, and each shipped
 hypernetwork records the recipe of its last run (``train_config.preset``).
 """

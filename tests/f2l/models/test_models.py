@@ -34,7 +34,7 @@ def test_shipped_tiny_loads_through_the_auto_classes():
 # width.
 SHIPPED_SHAPES = {
     "tiny": ("tiny", (2, 128, 64, 8), (4, 128)),
-    "tiny-small": ("small", (2, 128, 64, 8), (6, 256)),
+    "small": ("small", (2, 128, 64, 8), (6, 256)),
 }
 
 
@@ -147,6 +147,19 @@ def test_unknown_names_and_missing_checkpoints_are_clear_errors(tmp_path, monkey
     (tmp_path / "not-a-checkpoint").mkdir()
     with pytest.raises(CheckpointNotFoundError, match="no config.json"):
         resolve_checkpoint(tmp_path / "not-a-checkpoint")
+
+
+def test_the_small_bases_old_name_resolves_to_it():
+    """`tiny-small`, the name older records store for the `small` base (``f2l.models.RENAMED``), is the same
+    checkpoint; only a whole old name or an old name's prefix of a shipped name is renamed."""
+    from f2l.models import CHECKPOINTS_DIR, current_name
+
+    assert resolve_checkpoint("tiny-small") == resolve_checkpoint("small") == CHECKPOINTS_DIR / "small"
+    assert current_name("tiny-small-chunk", {"small-chunk"}) == "small-chunk"
+    assert current_name("tiny-small-chunk", {"small"}) == "tiny-small-chunk"
+    assert current_name("tiny-smallest", {"small", "smallest"}) == "tiny-smallest"
+    with pytest.raises(CheckpointNotFoundError, match="Unknown base 'tiny-small-chunk'"):
+        resolve_checkpoint("tiny-small-chunk")
 
 
 @pytest.mark.parametrize(

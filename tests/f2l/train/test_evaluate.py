@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize(
-    ("before", "base_fixture"), [("tiny", "tiny_base"), ("tiny-small", "small_base")], ids=["tiny", "small"]
+    ("before", "base_fixture"), [("tiny", "tiny_base"), ("small", "small_base")], ids=["tiny", "small"]
 )
 def test_each_shipped_chunk_hypernetwork_composes_better_and_keeps_single_clips(
     before, base_fixture, request, one_thread

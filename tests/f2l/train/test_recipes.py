@@ -26,14 +26,14 @@ def test_a_recipe_is_named_by_its_file_and_a_stage_by_its_folder(capsys):
     lists every recipe with its file."""
     files = recipe_files()
     assert files["tiny"] == RECIPES_DIR / "tiny.yaml"
-    small = [name for name, path in files.items() if path.parent.name == "tiny-small"]
+    small = [name for name, path in files.items() if path.parent.name == "small"]
     assert small == [
-        "tiny-small-head",
-        "tiny-small-head-chunk",
-        "tiny-small-head-continued",
-        "tiny-small-head-third-truth",
+        "small-head",
+        "small-head-chunk",
+        "small-head-continued",
+        "small-head-third-truth",
     ]
-    assert files["tiny-small-head-third-truth"] == RECIPES_DIR / "tiny-small" / "3-head-third-truth.yaml"
+    assert files["small-head-third-truth"] == RECIPES_DIR / "small" / "3-head-third-truth.yaml"
     assert set(PRESETS) == set(files) and len(PRESETS) == 11
     with pytest.raises(SystemExit):
         parse_config(["--help"])
@@ -153,10 +153,10 @@ def test_every_preset_keeps_its_hypernetwork_settings():
         "tiny-chunk": tiny,
         **dict.fromkeys(
             (
-                "tiny-small-head",
-                "tiny-small-head-continued",
-                "tiny-small-head-chunk",
-                "tiny-small-head-third-truth",
+                "small-head",
+                "small-head-continued",
+                "small-head-chunk",
+                "small-head-third-truth",
             ),
             small,
         ),
@@ -202,14 +202,14 @@ def test_the_chunk_preset_continues_the_tiny_hypernetwork_and_bad_settings_are_r
     )
     assert cfg.f2l == tiny.f2l and cfg.targets_from == "ground_truth"
     small, small_stage1 = (
-        parse_config(["--preset", "tiny-small-head-chunk"]),
-        parse_config(["--preset", "tiny-small-head"]),
+        parse_config(["--preset", "small-head-chunk"]),
+        parse_config(["--preset", "small-head"]),
     )
-    continued = parse_config(["--preset", "tiny-small-head-continued"])
+    continued = parse_config(["--preset", "small-head-continued"])
     assert (small.stage, small.init_from, small.base, small.f2l) == (
         "chunk",
-        "runs/tiny-small-head/checkpoints/step-0003000",  # the first stage's end, the continued run's start
-        "tiny-small",
+        "runs/small-head/checkpoints/step-0003000",  # the first stage's end, the continued run's start
+        "small",
         small_stage1.f2l,
     )
     assert (continued.stage, continued.init_from, continued.f2l) == ("single", small.init_from, small.f2l)

@@ -1,4 +1,5 @@
-"""analyses.efficiency and its measures: peak memory, interleaved rounds and the command end to end."""
+"""analyses.efficiency: peak memory in fresh processes and the command end to end (the measures
+themselves: tests/analyses/test_efficiency_measures.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import xarray as xr
 from analyses import efficiency
 from analyses.common import study_examples
 from analyses.efficiency import EfficiencyConfig
-from analyses.efficiency_measures import interleaved_rounds, measure_peak, peak_memories
+from analyses.efficiency_measures import peak_memories
 from f2l import answer as answering
 from f2l.chat import count_tokens, model_inputs, prompt_text
 from f2l.data import world_manifest
@@ -17,34 +18,6 @@ from f2l.hypernet.interface import module_shapes_of
 from f2l.results import read_netcdf
 
 FRAMES = [4, 8]
-
-
-def test_measure_peak_sees_a_transient_allocation():
-    def allocate():
-        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched, then freed
-        return float(block.sum())
-
-    assert measure_peak(allocate, "cpu") > 48 * 2**20
-
-
-def test_interleaved_rounds_run_every_method_each_round_in_rotating_order():
-    calls: list[str] = []
-    readings = {
-        "a": iter([9.0, 1.0, 2.0, 3.0]),
-        "b": iter([9.0, 5.0, 4.0, 6.0]),
-        "c": iter([9.0, 7.0, 8.0, 0.5]),
-    }
-
-    def measure(name):
-        def fn():
-            calls.append(name)
-            return next(readings[name])
-
-        return fn
-
-    rounds = interleaved_rounds({k: measure(k) for k in "abc"}, warmup=1, repeats=3)
-    assert calls == list("abc" + "abc" + "bca" + "cab")  # warm-up round, then one shift per round
-    assert rounds == {"a": [1.0, 2.0, 3.0], "b": [5.0, 4.0, 6.0], "c": [7.0, 8.0, 0.5]}  # no warm-up 9.0
 
 
 def test_fresh_process_peaks_see_the_video(tiny_pipeline):

@@ -9,6 +9,7 @@ import torch
 
 from f2l.adapter import TARGET_MODULES, Adapter, text_model_of
 from f2l.adapter.lora import SUBLAYER
+from f2l.data.manifest import Example, QAItem, VideoRef
 from f2l.video import Frames
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +35,12 @@ def random_adapter(model, rank: int = 4, seed: int = 0, scaling: float = 0.5, st
     return Adapter(factors, scaling=scaling, provenance={"video_id": f"v{seed}"})
 
 
+def dense_norms(adapter: Adapter, module: str, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``||dW||_F`` and ``||dW||_2`` from the formed ``d_out x d_in`` matrix (per sample when batched)."""
+    dw = adapter.to(torch.float64).delta_weight(module, layer)
+    return torch.linalg.matrix_norm(dw, "fro"), torch.linalg.matrix_norm(dw, 2)
+
+
 def random_frames(n: int = 2, size: int = 64, seed: int = 0) -> Frames:
     rng = np.random.default_rng(seed)
     return Frames(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), np.arange(n, dtype=float))
@@ -50,3 +57,37 @@ class FakePipeline:
 
     def internalize(self, frames):
         return self.adapter
+
+
+def file_example(**kw) -> Example:
+    """A manifest example of a video file with a span, captions, QA (one multiple-choice) and free meta;
+    ``kw`` replaces fields."""
+    base = dict(
+        id="anet-1",
+        source="activitynet_captions",
+        video=VideoRef.file("videos/a.mp4", start=1.5, end=9.0),
+        frames=12,
+        fps=None,
+        split="val",
+        duration=7.5,
+        captions={"short": "A man runs.", "dense": "A man runs. He stops."},
+        qa=(
+            QAItem("q0", "why does he stop", "tired", "causal", ("tired", "rain", "bus")),
+            QAItem("q1", "what color is his shirt?", "red", "attribute"),
+        ),
+        meta={"timestamps": [[0.0, 2.0]], "nested": {"k": [1, 2]}},
+    )
+    base.update(kw)
+    return Example(**base)
+
+
+def world_example() -> Example:
+    """A manifest example of world clip 7 with one caption and one question."""
+    return Example(
+        id="world-7",
+        source="world",
+        video=VideoRef.world(7),
+        frames=8,
+        captions={"short": "a red square moves left."},
+        qa=(QAItem("q0", "what color is the square?", "red", "attribute"),),
+    )

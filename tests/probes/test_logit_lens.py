@@ -2,7 +2,7 @@
 logits (the same probability and rank, KL 0) in every run, every layer's read-out is the final RMSNorm and
 the unembedding of the residual stream written out by hand, the measures by hand, the TransformerLens
 bridge giving the same numbers (the video's pixels and the adapter inside it), the dataset on a random
-base, and the study command end to end (and resumed) on the shipped tiny checkpoints."""
+base and an official-kind hypernetwork (the study command: tests/analyses/test_logit_lens.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from support import FakePipeline, random_adapter
 
 from f2l.adapter import text_model_of, use_adapter
 from f2l.data import clip_prompts, world_manifest
-from f2l.results import read_netcdf
 from probes.controls import ADAPTERS
 from probes.hooks import BridgeCapture
 from probes.logit_lens import MEASURES, RUNS, hook_names, lens, lens_of_run, logit_lens, read_out, read_stream
@@ -162,50 +161,3 @@ def test_an_official_kind_hypernetwork(official_hypernet):
     assert dict(ds.sizes) == {"example_id": 2, "adapter": 3, "run": 3, "layer": 5}
     np.testing.assert_array_equal(ds["kl"].isel(layer=-1), 0.0)
     assert ds["prob"].notnull().all()
-
-
-def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
-    import analyses.logit_lens as study
-
-    out = tmp_path / "results"
-    argv = ["--out", str(out), "--clips", "1", "--prompts-per-clip", "3", "--frames", "4"]
-    argv += ["--max-new-tokens", "8", "--device", "cpu"]
-    assert study.main(argv) == 0
-    ds = read_netcdf(out / "logit_lens.nc")
-    example = world_manifest("test", 1)[0]
-    assert dict(ds.sizes) == {"example_id": 3, "adapter": 3, "run": 3, "layer": 5, "failure": 0}
-    assert list(ds["example_id"].values) == [f"{example.id}/{p.item_id}" for p in clip_prompts(example)[:3]]
-    assert list(ds["adapter"].values) == ["real", "swapped", "blank"]
-    assert ds.attrs["base_model"].startswith("tiny@") and ds.attrs["backend"] == "nnsight"
-    assert (out / "logit_lens_answer.png").exists() and (out / "logit_lens_kl.png").exists()
-    np.testing.assert_array_equal(ds["kl"].isel(layer=-1), 0.0)
-    np.testing.assert_array_equal(ds["rank"].isel(layer=-1).sel(run="direct"), 0.0)
-    for run in ("direct", "base"):  # no adapter in these runs: the same under every label
-        for control in ("swapped", "blank"):
-            xr.testing.assert_equal(
-                ds["logp"].sel(run=run, adapter=control, drop=True),
-                ds["logp"].sel(run=run, adapter="real", drop=True),
-            )
-    # the trained adapter raises the video's answer over the base run; another clip's adapter does not
-    # raise it as much
-    logp = ds["logp"].isel(layer=-1).sel(run="f2l").mean("example_id")
-    assert float(logp.sel(adapter="real")) > float(
-        ds["logp"].isel(layer=-1).sel(run="base", adapter="real").mean()
-    )
-    assert float(logp.sel(adapter="real")) > float(logp.sel(adapter="swapped"))
-
-    summary = (out / "logit_lens.md").read_text()
-    assert "| layer | direct | base | f2l | f2l swapped | f2l blank |" in summary
-    prob = ds["prob"].sel(layer=2, run="f2l", adapter="swapped").mean("example_id")
-    section = summary.split("## Probability")[1].split("##")[0]
-    assert f"| {float(prob):.3f} ± nan |" in section
-
-    monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])
-
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("a finished clip was recomputed")
-
-    monkeypatch.setattr(study, "logit_lens", must_not_run)
-    assert study.main(argv) == 0
-    again = read_netcdf(out / "logit_lens.nc")
-    xr.testing.assert_equal(again.drop_dims("failure"), ds.drop_dims("failure"))

@@ -2,19 +2,17 @@
 cosine 1, share 1 and CKA 1, a run whose states are base's has share 0, the embeddings' share is NaN),
 CKA's invariance to orthogonal transforms and isotropic scaling, the residuals agreeing with what
 activation patching reads at the same positions, the dataset on a random base, an official-kind
-hypernetwork, and the study command end to end (and resumed) on the shipped tiny checkpoints."""
+hypernetwork (the study command: tests/analyses/test_similarity.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 from support import QUESTIONS, FakePipeline, random_adapter
 
 from f2l.adapter import text_model_of
 from f2l.data import clip_prompts, world_manifest
-from f2l.results import read_netcdf
 from probes.patching import make_runs, read_sites
 from probes.prompts import PromptSet
 from probes.similarity import MEASURES, linear_cka, per_example, read_residuals, similarity
@@ -146,64 +144,3 @@ def test_an_official_kind_hypernetwork(official_hypernet):
     ds = similarity(pipeline, [example], frames=4, prompts=PromptSet(prompts_per_clip=3))
     assert ds.sizes["example_id"] == 3 and np.isfinite(ds["cka"].values).all()
     assert ds["similarity"].isel(layer=slice(1, None)).notnull().all()
-
-
-def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
-    import analyses.similarity as study
-
-    out = tmp_path / "results"
-    argv = ["--out", str(out), "--clips", "2", "--prompts-per-clip", "3", "--device", "cpu"]
-    assert study.main(argv) == 0
-    ds = read_netcdf(out / "similarity.nc")
-    assert dict(ds.sizes) == {
-        "example_id": 6,
-        "adapter": 3,
-        "layer": 5,
-        "measure": 2,
-        "run": 3,
-        "hidden": 128,
-        "failure": 0,
-    }
-    assert ds.attrs["base_model"].startswith("tiny@") and ds.attrs["backend"] == "nnsight"
-    assert (out / "similarity_per_layer.png").exists() and (out / "similarity_cka.png").exists()
-    # the CKA spans both clips (computed when the parts are merged)
-    assert ds.attrs["cka_examples"] == 6 and np.isfinite(ds["cka"].values).all()
-    summary = (out / "similarity.md").read_text()
-    assert "| layer | cosine f2l | cosine base | share | CKA f2l | CKA base |" in summary
-    cosine = ds["similarity"].sel(layer=4, measure="cosine", adapter="real")
-    assert f"| 4 | {float(cosine.groupby('clip').mean().mean()):+.3f} ± " in summary
-    # the negative controls: direct and base use no adapter, so their states are the same under every label;
-    # the f2l run's differ, and the CKA is computed per adapter against the same direct states
-    means = ds["mean_resid"]
-    for control in ("swapped", "blank"):
-        xr.testing.assert_equal(
-            means.sel(adapter=control, run=["direct", "base"], drop=True),
-            means.sel(adapter="real", run=["direct", "base"], drop=True),
-        )
-        assert (
-            float(abs(means.sel(adapter=control, run="f2l") - means.sel(adapter="real", run="f2l")).max())
-            > 0.1
-        )
-        cka = linear_cka(
-            means.sel(adapter=control, run="f2l").transpose("layer", "example_id", "hidden").values,
-            means.sel(adapter=control, run="direct").transpose("layer", "example_id", "hidden").values,
-        )
-        np.testing.assert_allclose(ds["cka"].sel(adapter=control), cka, rtol=1e-6)
-    share = ds["similarity"].sel(measure="share", layer=4).groupby("clip").mean().mean("clip")
-    controls = summary.split("## Negative controls")[1]
-    header = "| layer | share real | share swapped | share blank | CKA real | CKA swapped | CKA blank |"
-    assert header in controls
-    line = next(line for line in controls.splitlines() if line.startswith("| 4 |"))
-    cells = [cell.strip() for cell in line.strip("|").split("|")]
-    assert [cell.split(" ± ")[0] for cell in cells[1:4]] == [f"{float(v):+.3f}" for v in share.values]
-    assert cells[4:] == [f"{float(v):.3f}" for v in ds["cka"].sel(layer=4).values]
-
-    monkeypatch.setattr("analyses.figures.save_study_figures", lambda *args: [])
-
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("a finished clip was recomputed")
-
-    monkeypatch.setattr(study, "clip_similarity", must_not_run)
-    assert study.main(argv) == 0
-    again = read_netcdf(out / "similarity.nc")
-    xr.testing.assert_equal(again.drop_dims("failure"), ds.drop_dims("failure"))

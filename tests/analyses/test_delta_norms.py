@@ -1,13 +1,16 @@
 """``python -m analyses.delta_norms`` end to end on the shipped tiny checkpoints: batched internalization
-against one clip at a time formed densely, the Markdown summary, resume, and a failing clip failing alone."""
+against one clip at a time formed densely, the Markdown summary, resume, and a failing clip failing alone;
+and the summary's numbers on a synthetic dataset."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import xarray as xr
+from figure_datasets import MODULES, delta_norms_dataset
 from support import dense_norms
 
+from analyses.delta_norms import TITLES, summary
 from f2l.data import load_frames, world_manifest
 from f2l.pipeline import Frames2LoRA
 from f2l.results import read_netcdf
@@ -78,3 +81,24 @@ def test_study_command_end_to_end_batches_resume_and_failures(tmp_path, monkeypa
     np.testing.assert_allclose(
         failed["fro_norm"].values, ds["fro_norm"].sel(clip=failed["clip"]).values, rtol=1e-4
     )
+
+
+def test_summary_tables_each_norms_mean_across_clips_and_the_stable_ranks_range():
+    ds = delta_norms_dataset(n_clips=3, layers=4)
+    ds.attrs["rank"] = 8
+    text = summary(ds)
+    assert text.startswith("# Delta-W norms\n")
+    assert "3 clips, adapter rank 8, 0 failed clips. Means across clips." in text
+    stable = ds["stable_rank"].values
+    assert (
+        f"Stable rank over every clip, layer and module: min {stable.min():.6f}, max {stable.max():.6f}."
+        in text
+    )
+    header = "| layer | " + " | ".join(MODULES) + " |"
+    for name, title in TITLES.items():
+        section = text.split(f"Mean {title}:\n")[1].split("\nMean ")[0]
+        assert header in section, name
+        mean = ds[name].values.mean(0)  # (layer, module), across clips
+        for layer in range(4):
+            row = f"| {layer} | " + " | ".join(f"{v:.3f}" for v in mean[layer]) + " |"
+            assert row in section, (name, layer)

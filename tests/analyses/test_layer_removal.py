@@ -1,6 +1,7 @@
 """``python -m analyses.layer_removal`` on the shipped tiny checkpoints: a module group the adapter lacks
 refused before any clip, and the study end to end (its two ends computed independently, the negative
-controls, the Markdown summary, resume, and more clips computing only the new one)."""
+controls, the Markdown summary, resume, and more clips computing only the new one), and the summary's
+numbers on a synthetic dataset."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from figure_datasets import layer_removal_dataset
+from support import clip_mean_se_by_hand
 
+from analyses.layer_removal import summary
 from f2l.answer import generate
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.eval.metrics import score_answers
@@ -108,3 +112,39 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     xr.testing.assert_equal(
         grown.drop_dims("failure").isel(example_id=slice(0, len(prompts))), ds.drop_dims("failure")
     )
+
+
+def test_summary_reports_the_two_ends_the_mean_effects_and_the_controls():
+    """On a synthetic dataset of the study's schema (swapped answers differ on 5 prompts): the scores with
+    nothing and everything removed, each layer's mean effect per module group (mean ± standard error across
+    clips), per benchmark, and per adapter."""
+    ds = layer_removal_dataset(n_clips=3)
+    n = ds.sizes["example_id"]
+    answers = np.full((n, 3), "a red circle", dtype=object)
+    answers[:5, 1] = "a blue square"
+    ds["full_prediction"] = (("example_id", "adapter"), answers)
+    text = summary(ds)
+    assert text.startswith("# Layer removal (token_f1)\n")
+    full, none = ds["full_score"], ds["none_score"]
+    for variant, value in (
+        ("nothing removed (f2l, real adapter)", full.sel(adapter="real").mean()),
+        ("nothing removed (f2l, swapped adapter)", full.sel(adapter="swapped").mean()),
+        ("everything removed (base, no video)", none.mean()),
+        ("difference", (none - full.sel(adapter="real")).mean()),
+    ):
+        assert f"| {variant} | {float(value):.3f} |" in text, variant
+    effect = ds["effect"].sel(adapter="real")
+    assert "| layer | all | attention | mlp |" in text
+    for layer in ds["layer"].values:
+        cells = [
+            clip_mean_se_by_hand(effect.sel(layer=layer, module_group=g)) for g in ("all", "attention", "mlp")
+        ]
+        assert f"| {layer} | {' | '.join(cells)} |" in text, layer
+    count = effect.sel(module_group="all").where(ds["benchmark"] == "count", drop=True).mean("example_id")
+    assert "| count | " + " | ".join(f"{float(v):.3f}" for v in count.values) + " |" in text
+    controls = text.split("## Negative controls")[1]
+    assert f"differs from the real adapter's: swapped 5 / {n}, blank 0 / {n}." in controls
+    assert "| layer | real | swapped | blank |" in controls
+    all_groups = ds["effect"].sel(module_group="all", layer=2)
+    cells = [clip_mean_se_by_hand(all_groups.sel(adapter=a)) for a in ("real", "swapped", "blank")]
+    assert f"| 2 | {' | '.join(cells)} |" in controls

@@ -1,12 +1,16 @@
 """``python -m analyses.logit_lens`` end to end on the shipped tiny checkpoints (the dataset, the trained
-adapter raising the video's answer, the Markdown summary, resume)."""
+adapter raising the video's answer, the Markdown summary, resume), and the summary's numbers on a
+synthetic dataset."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import xarray as xr
+from figure_datasets import finish, logit_lens_dataset
+from support import clip_mean_se_by_hand
 
+from analyses.logit_lens import summary
 from f2l.data import clip_prompts, world_manifest
 from f2l.results import read_netcdf
 
@@ -58,3 +62,28 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     assert study.main(argv) == 0
     again = read_netcdf(out / "logit_lens.nc")
     xr.testing.assert_equal(again.drop_dims("failure"), ds.drop_dims("failure"))
+
+
+def test_summary_tables_each_routes_clip_mean_and_standard_error_per_layer():
+    """On a synthetic dataset of the study's schema: a row per layer and a column per route (direct, base,
+    f2l under each adapter), each cell the mean ± standard error across clips of each clip's mean."""
+    ds = logit_lens_dataset(n_clips=3)
+    text = summary(ds)
+    assert text.startswith("# Logit lens: direct, f2l and base runs read out layer by layer\n")
+    assert f"3 clips, {ds.sizes['example_id']} prompts, 0 failed clips" in text
+    routes = [("direct", "real"), ("base", "real"), ("f2l", "real"), ("f2l", "swapped"), ("f2l", "blank")]
+    for name, title, fmt in (
+        ("prob", "## Probability", ".3f"),
+        ("rank", "## Rank", ".1f"),
+        ("kl", "## KL", ".3f"),
+    ):
+        section = text.split(title)[1].split("##")[0]
+        assert "| layer | direct | base | f2l | f2l swapped | f2l blank |" in section
+        for layer in ds["layer"].values:
+            cells = [
+                clip_mean_se_by_hand(ds[name].sel(run=r, adapter=a, layer=layer), fmt) for r, a in routes
+            ]
+            assert f"| {layer} | {' | '.join(cells)} |" in section, (name, layer)
+    final = text.split("## KL")[1].split("\n| 4 |")[1].split("\n")[0]
+    assert final == " 0.000 ± 0.000 |" * 5  # every run's own final distribution: KL 0
+    assert summary(finish(xr.Dataset(), failed=2)).endswith("No clip finished; 2 failed.\n")

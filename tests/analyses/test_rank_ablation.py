@@ -1,12 +1,15 @@
 """``python -m analyses.rank_ablation`` end to end on the shipped tiny checkpoints (the dataset, the
-Markdown summary, resume)."""
+Markdown summary, resume), and the summary's numbers on a synthetic dataset."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import xarray as xr
+from figure_datasets import rank_ablation_dataset
+from support import clip_mean_se_by_hand
 
+from analyses.rank_ablation import summary
 from f2l.answer import generate
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.eval.metrics import score_answers
@@ -67,3 +70,31 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     xr.testing.assert_equal(
         read_netcdf(out / "rank_ablation.nc").drop_dims("failure"), ds.drop_dims("failure")
     )
+
+
+def test_summary_reports_the_scores_per_k_and_each_directions_drop_and_energy():
+    """On a synthetic dataset of the study's schema: per k the mean score and its change from the full
+    adapter (mean ± standard error across clips); per singular direction its share of ||dW||_F^2 (of each
+    clip's first prompt, averaged over clips, layers and modules) and the drop its removal causes, for the
+    direction and for the random control."""
+    ds = rank_ablation_dataset(n_clips=3, rank=4, layers=2)
+    ds.attrs["metric"] = "token_f1"
+    text = summary(ds)
+    assert text.startswith("# Rank-direction ablation (token_f1)\n")
+    assert f"full adapter (f2l) {float(ds['full_score'].mean()):.3f}." in text
+    assert "| k | token_f1 | - full |" in text
+    full = ds["full_score"]
+    for k in ds["k"].values:
+        topk = ds["topk_score"].sel(k=k)
+        cells = [clip_mean_se_by_hand(topk, ".3f"), clip_mean_se_by_hand(topk - full)]
+        assert f"| {k} | {' | '.join(cells)} |" in text, k
+    first = [list(ds["clip"].values).index(c) for c in np.unique(ds["clip"].values)]
+    sv2 = ds["singular_values"].isel(example_id=first).values ** 2  # (clip, layer, module, direction)
+    energy = 100 * (sv2 / sv2.sum(-1, keepdims=True)).mean((0, 1, 2))
+    np.testing.assert_allclose(energy.sum(), 100.0)
+    drop = full - ds["remove_score"]
+    for d in ds["singular_direction"].values:
+        svd, rand = (drop.sel(singular_direction=d, control=c) for c in ("svd", "random"))
+        cells = [f"{energy[d]:.3f}", clip_mean_se_by_hand(svd), clip_mean_se_by_hand(rand)]
+        cells.append(clip_mean_se_by_hand(svd - rand))
+        assert f"| {d} | {' | '.join(cells)} |" in text, d

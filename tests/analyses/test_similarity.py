@@ -1,12 +1,15 @@
 """``python -m analyses.similarity`` end to end on the shipped tiny checkpoints (the dataset, the
-Markdown summary, resume)."""
+Markdown summary, resume), and the summary's numbers on a synthetic dataset."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import xarray as xr
+from figure_datasets import similarity_dataset
+from support import clip_mean_se_by_hand
 
+from analyses.similarity import summary
 from f2l.results import read_netcdf
 from probes.similarity import linear_cka
 
@@ -72,3 +75,33 @@ def test_study_command_end_to_end_and_resume(tmp_path, monkeypatch):
     assert study.main(argv) == 0
     again = read_netcdf(out / "similarity.nc")
     xr.testing.assert_equal(again.drop_dims("failure"), ds.drop_dims("failure"))
+
+
+def test_summary_tables_each_layers_cosine_share_and_cka_with_the_controls():
+    """On a synthetic dataset of the study's schema: per layer the f2l and base cosines and the share
+    (mean ± standard error across clips; the share is n/a at the embeddings, where the video moves
+    nothing), the CKA of f2l and base, and the share and CKA under each adapter."""
+    ds = similarity_dataset(n_clips=3)
+    text = summary(ds)
+    assert text.startswith("# Residual-stream similarity: the f2l run against the direct run\n")
+    assert "| layer | cosine f2l | cosine base | share | CKA f2l | CKA base |" in text
+    sim = ds["similarity"].sel(adapter="real")
+    for layer in ds["layer"].values:
+        share = sim.sel(layer=layer, measure="share")
+        cells = [
+            clip_mean_se_by_hand(sim.sel(layer=layer, measure="cosine")),
+            clip_mean_se_by_hand(ds["cosine_base"].sel(layer=layer)),
+            "n/a" if share.isnull().all() else clip_mean_se_by_hand(share),
+            f"{float(ds['cka'].sel(layer=layer, adapter='real')):.3f}",
+            f"{float(ds['cka_base'].sel(layer=layer)):.3f}",
+        ]
+        assert f"| {layer} | {' | '.join(cells)} |" in text, layer
+    assert "| 0 | +1.000 ± 0.000 | " in text and " | n/a | 1.000 | 1.000 |" in text  # the same embeddings
+    controls = text.split("## Negative controls")[1]
+    adapters = ("real", "swapped", "blank")
+    header = " | ".join([f"share {a}" for a in adapters] + [f"CKA {a}" for a in adapters])
+    assert f"| layer | {header} |" in controls
+    share = ds["similarity"].sel(measure="share", layer=3)
+    cells = [clip_mean_se_by_hand(share.sel(adapter=a)) for a in adapters]
+    cells += [f"{float(ds['cka'].sel(layer=3, adapter=a)):.3f}" for a in adapters]
+    assert f"| 3 | {' | '.join(cells)} |" in controls

@@ -91,3 +91,14 @@ def world_example() -> Example:
         captions={"short": "a red square moves left."},
         qa=(QAItem("q0", "what color is the square?", "red", "attribute"),),
     )
+
+
+def clip_mean_se_by_hand(da, fmt: str = "+.3f") -> str:
+    """``"mean ± se"`` as the studies' summaries report a per-prompt value (``da`` over ``example_id``, with
+    a ``clip`` coord), computed with numpy alone: each clip's mean of its finite values, then the mean of
+    those and their standard error (ddof 1) across clips."""
+    values, clips = np.asarray(da.values, dtype=float), np.asarray(da["clip"].values)
+    finite = [values[(clips == c) & np.isfinite(values)] for c in np.unique(clips)]
+    per_clip = np.array([v.mean() for v in finite if v.size])
+    se = per_clip.std(ddof=1) / np.sqrt(per_clip.size)
+    return f"{per_clip.mean():{fmt}} ± {se:.3f}"

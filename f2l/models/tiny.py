@@ -142,7 +142,7 @@ def build_processor(preset: TinyPreset, tokenizer):
 
 
 def build_config(preset: TinyPreset, tokenizer):
-    from transformers import LlamaConfig, SmolVLMConfig, SmolVLMVisionConfig
+    from transformers import LlamaConfig, SmolVLMVisionConfig
 
     ids = tokenizer.convert_tokens_to_ids
     text = LlamaConfig(
@@ -168,16 +168,32 @@ def build_config(preset: TinyPreset, tokenizer):
         image_size=preset.frame_size,
         patch_size=preset.patch_size,
     )
-    config = SmolVLMConfig(
-        text_config=text.to_dict(),
-        vision_config=vision.to_dict(),
-        scale_factor=preset.scale_factor,
-        image_token_id=ids(IMAGE),
-        pad_token_id=ids(PAD),
-        tie_word_embeddings=False,
-    )
+    config = smolvlm_config(text, vision, tokenizer, preset.scale_factor, tie_word_embeddings=False)
     config.f2l_preset = asdict(preset)
     return config
+
+
+def smolvlm_config(text, vision, tokenizer, scale_factor: int, *, tie_word_embeddings: bool):
+    """A SmolVLM config joining a ``text`` and a ``vision`` config (transformers config objects) at
+    ``scale_factor``, its image and pad tokens ``tokenizer``'s: every base f2l builds (``build_config``,
+    ``f2l.models.smol``)."""
+    from transformers import SmolVLMConfig
+
+    ids = tokenizer.convert_tokens_to_ids
+    return SmolVLMConfig(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        scale_factor=scale_factor,
+        image_token_id=ids(IMAGE),
+        pad_token_id=ids(PAD),
+        tie_word_embeddings=tie_word_embeddings,
+    )
+
+
+def copy_generation_ids(model, config) -> None:
+    """Give ``model``'s generation config the text config's end, pad and start token ids."""
+    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
+        setattr(model.generation_config, key, getattr(config.text_config, key))
 
 
 def build_untrained(preset: TinyPreset, corpus: Iterable[str], seed: int = 0, dtype=None):
@@ -190,8 +206,7 @@ def build_untrained(preset: TinyPreset, corpus: Iterable[str], seed: int = 0, dt
     config = build_config(preset, tokenizer)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, **({"dtype": dtype} if dtype else {}))
-    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
-        setattr(model.generation_config, key, getattr(config.text_config, key))
+    copy_generation_ids(model, config)
     return model, processor
 
 

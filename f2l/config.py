@@ -26,7 +26,7 @@ import typing
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from f2l.cli import UsageError, add_debug_flag
+from f2l.cli import UsageError, add_debug_flag, entry_point
 
 _SCALARS = {"int": int, "float": float, "str": str}
 # metadata of a dataclass field that is no setting: no flag, no YAML key, left out of config_dict
@@ -264,6 +264,24 @@ def parse_config(
     if missing:
         parser.error(f"the following arguments are required: {', '.join(map(_flag, missing))}")
     return cls(**_build(cls, values, sections))
+
+
+def config_program(
+    cls: type, run: Callable[[Any], Any], *, prog: str, doc: str
+) -> tuple[Callable[..., Any], Callable[..., int]]:
+    """(``parse_config``, ``main``) of ``prog``, a program that builds one ``cls`` from its command line
+    (``parse_config(argv=None)``; its ``--help`` opens with the first paragraph of ``doc``) and runs
+    ``run`` on it (``main(argv=None)``: an ``f2l.cli.entry_point``, 0 once ``run`` returns)."""
+
+    def parse(argv: Sequence[str] | None = None) -> Any:
+        return parse_config(cls, argv, prog=prog, description=doc.split("\n\n")[0])
+
+    @entry_point
+    def main(argv: list[str]) -> int:
+        run(parse(argv))
+        return 0
+
+    return parse, main
 
 
 def parse_command(

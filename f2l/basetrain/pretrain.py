@@ -44,8 +44,7 @@ from f2l.basetrain.corpus import tokenizer_corpus
 from f2l.basetrain.grounding import MAX_OBJECTS, GroundingHeads, TemporalHeads, cell_targets
 from f2l.basetrain.grow import grow
 from f2l.chat import answer_suffix, model_inputs, prompt_text
-from f2l.cli import entry_point
-from f2l.config import parse_config as _parse_config
+from f2l.config import config_program
 from f2l.data import Example, iter_prompts, load_frames, world_example
 from f2l.eval.metrics import token_f1
 from f2l.io import atomic_directory, atomic_save_safetensors, atomic_write_json
@@ -551,17 +550,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
     return summary
 
 
-def parse_config(argv: list[str] | None = None) -> PretrainConfig:
-    return _parse_config(
-        PretrainConfig, argv, prog="python -m f2l.basetrain.pretrain", description=__doc__.split("\n\n")[0]
-    )
-
-
-@entry_point
-def main(argv: list[str]) -> int:
-    pretrain(parse_config(argv))
-    return 0
-
+parse_config, main = config_program(
+    PretrainConfig, pretrain, prog="python -m f2l.basetrain.pretrain", doc=__doc__
+)
 
 if __name__ == "__main__":
     sys.exit(main())

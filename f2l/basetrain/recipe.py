@@ -25,8 +25,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from f2l.basetrain.pretrain import PretrainConfig, pretrain
-from f2l.cli import entry_point
-from f2l.config import parse_config as _parse_config
+from f2l.config import config_program
 from f2l.io import atomic_directory, atomic_write_json
 from f2l.models import CHECKPOINTS_DIR
 
@@ -195,17 +194,7 @@ def build(cfg: RecipeConfig, stages: tuple[dict, ...] | None = None) -> dict:
     return summary
 
 
-def parse_config(argv: list[str] | None = None) -> RecipeConfig:
-    return _parse_config(
-        RecipeConfig, argv, prog="python -m f2l.basetrain.recipe", description=__doc__.split("\n\n")[0]
-    )
-
-
-@entry_point
-def main(argv: list[str]) -> int:
-    build(parse_config(argv))
-    return 0
-
+parse_config, main = config_program(RecipeConfig, build, prog="python -m f2l.basetrain.recipe", doc=__doc__)
 
 if __name__ == "__main__":
     sys.exit(main())

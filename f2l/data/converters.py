@@ -121,6 +121,20 @@ def _with_missing_flag(meta: dict[str, Any], found: bool) -> dict[str, Any]:
     return meta if found else {**meta, "video_missing": True}
 
 
+def _example(
+    finder: VideoFinder,
+    names: Sequence[str],
+    meta: dict[str, Any],
+    start: float | None = None,
+    end: float | None = None,
+    **fields: Any,
+) -> Example:
+    """An ``Example`` of ``fields`` whose video is the first of ``names`` found under ``finder`` (its span
+    ``start`` to ``end``), ``meta`` flagged ``video_missing`` when none is (``_video``)."""
+    video, found = _video(finder, names, start, end)
+    return Example(video=video, meta=_with_missing_flag(meta, found), root=finder.anchor, **fields)
+
+
 def _drop_missing(
     examples: list[Example], keep_missing: bool, source: str, videos_dir: Path
 ) -> list[Example]:
@@ -222,39 +236,39 @@ def convert_activitynet(
                 start, end = max(0.0, s), (min(e, duration) if duration else e)
                 if not end > start:
                     continue
-                video, found = _video(finder, names, start, end)
                 meta = {"video_id": video_id, "segment": i, "timestamp": [s, e], "video_duration": duration}
                 examples.append(
-                    Example(
+                    _example(
+                        finder,
+                        names,
+                        meta,
+                        start,
+                        end,
                         id=f"activitynet-{video_id}-{i}",
                         source="activitynet_captions",
-                        video=video,
                         frames=frames,
                         split=split,
                         duration=end - start,
                         captions={"short": _sentence(text)},
-                        meta=_with_missing_flag(meta, found),
-                        root=finder.anchor,
                     )
                 )
             continue
-        video, found = _video(finder, names)
         captions = {
             "dense": " ".join(_sentence(s) for s in sentences),
             "temporal": temporal_paragraph(sentences),
         }
         meta = {"video_id": video_id, "timestamps": stamps, "sentences": sentences}
         examples.append(
-            Example(
+            _example(
+                finder,
+                names,
+                meta,
                 id=f"activitynet-{video_id}",
                 source="activitynet_captions",
-                video=video,
                 frames=frames,
                 split=split,
                 duration=duration,
                 captions={k: v for k, v in captions.items() if v},
-                meta=_with_missing_flag(meta, found),
-                root=finder.anchor,
             )
         )
     return _drop_missing(examples, keep_missing, "activitynet", finder.videos_dir)
@@ -314,22 +328,21 @@ def convert_nextqa(
             )
     examples = []
     for video_id, group in groups.items():
-        video, found = _video(finder, [video_id])
         first = group["row"]
         meta: dict[str, Any] = {"video_id": video_id, "qa_codes": group["codes"]}
         for key in ("frame_count", "width", "height"):
             if _int_or_none(first.get(key)) is not None:
                 meta[key] = int(first[key])
         examples.append(
-            Example(
+            _example(
+                finder,
+                [video_id],
+                meta,
                 id=f"nextqa-{video_id}",
                 source="nextqa",
-                video=video,
                 frames=frames,
                 split=split,
                 qa=tuple(group["qa"]),
-                meta=_with_missing_flag(meta, found),
-                root=finder.anchor,
             )
         )
     return _drop_missing(examples, keep_missing, "nextqa", finder.videos_dir)
@@ -398,17 +411,16 @@ def convert_vdc(
             meta["extra_captions"] = extra_captions
         if extra:
             meta["extra"] = extra
-        video, found = _video(finder, [stem, video_id] if stem != video_id else [video_id])
         examples.append(
-            Example(
+            _example(
+                finder,
+                [stem, video_id] if stem != video_id else [video_id],
+                meta,
                 id=f"vdc-{stem}",
                 source="vdc",
-                video=video,
                 frames=frames,
                 split=split,
                 captions=captions,
-                meta=_with_missing_flag(meta, found),
-                root=finder.anchor,
             )
         )
     return _drop_missing(examples, keep_missing, "vdc", finder.videos_dir)
@@ -543,20 +555,20 @@ def convert_finevideo(
             example_id = f"finevideo-{file.stem}-{key}"
             prompts = FINEVIDEO_PROMPTS[kind]
             prompt = prompts[hashlib.sha256(example_id.encode()).digest()[0] % len(prompts)]
-            video, found = _video(finder, [file.stem], *(bounds or (None, None)))
             meta = {"video_id": file.stem, "span_type": kind, "scenes": scenes}
             candidates.append(
-                Example(
+                _example(
+                    finder,
+                    [file.stem],
+                    meta,
+                    *(bounds or (None, None)),
                     id=example_id,
                     source="finevideo",
-                    video=video,
                     frames=frames,
                     split=split,
                     duration=None if bounds is None else bounds[1] - bounds[0],
                     captions={kind: caption},
                     caption_prompts={kind: prompt},
-                    meta=_with_missing_flag(meta, found),
-                    root=finder.anchor,
                 )
             )
     if unusable:

@@ -13,6 +13,7 @@ from f2l.config import (
     NOT_A_SETTING,
     Subcommand,
     config_dict,
+    config_program,
     parse_command,
     parse_config,
     parse_subcommand,
@@ -249,3 +250,23 @@ def test_a_subcommand_picks_its_config_and_reads_the_rest():
         with pytest.raises(SystemExit) as exit_:
             parse_subcommand(commands, argv, prog="p", description="")
         assert exit_.value.code == 2
+
+
+def test_a_config_program_parses_its_dataclass_and_runs_it(capsys):
+    ran = []
+
+    def run(cfg: DemoConfig) -> None:
+        if cfg.clips > 50:
+            raise UsageError("too many clips")
+        ran.append(cfg)
+
+    parse, main = config_program(DemoConfig, run, prog="demo", doc="Demo the program.\n\nMore prose.")
+    assert parse(["--clips", "7"]) == DemoConfig(clips=7)
+    assert main(["--clips", "7", "--full"]) == 0 and ran == [DemoConfig(clips=7, full=True)]
+    assert main(["--clips", "99"]) == 2  # a user's mistake: one line (f2l.cli.entry_point)
+    assert capsys.readouterr().err == "error: too many clips\n"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert exit_.value.code == 0 and help_text.startswith("usage: demo ")
+    assert "Demo the program." in help_text and "More prose." not in help_text

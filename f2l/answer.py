@@ -86,6 +86,11 @@ def _stop_ids(base: Base) -> set[int]:
     return {*([eos] if isinstance(eos, int) else list(eos or []))}
 
 
+def answer_text(tokenizer, ids: Sequence[int]) -> str:
+    """An answer's text from its token ids: special tokens left out, surrounding whitespace stripped."""
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
 @torch.inference_mode()
 def decode(
     base: Base,
@@ -123,7 +128,7 @@ def decode(
         ids, stop = tuple(row[:n]), row[n] if n < len(row) else None
         answers.append(
             Answer(
-                text=base.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                text=answer_text(base.tokenizer, ids),
                 ids=ids,
                 stop=stop,
                 input_tokens=dict(tokens),

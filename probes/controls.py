@@ -21,10 +21,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import xarray as xr
 
 from f2l.adapter import Adapter
 from f2l.data import Example
 from f2l.video import Frames
+from probes.prompts import PromptSet, prompt_attrs
 
 ADAPTERS = ("real", "swapped", "blank")
 BLANK_COLOUR = (128, 128, 128)  # mid grey, RGB
@@ -95,3 +97,38 @@ def partners_for(
     if "swapped" not in adapters:
         return {}
     return dict(partners) if partners is not None else swap_partners(examples)
+
+
+def probe_controls(
+    probe: str,
+    examples: Sequence[Example],
+    adapters: Sequence[str],
+    partners: Mapping[str, Example] | None = None,
+) -> tuple[tuple[str, ...], dict[str, Example]]:
+    """(``adapters`` checked, the swap partners) of ``probe`` run on ``examples`` (``check_adapters``,
+    ``partners_for``); no examples is an error."""
+    if not examples:
+        raise ValueError(f"{probe} needs at least one example")
+    adapters = check_adapters(adapters)
+    return adapters, partners_for(examples, adapters, partners)
+
+
+def clip_controls(
+    pipeline,
+    example: Example,
+    frames: int,
+    *,
+    partner: Example | None = None,
+    adapters: Sequence[str] = ADAPTERS,
+) -> tuple[Frames, dict[str, Adapter]]:
+    """``example``'s video at ``frames`` frames and its ``{label: adapter}`` (``control_adapters``)."""
+    video = pipeline.example_frames(example, frames)
+    return video, control_adapters(pipeline, video, partner=partner, adapters=adapters)
+
+
+def label_probe(out: xr.Dataset, probe: str, prompts: PromptSet, *, frames: int, **attrs) -> xr.Dataset:
+    """``out``, a probe's dataset on the ``adapter`` dim, with that dim described and its attrs set:
+    ``probe``, ``attrs``, then the frames and the prompts asked (``probes.prompts.prompt_attrs``)."""
+    out["adapter"].attrs["description"] = DESCRIPTION
+    out.attrs.update(prompt_attrs(probe=probe, **attrs, frames=frames, **prompts.attrs()))
+    return out

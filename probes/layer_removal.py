@@ -18,9 +18,8 @@ import xarray as xr
 from f2l.adapter import TARGET_MODULES, Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
 from f2l.data import Example
-from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
-from probes.controls import check_adapters, control_adapters, partners_for
-from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_coords
+from probes.controls import clip_controls, label_probe, probe_controls
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, concat_prompts, prompt_coords, reference_variable
 from probes.scoring import score_variants
 
 MODULE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -86,10 +85,7 @@ def layer_removal(
     if module_groups is not None:
         _check_known(module_groups)
         module_groups = list(module_groups)
-    if not examples:
-        raise ValueError("layer_removal needs at least one example")
-    adapters = check_adapters(adapters)
-    partners = partners_for(examples, adapters, partners)
+    adapters, partners = probe_controls("layer_removal", examples, adapters, partners)
     parts = [
         _one_clip(
             pipeline, e, frames, module_groups, prompts, adapters, partners.get(e.id), metric,
@@ -97,22 +93,15 @@ def layer_removal(
         )
         for e in examples
     ]  # fmt: skip
-    out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
-    out = out.assign_coords(metric=metric)
+    out = concat_prompts(parts).assign_coords(metric=metric)
     out["layer"].attrs["description"] = "text-model decoder layer whose LoRA is removed"
     out["module_group"].attrs["description"] = "; ".join(
         f"{g}: {m}" for g, m in zip(out["module_group"].values, out["group_modules"].values, strict=True)
     )
     out["group_modules"].attrs["description"] = "the adapter's modules in the group (those removed)"
-    out["adapter"].attrs["description"] = ADAPTER_DESCRIPTION
-    out.attrs.update(
-        probe="layer_removal",
-        metric=metric,
-        frames=frames,
-        **prompts.attrs(),
-        max_new_tokens=max_new_tokens,
+    return label_probe(
+        out, "layer_removal", prompts, frames=frames, metric=metric, max_new_tokens=max_new_tokens
     )
-    return out
 
 
 def _one_clip(
@@ -129,9 +118,7 @@ def _one_clip(
 ) -> xr.Dataset:
     """One clip's rows: every variant of each of its adapters answered on every prompt in one batched
     loop (the base, everything removed, once)."""
-    by_label = control_adapters(
-        pipeline, pipeline.example_frames(example, frames), partner=partner, adapters=adapters
-    )
+    _, by_label = clip_controls(pipeline, example, frames, partner=partner, adapters=adapters)
     adapter = by_label["real"]
     held = adapter_groups(adapter.modules, groups)
     layers = range(adapter.num_layers)
@@ -175,11 +162,7 @@ def _one_clip(
                 {"description": "f2l answer under the adapter"},
             ),
             "none_prediction": (row, np.array(none_answers, dtype=str), {"description": "base, no video"}),
-            "reference": (
-                row,
-                np.array([p.reference for p in prompts], dtype=str),
-                {"description": "reference"},
-            ),
+            "reference": reference_variable(prompts),
         },
         coords={
             **prompt_coords(example, prompts),

@@ -20,11 +20,11 @@ import xarray as xr
 from torch import Tensor
 
 from f2l.adapter import Adapter, text_model_of
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, TeacherForced, greedy_answer_ids, teacher_forced
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, TeacherForced, answer_text, greedy_answer_ids, teacher_forced
 from f2l.data import Example
 from f2l.models import Base
 from probes.hooks import Capture, Residuals, make_capture
-from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_coords
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, concat_prompts, prompt_coords, reference_variable
 
 COMPONENTS = ("resid", "attn", "mlp")
 CONTRASTS = {
@@ -155,9 +155,7 @@ def logit_attribution(
         _one_clip(pipeline, e, frames, prompts, contrast, max_new_tokens, batch_size, capture)
         for e in examples
     ]
-    out = xr.concat(
-        parts, dim="example_id", data_vars="minimal", coords="different", compat="equals", join="outer"
-    )
+    out = concat_prompts(parts, join="outer")
     for name in ("answer_token", "rival_token"):
         if name in out:
             out[name] = out[name].fillna("").astype(str)
@@ -245,12 +243,10 @@ def _one_clip(
         ),
         "prediction": (
             row,
-            np.array(
-                [base.tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers], dtype=str
-            ),
+            np.array([answer_text(base.tokenizer, a) for a in answers], dtype=str),
             {"description": "the adapted greedy answer"},
         ),
-        "reference": (row, np.array([p.reference for p in prompts], dtype=str), {"description": "reference"}),
+        "reference": reference_variable(prompts),
     }
     if contrast == "rival":
         data["rival_token"] = (

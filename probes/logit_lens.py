@@ -17,13 +17,12 @@ import xarray as xr
 from torch import Tensor
 
 from f2l.adapter import attached, text_model_of
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, greedy_answer_ids
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, answer_text, greedy_answer_ids
 from f2l.data import Example
-from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
-from probes.controls import check_adapters, control_adapters, partners_for
+from probes.controls import clip_controls, label_probe, probe_controls
 from probes.hooks import BridgeCapture, Capture, NNsightCapture, make_capture
 from probes.patching import Run, make_runs, with_adapter
-from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_attrs, prompt_coords
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, concat_prompts, prompt_coords, reference_variable
 from probes.similarity import read_residuals
 
 RUNS = ("direct", "f2l", "base")
@@ -116,10 +115,7 @@ def logit_lens(
     ``partners``, by default the next example of ``examples``). ``capture``: a backend name of
     ``probes.hooks.BACKENDS`` or a ready capture of ``pipeline.base.model`` (reuse one: a bridge copies the
     model)."""
-    if not examples:
-        raise ValueError("logit_lens needs at least one example")
-    adapters = check_adapters(adapters)
-    partners = partners_for(examples, adapters, partners)
+    adapters, partners = probe_controls("logit_lens", examples, adapters, partners)
     if isinstance(capture, str):
         capture = make_capture(capture, pipeline.base.model)
     parts = [
@@ -129,7 +125,7 @@ def logit_lens(
         )
         for e in examples
     ]  # fmt: skip
-    return xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
+    return concat_prompts(parts)
 
 
 def clip_lens(
@@ -145,8 +141,7 @@ def clip_lens(
 ) -> xr.Dataset:
     """One clip's rows: the direct run's greedy answers, then every run's lens under every adapter."""
     base = pipeline.base
-    video = pipeline.example_frames(example, frames)
-    by_label = control_adapters(pipeline, video, partner=partner, adapters=adapters)
+    video, by_label = clip_controls(pipeline, example, frames, partner=partner, adapters=adapters)
     prompts = prompt_set.of(example)
     questions = [p.prompt for p in prompts]
     answers = greedy_answer_ids(
@@ -178,12 +173,10 @@ def clip_lens(
         ),
         "answer": (
             row,
-            np.array(
-                [base.tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers], dtype=str
-            ),
+            np.array([answer_text(base.tokenizer, a) for a in answers], dtype=str),
             {"description": "the direct run's greedy answer: the answer every run is read on"},
         ),
-        "reference": (row, np.array([p.reference for p in prompts], dtype=str), {"description": "reference"}),
+        "reference": reference_variable(prompts),
     }
     out = xr.Dataset(
         data,
@@ -196,17 +189,14 @@ def clip_lens(
         },
     )
     out["layer"].attrs["description"] = "the decoder layer whose input is read; the last: the final residual"
-    out["adapter"].attrs["description"] = ADAPTER_DESCRIPTION
-    out.attrs.update(
-        prompt_attrs(
-            probe="logit_lens",
-            answer_definition=ANSWER,
-            readout=READOUT,
-            kl_definition=KL,
-            backend=capture.backend,
-            max_new_tokens=max_new_tokens,
-            frames=frames,
-            **prompt_set.attrs(),
-        )
+    return label_probe(
+        out,
+        "logit_lens",
+        prompt_set,
+        frames=frames,
+        answer_definition=ANSWER,
+        readout=READOUT,
+        kl_definition=KL,
+        backend=capture.backend,
+        max_new_tokens=max_new_tokens,
     )
-    return out

@@ -22,15 +22,14 @@ import xarray as xr
 from torch import Tensor
 
 from f2l.adapter import Adapter, text_model_of, use_adapter
-from f2l.answer import DEFAULT_MAX_NEW_TOKENS, TeacherForced, greedy_answer_ids, teacher_forced
+from f2l.answer import DEFAULT_MAX_NEW_TOKENS, TeacherForced, answer_text, greedy_answer_ids, teacher_forced
 from f2l.chat import prompt_text
 from f2l.data import Example
 from f2l.models import Base
 from f2l.video import Frames
-from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
-from probes.controls import check_adapters, control_adapters, partners_for
+from probes.controls import clip_controls, label_probe, probe_controls
 from probes.hooks import NNsightCapture
-from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_attrs, prompt_coords
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, concat_prompts, prompt_coords, reference_variable
 
 SITES = ("resid_pre", "attn_out", "mlp_out")
 RUNS = ("direct", "f2l")  # the runs whose greedy answers are scored (every direction's source)
@@ -319,13 +318,10 @@ def patching(
     ``DIRECTIONS``. ``adapters``: the f2l run's adapters (``probes.controls``; the swap partners from
     ``partners``, by default the next example of ``examples``). ``capture``: an ``NNsightCapture`` of
     ``pipeline.base.model`` to reuse across calls."""
-    if not examples:
-        raise ValueError("patching needs at least one example")
+    adapters, partners = probe_controls("patching", examples, adapters, partners)
     unknown = sorted(set(directions) - set(DIRECTIONS))
     if unknown or not directions:
         raise ValueError(f"unknown directions {unknown or '(none)'}; choose from {list(DIRECTIONS)}")
-    adapters = check_adapters(adapters)
-    partners = partners_for(examples, adapters, partners)
     if capture is None:
         capture = NNsightCapture(pipeline.base.model)
     parts = [
@@ -335,7 +331,7 @@ def patching(
         )
         for e in examples
     ]  # fmt: skip
-    out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
+    out = concat_prompts(parts)
     out["layer"].attrs["description"] = (
         "text-model decoder layer; the last index is the final residual stream (resid_pre only)"
     )
@@ -343,20 +339,17 @@ def patching(
         "resid_pre: the layer's input; attn_out / mlp_out: its sublayers' outputs, at the aligned positions"
     )
     out["direction"].attrs["description"] = "source -> target: whose activation is patched into which run"
-    out["adapter"].attrs["description"] = ADAPTER_DESCRIPTION
-    out.attrs.update(
-        prompt_attrs(
-            probe="patching",
-            logp=LOGP,
-            restored_definition=RESTORED,
-            min_effect=min_effect,
-            backend=capture.backend,
-            max_new_tokens=max_new_tokens,
-            frames=frames,
-            **prompts.attrs(),
-        )
+    return label_probe(
+        out,
+        "patching",
+        prompts,
+        frames=frames,
+        logp=LOGP,
+        restored_definition=RESTORED,
+        min_effect=min_effect,
+        backend=capture.backend,
+        max_new_tokens=max_new_tokens,
     )
-    return out
 
 
 def clip_patching(
@@ -375,8 +368,7 @@ def clip_patching(
     """One clip's rows: its adapters (``probes.controls``) and the greedy answers, then every direction of
     every prompt under every adapter (a direction without the f2l run once)."""
     base = pipeline.base
-    video = pipeline.example_frames(example, frames)
-    by_label = control_adapters(pipeline, video, partner=partner, adapters=adapters)
+    video, by_label = clip_controls(pipeline, example, frames, partner=partner, adapters=adapters)
     prompts = prompt_set.of(example)
     questions = [p.prompt for p in prompts]
     needed = sorted({DIRECTIONS[d][0] for d in directions}, key=RUNS.index)
@@ -469,10 +461,7 @@ def clip_patching(
             np.array(
                 [
                     [
-                        [
-                            base.tokenizer.decode(answers[label][run][i], skip_special_tokens=True).strip()
-                            for run in needed
-                        ]
+                        [answer_text(base.tokenizer, answers[label][run][i]) for run in needed]
                         for label in by_label
                     ]
                     for i in range(n)
@@ -481,7 +470,7 @@ def clip_patching(
             ).reshape(n, m, len(needed)),
             {"description": "greedy answer of the run (the answer every direction from it scores)"},
         ),
-        "reference": (row, np.array([p.reference for p in prompts], dtype=str), {"description": "reference"}),
+        "reference": reference_variable(prompts),
     }
     return xr.Dataset(
         data,

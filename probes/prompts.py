@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import xarray as xr
 
 from f2l.data import Example, Prompt, clip_prompts, iter_prompts
@@ -71,6 +72,20 @@ def prompt_attrs(*, frames: int, qa_per_type: int, prompts_per_clip: int | None 
     """A per-prompt dataset's ``attrs``: ``attrs`` and which prompts of each clip were asked (frames, QA
     per type, and ``prompts_per_clip`` only when a probe kept a subset)."""
     return {**attrs, "frames": frames, **PromptSet(qa_per_type, prompts_per_clip).attrs()}
+
+
+def reference_variable(prompts: Sequence[Prompt]) -> tuple:
+    """The ``reference`` variable of a per-prompt dataset: each prompt's reference answer."""
+    return ("example_id", np.array([p.reference for p in prompts], dtype=str), {"description": "reference"})
+
+
+def concat_prompts(parts: Sequence[xr.Dataset], **options) -> xr.Dataset:
+    """Clips' per-prompt datasets joined on ``example_id`` (a variable without the dim taken once, a
+    coordinate that differs between clips kept per row, the rest required equal); ``options`` go on to
+    ``xr.concat``."""
+    return xr.concat(
+        parts, dim="example_id", data_vars="minimal", coords="different", compat="equals", **options
+    )
 
 
 def clip_means(da: xr.DataArray) -> xr.DataArray:

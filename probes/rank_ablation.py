@@ -22,7 +22,7 @@ import xarray as xr
 from f2l.adapter import Adapter
 from f2l.answer import DEFAULT_MAX_NEW_TOKENS
 from f2l.data import Example
-from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_coords
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, concat_prompts, prompt_coords, reference_variable
 from probes.scoring import score_variants
 
 CONTROLS = ("svd", "random")
@@ -109,8 +109,7 @@ def rank_ablation(
         _one_clip(pipeline, e, frames, ks, prompts, metric, seed, max_new_tokens, batch_size)
         for e in examples
     ]
-    out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
-    out = out.assign_coords(metric=metric)
+    out = concat_prompts(parts).assign_coords(metric=metric)
     out["k"].attrs["description"] = (
         "singular directions of the full applied dW (any static rank block included) kept in every layer "
         "and module (0 = none: the base)"
@@ -206,11 +205,7 @@ def _one_clip(
                 {"description": "answer with the direction removed"},
             ),
             "full_prediction": (row, texts[0], {"description": "f2l answer"}),
-            "reference": (
-                row,
-                np.array([p.reference for p in prompts], dtype=str),
-                {"description": "reference"},
-            ),
+            "reference": reference_variable(prompts),
         },
         coords={
             **prompt_coords(example, prompts),

@@ -20,11 +20,10 @@ from torch import Tensor
 
 from f2l.adapter import use_adapter
 from f2l.data import Example
-from probes.controls import DESCRIPTION as ADAPTER_DESCRIPTION
-from probes.controls import check_adapters, control_adapters, partners_for
+from probes.controls import clip_controls, label_probe, probe_controls
 from probes.hooks import NNsightCapture
 from probes.patching import Run, make_runs, with_adapter
-from probes.prompts import DEFAULT_PROMPTS, PromptSet, prompt_attrs, prompt_coords
+from probes.prompts import DEFAULT_PROMPTS, PromptSet, concat_prompts, prompt_coords
 
 MEASURES = ("cosine", "share")
 RUNS = ("direct", "f2l", "base")
@@ -130,10 +129,7 @@ def similarity(
     ``frames`` frames and asked its ``prompts``, the f2l run under each of ``adapters`` (``probes.controls``; the swap partners from
     ``partners``, by default the next example of ``examples``), CKA across all of them. ``capture``: an
     ``NNsightCapture`` of ``pipeline.base.model``."""
-    if not examples:
-        raise ValueError("similarity needs at least one example")
-    adapters = check_adapters(adapters)
-    partners = partners_for(examples, adapters, partners)
+    adapters, partners = probe_controls("similarity", examples, adapters, partners)
     if capture is None:
         capture = NNsightCapture(pipeline.base.model)
     parts = [
@@ -143,8 +139,7 @@ def similarity(
         )
         for e in examples
     ]  # fmt: skip
-    out = xr.concat(parts, dim="example_id", data_vars="minimal", coords="different", compat="equals")
-    return add_cka(out)
+    return add_cka(concat_prompts(parts))
 
 
 def clip_similarity(
@@ -161,8 +156,7 @@ def clip_similarity(
     """One clip's rows (every variable but the CKA, which spans examples: ``add_cka``), the f2l run under
     each of ``adapters`` (``probes.controls.control_adapters``, with the swap ``partner``)."""
     base = pipeline.base
-    video = pipeline.example_frames(example, frames)
-    by_label = control_adapters(pipeline, video, partner=partner, adapters=adapters)
+    video, by_label = clip_controls(pipeline, example, frames, partner=partner, adapters=adapters)
     asked = prompts.of(example)
     questions = [p.prompt for p in asked]
     rows: list[list[dict[str, np.ndarray]]] = []  # [prompt][adapter]
@@ -223,18 +217,15 @@ def clip_similarity(
     out["layer"].attrs["description"] = (
         "text-model decoder layer's resid_pre; the last index is the final residual"
     )
-    out["adapter"].attrs["description"] = ADAPTER_DESCRIPTION
-    out.attrs.update(
-        prompt_attrs(
-            probe="similarity",
-            positions=POSITIONS,
-            cosine_definition=COSINE,
-            share_definition=SHARE,
-            cka_definition=CKA,
-            min_gap=min_gap,
-            backend=capture.backend,
-            frames=frames,
-            **prompts.attrs(),
-        )
+    return label_probe(
+        out,
+        "similarity",
+        prompts,
+        frames=frames,
+        positions=POSITIONS,
+        cosine_definition=COSINE,
+        share_definition=SHARE,
+        cka_definition=CKA,
+        min_gap=min_gap,
+        backend=capture.backend,
     )
-    return out

@@ -8,11 +8,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from f2l.data import clip_prompts, load_frames, world_manifest
 from f2l.eval.metrics import score_answers
 from f2l.pipeline import Frames2LoRA
-from probes.controls import ADAPTERS, blank_frames, check_adapters, control_adapters, swap_partners
+from probes.controls import (
+    ADAPTERS,
+    DESCRIPTION,
+    blank_frames,
+    check_adapters,
+    control_adapters,
+    label_probe,
+    probe_controls,
+    swap_partners,
+)
+from probes.prompts import PromptSet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,6 +56,35 @@ def test_a_blank_video_has_the_clips_frames_in_one_colour():
     assert blank.pixels.shape == video.pixels.shape and blank.pixels.dtype == np.uint8
     np.testing.assert_array_equal(blank.timestamps, video.timestamps)
     assert (blank.pixels == 128).all() and video.pixels.std() > 10
+
+
+def test_a_probe_checks_its_controls_and_finds_the_swap_partners():
+    clips = world_manifest("test", 3)
+    adapters, partners = probe_controls("demo", clips, ["blank", "swapped", "real"])
+    assert adapters == ("real", "swapped", "blank")
+    assert {k: v.id for k, v in partners.items()} == {k: v.id for k, v in swap_partners(clips).items()}
+    assert probe_controls("demo", clips, ["real"]) == (("real",), {})  # no swapped control: no partners
+    given = {clips[0].id: clips[2]}
+    assert probe_controls("demo", clips[:1], ["real", "swapped"], given)[1] == given  # a study's partners
+    with pytest.raises(ValueError, match="demo needs at least one example"):
+        probe_controls("demo", [], ["real"])
+    with pytest.raises(ValueError, match="must include 'real'"):
+        probe_controls("demo", clips, ["blank"])
+
+
+def test_a_probes_dataset_describes_its_adapters_and_records_what_was_asked():
+    ds = xr.Dataset(coords={"adapter": list(ADAPTERS)})
+    out = label_probe(ds, "demo", PromptSet(2, prompts_per_clip=3), frames=8, backend="nnsight", gap=0.5)
+    assert out["adapter"].attrs["description"] == DESCRIPTION
+    assert out.attrs == {
+        "probe": "demo",
+        "backend": "nnsight",
+        "gap": 0.5,
+        "frames": 8,
+        "qa_per_type": 2,
+        "prompts_per_clip": 3,
+    }
+    assert list(out.attrs) == ["probe", "backend", "gap", "frames", "qa_per_type", "prompts_per_clip"]
 
 
 @pytest.fixture(scope="module")

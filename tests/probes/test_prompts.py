@@ -8,7 +8,14 @@ import xarray as xr
 
 from analyses.common import clip_mean_se
 from f2l.data import Example, QAItem, VideoRef, clip_prompts, iter_prompts, world_manifest
-from probes.prompts import PromptSet, clip_means, prompt_attrs, prompt_coords
+from probes.prompts import (
+    PromptSet,
+    clip_means,
+    concat_prompts,
+    prompt_attrs,
+    prompt_coords,
+    reference_variable,
+)
 
 
 def test_prompt_coords_label_every_prompt_of_a_clip():
@@ -72,3 +79,22 @@ def test_clip_means_then_mean_and_standard_error_across_clips():
     assert clip_mean_se(da, ".1f") == f"0.6 ± {se:.3f}"
     assert clip_mean_se(da.where(da["clip"] == "b")) == "+0.900 ± nan"  # one clip: no spread
     assert clip_mean_se(da.where(da["clip"] == "c")) == "n/a"
+
+
+def test_clips_join_on_their_prompts_each_with_its_references():
+    clips = world_manifest("test", 2)
+    parts = []
+    for clip in clips:
+        prompts = clip_prompts(clip, 1)
+        parts.append(
+            xr.Dataset(
+                {"reference": reference_variable(prompts), "layers": ("layer", np.arange(3))},
+                coords=prompt_coords(clip, prompts),
+            )
+        )
+    joined = concat_prompts(parts)
+    references = [p.reference for clip in clips for p in clip_prompts(clip, 1)]
+    assert list(joined["reference"].values) == references and joined["reference"].dtype.kind == "U"
+    assert joined["reference"].attrs == {"description": "reference"}
+    assert list(joined["clip"].values) == [c.id for c in clips for _ in clip_prompts(c, 1)]
+    assert joined["layers"].dims == ("layer",)  # a variable without the prompt dim: taken once

@@ -11,14 +11,14 @@ analyses.logit_lens [--full] [--backend transformer_lens]`` writes ``<out>/logit
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import xarray as xr
 
 from analyses.common import AnswerStudyConfig, ControlsConfig, PromptSubsetConfig, clip_mean_se
-from analyses.study import ProbeRun, ProbeStudy, counts
+from analyses.study import ProbeRun, ProbeStudy, counts, layer_columns
 from f2l.data import Example
-from f2l.results import markdown_table
 from probes.logit_lens import logit_lens
 
 NAME = "logit_lens"
@@ -60,13 +60,9 @@ def report(ds: xr.Dataset) -> list[str]:
         ("rank", "Rank of the video's answer tokens (tokens ranked above; mean over tokens)", ".1f"),
         ("kl", "KL(final || layer) of the run's own distribution, nats", ".3f"),
     ):
-        by_route = routes(ds[name])
-        rows = [
-            {"layer": int(layer)} | {r: clip_mean_se(v.sel(layer=layer), fmt) for r, v in by_route.items()}
-            for layer in ds["layer"].values
-        ]
         lines.append(f"## {title}\n")
-        lines.append(markdown_table(rows))
+        cell = functools.partial(clip_mean_se, fmt=fmt)
+        lines.append(layer_columns(ds["layer"].values, routes(ds[name]), cell))
     return lines
 
 

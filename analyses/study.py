@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -43,10 +43,19 @@ def counts(ds: xr.Dataset) -> str:
 def layer_table(da: xr.DataArray, across: str, cell: Callable[[xr.DataArray], Any] = clip_mean_se) -> str:
     """A Markdown table of ``da``: a row per layer, a column per value of its dim ``across``, each cell
     ``cell`` of ``da`` there (by default the mean ± standard error across clips)."""
-    columns = da[across].values
+    return layer_columns(da["layer"].values, {str(c): da.sel({across: c}) for c in da[across].values}, cell)
+
+
+def layer_columns(
+    layers: Iterable[int],
+    columns: Mapping[str, xr.DataArray],
+    cell: Callable[[xr.DataArray], Any] = clip_mean_se,
+) -> str:
+    """A Markdown table: a row per layer of ``layers``, a column per entry of ``columns``, each cell
+    ``cell`` of that column's array at the layer (by default the mean ± standard error across clips)."""
     rows = [
-        {"layer": int(layer)} | {str(c): cell(da.sel({"layer": layer, across: c})) for c in columns}
-        for layer in da["layer"].values
+        {"layer": int(layer)} | {name: cell(da.sel(layer=layer)) for name, da in columns.items()}
+        for layer in layers
     ]
     return markdown_table(rows)
 

@@ -35,6 +35,7 @@ from analyses.figures.style import (
     figure,
     figure_legend,
     frame,
+    hue_lines,
     integer_ticks,
     metric_name,
     metric_of,
@@ -44,6 +45,8 @@ from analyses.figures.style import (
     zero_line,
 )
 from probes.layer_removal import MODULE_GROUPS
+
+ZEROED = "text-model layer whose LoRA is zeroed"  # the x axis of every removal panel
 
 
 def group_label(ds: xr.Dataset, group: str) -> str:
@@ -56,6 +59,30 @@ def group_label(ds: xr.Dataset, group: str) -> str:
     if group in MODULE_GROUPS and tuple(held) == MODULE_GROUPS[group]:
         return label
     return f"{group} ({', '.join(m.removesuffix('_proj') for m in held)})"
+
+
+def _effect_bars(ax, df, layers, hue: str, order, colors) -> None:
+    """Bars of the mean signed removal effect per layer and ``hue`` value (in ``order``, coloured by
+    ``colors``), 95% bootstrap intervals, over a zero line."""
+    zero_line(ax)
+    if df.empty:
+        no_data(ax)
+    else:
+        sns.barplot(
+            data=df,
+            x="layer",
+            y="effect",
+            hue=hue,
+            order=sorted(layers),
+            hue_order=order,
+            palette=colors,
+            **CI95,
+            capsize=0.08,
+            err_kws={"linewidth": 1.0},
+            ax=ax,
+            legend=False,
+        )
+    ax.set_xlabel(ZEROED)
 
 
 @figure("effect", title="Removing one layer's adapter: effect on the score, and the update's size")
@@ -77,27 +104,8 @@ def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike 
     ax_controls = axes[0, 1] if len(adapters) > 1 else None
     ax_norm = axes[0, -1] if panels > 1 + (ax_controls is not None) else None
     effect = ds["effect"] if "module_group" in ds.dims else ds["effect"].expand_dims(module_group=["all"])
-    df = frame(by_adapter(effect), "effect")
-    zero_line(ax)
-    if df.empty:
-        no_data(ax)
-    else:
-        sns.barplot(
-            data=df,
-            x="layer",
-            y="effect",
-            hue="module_group",
-            order=sorted(layers),
-            hue_order=groups,
-            palette=colors,
-            **CI95,
-            capsize=0.08,
-            err_kws={"linewidth": 1.0},
-            ax=ax,
-            legend=False,
-        )
+    _effect_bars(ax, frame(by_adapter(effect), "effect"), layers, "module_group", groups, colors)
     score = metric_name(metric_of(ds))
-    ax.set_xlabel("text-model layer whose LoRA is zeroed")
     ax.set_ylabel(f"signed effect on {score}\n(score without the layer - full f2l score)")
     ends = []
     if "full_score" in ds:
@@ -122,24 +130,7 @@ def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike 
     if ax_controls is not None:
         group = groups[0]
         control = frame(effect.sel(module_group=group, drop=True), "effect")
-        zero_line(ax_controls)
-        if control.empty:
-            no_data(ax_controls)
-        else:
-            sns.barplot(
-                data=control,
-                x="layer",
-                y="effect",
-                hue="adapter",
-                order=sorted(layers),
-                hue_order=adapters,
-                palette=palette(adapters, ADAPTER_COLORS),
-                **CI95,
-                capsize=0.08,
-                err_kws={"linewidth": 1.0},
-                ax=ax_controls,
-                legend=False,
-            )
+        _effect_bars(ax_controls, control, layers, "adapter", adapters, palette(adapters, ADAPTER_COLORS))
         full = ds["full_score"].mean("example_id") if "full_score" in ds else None
         ax_controls.legend(
             handles=[
@@ -156,7 +147,6 @@ def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike 
             title="adapter (nothing removed)",
             title_fontsize=8,
         )
-        ax_controls.set_xlabel("text-model layer whose LoRA is zeroed")
         ax_controls.set_ylabel(f"signed effect on {score}")
         ax_controls.set_title(f"negative controls ({group_label(ds, group)})")
     if ax_norm is not None:
@@ -169,13 +159,7 @@ def layer_removal_effects(ds: xr.Dataset, norms: xr.Dataset | str | os.PathLike 
                 data=nf,
                 x="layer",
                 y="fro_norm",
-                hue="module_group",
-                style="module_group",
-                hue_order=groups,
-                style_order=groups,
-                palette=colors,
-                markers=True,
-                dashes=False,
+                **hue_lines("module_group", groups, colors),
                 **CI95,
                 ax=ax_norm,
                 legend=False,
@@ -221,7 +205,7 @@ def effects_by_benchmark(ds: xr.Dataset, module_group: str = "all") -> Figure:
         cbar_kws={"label": f"mean signed effect on {metric_name(metric_of(ds))}\n(red: the layer helps)"},
         ax=ax,
     )
-    ax.set_xlabel("text-model layer whose LoRA is zeroed")
+    ax.set_xlabel(ZEROED)
     ax.set_ylabel("benchmark (caption category or QA type)")
     ax.set_title(f"module group: {group_label(ds, module_group)}")
     ax.tick_params(axis="y", labelrotation=0)

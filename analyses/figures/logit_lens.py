@@ -18,7 +18,6 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analyses.figures.patching import _layer_ticks
 from analyses.figures.style import (
     ADAPTER_COLORS,
     ADAPTER_LABELS,
@@ -29,10 +28,12 @@ from analyses.figures.style import (
     adapters_of,
     figure,
     figure_legend,
+    layer_axis,
     no_data,
 )
 from probes.prompts import clip_means
 
+LAYER_READ = "text-model layer read (resid_pre; last: final residual)"
 # route -> (colour, marker, line style, label)
 _RUNS = {
     "direct": (METHOD_COLORS["direct"], METHOD_MARKERS["direct"], "-", METHOD_LABELS["direct"]),
@@ -114,8 +115,7 @@ def logit_lens_answer(ds: xr.Dataset) -> Figure:
     rank_ax.set_ylabel("tokens ranked above the answer token\n(0 = top; mean over tokens, symlog)")
     rank_ax.set_title("rank of the video's answer")
     for ax in (prob_ax, rank_ax):
-        ax.set_xlabel("text-model layer read (resid_pre; last: final residual)")
-        _layer_ticks(ax, ds["layer"].values)
+        layer_axis(ax, ds["layer"].values, LAYER_READ)
     _legend(fig, ds)
     return fig
 
@@ -127,9 +127,8 @@ def logit_lens_kl(ds: xr.Dataset) -> Figure:
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     _draw(ax, route_frame(ds, "kl"), "kl")
     ax.set_ylim(bottom=0)
-    ax.set_xlabel("text-model layer read (resid_pre; last: final residual)")
     ax.set_ylabel("KL(final || layer read-out), nats\n(mean over the answer's positions)")
     ax.set_title("distance to the run's own final distribution")
-    _layer_ticks(ax, ds["layer"].values)
+    layer_axis(ax, ds["layer"].values, LAYER_READ)
     _legend(fig, ds)
     return fig

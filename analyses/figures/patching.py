@@ -29,6 +29,8 @@ from analyses.figures.style import (
     figure,
     figure_legend,
     frame,
+    hue_lines,
+    layer_axis,
     no_data,
     ordered,
     palette,
@@ -47,6 +49,7 @@ SITE_LABELS = {
 }
 SITE_MARKERS = {"resid_pre": "o", "attn_out": "s", "mlp_out": "D"}
 KIND_COLORS = {"caption": sns.color_palette("colorblind")[0], "qa": sns.color_palette("colorblind")[1]}
+RESTORED_AXIS = "restored fraction of logp_source - logp_target\n(0 = nothing, 1 = all)"
 DIRECTION_TITLES = {
     "direct->base": "direct -> base: where the video's effect is",
     "f2l->base": "f2l -> base: where the adapter's effect is",
@@ -60,11 +63,15 @@ def with_f2l(ds: xr.Dataset) -> list[str]:
     return [str(d) for d, source, target in runs if "f2l" in (source, target)]
 
 
-def _layer_ticks(ax, layers) -> None:
-    """Integer ticks at every layer; the last one (the final residual stream) labelled "final"."""
-    layers = sorted(int(v) for v in layers)
-    ax.set_xticks(layers)
-    ax.set_xticklabels([str(v) for v in layers[:-1]] + ["final"])
+def _restored_lines(ax, part, lines: dict, empty: str) -> None:
+    """The restored fraction of ``part`` against the layer, a line per hue of ``lines`` (``hue_lines``)
+    with 95% bootstrap bands, between marks at 0 and 1; ``empty`` says why where there is no data."""
+    zero_line(ax)
+    ax.axhline(1.0, color="0.5", linewidth=1.0, linestyle="--", zorder=1)
+    if part.empty:
+        no_data(ax, empty)
+    else:
+        sns.lineplot(data=part, x="layer", y="restored", **lines, **CI95, ax=ax, legend=False)
 
 
 @figure("restored", title="Activation patching: the share of the gap one patched site restores")
@@ -79,35 +86,16 @@ def patching_restored(ds: xr.Dataset) -> Figure:
         1, len(directions), figsize=(4.6 * len(directions) + 0.6, 4.8), squeeze=False, sharey=True
     )
     df = frame(ds["restored"], "restored")
+    lines = hue_lines("site", sites, colors, SITE_MARKERS)
     for ax, direction in zip(axes[0], directions, strict=True):
-        zero_line(ax)
-        ax.axhline(1.0, color="0.5", linewidth=1.0, linestyle="--", zorder=1)
         part = df[df["direction"] == direction]
-        if part.empty:
-            no_data(ax, "no data: no example's gap passes the threshold")
-        else:
-            sns.lineplot(
-                data=part,
-                x="layer",
-                y="restored",
-                hue="site",
-                style="site",
-                hue_order=sites,
-                style_order=sites,
-                palette=colors,
-                markers=SITE_MARKERS,
-                dashes=False,
-                **CI95,
-                ax=ax,
-                legend=False,
-            )
+        _restored_lines(ax, part, lines, "no data: no example's gap passes the threshold")
         n = int(np.isfinite(ds["restored"].sel(direction=direction).isel(layer=-1, site=0)).sum())
         ax.set_title(
             f"{DIRECTION_TITLES.get(direction, direction)}\n({n} of {ds.sizes['example_id']} examples)"
         )
-        ax.set_xlabel("text-model layer patched")
-        _layer_ticks(ax, ds["layer"].values)
-    axes[0, 0].set_ylabel("restored fraction of logp_source - logp_target\n(0 = nothing, 1 = all)")
+        layer_axis(ax, ds["layer"].values, "text-model layer patched")
+    axes[0, 0].set_ylabel(RESTORED_AXIS)
     handles = [
         Line2D([], [], color=colors[s], marker=SITE_MARKERS.get(s, "o"), label=SITE_LABELS.get(s, s))
         for s in sites
@@ -136,32 +124,13 @@ def patching_controls(ds: xr.Dataset) -> Figure:
         sharey=True,
     )
     df = frame(restored, "restored")
+    lines = hue_lines("adapter", adapters, palette(adapters, ADAPTER_COLORS), ADAPTER_MARKERS)
     for ax, direction in zip(axes[0], directions or [None], strict=True):
-        zero_line(ax)
-        ax.axhline(1.0, color="0.5", linewidth=1.0, linestyle="--", zorder=1)
         part = df[df["direction"] == direction] if direction else df.iloc[:0]
-        if part.empty:
-            no_data(ax, "no data: no f2l direction, or no gap passes the threshold")
-        else:
-            sns.lineplot(
-                data=part,
-                x="layer",
-                y="restored",
-                hue="adapter",
-                style="adapter",
-                hue_order=adapters,
-                style_order=adapters,
-                palette=palette(adapters, ADAPTER_COLORS),
-                markers=ADAPTER_MARKERS,
-                dashes=False,
-                **CI95,
-                ax=ax,
-                legend=False,
-            )
+        _restored_lines(ax, part, lines, "no data: no f2l direction, or no gap passes the threshold")
         ax.set_title(DIRECTION_TITLES.get(direction, direction or "no f2l direction"))
-        ax.set_xlabel("text-model layer whose resid_pre is patched")
-        _layer_ticks(ax, ds["layer"].values)
-    axes[0, 0].set_ylabel("restored fraction of logp_source - logp_target\n(0 = nothing, 1 = all)")
+        layer_axis(ax, ds["layer"].values, "text-model layer whose resid_pre is patched")
+    axes[0, 0].set_ylabel(RESTORED_AXIS)
     figure_legend(fig, adapter_handles(adapters), ncol=len(adapters), title="the f2l run's adapter")
     return fig
 

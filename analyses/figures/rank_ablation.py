@@ -20,6 +20,7 @@ from analyses.figures.style import (
     PALETTE,
     figure,
     frame,
+    hue_lines,
     integer_ticks,
     metric_label,
     metric_of,
@@ -63,6 +64,18 @@ def _full_line(ax, ds: xr.Dataset) -> None:
         ax.axhline(float(ds["full_score"].mean()), **_FULL)
 
 
+def _score_lines(ax, ds: xr.Dataset, name: str, x: str, **look) -> None:
+    """The score ``ds[name]`` against ``x`` (95% bootstrap bands; ``look``: ``sns.lineplot``'s colours,
+    markers, hue...), at thinned integer ticks, with the full adapter's mean score as a line."""
+    df = frame(ds[name], "score")
+    if df.empty:
+        no_data(ax)
+    else:
+        sns.lineplot(data=df, x=x, y="score", **look, **CI95, ax=ax)
+        integer_ticks(ax, _thinned(ds[x].values))
+    _full_line(ax, ds)
+
+
 @figure("topk_score", title="Rank-direction ablation of the generated adapter")
 def rank_ablation_curves(ds: xr.Dataset) -> Figure:
     """Score keeping the top-k directions (k = 0 is the base without video, k = r the full adapter);
@@ -75,21 +88,7 @@ def rank_ablation_curves(ds: xr.Dataset) -> Figure:
     score = metric_label(metric)
 
     ax = axes[0]
-    df = frame(ds["topk_score"], "score")
-    if df.empty:
-        no_data(ax)
-    else:
-        sns.lineplot(
-            data=df,
-            x="k",
-            y="score",
-            color=METHOD_COLORS["f2l"],
-            marker="s",
-            **CI95,
-            ax=ax,
-        )
-        integer_ticks(ax, _thinned(ds["k"].values))
-    _full_line(ax, ds)
+    _score_lines(ax, ds, "topk_score", "k", color=METHOD_COLORS["f2l"], marker="s")
     slot_handles = _slot_lines(ax, ds)
     ax.set_title("keep only the top-k singular directions")
     ax.set_xlabel("directions kept, k (0 = no adapter)")
@@ -98,27 +97,8 @@ def rank_ablation_curves(ds: xr.Dataset) -> Figure:
     ax = axes[1]
     if "remove_score" in ds:
         controls = ordered(ds["control"].values, tuple(CONTROL_COLORS))
-        df = frame(ds["remove_score"], "score")
-        if df.empty:
-            no_data(ax)
-        else:
-            sns.lineplot(
-                data=df,
-                x="singular_direction",
-                y="score",
-                hue="control",
-                style="control",
-                hue_order=controls,
-                style_order=controls,
-                palette=palette(controls, CONTROL_COLORS),
-                markers=True,
-                dashes=False,
-                **CI95,
-                ax=ax,
-                legend=False,
-            )
-            integer_ticks(ax, _thinned(ds["singular_direction"].values))
-        _full_line(ax, ds)
+        lines = hue_lines("control", controls, palette(controls, CONTROL_COLORS))
+        _score_lines(ax, ds, "remove_score", "singular_direction", **lines, legend=False)
         ax.legend(
             handles=[
                 Line2D(

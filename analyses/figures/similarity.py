@@ -18,7 +18,6 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analyses.figures.patching import _layer_ticks
 from analyses.figures.style import (
     ADAPTER_COLORS,
     ADAPTER_MARKERS,
@@ -29,6 +28,7 @@ from analyses.figures.style import (
     figure,
     figure_legend,
     frame,
+    layer_axis,
     no_data,
     zero_line,
 )
@@ -36,6 +36,7 @@ from probes.prompts import clip_means
 
 BASE = ("no_video", "base (no video) vs direct: reference")  # the reference line's look and label
 SE = {"errorbar": "se"}
+LAYER = "text-model layer (resid_pre; last: final residual)"
 
 
 def _per_adapter(da: xr.DataArray, adapters) -> xr.DataArray:
@@ -102,8 +103,7 @@ def similarity_per_layer(ds: xr.Dataset) -> Figure:
     )
     share_ax.set_title("share of the video's effect reproduced")
     for ax in (cos_ax, share_ax):
-        ax.set_xlabel("text-model layer (resid_pre; last: final residual)")
-        _layer_ticks(ax, ds["layer"].values)
+        layer_axis(ax, ds["layer"].values, LAYER)
     _legend(fig, adapters)
     return fig
 
@@ -128,9 +128,8 @@ def similarity_cka(ds: xr.Dataset) -> Figure:
         no_data(ax, "no data: CKA needs two examples")
     ax.axhline(1.0, color="0.5", linewidth=1.0, linestyle="--", zorder=1)
     ax.set_ylim(-0.02, 1.05)
-    ax.set_xlabel("text-model layer (resid_pre; last: final residual)")
     ax.set_ylabel("linear CKA with the direct run")
     ax.set_title(f"across {int(ds.attrs.get('cka_examples', ds.sizes['example_id']))} examples")
-    _layer_ticks(ax, ds["layer"].values)
+    layer_axis(ax, ds["layer"].values, LAYER)
     _legend(fig, adapters)
     return fig

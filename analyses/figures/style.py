@@ -369,3 +369,39 @@ def palette(names: Iterable[str], colors: dict[str, Any]) -> dict[str, Any]:
     names = list(names)
     spare = iter([c for c in PALETTE if c not in colors.values()] + list(PALETTE))
     return {n: colors[n] if n in colors else next(spare) for n in names}
+
+
+def method_markers(methods: Iterable[str]) -> dict[str, str]:
+    """Each method's fixed marker ("o" for one without)."""
+    return {m: METHOD_MARKERS.get(m, "o") for m in methods}
+
+
+def hue_lines(
+    column: str, order: Sequence[str], colors: dict[str, Any], markers: Any = True
+) -> dict[str, Any]:
+    """``sns.lineplot`` keywords for one solid line per value of ``column``, in ``order``: each value's
+    colour from ``colors`` (a ``palette``) and marker from ``markers`` (a mapping, or ``True``: seaborn's)."""
+    return {
+        "hue": column,
+        "style": column,
+        "hue_order": order,
+        "style_order": order,
+        "palette": colors,
+        "markers": markers,
+        "dashes": False,
+    }
+
+
+def err_style(xs: pd.Series) -> str:
+    """``sns.lineplot``'s ``err_style`` for lines at the x values ``xs``: a band, or bars where there is
+    one point (a band needs two)."""
+    return "band" if xs.nunique() > 1 else "bars"
+
+
+def layer_axis(ax, layers: Iterable[int], label: str) -> None:
+    """An x axis of text-model layers: ``label``, and integer ticks at every layer, the last one (the final
+    residual stream) labelled "final"."""
+    layers = sorted(int(v) for v in layers)
+    ax.set_xlabel(label)
+    ax.set_xticks(layers)
+    ax.set_xticklabels([str(v) for v in layers[:-1]] + ["final"])

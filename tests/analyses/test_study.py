@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from analyses.common import FramesConfig
-from analyses.study import ProbeRun, counts, keywords, layer_table, metric_of
+from analyses.study import ProbeRun, counts, keywords, layer_columns, layer_table, metric_of
 from probes.prompts import PromptSet
 
 
@@ -47,6 +47,21 @@ def test_layer_table_has_a_row_per_layer_and_each_columns_clip_mean_and_se():
     )
     by_max = layer_table(da, "group", cell=lambda cell: float(cell.max()))
     assert by_max.splitlines()[2:] == ["| 0 | 0.500 | 3.000 |", "| 1 | 0.400 | 4.000 |"]
+
+
+def test_layer_columns_take_each_column_from_its_own_array():
+    values = np.array([[[0.1, 1.0], [0.2, 2.0]], [[0.3, 1.0], [0.4, 2.0]], [[0.5, 3.0], [np.nan, 4.0]]])
+    da = per_layer(values, ["a", "a", "b"], ["attn", "mlp"])
+    columns = {"mlp first": da.sel(group="mlp"), "attn, doubled": 2 * da.sel(group="attn")}
+    assert layer_columns([1, 0], columns, cell=lambda cell: float(cell.max())).splitlines() == [
+        "| layer | mlp first | attn, doubled |",
+        "| --- | --- | --- |",
+        "| 1 | 4.000 | 0.800 |",
+        "| 0 | 3.000 | 1.000 |",
+    ]
+    assert layer_columns(da["layer"].values, {str(g): da.sel(group=g) for g in ("attn", "mlp")}) == (
+        layer_table(da, "group")
+    )
 
 
 def test_metric_and_counts_of_a_per_prompt_dataset():
